@@ -1,0 +1,46 @@
+"""distnn: PyTorch-shaped tensors, autograd and nn on NumPy (CPU) or CuPy (GPU),
+trained data-parallel across processes with a ZeroMQ all-reduce.
+
+``import distnn as torch`` is meant to work for the common API.
+"""
+
+from . import dtypes as _dtypes
+from .autograd.grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
+from .backend import Device as device
+from .dtypes import (bool_ as bool, double, dtype, float, float16, float32, float64, half, int,  # noqa: A004
+                     int8, int16, int32, int64, long, short, uint8)
+from .tensor import Size, Tensor
+from .creation import *  # noqa: F401,F403
+from .random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
+from .ops import *  # noqa: F401,F403
+from . import autograd, ops  # noqa: E402
+
+__version__ = "0.1.0"
+
+del _dtypes
+
+
+def is_tensor(obj):
+    return isinstance(obj, Tensor)
+
+
+def numel(input):
+    return input.numel()
+
+
+def get_default_dtype():
+    return float32
+
+
+class cuda:
+    """``distnn.cuda.is_available()`` and ``device_count()``, as in PyTorch."""
+
+    @staticmethod
+    def is_available():
+        from .backend import cuda_is_available
+        return cuda_is_available()
+
+    @staticmethod
+    def device_count():
+        from .backend import cuda_device_count
+        return cuda_device_count()

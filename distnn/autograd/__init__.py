@@ -1,0 +1,96 @@
+"""Reverse-mode automatic differentiation: ``backward``, ``grad``, grad modes,
+user-defined ``Function``s and ``gradcheck``."""
+
+from ..tensor import Tensor, _wrap
+from .engine import run_backward
+from .function import Function, Node
+from .grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
+
+__all__ = ["backward", "grad", "Variable", "Function", "Node", "no_grad", "enable_grad",
+           "set_grad_enabled", "inference_mode", "is_grad_enabled", "gradcheck"]
+
+
+def Variable(data, requires_grad=False, volatile=False):
+    """The pre-0.4 wrapper: now just returns the tensor (with ``requires_grad`` set)."""
+    if not isinstance(data, Tensor):
+        raise TypeError(f"Expect: Variable(Tensor), Actual: Variable({type(data).__name__})")
+    if requires_grad:
+        data.requires_grad_(True)
+    return data
+
+
+def _root_grads(outputs, grad_outputs):
+    roots = []
+    for i, (out, g) in enumerate(zip(outputs, grad_outputs)):
+        if not out.requires_grad:
+            raise RuntimeError(f"element {i} of tensors does not require grad and does not have a grad_fn")
+        if g is None:
+            if out._data.size != 1:
+                raise RuntimeError("grad can be implicitly created only for scalar outputs")
+            garr = out._data.dtype.type(1) * backend_ones_like(out._data)
+        else:
+            if tuple(g.shape) != tuple(out.shape):
+                raise RuntimeError(f"Mismatch in shape: grad_output[{i}] has a shape of {g.shape} and "
+                                   f"output[{i}] has a shape of {out.shape}.")
+            garr = g._data.astype(out._data.dtype, copy=True)
+        node = out.grad_fn if out.grad_fn is not None else out._get_accumulator()
+        roots.append((node, out._output_nr if out.grad_fn is not None else 0, garr))
+    return roots
+
+
+def backend_ones_like(array):
+    from ..backend import array_module
+    return array_module(array).ones_like(array)
+
+
+def _as_tuple(x):
+    if x is None:
+        return ()
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
+    """Accumulate d(tensors)/d(leaf) into every leaf's ``.grad``."""
+    if create_graph:
+        raise NotImplementedError("create_graph=True (higher-order gradients) is not supported: "
+                                  "backward functions run on raw arrays")
+    if inputs is not None:
+        raise NotImplementedError("backward(inputs=...) is not supported; use autograd.grad")
+    tensors = _as_tuple(tensors)
+    grads = _as_tuple(grad_tensors) or (None,) * len(tensors)
+    if len(grads) != len(tensors):
+        raise RuntimeError(f"got {len(grads)} gradients for {len(tensors)} tensors")
+    run_backward(_root_grads(tensors, grads), retain_graph=bool(retain_graph))
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         only_inputs=True, allow_unused=False, is_grads_batched=False, materialize_grads=False):
+    """d(outputs)/d(inputs) as a tuple, without touching any ``.grad``."""
+    if create_graph:
+        raise NotImplementedError("create_graph=True (higher-order gradients) is not supported")
+    outputs, inputs = _as_tuple(outputs), _as_tuple(inputs)
+    grad_outputs = _as_tuple(grad_outputs) or (None,) * len(outputs)
+    capture = {}
+    for i, t in enumerate(inputs):
+        if not t.requires_grad:
+            raise RuntimeError(f"One of the differentiated Tensors (input {i}) does not require grad")
+        key = (t.grad_fn, t._output_nr) if t.grad_fn is not None else (t._get_accumulator(), 0)
+        capture[key] = i
+    captured = run_backward(_root_grads(outputs, grad_outputs), retain_graph=bool(retain_graph),
+                            capture=capture)
+    result = []
+    for i, (t, g) in enumerate(zip(inputs, captured)):
+        if g is None:
+            if materialize_grads:
+                result.append(_wrap(backend_ones_like(t._data) * 0))
+                continue
+            if not allow_unused:
+                raise RuntimeError("One of the differentiated Tensors appears to not have been used in "
+                                   "the graph. Set allow_unused=True if this is the desired behavior.")
+            result.append(None)
+        else:
+            result.append(_wrap(g))
+    return tuple(result)
+
+
+from .gradcheck import gradcheck  # noqa: E402

@@ -1,0 +1,365 @@
+"""Recorded operations: ``Function`` (user-defined, Tensor level), ``Op`` (built-in,
+array level) and the graph ``Node`` each application leaves behind as ``grad_fn``.
+
+A node is also the ``ctx`` its forward saw: it holds what backward needs
+(``save_for_backward``), the edges to the nodes of its inputs, and the version
+of every saved tensor, so backward refuses values modified in place since.
+Broadcast reduction and the cast back to each input's dtype happen once, in
+the engine, so no op has to remember them.
+"""
+
+import itertools
+
+import numpy as np
+
+from ..backend import array_module, device_of
+from . import grad_mode
+
+_sequence = itertools.count()
+_ACCUMULATE_PRIORITY = 1 << 62  # leaves run as soon as ready, as in PyTorch
+
+
+class Node:
+    """A recorded operation in the backward graph (the ``grad_fn`` of its outputs)."""
+
+    _fn = None  # the Function/Op class this node belongs to
+
+    def __init__(self):
+        self._next = ()
+        self._saved = ()
+        self._saved_versions = ()
+        self._input_meta = ()
+        self._num_outputs = 1
+        self._output_meta = None
+        self._tensor_pre_hooks = None  # {output_nr: {handle_id: fn}} from Tensor.register_hook
+        self._pre_hooks = None
+        self._post_hooks = None
+        self._freed = False
+        self._seq = next(_sequence)
+        self.needs_input_grad = ()
+        self.materialize_grads = True
+        self._non_differentiable = ()
+
+    # --- what forward may call on ctx -------------------------------------
+    def save_for_backward(self, *values):
+        self._saved = values
+
+    def mark_non_differentiable(self, *tensors):
+        self._non_differentiable = tuple(id(t) for t in tensors)
+
+    def set_materialize_grads(self, value):
+        self.materialize_grads = bool(value)
+
+    def mark_dirty(self, *tensors):
+        """Accepted for PyTorch compatibility; outputs are rebased by ``apply`` anyway."""
+
+    @property
+    def saved_tensors(self):
+        if self._freed:
+            raise RuntimeError(
+                "Trying to backward through the graph a second time (or directly access saved "
+                "tensors after they have already been freed). Saved intermediate values of the "
+                "graph are freed when you call .backward() or autograd.grad(). Specify "
+                "retain_graph=True if you need to backward through the graph a second time or "
+                "if you need to access saved tensors after calling backward.")
+        for counter, version, describe in self._saved_versions:
+            if counter[0] != version:
+                raise RuntimeError(
+                    "one of the variables needed for gradient computation has been modified by "
+                    f"an inplace operation: {describe}, is at "
+                    f"version {counter[0]}; expected version {version} instead.")
+        return self._saved
+
+    # --- graph inspection, as in PyTorch ----------------------------------
+    def name(self):
+        return type(self).__name__
+
+    @property
+    def next_functions(self):
+        return tuple((e[0], e[1]) if e is not None else (None, 0) for e in self._next)
+
+    def register_hook(self, fn):
+        """``fn(grad_inputs, grad_outputs)`` runs after this node's backward."""
+        if self._post_hooks is None:
+            self._post_hooks = {}
+        return _add_hook(self._post_hooks, fn)
+
+    def register_prehook(self, fn):
+        """``fn(grad_outputs)`` runs before this node's backward; may return new grads."""
+        if self._pre_hooks is None:
+            self._pre_hooks = {}
+        return _add_hook(self._pre_hooks, fn)
+
+    def __repr__(self):
+        return f"<{self.name()} object at {id(self):#x}>"
+
+    # --- what the engine calls ---------------------------------------------
+    def _run_backward(self, grads):
+        return self._fn._backward_arrays(self, grads)
+
+    def _release(self):
+        self._saved = None
+        self._freed = True
+
+
+class AccumulateGrad(Node):
+    """The node of a leaf tensor: sums incoming gradients into ``tensor.grad``."""
+
+    def __init__(self, variable):
+        super().__init__()
+        self.variable = variable
+        self._seq = _ACCUMULATE_PRIORITY + self._seq
+
+    def _run_backward(self, grads):
+        from ..tensor import _wrap
+        var = self.variable
+        g = grads[0]
+        if var._backward_hooks:
+            g = _apply_tensor_hooks(var._backward_hooks.values(), g)
+        if var.grad is None:
+            if not g.flags.c_contiguous or not getattr(g.flags, "writeable", True):
+                g = g.copy()
+            var.grad = _wrap(g)
+        else:
+            var.grad._data += g
+        for hook in tuple(var._post_accumulate_hooks.values()) if var._post_accumulate_hooks else ():
+            hook(var)
+        return ()
+
+    def _release(self):
+        pass
+
+
+class _RemovableHandle:
+    _next_id = itertools.count()
+
+    def __init__(self, hooks):
+        self._hooks = hooks
+        self.id = next(self._next_id)
+
+    def remove(self):
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+RemovableHandle = _RemovableHandle
+
+
+def _add_hook(hooks, fn):
+    handle = _RemovableHandle(hooks)
+    hooks[handle.id] = fn
+    return handle
+
+
+def _apply_tensor_hooks(hooks, g):
+    """Run Tensor hooks (``fn(grad) -> grad | None``) on one gradient array."""
+    from ..tensor import Tensor, _wrap
+    for hook in tuple(hooks):
+        out = hook(_wrap(g))
+        if out is not None:
+            if not isinstance(out, Tensor):
+                raise TypeError(f"Expect: a hook to return a Tensor or None, Actual: {type(out).__name__}")
+            if out.shape != g.shape:
+                raise RuntimeError(f"hook returned a gradient of shape {list(out.shape)}, "
+                                   f"expected {list(g.shape)}")
+            g = out._data
+    return g
+
+
+def _make_node_class(fn_cls, suffix):
+    return type(f"{fn_cls.__name__}{suffix}", (Node,), {"_fn": fn_cls})
+
+
+def _edge_of(t):
+    if t.grad_fn is not None:
+        return (t.grad_fn, t._output_nr)
+    return (t._get_accumulator(), 0)
+
+
+def _check_same_device(arrays):
+    devices = {str(device_of(a)) for a in arrays if hasattr(a, "shape") and not isinstance(a, np.generic)}
+    if len(devices) > 1:
+        a, b = sorted(devices)[:2]
+        raise RuntimeError("Expected all tensors to be on the same device, but found at least "
+                           f"two devices, {a} and {b}!")
+
+
+class Function:
+    """A user-defined differentiable operation, as ``torch.autograd.Function``.
+
+    Subclasses write ``forward(ctx, *args)`` on Tensors and
+    ``backward(ctx, *grad_outputs)`` returning one gradient (or None) per
+    forward argument, and call it with ``MyFn.apply(...)``.
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._Node = _make_node_class(cls, cls._node_suffix)
+
+    _node_suffix = "Backward"
+
+    @staticmethod
+    def forward(ctx, *args, **kwargs):
+        raise NotImplementedError("You must implement the forward function for custom autograd.Function.")
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):
+        raise NotImplementedError("You must implement the backward function for custom autograd.Function.")
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        from ..tensor import Tensor, _wrap
+        needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        record = grad_mode._state.enabled and any(needs)
+        ctx = cls._Node()
+        ctx.needs_input_grad = needs
+        with grad_mode.no_grad():
+            out = cls.forward(ctx, *args, **kwargs)
+        if not record:
+            return out
+        single = not isinstance(out, tuple)
+        outs = (out,) if single else out
+        input_ids = {id(a) for a in args if isinstance(a, Tensor)}
+        wrapped = []
+        for i, o in enumerate(outs):
+            if isinstance(o, Tensor) and id(o) not in ctx._non_differentiable:
+                if id(o) in input_ids:  # returned an input as-is: give it its own identity
+                    o = _wrap(o._data)
+                o.requires_grad = True
+                o.grad_fn = ctx
+                o._output_nr = i
+            wrapped.append(o)
+        ctx._next = tuple(_edge_of(a) if r else None for a, r in zip(args, needs))
+        ctx._input_meta = tuple((a._data.shape, a._data.dtype) if r else None for a, r in zip(args, needs))
+        ctx._num_outputs = len(outs)
+        ctx._output_meta = tuple((o._data.shape, o._data.dtype, o._data) if isinstance(o, Tensor) else None
+                                 for o in wrapped)
+        saved = ctx._saved or ()
+        ctx._saved_versions = tuple((t._vc, t._vc[0], _describe(t)) for t in saved if isinstance(t, Tensor))
+        return wrapped[0] if single else tuple(wrapped)
+
+    @classmethod
+    def _backward_arrays(cls, ctx, grads):
+        from ..tensor import Tensor, _wrap
+        tensors = []
+        for g, meta in zip(grads, ctx._output_meta):
+            if g is None and meta is not None and ctx.materialize_grads:
+                g = array_module(meta[2]).zeros(meta[0], meta[1])
+            tensors.append(None if g is None else _wrap(g))
+        result = cls.backward(ctx, *tensors)
+        if not isinstance(result, tuple):
+            result = (result,)
+        if len(result) != len(ctx._next):
+            raise RuntimeError(f"function {ctx.name()} returned an incorrect number of gradients "
+                               f"(expected {len(ctx._next)}, got {len(result)})")
+        return tuple(r._data if isinstance(r, Tensor) else r for r in result)
+
+
+class Op(Function):
+    """A built-in operation: ``forward(ctx, *arrays, **params)`` and
+    ``backward(ctx, *grad_arrays)`` work on raw xp arrays (numpy or cupy).
+
+    Tensor arguments are unwrapped before forward; other positional
+    arguments (Python scalars) pass through. ``ctx.xp`` is the array module of
+    the inputs. Arrays backward needs go through ``ctx.save_for_backward``;
+    saved inputs and outputs are version-checked automatically. An op whose
+    output is a view of its first input sets ``is_view = True``. Backward
+    returns one array (or None) per positional forward argument and must not
+    return the same array object twice.
+    """
+
+    _node_suffix = "Backward0"
+    is_view = False
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        arrays = []
+        needs = []
+        any_needs = False
+        xp_source = None
+        foreign = False
+        for a in args:
+            if isinstance(a, Tensor):
+                d = a._data
+                arrays.append(d)
+                r = a.requires_grad
+                needs.append(r)
+                any_needs = any_needs or r
+                if xp_source is None:
+                    xp_source = d
+                if type(d) is not np.ndarray:
+                    foreign = True
+            else:
+                arrays.append(a)
+                needs.append(False)
+        if foreign:
+            _check_same_device(arrays)
+        ctx = cls._Node()
+        ctx.needs_input_grad = needs
+        ctx.xp = np if not foreign else array_module(xp_source)
+        out = cls.forward(ctx, *arrays, **kwargs)
+        record = any_needs and grad_mode._state.enabled
+        if type(out) is tuple:
+            results = tuple(_wrap(o, record, ctx if record else None, i) for i, o in enumerate(out))
+            outs = results
+        else:
+            results = _wrap(out, record, ctx if record else None, 0)
+            outs = (results,)
+        if cls.is_view:
+            base = args[0]
+            for o in outs:
+                o._vc = base._vc
+                o._base = base._base if base._base is not None else base
+        if not record:
+            return results
+        ctx._next = tuple(_edge_of(a) if r else None for a, r in zip(args, needs))
+        ctx._input_meta = tuple((a._data.shape, a._data.dtype) if r else None for a, r in zip(args, needs))
+        if len(outs) > 1:
+            ctx._num_outputs = len(outs)
+            ctx._output_meta = tuple((o._data.shape, o._data.dtype, o._data) for o in outs)
+        saved = ctx._saved
+        if saved:
+            ctx._saved_versions = _saved_versions(saved, args, outs)
+        return results
+
+    @classmethod
+    def _backward_arrays(cls, ctx, grads):
+        if ctx._num_outputs == 1:
+            result = cls.backward(ctx, grads[0])
+        else:
+            xp = ctx.xp
+            grads = [xp.zeros(m[0], m[1]) if g is None else g for g, m in zip(grads, ctx._output_meta)]
+            result = cls.backward(ctx, *grads)
+        if type(result) is not tuple:
+            result = (result,)
+        if len(result) != len(ctx._next):
+            raise RuntimeError(f"function {ctx.name()} returned an incorrect number of gradients "
+                               f"(expected {len(ctx._next)}, got {len(result)})")
+        return result
+
+
+def _saved_versions(saved, args, outs):
+    """Version records for the saved arrays that belong to an input or output tensor."""
+    records = []
+    for s in saved:
+        for t in itertools.chain(args, outs):
+            if isinstance(t, Tensor) and t._data is s:
+                records.append((t._vc, t._vc[0], _describe(t)))
+                break
+    return tuple(records)
+
+
+def _describe(t):
+    """How the version-check error names a saved tensor, e.g. "[torch.FloatTensor [3, 4]]"."""
+    text = f"[{t.type()} {list(t.shape)}]"
+    if t.grad_fn is not None:
+        text += f", which is output {t._output_nr} of {t.grad_fn.name()}"
+    return text
+
+
+from ..tensor import Tensor, _wrap  # noqa: E402  (tensor.py imports this module lazily)

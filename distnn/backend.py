@@ -1,0 +1,128 @@
+"""The one place that picks the array module (numpy or cupy) for a device.
+
+Every op does its array math through the ``xp`` it gets from here, so one
+implementation serves CPU and GPU. CuPy is imported lazily, on first use of a
+CUDA device, and nowhere else in the package.
+"""
+
+import numpy as np
+
+_cupy = None
+
+
+def _import_cupy():
+    global _cupy
+    if _cupy is None:
+        try:
+            import cupy
+        except ImportError as exc:
+            raise RuntimeError(
+                "CUDA device requested but CuPy is not installed; "
+                "install the 'gpu' extra (pip install distnn[gpu])") from exc
+        _cupy = cupy
+    return _cupy
+
+
+def cuda_is_available():
+    """True when CuPy imports and sees at least one GPU."""
+    try:
+        cupy = _import_cupy()
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # no driver, no GPU, or CuPy missing: all mean "no"
+        return False
+
+
+def cuda_device_count():
+    return _import_cupy().cuda.runtime.getDeviceCount() if cuda_is_available() else 0
+
+
+class Device:
+    """A place where tensors live: ``Device("cpu")`` or ``Device("cuda:0")``."""
+
+    __slots__ = ("type", "index")
+
+    def __init__(self, spec="cpu", index=None):
+        if isinstance(spec, Device):
+            self.type, self.index = spec.type, spec.index
+            return
+        if not isinstance(spec, str):
+            raise TypeError(f"Expected a device string like 'cpu' or 'cuda:0', got {spec!r}")
+        kind, _, idx = spec.partition(":")
+        if kind not in ("cpu", "cuda"):
+            raise RuntimeError(f"Expected one of cpu, cuda device type at start of device string: {spec}")
+        if idx:
+            if index is not None:
+                raise RuntimeError(f"device index given twice: {spec!r} and index={index}")
+            index = int(idx)
+        if kind == "cuda" and index is None:
+            index = 0
+        if kind == "cpu":
+            index = None
+        self.type, self.index = kind, index
+
+    def __eq__(self, other):
+        if isinstance(other, str):
+            other = Device(other)
+        return isinstance(other, Device) and (self.type, self.index) == (other.type, other.index)
+
+    def __hash__(self):
+        return hash((self.type, self.index))
+
+    def __str__(self):
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
+    def __repr__(self):
+        if self.index is None:
+            return f"device(type='{self.type}')"
+        return f"device(type='{self.type}', index={self.index})"
+
+
+CPU = Device("cpu")
+
+
+def as_device(device):
+    """None means the default (CPU); strings and ints are parsed."""
+    if device is None:
+        return CPU
+    if isinstance(device, Device):
+        return device
+    if isinstance(device, int):
+        return Device("cuda", device)
+    return Device(device)
+
+
+def xp_for(device):
+    """The array module serving ``device``."""
+    device = as_device(device)
+    if device.type == "cpu":
+        return np
+    return _import_cupy()
+
+
+def array_module(array):
+    """The array module an existing array belongs to (numpy fast path)."""
+    if type(array) is np.ndarray or _cupy is None:
+        return np
+    return _cupy.get_array_module(array)
+
+
+def device_of(array):
+    if type(array) is np.ndarray or _cupy is None or not isinstance(array, _cupy.ndarray):
+        return CPU
+    return Device("cuda", array.device.id)
+
+
+def move_to(array, device):
+    """Copy ``array`` onto ``device`` (no copy when it is already there)."""
+    device = as_device(device)
+    if device.type == "cpu":
+        if type(array) is np.ndarray:
+            return array
+        return array.get() if _cupy is not None and isinstance(array, _cupy.ndarray) else np.asarray(array)
+    cupy = _import_cupy()
+    with cupy.cuda.Device(device.index):
+        return cupy.asarray(array)
+
+
+def to_numpy(array):
+    return move_to(array, CPU)

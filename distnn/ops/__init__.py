@@ -1,0 +1,21 @@
+"""Differentiable operations, one file per family; each op is an ``Op`` on raw arrays
+followed by its functional form. ``TENSOR_METHODS`` lists the functions that
+``Tensor`` also exposes as methods (``x.sum()`` is ``ops.sum(x)``)."""
+
+from . import (activation, conv, conversion, elementwise, index, linalg, loss, normalization,
+               pool, reduce, shape)
+from .activation import *  # noqa: F401,F403
+from .conv import *  # noqa: F401,F403
+from .conversion import *  # noqa: F401,F403
+from .elementwise import *  # noqa: F401,F403
+from .index import *  # noqa: F401,F403
+from .linalg import *  # noqa: F401,F403
+from .loss import *  # noqa: F401,F403
+from .normalization import *  # noqa: F401,F403
+from .pool import *  # noqa: F401,F403
+from .reduce import *  # noqa: F401,F403
+from .shape import *  # noqa: F401,F403
+
+TENSOR_METHODS = tuple(name for family in (activation, conv, conversion, elementwise, index, linalg,
+                                           loss, normalization, pool, reduce, shape)
+                       for name in family.TENSOR_METHODS)

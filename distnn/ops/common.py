@@ -1,0 +1,76 @@
+"""Argument handling every op family shares: turning operands into tensors,
+PyTorch type promotion, and normalising ``dim`` arguments."""
+
+import numpy as np
+
+from .. import dtypes
+from ..tensor import Tensor, _wrap
+
+SCALARS = (bool, int, float, np.generic)
+
+
+def as_tensor(x, like=None):
+    """``x`` as a Tensor (no copy for tensors; arrays and lists are wrapped)."""
+    if isinstance(x, Tensor):
+        return x
+    from ..creation import tensor
+    device = like.device if like is not None else None
+    return tensor(x, device=device)
+
+
+def promote_operands(a, b):
+    """Cast two operands (tensors or Python scalars) to their PyTorch result type.
+
+    Scalars stay Python scalars (numpy keeps them "weak", so a float32 tensor
+    times 0.5 stays float32); tensors are cast with a differentiable cast.
+    """
+    if not isinstance(a, Tensor) and not isinstance(a, SCALARS):
+        a = as_tensor(a, b if isinstance(b, Tensor) else None)
+    if not isinstance(b, Tensor) and not isinstance(b, SCALARS):
+        b = as_tensor(b, a if isinstance(a, Tensor) else None)
+    ad = a._data if isinstance(a, Tensor) else a
+    bd = b._data if isinstance(b, Tensor) else b
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and ad.dtype is bd.dtype:
+        return a, b
+    target = dtypes.promote(ad, bd)
+    return _cast_operand(a, target), _cast_operand(b, target)
+
+
+def _cast_operand(x, target):
+    if isinstance(x, Tensor):
+        if x._data.dtype != target:
+            from .conversion import to_dtype
+            return to_dtype(x, target)
+        return x
+    if isinstance(x, np.generic):
+        return x.item()
+    if target.kind == "f" and isinstance(x, (bool, int)) and not isinstance(x, bool):
+        return float(x)
+    return x
+
+
+def normalize_dim(dim, ndim):
+    """One dim (negative allowed) checked against ``ndim``."""
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})")
+    return dim % n
+
+
+def normalize_dims(dim, ndim):
+    """``dim`` as a sorted tuple of non-negative axes; None means all of them."""
+    if dim is None:
+        return tuple(range(ndim))
+    if isinstance(dim, (list, tuple)):
+        return tuple(sorted(normalize_dim(d, ndim) for d in dim))
+    return (normalize_dim(dim, ndim),)
+
+
+def result_float_dtype(x):
+    """The floating dtype an op like ``mean`` or ``sqrt`` produces for tensor ``x``."""
+    return x._data.dtype if x._data.dtype.kind == "f" else dtypes.DEFAULT_FLOAT
+
+
+def no_grad_result(array):
+    """Wrap the result of a non-differentiable op (comparisons, argmax, ...)."""
+    return _wrap(array)

@@ -1,0 +1,98 @@
+"""Random numbers: one seeded default generator (``manual_seed``) and ``Generator``
+objects. Numbers are drawn on the host and moved to the tensor's device, so the
+same seed gives the same values on CPU and GPU."""
+
+import numpy as np
+
+from . import backend
+
+
+class Generator:
+    """A seedable source of random numbers, as ``torch.Generator``."""
+
+    def __init__(self, device="cpu"):
+        self.device = backend.as_device(device)
+        self._seed = 67280421310721  # PyTorch's default seed, for familiarity
+        self._rng = np.random.Generator(np.random.PCG64(self._seed))
+
+    def manual_seed(self, seed):
+        self._seed = int(seed)
+        self._rng = np.random.Generator(np.random.PCG64(self._seed))
+        return self
+
+    def seed(self):
+        return self.manual_seed(int(np.random.SeedSequence().entropy % (1 << 63))).initial_seed()
+
+    def initial_seed(self):
+        return self._seed
+
+    def get_state(self):
+        """A plain dict (msgpack/JSON-safe) that ``set_state`` restores."""
+        state = self._rng.bit_generator.state
+        return {"seed": self._seed, "state": str(state["state"]["state"]),
+                "inc": str(state["state"]["inc"]), "has_uint32": state["has_uint32"],
+                "uinteger": state["uinteger"]}
+
+    def set_state(self, state):
+        self._seed = state["seed"]
+        self._rng.bit_generator.state = {
+            "bit_generator": "PCG64",
+            "state": {"state": int(state["state"]), "inc": int(state["inc"])},
+            "has_uint32": state["has_uint32"], "uinteger": state["uinteger"]}
+        return self
+
+    @property
+    def numpy(self):
+        """The underlying ``numpy.random.Generator``."""
+        return self._rng
+
+
+default_generator = Generator()
+
+
+def manual_seed(seed):
+    """Seed the default generator; returns it, as PyTorch does."""
+    return default_generator.manual_seed(seed)
+
+
+def seed():
+    return default_generator.seed()
+
+
+def initial_seed():
+    return default_generator.initial_seed()
+
+
+def get_rng_state():
+    return default_generator.get_state()
+
+
+def set_rng_state(state):
+    default_generator.set_state(state)
+
+
+def rng(generator=None):
+    return (generator or default_generator)._rng
+
+
+def sample(kind, shape, dtype, device=None, generator=None, low=0.0, high=1.0):
+    """Draw ``shape`` samples of ``kind`` ("uniform" in [low, high), "normal" with
+    mean ``low`` and std ``high``) as an array of ``dtype`` on ``device``."""
+    r = rng(generator)
+    dtype = np.dtype(dtype)
+    draw_dtype = dtype if dtype in (np.float32, np.float64) else np.float64
+    if kind == "uniform":
+        arr = r.random(shape, dtype=draw_dtype)
+        if (low, high) != (0.0, 1.0):
+            arr = arr * (high - low) + low
+    elif kind == "normal":
+        arr = r.standard_normal(shape, dtype=draw_dtype)
+        if (low, high) != (0.0, 1.0):
+            arr = arr * high + low
+    else:
+        raise ValueError(f"Expect: kind 'uniform' or 'normal', Actual: {kind!r}")
+    return backend.move_to(arr.astype(dtype, copy=False), device)
+
+
+def sample_like(t, kind, a, b, generator=None):
+    return sample(kind, t._data.shape, t._data.dtype, t.device, generator, a, b)

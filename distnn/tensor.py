@@ -1,0 +1,718 @@
+"""``Tensor``: one xp array (numpy or cupy) plus its autograd state.
+
+Arithmetic, reductions and shape methods are the functions of ``distnn.ops``
+attached as methods at the end of this file, so ``x.sum(1)`` and
+``distnn.sum(x, 1)`` are one code path. In-place methods live here: they
+bump the version counter shared with views, and under autograd they rebase
+the tensor's history onto the out-of-place op.
+"""
+
+import numpy as np
+
+from . import backend
+from . import dtypes as _dt
+from .autograd import grad_mode
+
+
+class Size(tuple):
+    """A shape, printed as PyTorch prints it: ``torch.Size([1, 10])``."""
+
+    def __repr__(self):
+        return f"torch.Size({list(self)})"
+
+    __str__ = __repr__
+
+    def numel(self):
+        n = 1
+        for d in self:
+            n *= d
+        return n
+
+    def __getitem__(self, item):
+        out = tuple.__getitem__(self, item)
+        return Size(out) if isinstance(item, slice) else out
+
+
+_TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor", "float16": "HalfTensor",
+               "int64": "LongTensor", "int32": "IntTensor", "int16": "ShortTensor",
+               "int8": "CharTensor", "uint8": "ByteTensor", "bool": "BoolTensor"}
+
+
+class Tensor:
+    """A multi-dimensional array that records the operations applied to it."""
+
+    __slots__ = ("_data", "requires_grad", "grad", "grad_fn", "_output_nr", "_vc", "_base",
+                 "_accumulator", "_backward_hooks", "_post_accumulate_hooks", "_retains_grad",
+                 "__weakref__")
+
+    def __init__(self, *args, dtype=None, device=None, requires_grad=False):
+        """Legacy constructor: ``Tensor(2, 3)`` (zeros of that size) or ``Tensor(data)``."""
+        if args and all(isinstance(a, int) for a in args):
+            data = backend.xp_for(device).zeros(args, dtype=_dt.to_np(dtype) or _dt.DEFAULT_FLOAT)
+        elif len(args) == 1:
+            data = _to_array(args[0], dtype or _dt.float32, device)
+        elif not args:
+            data = backend.xp_for(device).zeros((0,), dtype=_dt.DEFAULT_FLOAT)
+        else:
+            raise TypeError(f"Expect: Tensor(*sizes) or Tensor(data), Actual: {args!r}")
+        _init(self, data)
+        if requires_grad:
+            self.requires_grad_(True)
+
+    # --- metadata ------------------------------------------------------------
+    @property
+    def shape(self):
+        return Size(self._data.shape)
+
+    def size(self, dim=None):
+        if dim is None:
+            return Size(self._data.shape)
+        return self._data.shape[_wrap_dim(dim, self._data.ndim)]
+
+    @property
+    def dtype(self):
+        return _dt.from_numpy_dtype(self._data.dtype)
+
+    @property
+    def device(self):
+        return backend.device_of(self._data)
+
+    @property
+    def is_cuda(self):
+        return self.device.type == "cuda"
+
+    @property
+    def ndim(self):
+        return self._data.ndim
+
+    def dim(self):
+        return self._data.ndim
+
+    def numel(self):
+        return int(self._data.size)
+
+    nelement = numel
+
+    def element_size(self):
+        return self._data.itemsize
+
+    def stride(self, dim=None):
+        strides = tuple(s // self._data.itemsize for s in self._data.strides)
+        return strides if dim is None else strides[_wrap_dim(dim, self._data.ndim)]
+
+    def is_contiguous(self):
+        return bool(self._data.flags.c_contiguous)
+
+    def is_floating_point(self):
+        return self._data.dtype.kind == "f"
+
+    @property
+    def is_leaf(self):
+        return self.grad_fn is None
+
+    @property
+    def _version(self):
+        return self._vc[0]
+
+    def type(self, dtype=None):
+        if dtype is None:
+            prefix = "torch.cuda." if self.is_cuda else "torch."
+            return prefix + _TYPE_NAMES[self._data.dtype.name]
+        return self.to(dtype)
+
+    def data_ptr(self):
+        return self._data.__array_interface__["data"][0] if type(self._data) is np.ndarray \
+            else self._data.data.ptr
+
+    # --- data access -----------------------------------------------------------
+    @property
+    def data(self):
+        """The same storage, detached from autograd and from the version counter."""
+        return _wrap(self._data)
+
+    @data.setter
+    def data(self, value):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"Expect: a Tensor assigned to .data, Actual: {type(value).__name__}")
+        self._data = value._data
+
+    def item(self):
+        if self._data.size != 1:
+            raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted to Scalar")
+        return self._data.reshape(()).item()
+
+    def tolist(self):
+        return backend.to_numpy(self._data).tolist()
+
+    def numpy(self, force=False):
+        if self.requires_grad and not force:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. "
+                               "Use tensor.detach().numpy() instead.")
+        if type(self._data) is not np.ndarray and not force:
+            raise TypeError(f"can't convert {self.device} device type tensor to numpy. "
+                            "Use Tensor.cpu() to copy the tensor to host memory first.")
+        return backend.to_numpy(self._data)
+
+    def __array__(self, dtype=None, copy=None):
+        arr = backend.to_numpy(self._data)
+        return arr if dtype is None else arr.astype(dtype)
+
+    def __len__(self):
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def __iter__(self):
+        if self._data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self._data.shape[0]))
+
+    def __bool__(self):
+        if self._data.size != 1:
+            raise RuntimeError(f"Boolean value of Tensor with {self._data.size} values is ambiguous")
+        return bool(self._data.reshape(()).item())
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self._data.dtype.kind not in "iub" or self._data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def __format__(self, spec):
+        if self._data.ndim == 0 and spec:
+            return format(self.item(), spec)
+        return format(repr(self), spec)
+
+    __hash__ = object.__hash__
+
+    def __repr__(self):
+        from ._tensor_str import tensor_repr
+        return tensor_repr(self)
+
+    def __reduce_ex__(self, protocol):
+        # Lets DataLoader worker processes hand batches back (multiprocessing only;
+        # nothing in distnn sends or stores tensors with pickle).
+        return (_rebuild, (backend.to_numpy(self._data), self.requires_grad))
+
+    # --- autograd ----------------------------------------------------------------
+    def requires_grad_(self, requires_grad=True):
+        if requires_grad and self._data.dtype.kind not in "fc":
+            raise RuntimeError("only Tensors of floating point and complex dtype can require gradients")
+        if not requires_grad and self.grad_fn is not None:
+            raise RuntimeError("you can only change requires_grad flags of leaf variables. If you want "
+                               "to use a computed variable in a subgraph that doesn't require "
+                               "differentiation use var_no_grad = var.detach().")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def detach(self):
+        out = _wrap(self._data)
+        out._vc = self._vc
+        return out
+
+    def detach_(self):
+        self.grad_fn = None
+        self.requires_grad = False
+        return self
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        from .autograd import backward
+        backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph, inputs=inputs)
+
+    def register_hook(self, hook):
+        """``hook(grad) -> Tensor | None`` runs when this tensor's gradient is computed."""
+        from .autograd.function import _add_hook
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self.grad_fn is None:
+            if self._backward_hooks is None:
+                self._backward_hooks = {}
+            return _add_hook(self._backward_hooks, hook)
+        node = self.grad_fn
+        if node._tensor_pre_hooks is None:
+            node._tensor_pre_hooks = {}
+        return _add_hook(node._tensor_pre_hooks.setdefault(self._output_nr, {}), hook)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """``hook(tensor)`` runs after a leaf's ``.grad`` was accumulated (DDP uses this)."""
+        from .autograd.function import _add_hook
+        if self.grad_fn is not None:
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+        if self._post_accumulate_hooks is None:
+            self._post_accumulate_hooks = {}
+        return _add_hook(self._post_accumulate_hooks, hook)
+
+    def retain_grad(self):
+        if self.grad_fn is None:
+            return
+        if not self.requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        if self._retains_grad:
+            return
+        self._retains_grad = True
+
+        def store(grad):
+            if self.grad is None:
+                self.grad = _wrap(grad._data.copy())
+            else:
+                self.grad = _wrap(self.grad._data + grad._data)
+        self.register_hook(store)
+
+    @property
+    def retains_grad(self):
+        return bool(self._retains_grad)
+
+    def _get_accumulator(self):
+        from .autograd.function import AccumulateGrad
+        acc = self._accumulator() if self._accumulator is not None else None
+        if acc is None:
+            acc = AccumulateGrad(self)
+            import weakref
+            self._accumulator = weakref.ref(acc)
+        return acc
+
+    # --- conversion ----------------------------------------------------------------
+    def to(self, *args, dtype=None, device=None, non_blocking=False, copy=False):
+        for a in args:
+            if isinstance(a, Tensor):
+                dtype, device = a.dtype, a.device
+            elif isinstance(a, (_dt.dtype, np.dtype)) or a in (float, int, bool):
+                dtype = a
+            elif a is not None:
+                device = a
+        out = self
+        if device is not None and backend.as_device(device) != self.device:
+            out = _ops.to_device(out, backend.as_device(device))
+        if dtype is not None and _dt.to_np(dtype) != self._data.dtype:
+            out = _ops.to_dtype(out, _dt.to_np(dtype))
+        if copy and out is self:
+            out = _ops.clone(self)
+        return out
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self, device=None):
+        return self.to(backend.Device("cuda", device if isinstance(device, int) else None)
+                       if not isinstance(device, (str, backend.Device)) else device)
+
+    def float(self):
+        return self.to(_dt.float32)
+
+    def double(self):
+        return self.to(_dt.float64)
+
+    def half(self):
+        return self.to(_dt.float16)
+
+    def long(self):
+        return self.to(_dt.int64)
+
+    def int(self):
+        return self.to(_dt.int32)
+
+    def short(self):
+        return self.to(_dt.int16)
+
+    def byte(self):
+        return self.to(_dt.uint8)
+
+    def bool(self):
+        return self.to(_dt.bool_)
+
+    def type_as(self, other):
+        return self.to(other.dtype)
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
+        from .creation import tensor
+        return tensor(data, dtype=dtype or self.dtype, device=device or self.device,
+                      requires_grad=requires_grad)
+
+    def new_zeros(self, *size, dtype=None, device=None):
+        return self._new_filled(size, 0, dtype, device)
+
+    def new_ones(self, *size, dtype=None, device=None):
+        return self._new_filled(size, 1, dtype, device)
+
+    def new_empty(self, *size, dtype=None, device=None):
+        return self._new_filled(size, 0, dtype, device)
+
+    def new_full(self, size, fill_value, dtype=None, device=None):
+        return self._new_filled((size,), fill_value, dtype, device)
+
+    def _new_filled(self, size, value, dtype, device):
+        shape = _shape_from_args(size)
+        xp = backend.xp_for(device) if device is not None else backend.array_module(self._data)
+        return _wrap(xp.full(shape, value, dtype=_dt.to_np(dtype) or self._data.dtype))
+
+    # --- operators -------------------------------------------------------------------
+    def __add__(self, other):
+        return _ops.add(self, other)
+
+    def __radd__(self, other):
+        return _ops.add(self, other)
+
+    def __sub__(self, other):
+        return _ops.sub(self, other)
+
+    def __rsub__(self, other):
+        return _ops.rsub(self, other)
+
+    def __mul__(self, other):
+        return _ops.mul(self, other)
+
+    def __rmul__(self, other):
+        return _ops.mul(self, other)
+
+    def __truediv__(self, other):
+        return _ops.div(self, other)
+
+    def __rtruediv__(self, other):
+        return _ops.rdiv(self, other)
+
+    def __floordiv__(self, other):
+        return _ops.floor_divide(self, other)
+
+    def __mod__(self, other):
+        return _ops.remainder(self, other)
+
+    def __pow__(self, other):
+        return _ops.pow(self, other)
+
+    def __rpow__(self, other):
+        return _ops.rpow(self, other)
+
+    def __matmul__(self, other):
+        return _ops.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return _ops.matmul(other, self)
+
+    def __neg__(self):
+        return _ops.neg(self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return _ops.abs(self)
+
+    def __eq__(self, other):
+        return _ops.eq(self, other)
+
+    def __ne__(self, other):
+        return _ops.ne(self, other)
+
+    def __lt__(self, other):
+        return _ops.lt(self, other)
+
+    def __le__(self, other):
+        return _ops.le(self, other)
+
+    def __gt__(self, other):
+        return _ops.gt(self, other)
+
+    def __ge__(self, other):
+        return _ops.ge(self, other)
+
+    def __and__(self, other):
+        return _ops.logical_and(self, other) if self._data.dtype.kind == "b" else \
+            _ops.bitwise_and(self, other)
+
+    def __or__(self, other):
+        return _ops.logical_or(self, other) if self._data.dtype.kind == "b" else \
+            _ops.bitwise_or(self, other)
+
+    def __xor__(self, other):
+        return _ops.logical_xor(self, other)
+
+    def __invert__(self):
+        return _ops.logical_not(self) if self._data.dtype.kind == "b" else _ops.bitwise_not(self)
+
+    def __getitem__(self, index):
+        return _ops.getitem(self, index)
+
+    @property
+    def T(self):
+        return _ops.permute(self, tuple(reversed(range(self._data.ndim))))
+
+    @property
+    def mT(self):
+        return _ops.transpose(self, -2, -1)
+
+    # --- in-place ------------------------------------------------------------------------
+    def __setitem__(self, index, value):
+        self._modify(lambda: _ops.index_put(self, index, value),
+                     lambda d: _ops.assign_index(d, index, value), value)
+
+    def __iadd__(self, other):
+        return self.add_(other)
+
+    def __isub__(self, other):
+        return self.sub_(other)
+
+    def __imul__(self, other):
+        return self.mul_(other)
+
+    def __itruediv__(self, other):
+        return self.div_(other)
+
+    def add_(self, other, alpha=1):
+        if alpha != 1:
+            other = other * alpha
+        return self._modify_ufunc("add", other)
+
+    def sub_(self, other, alpha=1):
+        if alpha != 1:
+            other = other * alpha
+        return self._modify_ufunc("subtract", other)
+
+    def mul_(self, other):
+        return self._modify_ufunc("multiply", other)
+
+    def div_(self, other):
+        return self._modify_ufunc("true_divide", other)
+
+    def pow_(self, other):
+        return self._modify_ufunc("power", other)
+
+    def clamp_(self, min=None, max=None):  # noqa: A002  (PyTorch's names)
+        return self._modify(lambda: _ops.clamp(self, min, max),
+                            lambda d: _clip_inplace(d, min, max), None)
+
+    clip_ = clamp_
+
+    def zero_(self):
+        return self.fill_(0)
+
+    def fill_(self, value):
+        v = value._data if isinstance(value, Tensor) else value
+        return self._modify(lambda: _ops.full_like_of(self, value),
+                            lambda d: d.fill(v) if not hasattr(v, "shape") else d.__setitem__(Ellipsis, v),
+                            value)
+
+    def copy_(self, src, non_blocking=False):
+        if not isinstance(src, Tensor):
+            raise TypeError(f"Expect: copy_ from a Tensor, Actual: {type(src).__name__}")
+        return self._modify(lambda: _ops.copy_from(self, src),
+                            lambda d: d.__setitem__(Ellipsis, backend.move_to(src._data, self.device)),
+                            src)
+
+    def masked_fill_(self, mask, value):
+        return self._modify(lambda: _ops.masked_fill(self, mask, value),
+                            lambda d: _ops.assign_index(d, mask, value), value)
+
+    def addcmul_(self, t1, t2, value=1):
+        return self.add_(t1 * t2 * value if value != 1 else t1 * t2)
+
+    def addcdiv_(self, t1, t2, value=1):
+        return self.add_(t1 / t2 * value if value != 1 else t1 / t2)
+
+    def lerp_(self, end, weight):
+        return self.add_((end - self) * weight)
+
+    def sqrt_(self):
+        return self._modify_unary("sqrt")
+
+    def exp_(self):
+        return self._modify_unary("exp")
+
+    def neg_(self):
+        return self._modify_unary("negative")
+
+    def abs_(self):
+        return self._modify_unary("abs")
+
+    def relu_(self):
+        return self.clamp_(min=0)
+
+    def sign_(self):
+        return self._modify_unary("sign")
+
+    def uniform_(self, a=0.0, b=1.0, generator=None):
+        from .random import sample_like
+        return self._overwrite(sample_like(self, "uniform", a, b, generator))
+
+    def normal_(self, mean=0.0, std=1.0, generator=None):
+        from .random import sample_like
+        return self._overwrite(sample_like(self, "normal", mean, std, generator))
+
+    def bernoulli_(self, p=0.5, generator=None):
+        from .random import sample_like
+        return self._overwrite(sample_like(self, "uniform", 0.0, 1.0, generator) < p)
+
+    def _overwrite(self, array):
+        return self._modify(None, lambda d: d.__setitem__(Ellipsis, array), None)
+
+    def _modify_ufunc(self, name, other):
+        o = other._data if isinstance(other, Tensor) else other
+        return self._modify(lambda: getattr(_ops, _UFUNC_OPS[name])(self, other),
+                            lambda d: _ufunc_inplace(d, name, o), other)
+
+    def _modify_unary(self, name):
+        return self._modify(lambda: getattr(_ops, _UNARY_OPS[name])(self),
+                            lambda d: getattr(backend.array_module(d), name)(d, out=d), None)
+
+    def _modify(self, out_of_place, in_place, other):
+        """Apply an in-place op: directly on the array when no graph is recorded,
+        otherwise through ``out_of_place`` with this tensor's history rebased onto it."""
+        record = grad_mode._state.enabled and (
+            self.requires_grad or (isinstance(other, Tensor) and other.requires_grad))
+        if not record:
+            in_place(self._data)
+        else:
+            if self.requires_grad and self.grad_fn is None:
+                raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+            if self._base is not None and self._base.requires_grad:
+                raise RuntimeError("in-place modification of a view of a tensor that requires grad is not "
+                                   "supported; modify the base tensor (x[index] = value) or clone() first")
+            if out_of_place is None:
+                raise RuntimeError("this in-place operation is not differentiable; wrap it in no_grad()")
+            result = _rebase_source(self, out_of_place)
+            self._data[...] = result._data
+            self.grad_fn, self._output_nr, self.requires_grad = result.grad_fn, result._output_nr, True
+        self._vc[0] += 1
+        return self
+
+
+def _rebase_source(t, out_of_place):
+    """Run ``out_of_place`` on a snapshot of ``t`` so the saved value survives the overwrite."""
+    snapshot = _wrap(t._data.copy(), t.requires_grad, t.grad_fn, t._output_nr)
+    if t.requires_grad and t.grad_fn is None:
+        snapshot._accumulator = t._accumulator
+    original = t._data
+    t._data = snapshot._data
+    try:
+        return out_of_place()
+    finally:
+        t._data = original
+
+
+_UFUNC_OPS = {"add": "add", "subtract": "sub", "multiply": "mul", "true_divide": "div", "power": "pow"}
+_UNARY_OPS = {"sqrt": "sqrt", "exp": "exp", "negative": "neg", "abs": "abs", "sign": "sign"}
+
+
+def _ufunc_inplace(d, name, other):
+    xp = backend.array_module(d)
+    try:
+        getattr(xp, name)(d, other, out=d)
+    except TypeError as exc:  # numpy's UFuncTypeError: an int tensor given a float, say
+        other_dtype = getattr(other, "dtype", type(other).__name__)
+        raise RuntimeError(f"result type of {name} with {other_dtype} can't be cast to the "
+                           f"desired output type {d.dtype}") from exc
+
+
+def _clip_inplace(d, lo, hi):
+    lo = lo._data if isinstance(lo, Tensor) else lo
+    hi = hi._data if isinstance(hi, Tensor) else hi
+    if lo is not None:
+        backend.array_module(d).maximum(d, lo, out=d)
+    if hi is not None:
+        backend.array_module(d).minimum(d, hi, out=d)
+
+
+def _init(t, data):
+    t._data = data
+    t.requires_grad = False
+    t.grad = None
+    t.grad_fn = None
+    t._output_nr = 0
+    t._vc = [0]
+    t._base = None
+    t._accumulator = None
+    t._backward_hooks = None
+    t._post_accumulate_hooks = None
+    t._retains_grad = False
+
+
+def _wrap(data, requires_grad=False, grad_fn=None, output_nr=0):
+    """Make a Tensor around an existing array without copying (the hot path of every op)."""
+    t = Tensor.__new__(Tensor)
+    t._data = data
+    t.requires_grad = requires_grad
+    t.grad = None
+    t.grad_fn = grad_fn
+    t._output_nr = output_nr
+    t._vc = [0]
+    t._base = None
+    t._accumulator = None
+    t._backward_hooks = None
+    t._post_accumulate_hooks = None
+    t._retains_grad = False
+    return t
+
+
+def _rebuild(array, requires_grad):
+    t = _wrap(array)
+    t.requires_grad = requires_grad
+    return t
+
+
+def _wrap_dim(dim, ndim):
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})")
+    return dim % n
+
+
+def _shape_from_args(size):
+    """Accept ``f(2, 3)``, ``f((2, 3))`` and ``f(torch.Size([2, 3]))``."""
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = size[0]
+    return tuple(int(s) for s in size)
+
+
+def _to_array(data, dtype, device):
+    """Copy Python data / arrays / tensors into a new array of ``dtype`` (None: inferred)."""
+    xp = backend.xp_for(device)
+    if isinstance(data, Tensor):
+        data = data._data
+    if isinstance(data, (list, tuple)) and any(isinstance(x, Tensor) for x in _flatten(data)):
+        data = _nested_tensors_to_numpy(data)
+    np_dtype = _dt.to_np(dtype)
+    if np_dtype is None:
+        if hasattr(data, "dtype") and not isinstance(data, np.generic):
+            np_dtype = data.dtype
+            if np_dtype not in _dt._BY_NP:
+                raise TypeError(f"Expect: a supported dtype, Actual: {np_dtype}")
+        else:
+            np_dtype = _infer_dtype(data)
+    return xp.array(backend.to_numpy(data) if xp is np else data, dtype=np_dtype)
+
+
+def _infer_dtype(data):
+    probe = np.asarray(data)
+    if probe.dtype.kind == "f":
+        return _dt.DEFAULT_FLOAT
+    if probe.dtype.kind in "iu":
+        return np.dtype(np.int64)
+    if probe.dtype.kind == "b":
+        return np.dtype(np.bool_)
+    raise TypeError(f"Expect: numbers, bools or nested lists of them, Actual: {probe.dtype} data")
+
+
+def _flatten(data):
+    for x in data:
+        if isinstance(x, (list, tuple)):
+            yield from _flatten(x)
+        else:
+            yield x
+
+
+def _nested_tensors_to_numpy(data):
+    if isinstance(data, Tensor):
+        return backend.to_numpy(data._data)
+    if isinstance(data, (list, tuple)):
+        return np.array([_nested_tensors_to_numpy(x) for x in data])
+    return data
+
+
+from . import ops as _ops  # noqa: E402  (ops import Tensor from this module)
+
+for _name in _ops.TENSOR_METHODS:
+    setattr(Tensor, _name, getattr(_ops, _name))

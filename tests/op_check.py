@@ -1,0 +1,126 @@
+"""One helper every op test uses: gradcheck in float64, then values and gradients
+side by side with PyTorch in float32 (when torch is importable), on contiguous
+and non-contiguous inputs.
+
+A test states only the inputs and the function, written once against the
+shared API: ``fn(lib, *tensors)`` where ``lib`` is ``distnn`` or ``torch``.
+"""
+
+import numpy as np
+import pytest
+
+import distnn
+
+try:
+    import torch
+except ImportError:  # the oracle is optional
+    torch = None
+
+requires_torch = pytest.mark.skipif(torch is None, reason="PyTorch (test oracle) not installed")
+
+
+def make_input(shape, low=-1.0, high=1.0, positive=False, seed=0, dtype=np.float64):
+    """A random float array; ``positive`` keeps it away from zero (for log, sqrt, /)."""
+    rng = np.random.default_rng(seed)
+    arr = rng.uniform(low, high, size=shape)
+    if positive:
+        arr = np.abs(arr) + 0.5
+    return arr.astype(dtype)
+
+
+def non_contiguous(arr):
+    """The same values in a transposed (non C-contiguous) layout, when ndim >= 2."""
+    if arr.ndim < 2:
+        return arr
+    return np.ascontiguousarray(arr.swapaxes(-1, -2)).swapaxes(-1, -2)
+
+
+def to_distnn(arrays, requires_grad, dtype):
+    out = []
+    for a, rg in zip(arrays, requires_grad):
+        if isinstance(a, np.ndarray):
+            arr = a.astype(dtype) if a.dtype.kind == "f" else a
+            t = distnn.from_numpy(arr)
+            if rg and arr.dtype.kind == "f":
+                t.requires_grad_(True)
+            out.append(t)
+        else:
+            out.append(a)
+    return out
+
+
+def run_gradcheck(fn, arrays, requires_grad=None, eps=1e-6, atol=1e-5, rtol=1e-3):
+    """float64 finite-difference check of ``fn(distnn, *inputs)``."""
+    requires_grad = requires_grad or [isinstance(a, np.ndarray) and a.dtype.kind == "f" for a in arrays]
+    inputs = to_distnn([a.copy() if isinstance(a, np.ndarray) else a for a in arrays],
+                       requires_grad, np.float64)
+    assert distnn.autograd.gradcheck(lambda *xs: fn(distnn, *xs), inputs, eps=eps, atol=atol, rtol=rtol)
+
+
+def _scalarize(out, lib, weights):
+    """Reduce outputs to one scalar with fixed random weights, so backward sees a
+    non-trivial upstream gradient."""
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    total = None
+    for o, w in zip(outs, weights):
+        if o.dtype not in (lib.float32, lib.float64):
+            continue
+        term = (o * lib.tensor(w.astype(np.float64), dtype=o.dtype)).sum()
+        total = term if total is None else total + term
+    return total
+
+
+def compare_with_torch(fn, arrays, requires_grad=None, rtol=1e-5, atol=1e-6, check_grad=True,
+                       layouts=("contiguous", "non_contiguous")):
+    """Run ``fn`` under distnn and torch in float32; values and input gradients must agree."""
+    if torch is None:
+        pytest.skip("PyTorch (test oracle) not installed")
+    requires_grad = requires_grad or [isinstance(a, np.ndarray) and a.dtype.kind == "f" for a in arrays]
+    for layout in layouts:
+        arrs = [non_contiguous(a) if layout == "non_contiguous" and isinstance(a, np.ndarray) else a
+                for a in arrays]
+        ours = to_distnn([a.copy() if isinstance(a, np.ndarray) else a for a in arrs],
+                         requires_grad, np.float32)
+        theirs = []
+        for a, rg in zip(arrs, requires_grad):
+            if isinstance(a, np.ndarray):
+                t = torch.from_numpy(a.astype(np.float32) if a.dtype.kind == "f" else a.copy())
+                if rg and a.dtype.kind == "f":
+                    t.requires_grad_(True)
+                theirs.append(t)
+            else:
+                theirs.append(a)
+        out_ours = fn(distnn, *ours)
+        out_theirs = fn(torch, *theirs)
+        outs_o = out_ours if isinstance(out_ours, (tuple, list)) else (out_ours,)
+        outs_t = out_theirs if isinstance(out_theirs, (tuple, list)) else (out_theirs,)
+        assert len(outs_o) == len(outs_t)
+        for o, t in zip(outs_o, outs_t):
+            assert tuple(o.shape) == tuple(t.shape), f"shape {tuple(o.shape)} != torch {tuple(t.shape)}"
+            assert str(o.dtype) == str(t.dtype), f"dtype {o.dtype} != torch {t.dtype}"
+            np.testing.assert_allclose(o.detach().numpy().astype(np.float64),
+                                       t.detach().numpy().astype(np.float64), rtol=rtol, atol=atol,
+                                       err_msg=f"forward differs from torch ({layout})")
+        if not check_grad:
+            continue
+        rng = np.random.default_rng(1)
+        weights = [rng.uniform(0.5, 1.5, size=tuple(o.shape)) for o in outs_o]
+        loss_o, loss_t = _scalarize(out_ours, distnn, weights), _scalarize(out_theirs, torch, weights)
+        if loss_o is None or not loss_o.requires_grad:
+            continue
+        loss_o.backward()
+        loss_t.backward()
+        for i, (a, b) in enumerate(zip(ours, theirs)):
+            if isinstance(a, distnn.Tensor) and a.requires_grad:
+                assert (a.grad is None) == (b.grad is None), f"input {i}: grad presence differs"
+                if a.grad is not None:
+                    np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=rtol, atol=atol,
+                                               err_msg=f"gradient of input {i} differs from torch ({layout})")
+
+
+def check_op(fn, arrays, requires_grad=None, gradcheck=True, torch_check=True, **tol):
+    """gradcheck (float64) and the torch comparison (float32) for one case."""
+    if gradcheck:
+        run_gradcheck(fn, arrays, requires_grad)
+    if torch_check and torch is not None:
+        compare_with_torch(fn, arrays, requires_grad, **tol)
