@@ -1,0 +1,139 @@
+"""Train-step time of the seed models, distnn beside PyTorch (when importable).
+
+    python bench/step_time.py [--repeat 30] [--threads 1]
+
+Each row is one full step (forward, loss, zero_grad, backward, update) with
+one BLAS thread by default; the table shows median milliseconds.
+"""
+
+import argparse
+import os
+import sys
+
+
+def _set_threads(n):
+    # Must happen before numpy/torch load their BLAS.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+
+
+def build_cases(lib):
+    """The benchmark models, written once against the shared torch-style API."""
+    nn, F = lib.nn, lib.nn.functional
+
+    class MNISTConvNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 10, 5)
+            self.pool1 = nn.MaxPool2d(2, 2)
+            self.conv2 = nn.Conv2d(10, 20, 5)
+            self.pool2 = nn.MaxPool2d(2, 2)
+            self.fc1 = nn.Linear(320, 50)
+            self.fc2 = nn.Linear(50, 10)
+
+        def forward(self, x):
+            x = self.pool1(F.relu(self.conv1(x)))
+            x = self.pool2(F.relu(self.conv2(x)))
+            x = x.view(x.size(0), -1)
+            return self.fc2(F.relu(self.fc1(x)))
+
+    class RNN(nn.Module):
+        def __init__(self, data_size, hidden_size, output_size):
+            super().__init__()
+            self.i2h = nn.Linear(data_size + hidden_size, hidden_size)
+            self.h2o = nn.Linear(hidden_size, output_size)
+
+        def forward(self, data, last_hidden):
+            hidden = self.i2h(lib.cat((data, last_hidden), 1))
+            return hidden, self.h2o(hidden)
+
+    def classifier_step(model, batch, in_shape):
+        x, y = lib.randn(batch, *in_shape), lib.randint(0, 10, (batch,))
+        opt = lib.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        loss_fn = nn.CrossEntropyLoss()
+
+        def step():
+            opt.zero_grad()
+            loss_fn(model(x), y).backward()
+            opt.step()
+        return step
+
+    def two_layer_step():
+        x, y = lib.randn(64, 1000), lib.randn(64, 10)
+        model = nn.Sequential(nn.Linear(1000, 100), nn.ReLU(), nn.Linear(100, 10))
+        loss_fn = nn.MSELoss(reduction="sum")
+
+        def step():
+            loss = loss_fn(model(x), y)
+            model.zero_grad()
+            loss.backward()
+            with lib.no_grad():
+                for p in model.parameters():
+                    p -= 1e-4 * p.grad
+        return step
+
+    def rnn_step():
+        rnn, loss_fn = RNN(50, 20, 10), nn.MSELoss()
+        batch, hidden0, target = lib.randn(10, 50), lib.zeros(10, 20), lib.zeros(10, 10)
+
+        def step():
+            rnn.zero_grad()
+            hidden, loss = hidden0, 0
+            for _ in range(5):
+                hidden, output = rnn(batch, hidden)
+                loss = loss + loss_fn(output, target)
+            loss.backward()
+        return step
+
+    mlp = nn.Sequential(nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10))
+    return [
+        ("ConvNet train step, batch 64", classifier_step(MNISTConvNet(), 64, (1, 28, 28))),
+        ("ConvNet train step, batch 256", classifier_step(MNISTConvNet(), 256, (1, 28, 28))),
+        ("two-layer net (seed), batch 64", two_layer_step()),
+        ("RNN loop (seed), 5 steps, batch 10", rnn_step()),
+        ("MLP 784-1024-1024-10, batch 256", classifier_step(mlp, 256, (784,))),
+    ]
+
+
+def median_ms(step, repeat, warmup=5):
+    import time
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    _set_threads(args.threads)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    import distnn
+    try:
+        import torch
+        torch.set_num_threads(args.threads)
+    except ImportError:
+        torch = None
+    distnn.manual_seed(0)
+    ours = [(name, median_ms(step, args.repeat)) for name, step in build_cases(distnn)]
+    theirs = {}
+    if torch is not None:
+        torch.manual_seed(0)
+        theirs = {name: median_ms(step, args.repeat) for name, step in build_cases(torch)}
+    print(f"{'case':<36} {'distnn ms':>10} {'torch ms':>10} {'ratio':>7}")
+    for name, ms in ours:
+        t = theirs.get(name)
+        ratio = f"{ms / t:7.2f}" if t else "      -"
+        print(f"{name:<36} {ms:10.2f} {(f'{t:10.2f}' if t else '         -')} {ratio}")
+    print(f"({args.threads} BLAS thread(s), median of {args.repeat}; ratio = distnn / torch, lower is better)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""The backward engine: accumulation, retain_graph, hooks, grad(), deep graphs."""
+
+import numpy as np
+import pytest
+
+import distnn
+from distnn import autograd
+
+
+def leaf(values, dtype=distnn.float32):
+    return distnn.tensor(values, dtype=dtype, requires_grad=True)
+
+
+def test_gradient_accumulates_across_backward_calls():
+    x = leaf([1.0, 2.0])
+    (x * 3).sum().backward()
+    (x * 3).sum().backward()
+    assert x.grad.tolist() == [6.0, 6.0]
+
+
+def test_shared_subexpression_sums_both_paths():
+    x = leaf([2.0])
+    y = x * x
+    z = y + y * 3  # dz/dx = 4 * 2x
+    z.backward()
+    assert x.grad.item() == pytest.approx(16.0)
+
+
+def test_broadcast_gradient_is_reduced_to_input_shape():
+    a = leaf(np.ones((3, 1)))
+    b = leaf(np.ones((4,)))
+    (a * b).sum().backward()
+    assert a.grad.shape == (3, 1) and a.grad.tolist() == [[4.0]] * 3
+    assert b.grad.shape == (4,) and b.grad.tolist() == [3.0] * 4
+
+
+def test_gradient_keeps_input_dtype():
+    a = leaf([1.0, 2.0], dtype=distnn.float64)
+    b = leaf([1.0, 2.0])
+    (a * b).sum().backward()
+    assert a.grad.dtype == distnn.float64 and b.grad.dtype == distnn.float32
+
+
+def test_nonscalar_backward_needs_gradient():
+    x = leaf([1.0, 2.0])
+    with pytest.raises(RuntimeError, match="only for scalar outputs"):
+        (x * 2).backward()
+    (x * 2).backward(distnn.tensor([1.0, 10.0]))
+    assert x.grad.tolist() == [2.0, 20.0]
+
+
+def test_backward_on_tensor_without_grad_raises():
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        distnn.ones(2).sum().backward()
+
+
+def test_second_backward_through_freed_graph_raises():
+    x = leaf([1.0, 2.0])
+    y = (x * x).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        y.backward()
+
+
+def test_retain_graph_allows_second_backward():
+    x = leaf([1.0, 2.0])
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    assert x.grad.tolist() == [4.0, 8.0]
+
+
+def test_deep_chain_is_not_recursive():
+    x = leaf([1.0])
+    y = x
+    for _ in range(10000):
+        y = y * 1.0001
+    y.backward()
+    assert x.grad.item() == pytest.approx(1.0001 ** 10000, rel=1e-3)
+
+
+def test_tensor_hooks_modify_gradient_and_remove():
+    x = leaf([1.0, 2.0])
+    y = x * 2
+    seen = []
+    handle = y.register_hook(lambda g: seen.append(g.tolist()) or g * 10)
+    x.register_hook(lambda g: g + 1)
+    y.sum().backward()
+    assert seen == [[1.0, 1.0]]
+    assert x.grad.tolist() == [21.0, 21.0]
+    handle.remove()
+    x.grad = None
+    (x * 2).sum().backward()
+    assert x.grad.tolist() == [3.0, 3.0]
+
+
+def test_retain_grad_on_intermediate():
+    x = leaf([1.0, 2.0])
+    y = x * 3
+    y.retain_grad()
+    (y * y).sum().backward()
+    assert y.grad.tolist() == [6.0, 12.0]
+
+
+def test_post_accumulate_grad_hook_sees_final_grad():
+    x = leaf([1.0])
+    seen = []
+    x.register_post_accumulate_grad_hook(lambda t: seen.append(t.grad.item()))
+    (x * 2 + x * 3).sum().backward()
+    assert seen == [5.0]
+
+
+def test_leaf_grad_is_not_aliased_between_parameters():
+    a, b = leaf([1.0, 1.0]), leaf([1.0, 1.0])
+    (a + b).sum().backward()
+    a.grad.mul_(100)
+    assert b.grad.tolist() == [1.0, 1.0]
+
+
+def test_autograd_grad_does_not_touch_dot_grad():
+    x = leaf([1.0, 2.0])
+    y = (x ** 2).sum()
+    (g,) = autograd.grad(y, x)
+    assert g.tolist() == [2.0, 4.0] and x.grad is None
+
+
+def test_autograd_grad_of_intermediate_and_unused():
+    x, unused = leaf([3.0]), leaf([1.0])
+    h = x * 2
+    out = (h * h).sum()
+    gh, gu = autograd.grad(out, [h, unused], allow_unused=True)
+    assert gh.tolist() == [12.0] and gu is None
+    with pytest.raises(RuntimeError, match="allow_unused"):
+        autograd.grad((x * 2).sum(), [x, unused])
+
+
+def test_no_grad_and_decorators():
+    x = leaf([1.0])
+    with distnn.no_grad():
+        assert not (x * 2).requires_grad
+        with distnn.enable_grad():
+            assert (x * 2).requires_grad
+
+    @distnn.no_grad()
+    def f():
+        return x * 2
+
+    assert not f().requires_grad
+    with distnn.set_grad_enabled(False):
+        assert not (x * 2).requires_grad
+    assert (x * 2).requires_grad and distnn.is_grad_enabled()
+
+
+def test_detach_shares_data_but_not_graph():
+    x = leaf([1.0, 2.0])
+    d = (x * 2).detach()
+    assert not d.requires_grad and d.grad_fn is None
+
+
+def test_node_graph_is_inspectable():
+    x = leaf([1.0])
+    y = (x * 2).exp()
+    assert y.grad_fn.name() == "ExpBackward0"
+    (mul_node, nr), = y.grad_fn.next_functions
+    assert mul_node.name() == "MulBackward0" and nr == 0
+    assert type(mul_node.next_functions[0][0]).__name__ == "AccumulateGrad"
+    assert mul_node.next_functions[1] == (None, 0)
