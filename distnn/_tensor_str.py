@@ -65,7 +65,8 @@ def tensor_repr(t):
         body = format_array(arr)
     if t.device.type != "cpu":
         suffixes.append(f"device='{t.device}'")
-    if arr.dtype.name not in _DEFAULT_DTYPES:
+    # An empty tensor shows every non-float32 dtype: with no values, nothing else tells.
+    if arr.dtype.name not in _DEFAULT_DTYPES or (arr.size == 0 and arr.dtype.name != "float32"):
         suffixes.append(f"dtype=torch.{arr.dtype.name}")
     if t.grad_fn is not None:
         suffixes.append(f"grad_fn=<{t.grad_fn.name()}>")

@@ -304,6 +304,8 @@ class Op(Function):
         ctx.xp = np if not foreign else array_module(xp_source)
         out = cls.forward(ctx, *arrays, **kwargs)
         record = any_needs and grad_mode._state.enabled
+        if type(out) is not np.ndarray and not foreign:
+            out = _as_arrays(out)
         if type(out) is tuple:
             results = tuple(_wrap(o, record, ctx if record else None, i) for i, o in enumerate(out))
             outs = results
@@ -341,6 +343,13 @@ class Op(Function):
             raise RuntimeError(f"function {ctx.name()} returned an incorrect number of gradients "
                                f"(expected {len(ctx._next)}, got {len(result)})")
         return result
+
+
+def _as_arrays(out):
+    """numpy reductions return scalars (np.float32), not 0-dim arrays; a Tensor always holds an array."""
+    if type(out) is tuple:
+        return tuple(o if type(o) is np.ndarray else np.asarray(o) for o in out)
+    return np.asarray(out)
 
 
 def _saved_versions(saved, args, outs):

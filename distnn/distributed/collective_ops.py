@@ -1,0 +1,388 @@
+"""The ``torch.distributed`` functions: argument checks, tensors and numpy arrays
+turned into flat host buffers (results written back in place), and dispatch to
+a process group's communication thread."""
+
+from datetime import timedelta
+from enum import Enum
+
+import msgpack
+import numpy as np
+
+from .. import backend
+from ..tensor import Tensor
+from . import collectives, env
+from .errors import DistributedError
+from .process_group import ProcessGroup, World, _active_worlds, _seconds
+from .wire import WIRE_DTYPES
+
+
+class ReduceOp(str, Enum):
+    SUM = "sum"
+    AVG = "avg"
+    PRODUCT = "product"
+    MIN = "min"
+    MAX = "max"
+    BAND = "band"
+    BOR = "bor"
+    BXOR = "bxor"
+
+
+class _GroupMember:
+    WORLD = None
+    NON_GROUP_MEMBER = object()
+
+
+GroupMember = _GroupMember
+_state = {"world": None, "group": None}
+
+
+# --- setup ---------------------------------------------------------------------------
+
+def is_available():
+    return True
+
+
+def is_initialized():
+    return _state["group"] is not None
+
+
+def init_process_group(backend="zmq", init_method=None, timeout=timedelta(minutes=5), world_size=None,
+                       rank=None, store=None, group_name="", pg_options=None, device_id=None):
+    """Join the job: rendezvous at MASTER_ADDR:MASTER_PORT (or ``init_method``),
+    learn every peer's endpoint, and create the default (world) group."""
+    if is_initialized():
+        raise RuntimeError("trying to initialize the default process group twice!")
+    if backend not in ("zmq", "gloo", None):
+        raise ValueError(f"Expect: backend 'zmq' (or 'gloo', accepted as an alias), Actual: {backend!r}")
+    if store is not None:
+        raise NotImplementedError("a user-supplied store is not supported; use init_method or the env vars")
+    rank, world_size, local_rank, local_size = env.resolve_ranks(rank, world_size)
+    master = env.resolve_master(init_method)
+    world = World(rank, world_size, local_rank, local_size, master, env.job_token(), _seconds(timeout))
+    _active_worlds.append(world)
+    _state["world"] = world
+    _state["group"] = ProcessGroup(world, range(world_size), 0)
+    GroupMember.WORLD = _state["group"]
+
+
+def destroy_process_group(group=None):
+    if group is not None and group is not _state["group"]:
+        return  # subgroups own nothing of their own
+    world = _state["world"]
+    if world is None:
+        return
+    _state["world"] = _state["group"] = GroupMember.WORLD = None
+    if world in _active_worlds:
+        _active_worlds.remove(world)
+    world.close()
+
+
+def _group(group):
+    if group is GroupMember.NON_GROUP_MEMBER:
+        raise DistributedError("this rank is not a member of the given group")
+    g = group if group is not None else _state["group"]
+    if g is None:
+        raise RuntimeError("Default process group has not been initialized, please make sure to call "
+                           "init_process_group.")
+    return g
+
+
+def new_group(ranks=None, timeout=None, backend=None, pg_options=None):
+    """A subgroup; like torch, every rank of the world must call this, members or not."""
+    world = _group(None).world
+    ranks = sorted(range(world.size) if ranks is None else set(int(r) for r in ranks))
+    if not ranks or ranks[0] < 0 or ranks[-1] >= world.size:
+        raise ValueError(f"Expect: ranks within [0, {world.size}), Actual: {ranks}")
+    group_id = world.next_group_id()
+    if world.rank not in ranks:
+        return GroupMember.NON_GROUP_MEMBER
+    return ProcessGroup(world, ranks, group_id)
+
+
+def get_rank(group=None):
+    if group is GroupMember.NON_GROUP_MEMBER:
+        return -1
+    return _group(group).rank
+
+
+def get_world_size(group=None):
+    return _group(group).size
+
+
+def get_backend(group=None):
+    _group(group)
+    return "zmq"
+
+
+def get_global_rank(group, group_rank):
+    return _group(group).ranks[group_rank]
+
+
+def _group_rank(g, global_rank, what):
+    if global_rank not in g.ranks:
+        raise ValueError(f"Expect: {what} among the group's ranks {g.ranks}, Actual: {global_rank}")
+    return g.ranks.index(global_rank)
+
+
+# --- buffers ---------------------------------------------------------------------------
+
+class _Buffer:
+    """A tensor or array as a flat, contiguous host array; ``commit`` writes results back."""
+
+    def __init__(self, obj, name="tensor"):
+        if isinstance(obj, Tensor):
+            self._tensor, array = obj, obj._data
+        elif isinstance(obj, np.ndarray):
+            self._tensor, array = None, obj
+        else:
+            raise TypeError(f"Expect: {name} to be a distnn Tensor or numpy array, Actual: {type(obj).__name__}")
+        if array.dtype.name not in WIRE_DTYPES:
+            raise TypeError(f"Expect: {name} dtype among {sorted(WIRE_DTYPES)}, Actual: {array.dtype}")
+        self._array = array
+        host = backend.to_numpy(array)
+        self._direct = host is array and array.flags.c_contiguous and array.flags.writeable
+        self.flat = array.reshape(-1) if self._direct else np.ascontiguousarray(host).reshape(-1).copy()
+        self.shape, self.dtype = tuple(array.shape), array.dtype
+
+    def commit(self):
+        if not self._direct:
+            self._array[...] = backend.move_to(self.flat.reshape(self.shape), backend.device_of(self._array))
+        if self._tensor is not None:
+            self._tensor._vc[0] += 1  # modified in place, like any in-place op
+
+
+def _op_name(op):
+    op = ReduceOp(op) if not isinstance(op, ReduceOp) else op
+    return op.value
+
+
+# --- collectives --------------------------------------------------------------------------
+
+def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op=False):
+    g, buf, name = _group(group), _Buffer(tensor), _op_name(op)
+    if name == "avg" and buf.dtype.kind != "f":
+        raise TypeError(f"ReduceOp.AVG needs a floating-point tensor, got {buf.dtype}")
+
+    def run(ex):
+        collectives.all_reduce(ex, buf.flat, "sum" if name == "avg" else name)
+        if name == "avg":
+            buf.flat /= ex.size
+        buf.commit()
+    return g.submit(f"all_reduce.{name}", run, async_op, buf.dtype, buf.shape)
+
+
+def broadcast(tensor, src, group=None, async_op=False):
+    g, buf = _group(group), _Buffer(tensor)
+    root = _group_rank(g, src, "src")
+
+    def run(ex):
+        collectives.broadcast(ex, buf.flat, root)
+        buf.commit()
+    return g.submit(f"broadcast.from{src}", run, async_op, buf.dtype, buf.shape)
+
+
+def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op=False):
+    g, out, part = _group(group), _Buffer(output_tensor, "output_tensor"), _Buffer(input_tensor, "input_tensor")
+    if out.flat.size != part.flat.size * g.size or out.dtype != part.dtype:
+        raise ValueError(f"Expect: output of {part.flat.size * g.size} {part.dtype} elements (world_size x "
+                         f"input), Actual: {out.flat.size} {out.dtype} elements")
+
+    def run(ex):
+        collectives.all_gather(ex, out.flat, part.flat)
+        out.commit()
+    return g.submit("all_gather", run, async_op, part.dtype, part.shape)
+
+
+def all_gather(tensor_list, tensor, group=None, async_op=False):
+    g, part = _group(group), _Buffer(tensor)
+    if len(tensor_list) != g.size:
+        raise ValueError(f"Expect: tensor_list of length {g.size} (world size), Actual: {len(tensor_list)}")
+    outs = [_Buffer(t, "tensor_list[i]") for t in tensor_list]
+    for o in outs:
+        if o.flat.size != part.flat.size or o.dtype != part.dtype:
+            raise ValueError(f"Expect: every tensor_list entry of shape {part.shape} and dtype {part.dtype}, "
+                             f"Actual: {o.shape} {o.dtype}")
+
+    def run(ex):
+        gathered = np.empty(part.flat.size * ex.size, part.dtype)
+        collectives.all_gather(ex, gathered, part.flat)
+        for i, o in enumerate(outs):
+            o.flat[...] = gathered[i * part.flat.size:(i + 1) * part.flat.size]
+            o.commit()
+    return g.submit("all_gather", run, async_op, part.dtype, part.shape)
+
+
+def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op=False):
+    g, out, inp, name = _group(group), _Buffer(output, "output"), _Buffer(input, "input"), _op_name(op)
+    if inp.flat.size != out.flat.size * g.size:
+        raise ValueError(f"Expect: input of {out.flat.size * g.size} elements (world_size x output), "
+                         f"Actual: {inp.flat.size}")
+
+    def run(ex):
+        chunk = collectives.reduce_scatter(ex, inp.flat.copy(), "sum" if name == "avg" else name)
+        out.flat[...] = chunk / ex.size if name == "avg" else chunk
+        out.commit()
+    return g.submit(f"reduce_scatter.{name}", run, async_op, inp.dtype, inp.shape)
+
+
+def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op=False):
+    g = _group(group)
+    if len(input_list) != g.size:
+        raise ValueError(f"Expect: input_list of length {g.size}, Actual: {len(input_list)}")
+    stacked = np.concatenate([_Buffer(t, "input_list[i]").flat for t in input_list])
+    return reduce_scatter_tensor(output, stacked, op, group, async_op)
+
+
+def reduce(tensor, dst, op=ReduceOp.SUM, group=None, async_op=False):
+    g, buf, name = _group(group), _Buffer(tensor), _op_name(op)
+    is_dst = g.rank == _group_rank(g, dst, "dst")
+
+    def run(ex):
+        work = buf.flat if is_dst else buf.flat.copy()
+        collectives.all_reduce(ex, work, "sum" if name == "avg" else name)
+        if is_dst:
+            if name == "avg":
+                buf.flat /= ex.size
+            buf.commit()
+    return g.submit(f"reduce.{name}.to{dst}", run, async_op, buf.dtype, buf.shape)
+
+
+def gather(tensor, gather_list=None, dst=0, group=None, async_op=False):
+    g, part = _group(group), _Buffer(tensor)
+    root = _group_rank(g, dst, "dst")
+    outs = None
+    if g.rank == root:
+        if gather_list is None or len(gather_list) != g.size:
+            raise ValueError(f"Expect: gather_list of {g.size} tensors on the destination rank")
+        outs = [_Buffer(t, "gather_list[i]") for t in gather_list]
+
+    def run(ex):
+        collectives.gather(ex, part.flat, [o.flat for o in outs] if outs else None, root)
+        for o in outs or ():
+            o.commit()
+    return g.submit(f"gather.to{dst}", run, async_op, part.dtype, part.shape)
+
+
+def scatter(tensor, scatter_list=None, src=0, group=None, async_op=False):
+    g, out = _group(group), _Buffer(tensor)
+    root = _group_rank(g, src, "src")
+    parts = None
+    if g.rank == root:
+        if scatter_list is None or len(scatter_list) != g.size:
+            raise ValueError(f"Expect: scatter_list of {g.size} tensors on the source rank")
+        parts = [_Buffer(t, "scatter_list[i]").flat for t in scatter_list]
+
+    def run(ex):
+        collectives.scatter(ex, out.flat, parts, root)
+        out.commit()
+    return g.submit(f"scatter.from{src}", run, async_op, out.dtype, out.shape)
+
+
+def barrier(group=None, async_op=False, device_ids=None):
+    g = _group(group)
+    token = np.zeros(1, np.uint8)
+    return g.submit("barrier", lambda ex: collectives.all_reduce(ex, token, "max"), async_op,
+                    token.dtype, token.shape)
+
+
+# --- point to point ----------------------------------------------------------------------
+
+def isend(tensor, dst, group=None, tag=0):
+    g, buf = _group(group), _Buffer(tensor)
+    peer = _group_rank(g, dst, "dst")
+    if peer == g.rank:
+        raise ValueError(f"rank {g.rank} cannot send to itself")
+    payload = buf.flat.copy()  # the caller may reuse its tensor as soon as isend returns
+
+    def run(ex):
+        ex.send(peer, payload)
+        ex.finish()
+    return g.submit_p2p(peer, "send", run, True, buf.dtype, buf.shape)
+
+
+def irecv(tensor, src=None, group=None, tag=0):
+    g, buf = _group(group), _Buffer(tensor)
+    if src is None:
+        return _recv_any(g, buf)
+    peer = _group_rank(g, src, "src")
+
+    def run(ex):
+        buf.flat[...] = ex.recv_array(peer, buf.flat.size, channel="p2p", seg=0)
+        buf.commit()
+        return src
+    return g.submit_p2p(peer, "recv", run, True, buf.dtype, buf.shape)
+
+
+def _recv_any(g, buf):
+    """Receive from whichever peer sends first (``recv(t)`` without ``src``)."""
+    from .process_group import Exchange, Work
+    world = g.world
+    work = Work(f"recv from any rank on rank {world.rank}", world.timeout)
+
+    def run():
+        peers = [r for r in g.ranks if r != world.rank]
+        src, header, payload = world.transport.recv_any(g.id, "p2p", peers, world.timeout, "recv")
+        peer = g.ranks.index(src)
+        seq = g._p2p_received.get(peer, 0)
+        g._p2p_received[peer] = seq + 1
+        expect = Exchange(g, "send", seq, buf.dtype, buf.shape)
+        from .wire import check_expected
+        check_expected(header, {"op": "send", "seq": seq, "dtype": buf.dtype.name, "shape": list(buf.shape),
+                                "nbytes": buf.flat.nbytes}, world.rank)
+        buf.flat[...] = np.frombuffer(payload, dtype=expect.dtype, count=buf.flat.size)
+        buf.commit()
+        return src
+    world.comm.submit(work, run)
+    return work
+
+
+def send(tensor, dst, group=None, tag=0):
+    isend(tensor, dst, group, tag).wait()
+
+
+def recv(tensor, src=None, group=None, tag=0):
+    """Blocking receive; returns the sender's rank."""
+    return irecv(tensor, src, group, tag).result()
+
+
+# --- objects (msgpack only: nothing received is unpickled) --------------------------------
+
+def _pack(obj):
+    try:
+        return np.frombuffer(msgpack.packb(obj, use_bin_type=True), np.uint8)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"object collectives carry only msgpack-serialisable data (numbers, str, bytes, "
+                        f"lists, dicts): {exc}") from None
+
+
+def _unpack(array):
+    return msgpack.unpackb(array.tobytes(), raw=False, strict_map_key=False)
+
+
+def broadcast_object_list(object_list, src=0, group=None, device=None):
+    g = _group(group)
+    is_src = g.rank == _group_rank(g, src, "src")
+    payload = _pack(list(object_list)) if is_src else None
+    size = np.array([payload.size if is_src else 0], np.int64)
+    broadcast(size, src, group)
+    data = payload if is_src else np.empty(int(size[0]), np.uint8)
+    broadcast(data, src, group)
+    if not is_src:
+        received = _unpack(data)
+        if len(received) != len(object_list):
+            raise DistributedError(f"broadcast_object_list: rank {src} sent {len(received)} objects, "
+                                   f"this rank's list holds {len(object_list)}")
+        object_list[:] = received
+
+
+def all_gather_object(object_list, obj, group=None):
+    g = _group(group)
+    payload = _pack(obj)
+    sizes = np.zeros(g.size, np.int64)
+    all_gather_into_tensor(sizes, np.array([payload.size], np.int64), group)
+    longest = int(sizes.max())
+    padded = np.zeros(longest, np.uint8)
+    padded[:payload.size] = payload
+    gathered = np.empty(longest * g.size, np.uint8)
+    all_gather_into_tensor(gathered, padded, group)
+    object_list[:] = [_unpack(gathered[i * longest:i * longest + int(sizes[i])]) for i in range(g.size)]

@@ -1,0 +1,175 @@
+"""Collective algorithms on flat numpy buffers, written against an ``Exchange``
+(one collective's send/recv with its expected header).
+
+- ``all_reduce``: ring reduce-scatter then all-gather, pipelined by segment:
+  each segment is reduced and forwarded as soon as it arrives, so sending,
+  receiving and summing overlap. Small buffers take a one-hop direct path
+  (every rank sends its buffer to every other and sums in rank order).
+- ``broadcast``: a pipelined chain from the root for large buffers, direct
+  sends for small ones. ``all_gather``/``reduce_scatter``: the two ring halves.
+
+Every rank ends with bit-identical results: reductions happen in a fixed order
+and the all-gather copies one rank's reduced values to all.
+"""
+
+import numpy as np
+
+SEGMENT_BYTES = 1 << 20  # pipelining granularity (gloo uses <= 1 MiB)
+DIRECT_MAX_BYTES = 64 * 1024
+
+REDUCE_UFUNCS = {"sum": np.add, "product": np.multiply, "min": np.minimum, "max": np.maximum,
+                 "band": np.bitwise_and, "bor": np.bitwise_or, "bxor": np.bitwise_xor}
+
+
+def chunk_bounds(n_elems, n_chunks):
+    """(start, stop) of ``n_chunks`` near-equal chunks covering ``n_elems`` (any size, even < n)."""
+    base, extra = divmod(n_elems, n_chunks)
+    bounds, start = [], 0
+    for c in range(n_chunks):
+        stop = start + base + (1 if c < extra else 0)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+def segments(start, stop, seg_elems):
+    return [slice(s, min(s + seg_elems, stop)) for s in range(start, stop, seg_elems)]
+
+
+def _segment_elems(buf):
+    return max(1, SEGMENT_BYTES // max(buf.itemsize, 1))
+
+
+def all_reduce(ex, buf, op):
+    """In-place reduction of flat ``buf`` across the group."""
+    if ex.size == 1 or buf.size == 0:
+        return
+    if buf.nbytes <= DIRECT_MAX_BYTES:
+        _direct_all_reduce(ex, buf, REDUCE_UFUNCS[op])
+    else:
+        ring_all_reduce(ex, buf, REDUCE_UFUNCS[op])
+
+
+def _direct_all_reduce(ex, buf, ufunc):
+    for peer in range(ex.size):
+        if peer != ex.rank:
+            ex.send(peer, buf)
+    received = [buf if peer == ex.rank else ex.recv_array(peer, buf.size) for peer in range(ex.size)]
+    acc = received[0].copy()
+    for part in received[1:]:
+        ufunc(acc, part, out=acc)
+    ex.finish()  # our buffer may still be on its way out: only then overwrite it
+    buf[...] = acc
+
+
+def ring_all_reduce(ex, buf, ufunc):
+    n, r = ex.size, ex.rank
+    left, right = (r - 1) % n, (r + 1) % n
+    seg = _segment_elems(buf)
+    chunk_segs = [segments(a, b, seg) for a, b in chunk_bounds(buf.size, n)]
+    # Reduce-scatter: at step k rank r sends chunk r-k-1 and reduces chunk r-k-2 into
+    # its own copy; after n-1 steps chunk r is complete here. Each reduced segment is
+    # forwarded at once, and the last step's forward starts the all-gather.
+    for sl in chunk_segs[(r - 1) % n]:
+        ex.send(right, buf[sl])
+    for k in range(n - 1):
+        for sl in chunk_segs[(r - k - 2) % n]:
+            part = buf[sl]
+            ufunc(part, ex.recv_array(left, part.size), out=part)
+            ex.send(right, part)
+    _ring_gather_phase(ex, buf, chunk_segs, left, right)
+    ex.finish()
+
+
+def _ring_gather_phase(ex, buf, chunk_segs, left, right):
+    """All-gather half of the ring: rank r already sent its complete chunk r; at step k
+    it receives chunk r-k-1 and forwards it, except on the last step."""
+    n, r = ex.size, ex.rank
+    for k in range(n - 1):
+        for sl in chunk_segs[(r - k - 1) % n]:
+            buf[sl] = ex.recv_array(left, sl.stop - sl.start)
+            if k < n - 2:
+                ex.send(right, buf[sl])
+
+
+def broadcast(ex, buf, root):
+    if ex.size == 1 or buf.size == 0:
+        return
+    if buf.nbytes <= DIRECT_MAX_BYTES:
+        if ex.rank == root:
+            for peer in range(ex.size):
+                if peer != root:
+                    ex.send(peer, buf)
+            ex.finish()
+        else:
+            buf[...] = ex.recv_array(root, buf.size)
+        return
+    # A chain root -> root+1 -> ... forwarding each segment as it lands.
+    position = (ex.rank - root) % ex.size
+    prev, nxt = (ex.rank - 1) % ex.size, (ex.rank + 1) % ex.size
+    last = position == ex.size - 1
+    for sl in segments(0, buf.size, _segment_elems(buf)):
+        if position > 0:
+            buf[sl] = ex.recv_array(prev, sl.stop - sl.start)
+        if not last:
+            ex.send(nxt, buf[sl])
+    ex.finish()
+
+
+def all_gather(ex, out, part):
+    """``out`` (size * part.size elements) gets every rank's ``part`` in rank order."""
+    n, r, m = ex.size, ex.rank, part.size
+    out[r * m:(r + 1) * m] = part
+    if n == 1 or m == 0:
+        return
+    left, right = (r - 1) % n, (r + 1) % n
+    seg = _segment_elems(out)
+    chunk_segs = [segments(c * m, (c + 1) * m, seg) for c in range(n)]
+    for sl in chunk_segs[r]:
+        ex.send(right, out[sl])
+    _ring_gather_phase(ex, out, chunk_segs, left, right)
+    ex.finish()
+
+
+def reduce_scatter(ex, work, op):
+    """Reduce ``work`` (size * m elements, overwritten) so chunk r is complete on rank r;
+    returns that chunk."""
+    n, r = ex.size, ex.rank
+    m = work.size // n
+    if n == 1 or m == 0:
+        return work[r * m:(r + 1) * m]
+    ufunc = REDUCE_UFUNCS[op]
+    left, right = (r - 1) % n, (r + 1) % n
+    chunk_segs = [segments(c * m, (c + 1) * m, _segment_elems(work)) for c in range(n)]
+    for sl in chunk_segs[(r - 1) % n]:
+        ex.send(right, work[sl])
+    for k in range(n - 1):
+        for sl in chunk_segs[(r - k - 2) % n]:
+            part = work[sl]
+            ufunc(part, ex.recv_array(left, part.size), out=part)
+            if k < n - 2:
+                ex.send(right, part)
+    ex.finish()
+    return work[r * m:(r + 1) * m]
+
+
+def gather(ex, part, out_parts, dst):
+    """Rank ``dst`` receives every rank's ``part`` into ``out_parts`` (a list of arrays)."""
+    if ex.rank == dst:
+        for peer in range(ex.size):
+            out_parts[peer][...] = part if peer == dst else \
+                ex.recv_array(peer, part.size).reshape(part.shape)
+    else:
+        ex.send(dst, part)
+        ex.finish()
+
+
+def scatter(ex, out, in_parts, src):
+    if ex.rank == src:
+        for peer in range(ex.size):
+            if peer != src:
+                ex.send(peer, np.ascontiguousarray(in_parts[peer]))
+        out[...] = in_parts[src]
+        ex.finish()
+    else:
+        out[...] = ex.recv_array(src, out.size).reshape(out.shape)

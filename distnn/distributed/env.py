@@ -1,0 +1,68 @@
+"""Where a process learns its rank and world: explicit arguments, the launcher's
+environment (RANK, WORLD_SIZE, ...), or a cluster engine's (Slurm's srun,
+Open MPI's mpirun, PMI), in that order."""
+
+import os
+
+_SOURCES = (
+    ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"),
+    ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE"),
+    ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
+     "OMPI_COMM_WORLD_LOCAL_SIZE"),
+    ("PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "MPI_LOCALNRANKS"),
+)
+
+TOKEN_VAR = "DISTNN_JOB_TOKEN"
+
+
+def _int_env(name, environ):
+    value = environ.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value.split("(")[0])  # SLURM_NTASKS_PER_NODE may read "4(x2)"
+    except ValueError:
+        raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
+
+
+def resolve_ranks(rank=None, world_size=None, environ=None):
+    """(rank, world_size, local_rank, local_world_size) from arguments or the environment."""
+    environ = os.environ if environ is None else environ
+    for rank_var, size_var, local_var, local_size_var in _SOURCES:
+        if rank_var in environ and size_var in environ:
+            env_rank, env_size = _int_env(rank_var, environ), _int_env(size_var, environ)
+            local = _int_env(local_var, environ)
+            local_size = _int_env(local_size_var, environ)
+            rank = env_rank if rank is None else rank
+            world_size = env_size if world_size is None else world_size
+            break
+    else:
+        local, local_size = None, None
+    if rank is None or world_size is None:
+        raise ValueError("rank and world_size are unknown: pass rank= and world_size=, start the script "
+                         "with `python -m launcher`, or set RANK and WORLD_SIZE (srun and mpirun set theirs)")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"Expect: 0 <= rank < world_size, Actual: rank={rank}, world_size={world_size}")
+    return rank, world_size, rank if local is None else local, world_size if local_size is None else local_size
+
+
+def resolve_master(init_method=None, environ=None):
+    """(host, port) of the rendezvous store, from ``tcp://host:port`` or MASTER_ADDR/MASTER_PORT."""
+    environ = os.environ if environ is None else environ
+    if init_method not in (None, "env://"):
+        if not init_method.startswith("tcp://"):
+            raise ValueError(f"Expect: init_method 'env://' or 'tcp://host:port', Actual: {init_method!r}")
+        host, _, port = init_method[len("tcp://"):].rpartition(":")
+        return host.strip("[]"), int(port)
+    host, port = environ.get("MASTER_ADDR"), environ.get("MASTER_PORT")
+    if host is None or port is None:
+        missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if environ.get(v) is None]
+        raise ValueError(f"environment variable(s) {', '.join(missing)} not set: the rendezvous address "
+                         "is unknown (the launcher sets them; or pass init_method='tcp://host:port')")
+    return host, int(port)
+
+
+def job_token(environ=None):
+    """The per-job secret from the launcher (bytes), or empty when run without one."""
+    environ = os.environ if environ is None else environ
+    return environ.get(TOKEN_VAR, "").encode()

@@ -1,0 +1,286 @@
+"""Process groups: the rendezvous that builds the world, the communication thread
+that owns every socket, ``Work`` handles for asynchronous collectives, and the
+per-collective ``Exchange`` that stamps and checks message headers.
+
+Collectives are numbered per group in program order on the calling thread and
+run one at a time, in that order, on the communication thread. A failure there
+is broadcast to every peer as an abort notice, so all ranks raise instead of
+waiting for the timeout.
+"""
+
+import atexit
+import hashlib
+import ipaddress
+import os
+import queue
+import socket
+import tempfile
+import threading
+
+import numpy as np
+import zmq
+
+from . import env, wire
+from .errors import DistributedError, DistributedTimeoutError
+from .store import StoreClient, StoreServer
+from .transport import Transport
+
+_LINGER_MS = 5000  # closing waits this long for queued messages to leave
+
+
+class Work:
+    """Handle of an asynchronous collective, as returned with ``async_op=True``."""
+
+    def __init__(self, description, default_timeout):
+        self.description = description
+        self._timeout = default_timeout
+        self._done = threading.Event()
+        self._error = None
+        self._result = None
+
+    def wait(self, timeout=None):
+        timeout = self._timeout if timeout is None else _seconds(timeout)
+        if not self._done.wait(timeout):
+            raise DistributedTimeoutError(f"{self.description} did not complete within {timeout:.1f}s")
+        if self._error is not None:
+            raise self._error
+        return True
+
+    def is_completed(self):
+        return self._done.is_set()
+
+    def is_success(self):
+        return self._done.is_set() and self._error is None
+
+    def exception(self):
+        return self._error
+
+    def result(self):
+        self.wait()
+        return self._result
+
+    def _finish(self, result=None, error=None):
+        self._result, self._error = result, error
+        self._done.set()
+
+
+class _CommThread:
+    """Runs submitted collectives in order; the only thread that touches sockets."""
+
+    def __init__(self, world):
+        self._world = world
+        self._queue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="distnn-comm", daemon=True)
+        self._thread.start()
+
+    def submit(self, work, fn):
+        self._queue.put((work, fn))
+
+    def stop(self):
+        self._queue.put(None)
+        self._thread.join(timeout=_LINGER_MS / 1000 + 5)
+
+    def _loop(self):
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            work, fn = item
+            if self._world.broken is not None:
+                work._finish(error=DistributedError(f"{self._world.broken} (earlier failure; this "
+                                                    f"process group can no longer be used)"))
+                continue
+            try:
+                work._finish(result=fn())
+            except Exception as exc:  # handed to the waiting thread, and to every peer
+                self._world.fail(exc)
+                work._finish(error=exc)
+
+
+class World:
+    """This process's membership in a job: sockets, store, communication thread."""
+
+    def __init__(self, rank, world_size, local_rank, local_world_size, master, token, timeout):
+        self.rank, self.size = rank, world_size
+        self.local_rank, self.local_size = local_rank, local_world_size
+        self.timeout = timeout
+        self.broken = None
+        self.context = zmq.Context()
+        host, port = master
+        self.job = hashlib.sha256(token + f"{host}:{port}".encode()).digest()[:8]
+        ipc_dir = os.path.join(tempfile.gettempdir(), f"distnn-{self.job.hex()}")
+        os.makedirs(ipc_dir, mode=0o700, exist_ok=True)
+        self.transport = Transport(self.context, rank, world_size, self.job, _bind_host(host), ipc_dir)
+        self._server = StoreServer(self.context, host, port, token, world_size) if rank == 0 else None
+        self.store = StoreClient(self.context, f"tcp://{_bracket(host)}:{port}", token, timeout)
+        try:
+            self._rendezvous()
+        except BaseException:
+            self.close(flush=False)
+            raise
+        self.comm = _CommThread(self)
+        self._group_ids = 0
+
+    def _rendezvous(self):
+        info = dict(self.transport.endpoint_info(), world=self.size, rank=self.rank)
+        self.store.set(f"member/{self.rank}", info)
+        keys = [f"member/{r}" for r in range(self.size)]
+        try:
+            members = self.store.wait(keys, what=f"ranks to join (world_size={self.size})")
+        except DistributedTimeoutError as exc:
+            raise DistributedTimeoutError(str(exc).replace("member/", "rank ")) from None
+        for r, m in enumerate(members):
+            if m["world"] != self.size:
+                raise DistributedError(f"rank {self.rank}: world_size mismatch: this rank has {self.size}, "
+                                       f"rank {r} has {m['world']}")
+        if members[self.rank]["pid"] != os.getpid() or members[self.rank]["host"] != info["host"]:
+            raise DistributedError(f"rank {self.rank} was claimed by two processes (pid {os.getpid()} and "
+                                   f"pid {members[self.rank]['pid']}): check RANK of every worker")
+        self.transport.connect(members)
+
+    def next_group_id(self):
+        self._group_ids += 1
+        return self._group_ids
+
+    def fail(self, exc):
+        """Record the first failure and tell every peer (unless a peer told us)."""
+        if self.broken is None:
+            self.broken = str(exc)
+            self.transport.broadcast_abort(str(exc))
+
+    def close(self, flush=True):
+        if getattr(self, "comm", None) is not None:
+            self.comm.stop()
+            self.comm = None
+        self.transport.close(linger=_LINGER_MS if flush else 0)
+        self.store.close()
+        if self._server is not None:
+            self._server.close()
+        self.context.term()
+
+
+class ProcessGroup:
+    """A set of ranks that run collectives together (the world, or ``new_group``)."""
+
+    def __init__(self, world, ranks, group_id):
+        self.world = world
+        self.ranks = list(ranks)
+        self.id = group_id
+        self.size = len(self.ranks)
+        self.rank = self.ranks.index(world.rank)
+        self._seq = 0
+        self._p2p_sent = {}
+        self._p2p_received = {}
+
+    def __repr__(self):
+        return f"ProcessGroup(id={self.id}, ranks={self.ranks}, rank={self.rank})"
+
+    def submit(self, op, fn, async_op, dtype=None, shape=()):
+        """Run ``fn(exchange)`` on the communication thread as collective ``op``."""
+        seq = self._seq
+        self._seq += 1
+        ex = Exchange(self, op, seq, dtype, shape)
+        work = Work(f"{op} (sequence {seq}) on rank {self.world.rank}", self.world.timeout)
+        self.world.comm.submit(work, lambda: fn(ex))
+        if async_op:
+            return work
+        work.wait(timeout=None if self.world.timeout is None else self.world.timeout + 5)
+        return None
+
+    def submit_p2p(self, peer, op, fn, async_op, dtype, shape):
+        """Point-to-point: numbered per peer pair rather than per group."""
+        counters = self._p2p_sent if op == "send" else self._p2p_received
+        seq = counters.get(peer, 0)
+        counters[peer] = seq + 1
+        ex = Exchange(self, "send", seq, dtype, shape)
+        work = Work(f"{op} with rank {peer} on rank {self.world.rank}", self.world.timeout)
+        self.world.comm.submit(work, lambda: fn(ex))
+        if async_op:
+            return work
+        work.wait(timeout=self.world.timeout + 5)
+        return None
+
+
+class Exchange:
+    """One collective's messages: group-rank addressing, headers, validation, trackers."""
+
+    def __init__(self, group, op, seq, dtype, shape):
+        self.group, self.op, self.seq = group, op, seq
+        self.size, self.rank = group.size, group.rank
+        self.dtype = np.dtype(dtype) if dtype is not None else np.dtype(np.uint8)
+        self.shape = [int(s) for s in shape]
+        self._transport = group.world.transport
+        self._sent, self._received = {}, {}
+        self._trackers = []
+
+    def send(self, dst, payload):
+        seg = self._sent.get(dst, 0)
+        self._sent[dst] = seg + 1
+        header = wire.encode_header(self.group.world.job, self.group.id, self.op, self.seq,
+                                    self.group.world.rank, self.dtype.name, self.shape, seg, payload.nbytes)
+        tracker = self._transport.send(self.group.ranks[dst], header, payload)
+        if tracker is not None:
+            self._trackers.append(tracker)
+
+    def recv_array(self, src, count, dtype=None, channel="coll", seg=None):
+        dtype = self.dtype if dtype is None else dtype
+        if seg is None:
+            seg = self._received.get(src, 0)
+            self._received[src] = seg + 1
+        expect = {"op": self.op, "seq": self.seq, "dtype": self.dtype.name, "shape": self.shape,
+                  "seg": seg, "nbytes": count * dtype.itemsize}
+        payload = self._transport.recv(self.group.id, self.group.ranks[src], channel, expect,
+                                       self.group.world.timeout, self.describe())
+        return np.frombuffer(payload, dtype=dtype, count=count)
+
+    def finish(self):
+        """Wait until every zero-copy payload has left, so the caller may reuse its buffers."""
+        for tracker in self._trackers:
+            try:
+                tracker.wait(self.group.world.timeout)
+            except zmq.NotDone:
+                raise DistributedTimeoutError(f"rank {self.group.world.rank}: {self.describe()}: sends did "
+                                              f"not complete within {self.group.world.timeout:.1f}s") from None
+        self._trackers.clear()
+
+    def describe(self):
+        return f"{self.op} (sequence {self.seq}, group {self.group.id})"
+
+
+def _seconds(timeout):
+    return timeout.total_seconds() if hasattr(timeout, "total_seconds") else float(timeout)
+
+
+def _bracket(host):
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _is_loopback(host):
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+        except OSError:
+            return False
+
+
+def _bind_host(master_host):
+    """Loopback jobs bind loopback only; others the interface that reaches the master."""
+    if _is_loopback(master_host):
+        return "127.0.0.1"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect((socket.gethostbyname(master_host), 9))  # no packet is sent
+        return probe.getsockname()[0]
+
+
+_active_worlds = []
+
+
+@atexit.register
+def _close_at_exit():
+    for world in list(_active_worlds):
+        world.close()
+    _active_worlds.clear()

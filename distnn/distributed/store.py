@@ -1,0 +1,169 @@
+"""Rendezvous: a small key-value store that rank 0 serves over ZeroMQ (ROUTER),
+and the client every rank uses (DEALER).
+
+Ranks publish their data endpoints here and wait until every rank has done
+so. Every request carries the job token; a request with a wrong token is
+refused and logged, so two jobs on one host can never merge. Requests are
+msgpack maps; garbage is logged and dropped, never trusted.
+"""
+
+import hmac
+import itertools
+import sys
+import threading
+import time
+
+import msgpack
+import zmq
+
+from .errors import DistributedError, DistributedTimeoutError
+
+_POLL_MS = 50
+_MAX_REQUEST = 1 << 20
+
+
+def _log(message):
+    print(f"[distnn store] {message}", file=sys.stderr, flush=True)
+
+
+class StoreServer:
+    """The store itself: a thread in rank 0 answering set/get/add/wait requests."""
+
+    def __init__(self, context, host, port, token, world_size):
+        self._token = token
+        self._world_size = world_size
+        self._data = {}
+        self._waiters = []  # (identity, request id, keys)
+        self._socket = context.socket(zmq.ROUTER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, _MAX_REQUEST)
+        self.address = f"tcp://{_bracket(host)}:{port}"
+        try:
+            self._socket.bind(self.address)
+        except zmq.ZMQError as exc:
+            self._socket.close()
+            raise DistributedError(f"rank 0 could not serve the rendezvous store at {self.address}: "
+                                   f"{exc} (is another job using MASTER_PORT {port}?)") from None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="distnn-store", daemon=True)
+        self._thread.start()
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _serve(self):
+        try:
+            while not self._stop.is_set():
+                if self._socket.poll(_POLL_MS):
+                    self._handle(self._socket.recv_multipart(copy=True))
+        finally:
+            self._socket.close(linger=0)
+
+    def _handle(self, frames):
+        if len(frames) != 2:
+            _log(f"dropped a malformed request ({len(frames)} frames)")
+            return
+        identity, payload = frames
+        try:
+            request = msgpack.unpackb(payload, raw=False, max_str_len=_MAX_REQUEST)
+            if not isinstance(request, dict) or not isinstance(request.get("op"), str):
+                raise ValueError("not a request map")
+        except Exception as exc:  # garbage on the port: never trusted, never fatal
+            _log(f"dropped undecodable bytes on the store port ({type(exc).__name__})")
+            return
+        rid = request.get("id")
+        token = request.get("token", b"")
+        if not isinstance(token, bytes) or not hmac.compare_digest(token, self._token):
+            _log(f"refused a {request['op']!r} request with a wrong job token "
+                 "(another job on the same MASTER_PORT?)")
+            self._reply(identity, rid, error="refused: wrong job token for this rendezvous")
+            return
+        op, key = request["op"], request.get("key")
+        if op == "set" and isinstance(key, str):
+            self._data[key] = request.get("value")
+            self._reply(identity, rid, value=True)
+            self._wake_waiters()
+        elif op == "add" and isinstance(key, str) and isinstance(request.get("value"), int):
+            self._data[key] = self._data.get(key, 0) + request["value"]
+            self._reply(identity, rid, value=self._data[key])
+            self._wake_waiters()
+        elif op == "wait" and isinstance(key, list) and all(isinstance(k, str) for k in key):
+            self._waiters.append((identity, rid, key))
+            self._wake_waiters()
+        elif op == "missing" and isinstance(key, list):
+            self._reply(identity, rid, value=[k for k in key if k not in self._data])
+        else:
+            self._reply(identity, rid, error=f"bad request {op!r}")
+
+    def _wake_waiters(self):
+        pending = []
+        for identity, rid, keys in self._waiters:
+            if all(k in self._data for k in keys):
+                self._reply(identity, rid, value=[self._data[k] for k in keys])
+            else:
+                pending.append((identity, rid, keys))
+        self._waiters = pending
+
+    def _reply(self, identity, rid, value=None, error=None):
+        self._socket.send_multipart([identity, msgpack.packb({"id": rid, "value": value, "error": error},
+                                                             use_bin_type=True)])
+
+
+class StoreClient:
+    """One rank's connection to the store; used only from the thread that made it."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, context, address, token, timeout):
+        self.address = address
+        self._token = token
+        self.timeout = timeout
+        self._socket = context.socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.connect(address)
+
+    def close(self):
+        self._socket.close(linger=0)
+
+    def _request(self, op, key, value=None, timeout=None, describe_wait=None):
+        rid = next(self._ids)
+        self._socket.send(msgpack.packb({"op": op, "key": key, "value": value, "token": self._token,
+                                         "id": rid}, use_bin_type=True))
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DistributedTimeoutError(describe_wait() if describe_wait else
+                                              f"rendezvous store at {self.address} did not answer "
+                                              f"within {self.timeout:.1f}s (is rank 0 running?)")
+            if not self._socket.poll(min(remaining, 0.5) * 1000):
+                continue
+            reply = msgpack.unpackb(self._socket.recv(), raw=False)
+            if reply.get("id") != rid:
+                continue  # a late answer to an earlier, timed-out request
+            if reply.get("error"):
+                raise DistributedError(f"rendezvous at {self.address} {reply['error']}")
+            return reply["value"]
+
+    def set(self, key, value):
+        self._request("set", key, value)
+
+    def add(self, key, amount):
+        return self._request("add", key, amount)
+
+    def wait(self, keys, timeout=None, what="keys"):
+        """Block until every key is set; returns their values. On timeout the error
+        lists the keys (e.g. the ranks) still missing."""
+        def describe():
+            try:
+                missing = self._request("missing", list(keys), timeout=2.0)
+            except DistributedError:
+                missing = list(keys)
+            return (f"rendezvous timed out after {self.timeout if timeout is None else timeout:.1f}s "
+                    f"at {self.address} waiting for {what}: {missing}")
+        return self._request("wait", list(keys), timeout=timeout, describe_wait=describe)
+
+
+def _bracket(host):
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host

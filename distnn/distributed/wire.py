@@ -1,0 +1,76 @@
+"""The wire format: one msgpack header frame followed by raw buffer frames.
+
+The header says who sent what: job id, group, collective op, sequence number,
+dtype, full shape, segment index, and the byte length of the payload. It is
+validated field by field before any payload byte is used, and nothing
+received is ever unpickled. Disagreements between what a peer announces and
+what this rank expects become a ``DistributedError`` naming the field.
+"""
+
+import msgpack
+import numpy as np
+
+from .errors import DistributedError
+
+# Dtypes allowed on the wire, by name (never a pickled dtype object).
+WIRE_DTYPES = {name: np.dtype(name) for name in
+               ("float32", "float64", "float16", "int64", "int32", "int16", "int8", "uint8", "bool")}
+
+_FIELDS = {"job": bytes, "grp": int, "op": str, "seq": int, "src": int, "dtype": str, "shape": list,
+           "seg": int, "nbytes": int}
+ABORT_OP = "abort"
+
+
+def encode_header(job, group, op, seq, src, dtype, shape, seg, nbytes):
+    return msgpack.packb({"job": job, "grp": group, "op": op, "seq": seq, "src": src,
+                          "dtype": dtype, "shape": list(shape), "seg": seg, "nbytes": nbytes},
+                         use_bin_type=True)
+
+
+def encode_abort(job, src, reason):
+    """An abort notice: a rank that failed tells every peer why, so none waits forever."""
+    return msgpack.packb({"job": job, "grp": -1, "op": ABORT_OP, "seq": -1, "src": src,
+                          "dtype": reason[:2000], "shape": [], "seg": 0, "nbytes": 0}, use_bin_type=True)
+
+
+class MalformedMessage(ValueError):
+    """Bytes that are not a distnn message (dropped and logged, never trusted)."""
+
+
+def decode_header(frame, job, world_size):
+    """Parse and validate a header frame; raises ``MalformedMessage`` for garbage."""
+    try:
+        header = msgpack.unpackb(frame, raw=False, strict_map_key=True, max_bin_len=64,
+                                 max_str_len=4096, max_array_len=64, max_map_len=16)
+    except Exception as exc:  # msgpack raises several types for garbage
+        raise MalformedMessage(f"undecodable header ({type(exc).__name__})") from None
+    if not isinstance(header, dict) or set(header) != set(_FIELDS):
+        raise MalformedMessage("header fields differ from the distnn wire format")
+    for key, kind in _FIELDS.items():
+        if not isinstance(header[key], kind) or (kind is int and isinstance(header[key], bool)):
+            raise MalformedMessage(f"header field {key!r} has type {type(header[key]).__name__}")
+    if header["job"] != job:
+        raise MalformedMessage("message from another job (job id differs)")
+    if not 0 <= header["src"] < world_size:
+        raise MalformedMessage(f"sender rank {header['src']} outside world of size {world_size}")
+    if header["op"] == ABORT_OP:
+        return header
+    if header["dtype"] not in WIRE_DTYPES:
+        raise MalformedMessage(f"unknown dtype {header['dtype']!r}")
+    if not all(isinstance(d, int) and d >= 0 for d in header["shape"]) or header["nbytes"] < 0:
+        raise MalformedMessage("negative or non-integer shape/size")
+    return header
+
+
+def check_expected(header, expect, my_rank):
+    """Raise ``DistributedError`` if the peer's collective differs from ours."""
+    for field in ("op", "dtype", "shape"):
+        if header[field] != expect[field]:
+            raise DistributedError(
+                f"rank {my_rank}: mismatched collective with rank {header['src']} "
+                f"(sequence {expect['seq']}): {field} differs: this rank has {expect[field]!r}, "
+                f"rank {header['src']} has {header[field]!r}")
+    if header["nbytes"] != expect["nbytes"]:
+        raise DistributedError(
+            f"rank {my_rank}: rank {header['src']} sent {header['nbytes']} bytes for segment "
+            f"{header['seg']} of {header['op']} (sequence {expect['seq']}), expected {expect['nbytes']}")
