@@ -194,6 +194,15 @@ class Tensor:
         from ._tensor_str import tensor_repr
         return tensor_repr(self)
 
+    def __deepcopy__(self, memo):
+        if id(self) in memo:
+            return memo[id(self)]
+        out = _wrap(self._data.copy(), self.requires_grad)
+        if self.grad is not None:
+            out.grad = self.grad.__deepcopy__(memo)
+        memo[id(self)] = out
+        return out
+
     def __reduce_ex__(self, protocol):
         # Lets DataLoader worker processes hand batches back (multiprocessing only;
         # nothing in distnn sends or stores tensors with pickle).

@@ -27,7 +27,7 @@ def _root_grads(outputs, grad_outputs):
         if g is None:
             if out._data.size != 1:
                 raise RuntimeError("grad can be implicitly created only for scalar outputs")
-            garr = out._data.dtype.type(1) * backend_ones_like(out._data)
+            garr = backend_ones_like(out._data)
         else:
             if tuple(g.shape) != tuple(out.shape):
                 raise RuntimeError(f"Mismatch in shape: grad_output[{i}] has a shape of {g.shape} and "

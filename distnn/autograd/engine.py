@@ -9,8 +9,13 @@ Broadcast reduction and dtype casting of every gradient happen here, once.
 
 import heapq
 
+import numpy as np
+
 from . import grad_mode
 from .function import _apply_tensor_hooks
+
+
+_NUMPY_SCALARS = frozenset(np.sctypeDict.values()) - {np.ndarray}
 
 
 def sum_to_shape(grad, shape):
@@ -103,6 +108,8 @@ def _route(node, results, buffers, deps, heap):
             continue
         nxt, nr = edge
         if grad is not None:
+            if type(grad) in _NUMPY_SCALARS:  # numpy turns 0-dim results into scalars
+                grad = np.asarray(grad)
             shape, dtype = meta
             if grad.shape != shape:
                 grad = sum_to_shape(grad, shape)
@@ -125,7 +132,11 @@ def _accumulate(buffers, node, nr, grad):
     if buf is None:
         buf = buffers[node] = [None] * node._num_outputs
     prev = buf[nr]
-    buf[nr] = grad if prev is None else prev + grad
+    if prev is None:
+        buf[nr] = grad
+    else:
+        total = prev + grad
+        buf[nr] = np.asarray(total) if type(total) in _NUMPY_SCALARS else total
 
 
 def _run_pre_hooks(node, grads):

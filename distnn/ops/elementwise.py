@@ -214,7 +214,7 @@ class Maximum(Op):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
-        share = (a > b) + 0.5 * (a == b)
+        share = (a > b).astype(g.dtype) + (a == b).astype(g.dtype) * 0.5
         return g * share, g * (1 - share)
 
 
@@ -227,7 +227,7 @@ class Minimum(Op):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
-        share = (a < b) + 0.5 * (a == b)
+        share = (a < b).astype(g.dtype) + (a == b).astype(g.dtype) * 0.5
         return g * share, g * (1 - share)
 
 
