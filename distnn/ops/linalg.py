@@ -1,46 +1,49 @@
 """Matrix products: matmul (and its special cases mm, bmm, mv, dot), outer,
 addmm, baddbmm, einsum, and ``linear`` as one fused GEMM-plus-bias op.
 
-Every product is a single ``xp.matmul`` call; stacks that multiply one shared
-matrix are folded into one 2-D GEMM instead of a loop over the batch.
+Every product is a single ``xp.matmul`` call; a stack multiplied by one shared
+matrix is folded into one 2-D GEMM rather than a loop over the batch. Shape
+errors name both shapes as PyTorch's do.
 """
 
 from ..autograd.function import Op
+from .shape import renamed_op
 
-__all__ = ["matmul"]
+__all__ = ["matmul", "mm", "bmm", "mv", "dot", "outer", "ger", "linear", "addmm", "baddbmm", "einsum"]
 
-TENSOR_METHODS = ("matmul",)
-
-
-def _shape_str(shape):
-    return "x".join(str(s) for s in shape)
+TENSOR_METHODS = ("matmul", "mm", "bmm", "mv", "dot", "outer", "ger", "addmm", "baddbmm")
 
 
 def _fold_matmul(xp, a, b):
-    """``a @ b`` where ``b`` is 2-D: one GEMM over all of ``a``'s leading dims."""
+    """``a @ b`` for a 2-D ``b``: one GEMM over all of ``a``'s leading dims."""
     if a.ndim <= 2:
         return xp.matmul(a, b)
-    lead = a.shape[:-1]
-    return xp.matmul(a.reshape(-1, a.shape[-1]), b).reshape(lead + (b.shape[-1],))
+    return xp.matmul(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + (b.shape[-1],))
 
 
-class _Product(Op):
-    """``a @ b`` with numpy's matmul semantics; subclasses only differ in name."""
+def _as_array(xp, r):
+    """numpy returns a scalar for a full contraction (vector @ vector); keep results arrays."""
+    return r if type(r) is xp.ndarray else xp.asarray(r)
+
+
+class Mm(Op):
+    """``a @ b`` with matmul semantics; the other products only differ in their node name."""
 
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
         if b.ndim == 2:
             return _fold_matmul(ctx.xp, a, b)
-        return ctx.xp.matmul(a, b)
+        return _as_array(ctx.xp, ctx.xp.matmul(a, b))
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
         xp = ctx.xp
-        need_a, need_b = ctx.needs_input_grad[:2]
+        need_a, need_b = ctx.needs_input_grad
         if a.ndim == 1 and b.ndim == 1:
             return (g * b if need_a else None), (g * a if need_b else None)
+        # treat vectors as a row (left) or a column (right) matrix, then drop that axis again
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         if a.ndim == 1:
@@ -54,9 +57,8 @@ class _Product(Op):
                 ga = ga.reshape(-1, a.shape[0]).sum(0)
         if need_b:
             if b2.ndim == 2 and a2.ndim > 2:
-                # a shared matrix: one GEMM over all batch rows instead of a batch then a sum
-                k = a2.shape[-1]
-                gb = xp.matmul(a2.reshape(-1, k).T, g.reshape(-1, g.shape[-1]))
+                # one shared matrix: a single GEMM over every batch row, not a batch then a sum
+                gb = xp.matmul(a2.reshape(-1, a2.shape[-1]).T, g.reshape(-1, g.shape[-1]))
             else:
                 gb = xp.matmul(xp.swapaxes(a2, -1, -2), g)
             if b.ndim == 1:
@@ -64,44 +66,62 @@ class _Product(Op):
         return ga, gb
 
 
-class Mm(_Product):
-    pass
+Mv = renamed_op(Mm, "Mv")
+Dot = renamed_op(Mm, "Dot")
+Bmm = renamed_op(Mm, "Bmm")
+VecMat = renamed_op(Mm, "Squeeze", 4)  # PyTorch computes vector @ matrix as a squeezed mm
+BatchedMatmul = renamed_op(Mm, "UnsafeView")  # ... and batched matmul as a bmm of folded views
 
 
-class Mv(_Product):
-    pass
+class Addmm(Op):
+    """``beta * bias + alpha * (m1 @ m2)`` in one GEMM plus an in-place add.
+
+    ``transposed=True`` multiplies by ``m2.T`` without copying it: that is
+    ``linear(x, W, b)``, where ``m1`` may also have extra leading dims.
+    """
+
+    @staticmethod
+    def forward(ctx, bias, m1, m2, beta=1, alpha=1, transposed=False):
+        xp = ctx.xp
+        ctx.save_for_backward(m1, m2)
+        ctx.beta, ctx.alpha, ctx.transposed = beta, alpha, transposed
+        ctx.bias_shape = None if bias is None else bias.shape
+        rows = m1.reshape(-1, m1.shape[-1]) if m1.ndim != 2 else m1
+        out = xp.matmul(rows, m2.T if transposed else m2)
+        if alpha != 1:
+            out *= alpha
+        if bias is not None:
+            if beta == 1:
+                out += bias
+            elif beta != 0:
+                out += beta * bias
+        return out if m1.ndim == 2 else out.reshape(m1.shape[:-1] + (out.shape[-1],))
+
+    @staticmethod
+    def backward(ctx, g):
+        m1, m2 = ctx.saved_tensors
+        xp = ctx.xp
+        need_bias, need_m1, need_m2 = ctx.needs_input_grad
+        g2 = g.reshape(-1, g.shape[-1]) if g.ndim != 2 else g
+        if ctx.alpha != 1:
+            g2 = g2 * ctx.alpha
+        gbias = gm1 = gm2 = None
+        if need_bias:
+            gbias = g.reshape(-1, g.shape[-1]).sum(0) if len(ctx.bias_shape) <= 1 else g
+            if ctx.beta != 1:
+                gbias = gbias * ctx.beta
+        if need_m1:
+            gm1 = xp.matmul(g2, m2 if ctx.transposed else m2.T).reshape(m1.shape)
+        if need_m2:
+            rows = m1.reshape(-1, m1.shape[-1]) if m1.ndim != 2 else m1
+            gm2 = xp.matmul(g2.T, rows) if ctx.transposed else xp.matmul(rows.T, g2)
+        return gbias, gm1, gm2
 
 
-class Dot(_Product):
-    pass
+# --- argument checks ---------------------------------------------------------------
 
-
-class Bmm(_Product):
-    pass
-
-
-class Matmul(_Product):
-    """Batched products with broadcast batch dims (PyTorch shows UnsafeViewBackward0 there)."""
-
-
-def _check_matmul(a, b):
-    sa, sb = a._data.shape, b._data.shape
-    if len(sa) == 0 or len(sb) == 0:
-        raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are "
-                           f"{len(sa)}D and {len(sb)}D")
-    k_a = sa[-1]
-    k_b = sb[0] if len(sb) == 1 else sb[-2]
-    if k_a != k_b:
-        if len(sa) == 1 and len(sb) == 1:
-            raise RuntimeError(f"inconsistent tensor size, expected tensor [{sa[0]}] and src [{sb[0]}] to "
-                               f"have the same number of elements, but got {sa[0]} and {sb[0]} elements "
-                               "respectively")
-        if len(sb) == 1:
-            raise RuntimeError(f"size mismatch, got input ({sa[-2] if len(sa) > 1 else 1}), "
-                               f"mat ({_shape_str(sa)}), vec ({sb[0]})")
-        left = sa if len(sa) <= 2 else (_prod(sa[:-1]), sa[-1])
-        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({_shape_str(left if len(sa) > 1 else (1,) + sa)} "
-                           f"and {_shape_str(sb)})")
+def _shape_str(shape):
+    return "x".join(str(s) for s in shape)
 
 
 def _prod(shape):
@@ -111,24 +131,251 @@ def _prod(shape):
     return n
 
 
-def _same_dtype(a, b):
+def _broadcast_batch(sa, sb):
+    """Broadcast two batch shapes, with PyTorch's error when they do not match."""
+    n = max(len(sa), len(sb))
+    sa, sb = (1,) * (n - len(sa)) + tuple(sa), (1,) * (n - len(sb)) + tuple(sb)
+    out = []
+    for i, (x, y) in enumerate(zip(sa, sb)):
+        if x != y and x != 1 and y != 1:
+            raise RuntimeError(f"The size of tensor a ({x}) must match the size of tensor b ({y}) at "
+                               f"non-singleton dimension {i}")
+        out.append(max(x, y))
+    return tuple(out)
+
+
+def _check_matmul(sa, sb):
+    if not sa or not sb:
+        raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are "
+                           f"{len(sa)}D and {len(sb)}D")
+    ka, kb = sa[-1], (sb[0] if len(sb) == 1 else sb[-2])
+    if len(sb) >= 3:
+        batch = _prod(_broadcast_batch(sa[:-2], sb[:-2]))
+        if ka != kb:
+            raise RuntimeError(f"Expected size for first two dimensions of batch2 tensor to be: "
+                               f"[{batch}, {ka}] but got: [{batch}, {kb}].")
+        return
+    if ka == kb:
+        return
+    if len(sa) == 1 and len(sb) == 1:
+        raise RuntimeError(f"inconsistent tensor size, expected tensor [{ka}] and src [{kb}] to have the "
+                           f"same number of elements, but got {ka} and {kb} elements respectively")
+    if len(sb) == 1:
+        rows = _prod(sa[:-1])
+        raise RuntimeError(f"size mismatch, got input ({rows}), mat ({rows}x{ka}), vec ({kb})")
+    left = (1, ka) if len(sa) == 1 else (_prod(sa[:-1]), ka)
+    raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({_shape_str(left)} and "
+                       f"{_shape_str(sb)})")
+
+
+def _check_same_dtype(a, b):
     if a._data.dtype != b._data.dtype:
-        raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: "
-                           f"{_torch_name(a)} != {_torch_name(b)}")
+        raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: {_c_name(a)} != {_c_name(b)}")
 
 
-def _torch_name(t):
-    return str(t.dtype).replace("torch.", "")
+_C_NAMES = {"float32": "float", "float64": "double", "float16": "c10::Half", "int64": "long int",
+            "int32": "int", "int16": "short int", "int8": "signed char", "uint8": "unsigned char",
+            "bool": "bool"}
 
+
+def _c_name(t):
+    return _C_NAMES.get(t._data.dtype.name, t._data.dtype.name)
+
+
+def _require_ndim(t, ndim, message):
+    if t._data.ndim != ndim:
+        raise RuntimeError(message)
+
+
+def _check_bias(bias, rows, cols):
+    """``bias`` must broadcast to the ``rows x cols`` product (PyTorch's expand error otherwise)."""
+    shape = tuple(bias._data.shape)
+    target = [rows, cols]
+    if len(shape) > 2:
+        raise RuntimeError(f"expand({bias.type()}{{{list(shape)}}}, size={target}): the number of sizes "
+                           f"provided (2) must be greater or equal to the number of dimensions in the "
+                           f"tensor ({len(shape)})")
+    for i, (s, want) in enumerate(zip((1,) * (2 - len(shape)) + shape, target)):
+        if s != 1 and s != want:
+            raise RuntimeError(f"The expanded size of the tensor ({want}) must match the existing size ({s}) "
+                               f"at non-singleton dimension {i}.  Target sizes: {target}.  "
+                               f"Tensor sizes: {list(shape)}")
+
+
+# --- functional forms -------------------------------------------------------------
 
 def matmul(input, other):
-    _same_dtype(input, other)
-    _check_matmul(input, other)
-    na, nb = input._data.ndim, other._data.ndim
+    sa, sb = input._data.shape, other._data.shape
+    _check_matmul(sa, sb)
+    _check_same_dtype(input, other)
+    na, nb = len(sa), len(sb)
     if na == 1 and nb == 1:
         return Dot.apply(input, other)
-    if na == 2 and nb == 1:
+    if nb == 1:
         return Mv.apply(input, other)
     if na == 2 and nb == 2:
         return Mm.apply(input, other)
-    return Matmul.apply(input, other)
+    if na == 1 and nb == 2:
+        return VecMat.apply(input, other)
+    return BatchedMatmul.apply(input, other)
+
+
+def mm(input, mat2):
+    _require_ndim(input, 2, "self must be a matrix")
+    _require_ndim(mat2, 2, "mat2 must be a matrix")
+    _check_matmul(input._data.shape, mat2._data.shape)
+    _check_same_dtype(input, mat2)
+    return Mm.apply(input, mat2)
+
+
+def bmm(input, mat2):
+    _require_ndim(input, 3, "batch1 must be a 3D tensor")
+    _require_ndim(mat2, 3, "batch2 must be a 3D tensor")
+    sa, sb = input._data.shape, mat2._data.shape
+    if sb[0] != sa[0] or sb[1] != sa[2]:
+        raise RuntimeError(f"Expected size for first two dimensions of batch2 tensor to be: "
+                           f"[{sa[0]}, {sa[2]}] but got: [{sb[0]}, {sb[1]}].")
+    _check_same_dtype(input, mat2)
+    return Bmm.apply(input, mat2)
+
+
+def mv(input, vec):
+    if input._data.ndim != 2 or vec._data.ndim != 1:
+        raise RuntimeError(f"vector + matrix @ vector expected, got 1, {input._data.ndim}, {vec._data.ndim}")
+    _check_matmul(input._data.shape, vec._data.shape)
+    _check_same_dtype(input, vec)
+    return Mv.apply(input, vec)
+
+
+def dot(input, tensor):
+    if input._data.ndim != 1 or tensor._data.ndim != 1:
+        raise RuntimeError(f"1D tensors expected, but got {input._data.ndim}D and {tensor._data.ndim}D tensors")
+    _check_matmul(input._data.shape, tensor._data.shape)
+    if input._data.dtype != tensor._data.dtype:
+        raise RuntimeError(f"dot : expected both vectors to have same dtype, but found "
+                           f"{_type_name(input)} and {_type_name(tensor)}")
+    return Dot.apply(input, tensor)
+
+
+def _type_name(t):
+    return t.type().split(".")[-1].replace("Tensor", "")
+
+
+def outer(input, vec2):
+    """``input[:, None] * vec2``: a broadcast product, as PyTorch computes it (MulBackward0)."""
+    for name, v in (("self", input), ("vec2", vec2)):
+        if v._data.ndim != 1:
+            raise RuntimeError(f"outer: Expected 1-D argument {name}, but got {v._data.ndim}-D")
+    from .elementwise import mul
+    from .shape import unsqueeze
+    return mul(unsqueeze(input, 1), vec2)
+
+
+ger = outer
+
+
+def linear(input, weight, bias=None):
+    """``input @ weight.T + bias``: one GEMM (weight never copied) and an in-place bias add."""
+    if weight._data.ndim != 2:
+        if weight._data.ndim == 1:  # PyTorch allows a vector weight: a dot product per row
+            out = matmul(input, weight)
+            return out if bias is None else out + bias
+        raise RuntimeError(f"Expect: weight.ndim == 2, Actual: {weight._data.ndim}")
+    sx, sw = input._data.shape, weight._data.shape
+    if not sx:
+        raise RuntimeError("both arguments to linear need to be at least 1D, but they are 0D and 2D")
+    if sx[-1] != sw[1]:
+        rows = _prod(sx[:-1])
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({rows}x{sx[-1]} and "
+                           f"{sw[1]}x{sw[0]})")
+    _check_same_dtype(input, weight)
+    if bias is None:
+        from .shape import t
+        return matmul(input, t(weight))
+    if bias._data.dtype != weight._data.dtype:
+        raise RuntimeError(f"self and mat2 must have the same dtype, but got {_type_name(bias)} and "
+                           f"{_type_name(weight)}")
+    _check_bias(bias, _prod(sx[:-1]), sw[0])
+    return Addmm.apply(bias, input, weight, transposed=True)
+
+
+def addmm(input, mat1, mat2, *, beta=1, alpha=1):
+    _require_ndim(mat1, 2, f"mat1 must be a matrix, got {mat1._data.ndim}-D tensor")
+    _require_ndim(mat2, 2, f"mat2 must be a matrix, got {mat2._data.ndim}-D tensor")
+    _check_matmul(mat1._data.shape, mat2._data.shape)
+    _check_same_dtype(mat1, mat2)
+    _check_bias(input, mat1._data.shape[0], mat2._data.shape[1])
+    return Addmm.apply(input, mat1, mat2, beta=beta, alpha=alpha)
+
+
+def baddbmm(input, batch1, batch2, *, beta=1, alpha=1):
+    """``beta * input + alpha * bmm(batch1, batch2)``."""
+    product = bmm(batch1, batch2)
+    if alpha != 1:
+        product = product * alpha
+    if beta == 0:
+        return product
+    return product + (input if beta == 1 else input * beta)
+
+
+class Einsum(Op):
+    """``xp.einsum`` with explicit output; each operand's gradient is another einsum."""
+
+    @staticmethod
+    def forward(ctx, *operands, inputs, output):
+        ctx.inputs, ctx.output = inputs, output
+        ctx.save_for_backward(*operands)
+        return _as_array(ctx.xp, ctx.xp.einsum(",".join(inputs) + "->" + output, *operands))
+
+    @staticmethod
+    def backward(ctx, g):
+        operands = ctx.saved_tensors
+        xp = ctx.xp
+        grads = []
+        for i, (subs, need) in enumerate(zip(ctx.inputs, ctx.needs_input_grad)):
+            if not need:
+                grads.append(None)
+                continue
+            others = [(s, op) for j, (s, op) in enumerate(zip(ctx.inputs, operands)) if j != i]
+            seen = set(ctx.output).union(*(set(s) for s, _ in others))
+            kept = "".join(c for c in subs if c in seen)
+            eq = ",".join([ctx.output] + [s for s, _ in others]) + "->" + kept
+            r = xp.einsum(eq, g, *(op for _, op in others))
+            # letters summed out of this operand alone come back by broadcasting
+            shape = operands[i].shape
+            r = r.reshape(tuple(n if c in kept else 1 for c, n in zip(subs, shape)))
+            grads.append(xp.broadcast_to(r, shape))
+        return tuple(grads)
+
+
+def einsum(equation, *operands):
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    inputs = lhs.split(",")
+    if len(inputs) != len(operands):
+        raise RuntimeError(f"einsum(): {len(inputs)} operands were specified in the equation but "
+                           f"{len(operands)} were given")
+    if "." in eq:
+        raise NotImplementedError("einsum(): '...' is not supported; name every dimension")
+    for j, (subs, op) in enumerate(zip(inputs, operands)):
+        if len(subs) != op._data.ndim:
+            raise RuntimeError(f"einsum(): the number of subscripts in the equation ({len(subs)}) does not "
+                               f"match the number of dimensions ({op._data.ndim}) for operand {j} and no "
+                               "ellipsis was given")
+        if len(set(subs)) != len(subs):
+            raise NotImplementedError(f"einsum(): repeated subscripts within one operand ('{subs}') are "
+                                      "not supported")
+    if not arrow:
+        counts = {}
+        for c in lhs.replace(",", ""):
+            counts[c] = counts.get(c, 0) + 1
+        rhs = "".join(sorted(c for c, n in counts.items() if n == 1))
+    sizes = {}
+    for j, (subs, op) in enumerate(zip(inputs, operands)):
+        for c, s in zip(subs, op._data.shape):
+            if sizes.setdefault(c, s) != s:
+                raise RuntimeError(f"einsum(): subscript {c} has size {s} for operand {j} which does not "
+                                   f"broadcast with previously seen size {sizes[c]}")
+    return Einsum.apply(*operands, inputs=tuple(inputs), output=rhs)

@@ -5,34 +5,72 @@ norm, logsumexp, all/any, count_nonzero, and the scan cumsum.
 re-inserts the reduced axes (when ``keepdim`` dropped them) and broadcasts.
 """
 
+import builtins
+import math
+
 import numpy as np
 
 from .. import dtypes
 from ..autograd.function import Op
-from .common import normalize_dims
+from ..tensor import Tensor
+from .common import no_grad_result, normalize_dim
+from .shape import renamed_op
 
-__all__ = ["sum", "mean"]
+__all__ = ["sum", "mean", "prod", "max", "min", "amax", "amin", "argmax", "argmin", "var", "std",
+           "var_mean", "std_mean", "norm", "logsumexp", "all", "any", "count_nonzero", "cumsum"]
 
-TENSOR_METHODS = ("sum", "mean")
+TENSOR_METHODS = ("sum", "mean", "prod", "max", "min", "amax", "amin", "argmax", "argmin", "var", "std",
+                  "norm", "logsumexp", "all", "any", "count_nonzero", "cumsum")
+
+_INT64 = np.dtype(np.int64)
 
 
-def _as_array(xp, r):
+def _as_array(r):
     """numpy reductions over all axes return numpy scalars; keep every result an array."""
     return np.asarray(r) if isinstance(r, np.generic) else r
 
 
+def _reduced_dims(dim, ndim):
+    """``dim`` as a sorted tuple of axes; None (or an empty tuple) means all of them."""
+    if dim is None or (isinstance(dim, (tuple, list)) and len(dim) == 0):
+        return tuple(range(ndim))
+    if isinstance(dim, (tuple, list)):
+        axes = [normalize_dim(d, ndim) for d in dim]
+        if len(set(axes)) != len(axes):
+            raise RuntimeError(f"dim {axes[0]} appears multiple times in the list of dims")
+    else:
+        axes = [normalize_dim(dim, ndim)]
+    return tuple(sorted(axes)) if ndim else ()  # a 0-d tensor accepts dim 0 / -1 and has no axes
+
+
+def _unsqueeze_reduced(xp, g, ctx):
+    """A reduced result (or its gradient) with the reduced axes back as size 1."""
+    return xp.expand_dims(g, ctx.dims) if not ctx.keepdim and ctx.dims else g
+
+
 def _expand_grad(xp, g, ctx):
     """Upstream gradient of a reduction broadcast back to the input's shape."""
-    if not ctx.keepdim and ctx.dims:
-        g = xp.expand_dims(g, ctx.dims)
-    return xp.broadcast_to(g, ctx.input_shape)
+    return xp.broadcast_to(_unsqueeze_reduced(xp, g, ctx), ctx.input_shape)
 
+
+def _remember(ctx, a, dims, keepdim):
+    ctx.input_shape, ctx.dims, ctx.keepdim = a.shape, dims, keepdim
+
+
+def _count(shape, dims):
+    n = 1
+    for d in dims:
+        n *= shape[d]
+    return n
+
+
+# --- sums and products ---------------------------------------------------------
 
 class Sum(Op):
     @staticmethod
     def forward(ctx, a, dims, keepdim, dtype):
-        ctx.input_shape, ctx.dims, ctx.keepdim = a.shape, dims, keepdim
-        return _as_array(ctx.xp, a.sum(axis=dims, keepdims=keepdim, dtype=dtype))
+        _remember(ctx, a, dims, keepdim)
+        return _as_array(a.sum(axis=dims, keepdims=keepdim, dtype=dtype))
 
     @staticmethod
     def backward(ctx, g):
@@ -42,43 +80,437 @@ class Sum(Op):
 class Mean(Op):
     @staticmethod
     def forward(ctx, a, dims, keepdim, dtype):
-        ctx.input_shape, ctx.dims, ctx.keepdim = a.shape, dims, keepdim
-        count = 1
-        for d in dims:
-            count *= a.shape[d]
-        ctx.count = count
-        return _as_array(ctx.xp, a.mean(axis=dims, keepdims=keepdim, dtype=dtype))
+        _remember(ctx, a, dims, keepdim)
+        ctx.count = _count(a.shape, dims)
+        out = _as_array(a.sum(axis=dims, keepdims=keepdim, dtype=dtype))
+        out /= ctx.count  # numpy's mean is sum / count with more Python overhead
+        return out
 
     @staticmethod
     def backward(ctx, g):
         return _expand_grad(ctx.xp, g / ctx.count, ctx), None, None, None
 
 
+class Prod(Op):
+    """Product over all elements (``ProdDim``: along one dim). The gradient is
+    the product of all the *other* elements, from exclusive prefix and suffix
+    products, so zeros in the input are handled exactly (no division by x)."""
+
+    @staticmethod
+    def forward(ctx, a, dims, keepdim, dtype):
+        _remember(ctx, a, dims, keepdim)
+        ctx.save_for_backward(a)
+        return _as_array(a.prod(axis=dims, keepdims=keepdim, dtype=dtype))
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        xp = ctx.xp
+        if len(ctx.dims) == 1:
+            others = _exclusive_products(xp, a, ctx.dims[0])
+        else:
+            others = _exclusive_products(xp, a.reshape(-1), 0).reshape(a.shape)
+        return _expand_grad(xp, g, ctx) * others, None, None, None
+
+
+ProdDim = renamed_op(Prod, "Prod", 1)
+
+
+def _exclusive_products(xp, a, axis):
+    """For every element, the product of the other elements along ``axis``."""
+    lead = (slice(None),) * axis
+    ones = xp.ones(a.shape[:axis] + (1,) + a.shape[axis + 1:], dtype=a.dtype)
+    before = xp.cumprod(xp.concatenate([ones, a[lead + (slice(None, -1),)]], axis=axis), axis=axis)
+    after = xp.concatenate([a[lead + (slice(1, None),)], ones], axis=axis)
+    after = xp.flip(xp.cumprod(xp.flip(after, axis), axis=axis), axis)
+    return before * after
+
+
+class Cumsum(Op):
+    @staticmethod
+    def forward(ctx, a, dim, dtype):
+        ctx.dim = dim
+        return a.cumsum(axis=dim, dtype=dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = ctx.xp
+        return xp.flip(xp.flip(g, ctx.dim).cumsum(axis=ctx.dim), ctx.dim), None, None
+
+
+class Logsumexp(Op):
+    @staticmethod
+    def forward(ctx, a, dims, keepdim):
+        _remember(ctx, a, dims, keepdim)
+        xp = ctx.xp
+        m = a.max(axis=dims, keepdims=True) if a.size else xp.zeros((1,) * a.ndim, a.dtype)
+        m = xp.where(xp.isinf(m), 0, m).astype(a.dtype)  # all -inf (or +inf) rows stay finite in exp
+        out = xp.log(xp.exp(a - m).sum(axis=dims, keepdims=True)) + m
+        ctx.save_for_backward(a, out)
+        return out if keepdim else out.squeeze(axis=dims)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, out = ctx.saved_tensors
+        xp = ctx.xp
+        return _unsqueeze_reduced(xp, g, ctx) * xp.exp(a - out), None, None
+
+
+# --- max / min -----------------------------------------------------------------
+
+class Amax(Op):
+    """Max over ``dims``; the gradient is split evenly between tied maxima, as in PyTorch."""
+
+    reduce = "max"
+
+    @classmethod
+    def forward(cls, ctx, a, dims, keepdim):
+        _remember(ctx, a, dims, keepdim)
+        out = getattr(a, cls.reduce)(axis=dims, keepdims=True)
+        ctx.save_for_backward(a, out)
+        return out if keepdim else out.squeeze(axis=dims)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, out = ctx.saved_tensors
+        share = (a == out).astype(g.dtype)
+        share /= share.sum(axis=ctx.dims, keepdims=True)
+        return _unsqueeze_reduced(ctx.xp, g, ctx) * share, None, None
+
+
+class Amin(Amax):
+    reduce = "min"
+
+
+MaxAll = renamed_op(Amax, "Max", 1)  # PyTorch names the full max/min reductions MaxBackward1
+MinAll = renamed_op(Amin, "Min", 1)
+
+
+class Max(Op):
+    """``max(x, dim)``: values gathered at precomputed indices; the gradient goes to those indices."""
+
+    @staticmethod
+    def forward(ctx, a, index, dim, keepdim):
+        ctx.input_shape, ctx.dim, ctx.keepdim = a.shape, dim, keepdim
+        ctx.save_for_backward(index)
+        out = ctx.xp.take_along_axis(a, index, axis=dim)
+        return out if keepdim else out.squeeze(dim)
+
+    @staticmethod
+    def backward(ctx, g):
+        (index,) = ctx.saved_tensors
+        xp = ctx.xp
+        n = ctx.input_shape[ctx.dim]
+        positions = xp.arange(n).reshape((n,) + (1,) * (len(ctx.input_shape) - ctx.dim - 1))
+        g = g if ctx.keepdim else xp.expand_dims(g, ctx.dim)
+        return xp.where(positions == index, g, g.dtype.type(0)), None, None, None
+
+
+Min = renamed_op(Max, "Min")
+
+
+class ReturnTypes(tuple):
+    """``(values, indices)`` as PyTorch's ``torch.return_types.max``: a tuple with names."""
+
+    _name = "max"
+
+    def __new__(cls, values, indices, name="max"):
+        self = super().__new__(cls, (values, indices))
+        self._name = name
+        return self
+
+    @property
+    def values(self):
+        return self[0]
+
+    @property
+    def indices(self):
+        return self[1]
+
+    def __repr__(self):
+        return f"torch.return_types.{self._name}(\nvalues={self[0]!r},\nindices={self[1]!r})"
+
+
+# --- variance and norms ----------------------------------------------------------
+
+class Var(Op):
+    take_sqrt = False
+
+    @classmethod
+    def forward(cls, ctx, a, dims, correction, keepdim):
+        _remember(ctx, a, dims, keepdim)
+        ctx.divisor = _count(a.shape, dims) - correction
+        mean = a.mean(axis=dims, keepdims=True)
+        diff = a - mean
+        out = (diff * diff).sum(axis=dims, keepdims=keepdim) / a.dtype.type(builtins.max(ctx.divisor, 0))
+        if cls.take_sqrt:
+            out = ctx.xp.sqrt(out)
+        out = _as_array(out)
+        ctx.save_for_backward(a, mean, out)
+        return out
+
+    @classmethod
+    def backward(cls, ctx, g):
+        a, mean, out = ctx.saved_tensors
+        xp = ctx.xp
+        g = _unsqueeze_reduced(xp, g, ctx)
+        if cls.take_sqrt:
+            g = g / (2 * _unsqueeze_reduced(xp, out, ctx))
+        return g * (2 / a.dtype.type(ctx.divisor)) * (a - mean), None, None, None
+
+
+class Std(Var):
+    take_sqrt = True
+
+
+class LinalgVectorNorm(Op):
+    """``sum(|x|^p)^(1/p)`` over ``dims`` (p = inf / -inf / 0 / any number)."""
+
+    @staticmethod
+    def forward(ctx, a, dims, p, keepdim):
+        _remember(ctx, a, dims, keepdim)
+        ctx.p = p
+        xp = ctx.xp
+        absa = xp.abs(a)
+        if p == 2:
+            out = xp.sqrt((a * a).sum(axis=dims, keepdims=True))
+        elif p == 1:
+            out = absa.sum(axis=dims, keepdims=True)
+        elif p == math.inf:
+            out = absa.max(axis=dims, keepdims=True)
+        elif p == -math.inf:
+            out = absa.min(axis=dims, keepdims=True)
+        elif p == 0:
+            out = (a != 0).sum(axis=dims, keepdims=True).astype(a.dtype)
+        else:
+            out = ((absa ** p).sum(axis=dims, keepdims=True)) ** (1.0 / p)
+            out = out.astype(a.dtype)
+        ctx.save_for_backward(a, out)
+        return out if keepdim else out.squeeze(axis=dims)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, out = ctx.saved_tensors
+        xp, p = ctx.xp, ctx.p
+        g = _unsqueeze_reduced(xp, g, ctx)
+        if p == 0:
+            return xp.zeros(a.shape, dtype=a.dtype), None, None, None
+        if p == 1:
+            return g * xp.sign(a), None, None, None
+        if p in (math.inf, -math.inf):
+            share = (xp.abs(a) == out).astype(a.dtype)
+            share /= share.sum(axis=ctx.dims, keepdims=True)
+            return xp.sign(a) * g * share, None, None, None
+        safe = xp.where(out == 0, 1, out).astype(a.dtype)  # PyTorch: zero gradient at a zero norm
+        if p == 2:
+            grad = a * (g / safe)
+        else:
+            grad = a * xp.abs(a) ** (p - 2) * (g / safe ** (p - 1))
+        return xp.where(out == 0, 0, grad).astype(a.dtype), None, None, None
+
+
+# --- functional forms ----------------------------------------------------------
+
 def _dtype_arg(dtype):
     return None if dtype is None else dtypes.to_np(dtype)
 
 
-def sum(input, dim=None, keepdim=False, *, dtype=None):  # noqa: A001  (PyTorch's name)
-    dims = normalize_dims(dim, input._data.ndim) if not _empty_dim(dim) else tuple(range(input._data.ndim))
-    np_dtype = _dtype_arg(dtype)
+def _integral_to_int64(input, np_dtype):
+    """PyTorch sums and multiplies bool and integer tensors in int64."""
     if np_dtype is None and input._data.dtype.kind in "biu":
-        np_dtype = np.dtype(np.int64)  # PyTorch sums bool and integer tensors in int64
-    return Sum.apply(input, dims, keepdim, np_dtype)
+        return _INT64
+    return np_dtype
+
+
+def _type_name(np_dtype):
+    return {"int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte",
+            "bool": "Bool", "float32": "Float", "float64": "Double", "float16": "Half"}[np_dtype.name]
+
+
+def _require_float(input, name):
+    if input._data.dtype.kind != "f":
+        raise RuntimeError(f"{name}(): input dtype should be either floating point or complex dtypes. "
+                           f"Got {_type_name(input._data.dtype)} instead.")
+
+
+def sum(input, dim=None, keepdim=False, *, dtype=None):  # noqa: A001  (PyTorch's name)
+    dims = _reduced_dims(dim, input._data.ndim)
+    return Sum.apply(input, dims, keepdim, _integral_to_int64(input, _dtype_arg(dtype)))
 
 
 def mean(input, dim=None, keepdim=False, *, dtype=None):
     np_dtype = _dtype_arg(dtype)
     if (np_dtype or input._data.dtype).kind != "f":
         raise RuntimeError("mean(): could not infer output dtype. Input dtype must be either a floating "
-                           f"point or complex dtype. Got: {_type_name(input._data.dtype)}")
-    dims = normalize_dims(dim, input._data.ndim) if not _empty_dim(dim) else tuple(range(input._data.ndim))
-    return Mean.apply(input, dims, keepdim, np_dtype)
+                           f"point or complex dtype. Got: {_type_name(np_dtype or input._data.dtype)}")
+    return Mean.apply(input, _reduced_dims(dim, input._data.ndim), keepdim, np_dtype)
 
 
-def _empty_dim(dim):
-    return isinstance(dim, (tuple, list)) and len(dim) == 0
+def prod(input, dim=None, keepdim=False, *, dtype=None):
+    np_dtype = _integral_to_int64(input, _dtype_arg(dtype))
+    if dim is None:
+        return Prod.apply(input, tuple(range(input._data.ndim)), False, np_dtype)
+    return ProdDim.apply(input, _reduced_dims(int(dim), input._data.ndim), keepdim, np_dtype)
 
 
-def _type_name(np_dtype):
-    return {"int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte",
-            "bool": "Bool", "float32": "Float", "float64": "Double", "float16": "Half"}[np_dtype.name]
+def cumsum(input, dim, *, dtype=None):
+    n = input._data.ndim
+    d = normalize_dim(dim, n)
+    if n == 0:
+        return sum(input, dtype=dtype)
+    return Cumsum.apply(input, d, _integral_to_int64(input, _dtype_arg(dtype)))
+
+
+def logsumexp(input, dim, keepdim=False):
+    if input._data.dtype.kind != "f":
+        from .conversion import to_dtype
+        input = to_dtype(input, dtypes.DEFAULT_FLOAT)
+    return Logsumexp.apply(input, _reduced_dims(dim, input._data.ndim), keepdim)
+
+
+def _check_nonempty(input, name, dims):
+    shape = input._data.shape
+    for d in dims:
+        if shape[d] == 0:
+            raise IndexError(f"{name}(): Expected reduction dim {d} to have non-zero size.")
+    if not dims and input._data.size == 0:
+        raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0. "
+                           "Specify the reduction dim with the 'dim' argument.")
+
+
+def _max_min(input, dim, keepdim, other, name):
+    if isinstance(dim, Tensor):
+        other = dim
+    if other is not None:
+        from .elementwise import maximum, minimum
+        return (maximum if name == "max" else minimum)(input, other)
+    if dim is None:
+        if input._data.size == 0:
+            raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0. "
+                               "Specify the reduction dim with the 'dim' argument.")
+        return (MaxAll if name == "max" else MinAll).apply(input, tuple(range(input._data.ndim)), False)
+    n = input._data.ndim
+    d = normalize_dim(dim, n)
+    if n == 0:
+        from .conversion import clone
+        from ..creation import zeros
+        return ReturnTypes(clone(input), zeros((), dtype=dtypes.int64, device=input.device), name)
+    _check_nonempty(input, name, (d,))
+    arg = input._data.argmax if name == "max" else input._data.argmin
+    index = arg(axis=d, keepdims=True)
+    values = (Max if name == "max" else Min).apply(input, index, d, keepdim)
+    return ReturnTypes(values, no_grad_result(index if keepdim else index.squeeze(d)), name)
+
+
+def max(input, dim=None, keepdim=False, *, other=None):  # noqa: A001
+    """``max(x)`` -> value; ``max(x, dim)`` -> (values, indices); ``max(x, y)`` -> maximum."""
+    return _max_min(input, dim, keepdim, other, "max")
+
+
+def min(input, dim=None, keepdim=False, *, other=None):  # noqa: A001
+    return _max_min(input, dim, keepdim, other, "min")
+
+
+def amax(input, dim=(), keepdim=False):
+    dims = _reduced_dims(dim, input._data.ndim)
+    _check_nonempty(input, "amax", dims)
+    return Amax.apply(input, dims, keepdim)
+
+
+def amin(input, dim=(), keepdim=False):
+    dims = _reduced_dims(dim, input._data.ndim)
+    _check_nonempty(input, "amin", dims)
+    return Amin.apply(input, dims, keepdim)
+
+
+def _arg_reduce(input, dim, keepdim, name):
+    data = input._data
+    if data.size == 0 and dim is None:
+        raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0.")
+    fn = data.argmax if name == "argmax" else data.argmin
+    if dim is None:
+        index = _as_array(fn())
+        if keepdim:
+            index = index.reshape((1,) * data.ndim)
+    else:
+        d = normalize_dim(dim, data.ndim)
+        index = _as_array(fn(axis=d, keepdims=keepdim)) if data.ndim else _as_array(fn())
+    return no_grad_result(index.astype(_INT64, copy=False))
+
+
+def argmax(input, dim=None, keepdim=False):
+    return _arg_reduce(input, dim, keepdim, "argmax")
+
+
+def argmin(input, dim=None, keepdim=False):
+    return _arg_reduce(input, dim, keepdim, "argmin")
+
+
+def _var_args(dim, unbiased, correction):
+    """PyTorch's overloads: ``var(x, unbiased)``, ``var(x, dim, unbiased, keepdim)``, ``correction=``."""
+    if isinstance(dim, bool):
+        dim, unbiased = None, dim
+    if correction is not None and unbiased is not None:
+        raise RuntimeError("var(): cannot pass both 'unbiased' and 'correction'")
+    if correction is None:
+        correction = 1 if unbiased is None or unbiased else 0
+    return dim, correction
+
+
+def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    _require_float(input, "var")
+    dim, correction = _var_args(dim, unbiased, correction)
+    return Var.apply(input, _reduced_dims(dim, input._data.ndim), correction, keepdim)
+
+
+def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    _require_float(input, "std")
+    dim, correction = _var_args(dim, unbiased, correction)
+    return Std.apply(input, _reduced_dims(dim, input._data.ndim), correction, keepdim)
+
+
+def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    return var(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
+
+
+def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    return std(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
+
+
+def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
+    """``torch.norm``: vector norms over ``dim`` ('fro' is the 2-norm of the flattened dims)."""
+    if p == "fro" or p is None:
+        p = 2
+    elif isinstance(p, str):
+        raise NotImplementedError(f"norm(): p='{p}' is not supported; use 'fro' or a number")
+    if dtype is not None:
+        from .conversion import to_dtype
+        input = to_dtype(input, dtypes.to_np(dtype))
+    if input._data.dtype.kind != "f":
+        raise RuntimeError(f"linalg.vector_norm: Expected a floating point or complex tensor as input. "
+                           f"Got {_type_name(input._data.dtype)}")
+    dims = _reduced_dims(dim, input._data.ndim)
+    return LinalgVectorNorm.apply(input, dims, float(p), keepdim)
+
+
+def all(input, dim=None, keepdim=False):  # noqa: A001
+    return _logical_reduce(input, dim, keepdim, "all")
+
+
+def any(input, dim=None, keepdim=False):  # noqa: A001
+    return _logical_reduce(input, dim, keepdim, "any")
+
+
+def _logical_reduce(input, dim, keepdim, name):
+    data = input._data
+    dims = _reduced_dims(dim, data.ndim)
+    out = _as_array(getattr(data, name)(axis=dims, keepdims=keepdim))
+    if data.dtype.kind == "u":  # PyTorch keeps uint8 for uint8 input
+        out = out.astype(data.dtype)
+    return no_grad_result(out)
+
+
+def count_nonzero(input, dim=None):
+    data = input._data
+    dims = _reduced_dims(dim, data.ndim)
+    return no_grad_result(_as_array((data != 0).sum(axis=dims, dtype=_INT64)))

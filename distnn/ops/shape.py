@@ -1,15 +1,31 @@
-"""Shape ops: views and reshapes (view, reshape, transpose, permute, ...).
+"""Shape ops: views and reshapes (view, reshape, flatten, squeeze, expand,
+transpose, permute, narrow, split/chunk/unbind) and the copying rearrangements
+(repeat, tile, flip, cat, stack).
 
 View-returning ops set ``is_view`` so the output shares its input's version
-counter; their gradients are the inverse rearrangement of the upstream gradient.
+counter; every gradient is the inverse rearrangement of the upstream gradient.
 """
+
+import numpy as np
 
 from ..autograd.function import Op
 from .common import normalize_dim
 
-__all__ = ["view", "reshape", "transpose", "swapaxes", "permute", "t"]
+__all__ = ["view", "view_as", "reshape", "reshape_as", "flatten", "unflatten", "squeeze", "unsqueeze",
+           "expand", "expand_as", "repeat", "tile", "transpose", "swapaxes", "swapdims", "permute", "t",
+           "movedim", "moveaxis", "cat", "concat", "concatenate", "stack", "split", "chunk", "unbind",
+           "flip", "narrow"]
 
-TENSOR_METHODS = ("view", "reshape", "transpose", "swapaxes", "permute", "t")
+TENSOR_METHODS = ("view", "view_as", "reshape", "reshape_as", "flatten", "unflatten", "squeeze",
+                  "unsqueeze", "expand", "expand_as", "repeat", "tile", "transpose", "swapaxes",
+                  "swapdims", "permute", "t", "movedim", "moveaxis", "split", "chunk", "unbind", "flip",
+                  "narrow")
+
+
+def renamed_op(cls, name, number=0):
+    """``cls`` under another PyTorch node name, e.g. ``renamed_op(Squeeze, "Squeeze", 1)``
+    prints as ``SqueezeBackward1``; the name is all that differs."""
+    return type(name, (cls,), {"_node_suffix": f"Backward{number}", "__doc__": cls.__doc__})
 
 
 def _sizes(size):
@@ -29,27 +45,29 @@ def _infer_shape(shape, numel):
                 raise RuntimeError("only one dimension can be inferred")
             infer = i
         elif s < 0:
-            raise RuntimeError(f"invalid shape dimension {s}")
+            raise RuntimeError(f"invalid shape dimension {s} at index {i} of shape {list(shape)}")
         else:
             known *= s
     if infer is not None:
         if known == 0 or numel % known:
             raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
-        shape = shape[:infer] + (numel // known,) + shape[infer + 1:]
-    elif known != numel:
+        return shape[:infer] + (numel // known,) + shape[infer + 1:]
+    if known != numel:
         raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
     return shape
 
 
-def _try_view(xp, a, shape):
-    """``a`` reshaped without copying, or None when the strides do not allow it."""
+def _try_view(a, shape):
+    """``a`` reshaped without copying, or None when its strides do not allow it."""
     out = a.view()
     try:
-        out.shape = shape
-    except AttributeError:
+        out.shape = shape  # numpy and cupy refuse (AttributeError) instead of copying
+    except (AttributeError, ValueError):
         return None
     return out
 
+
+# --- ops --------------------------------------------------------------------------
 
 class View(Op):
     is_view = True
@@ -57,7 +75,7 @@ class View(Op):
     @staticmethod
     def forward(ctx, a, shape):
         ctx.input_shape = a.shape
-        out = _try_view(ctx.xp, a, shape)
+        out = _try_view(a, shape)
         if out is None:
             raise RuntimeError("view size is not compatible with input tensor's size and stride (at least "
                                "one dimension spans across two contiguous subspaces). Use .reshape(...) "
@@ -82,21 +100,81 @@ class UnsafeView(Op):
         return g.reshape(ctx.input_shape), None
 
 
+class Squeeze(Op):
+    is_view = True
+
+    @staticmethod
+    def forward(ctx, a, axes):
+        ctx.input_shape = a.shape
+        return ctx.xp.squeeze(a, axis=axes) if axes else a.view()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.reshape(ctx.input_shape), None
+
+
+SqueezeDim = renamed_op(Squeeze, "Squeeze", 1)
+SqueezeDims = renamed_op(Squeeze, "Squeeze", 2)
+
+
+class Unsqueeze(Op):
+    is_view = True
+
+    @staticmethod
+    def forward(ctx, a, dim):
+        ctx.input_shape = a.shape
+        return ctx.xp.expand_dims(a, dim)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.reshape(ctx.input_shape), None
+
+
+class Expand(Op):
+    is_view = True
+
+    @staticmethod
+    def forward(ctx, a, shape):
+        return ctx.xp.broadcast_to(a, shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, None  # the engine sums a broadcast gradient back to the input's shape
+
+
+class Repeat(Op):
+    @staticmethod
+    def forward(ctx, a, repeats):
+        ctx.padded_shape = (1,) * (len(repeats) - a.ndim) + a.shape
+        ctx.input_shape = a.shape
+        ctx.repeats = repeats
+        return ctx.xp.tile(a, repeats)
+
+    @staticmethod
+    def backward(ctx, g):
+        # view the gradient as (r0, s0, r1, s1, ...) and sum every repeat axis
+        interleaved = []
+        for r, s in zip(ctx.repeats, ctx.padded_shape):
+            interleaved += [r, s]
+        summed = g.reshape(interleaved).sum(axis=tuple(range(0, len(interleaved), 2)))
+        return summed.reshape(ctx.input_shape), None
+
+
 class Transpose(Op):
     is_view = True
 
     @staticmethod
     def forward(ctx, a, d0, d1):
         ctx.dims = (d0, d1)
-        return ctx.xp.swapaxes(a, d0, d1)
+        return ctx.xp.swapaxes(a, d0, d1) if a.ndim else a.view()
 
     @staticmethod
     def backward(ctx, g):
-        return ctx.xp.swapaxes(g, *ctx.dims), None, None
+        return (ctx.xp.swapaxes(g, *ctx.dims) if g.ndim else g.view()), None, None
 
 
 class T(Transpose):
-    """``x.t()``: a transpose of a matrix (no-op view for 0-d and 1-d)."""
+    """``x.t()``: the transpose of a matrix; 0-d and 1-d tensors come back as views."""
 
 
 class Permute(Op):
@@ -115,18 +193,209 @@ class Permute(Op):
         return ctx.xp.transpose(g, inverse), None
 
 
+class Slice(Op):
+    """``narrow``: a contiguous range along one dim (PyTorch names it SliceBackward0)."""
+
+    is_view = True
+
+    @staticmethod
+    def forward(ctx, a, dim, start, stop):
+        ctx.input_shape, ctx.index = a.shape, (slice(None),) * dim + (slice(start, stop),)
+        return a[ctx.index]
+
+    @staticmethod
+    def backward(ctx, g):
+        out = ctx.xp.zeros(ctx.input_shape, dtype=g.dtype)
+        out[ctx.index] = g
+        return out, None, None, None
+
+
+class Split(Op):
+    """Pieces of one tensor along ``dim``; all of them are views of it."""
+
+    is_view = True
+
+    @staticmethod
+    def forward(ctx, a, dim, sizes):
+        ctx.dim = dim
+        lead = (slice(None),) * dim
+        pieces = []
+        start = 0
+        for s in sizes:
+            pieces.append(a[lead + (slice(start, start + s),)])
+            start += s
+        return tuple(pieces)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return ctx.xp.concatenate(grads, axis=ctx.dim), None, None
+
+
+SplitWithSizes = renamed_op(Split, "SplitWithSizes")
+
+
+class Unbind(Op):
+    is_view = True
+
+    @staticmethod
+    def forward(ctx, a, dim):
+        ctx.dim = dim
+        lead = (slice(None),) * dim
+        # the trailing Ellipsis keeps a 0-d piece an array view instead of a numpy scalar
+        return tuple(a[lead + (i, Ellipsis)] for i in range(a.shape[dim]))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return ctx.xp.stack(grads, axis=ctx.dim), None
+
+
+class Flip(Op):
+    @staticmethod
+    def forward(ctx, a, dims):
+        ctx.dims = dims
+        return ctx.xp.flip(a, dims).copy()  # PyTorch's flip copies; a numpy view would alias
+
+    @staticmethod
+    def backward(ctx, g):
+        return ctx.xp.flip(g, ctx.dims), None
+
+
+class Cat(Op):
+    @staticmethod
+    def forward(ctx, *arrays, dim):
+        ctx.dim = dim
+        ctx.bounds = []
+        start = 0
+        for a in arrays:
+            ctx.bounds.append((start, start + a.shape[dim]))
+            start += a.shape[dim]
+        return ctx.xp.concatenate(arrays, axis=dim)
+
+    @staticmethod
+    def backward(ctx, g):
+        lead = (slice(None),) * ctx.dim
+        return tuple(g[lead + (slice(lo, hi),)] if need else None
+                     for (lo, hi), need in zip(ctx.bounds, ctx.needs_input_grad))
+
+
+class Stack(Op):
+    @staticmethod
+    def forward(ctx, *arrays, dim):
+        ctx.dim = dim
+        return ctx.xp.stack(arrays, axis=dim)
+
+    @staticmethod
+    def backward(ctx, g):
+        lead = (slice(None),) * ctx.dim
+        return tuple(g[lead + (i, Ellipsis)] if need else None for i, need in enumerate(ctx.needs_input_grad))
+
+
+# --- functional forms -------------------------------------------------------------
+
 def view(input, *shape):
-    if len(shape) == 1 and not isinstance(shape[0], (tuple, list, int)) and hasattr(shape[0], "np"):
-        raise NotImplementedError("view(dtype) is not supported")
     shape = _infer_shape(_sizes(shape), input._data.size)
     return View.apply(input, shape)
 
 
+def view_as(input, other):
+    return view(input, other._data.shape)
+
+
 def reshape(input, *shape):
     shape = _infer_shape(_sizes(shape), input._data.size)
-    if _try_view(None, input._data, shape) is not None:
+    if _try_view(input._data, shape) is not None:
         return View.apply(input, shape)
     return UnsafeView.apply(input, shape)
+
+
+def reshape_as(input, other):
+    return reshape(input, other._data.shape)
+
+
+def flatten(input, start_dim=0, end_dim=-1):
+    shape = input._data.shape
+    if not shape:
+        return reshape(input, (1,))
+    start, end = normalize_dim(start_dim, len(shape)), normalize_dim(end_dim, len(shape))
+    if start > end:
+        raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
+    if start == end:
+        return input
+    n = 1
+    for s in shape[start:end + 1]:
+        n *= s
+    return reshape(input, shape[:start] + (n,) + shape[end + 1:])
+
+
+def unflatten(input, dim, sizes):
+    shape = input._data.shape
+    d = normalize_dim(dim, len(shape))
+    sizes = tuple(int(s) for s in sizes)
+    try:
+        sizes = _infer_shape(sizes, shape[d])
+    except RuntimeError:
+        raise RuntimeError(f"unflatten: Provided sizes {list(sizes)} don't multiply up to the size of dim "
+                           f"{dim} ({shape[d]}) in the input tensor") from None
+    return reshape(input, shape[:d] + sizes + shape[d + 1:])
+
+
+def squeeze(input, dim=None):
+    shape = input._data.shape
+    if dim is None:
+        return Squeeze.apply(input, tuple(i for i, s in enumerate(shape) if s == 1))
+    if isinstance(dim, (tuple, list)):
+        axes = {normalize_dim(d, len(shape)) for d in dim}
+        op = SqueezeDims
+    else:
+        axes = {normalize_dim(dim, len(shape))}
+        op = SqueezeDim
+    # PyTorch leaves dims whose size is not 1 alone instead of raising
+    return op.apply(input, tuple(sorted(a for a in axes if shape and shape[a] == 1)))
+
+
+def unsqueeze(input, dim):
+    return Unsqueeze.apply(input, normalize_dim(dim, input._data.ndim + 1))
+
+
+def expand(input, *sizes):
+    sizes = _sizes(sizes)
+    shape = input._data.shape
+    if len(sizes) < len(shape):
+        raise RuntimeError(f"expand({input.type()}{{{list(shape)}}}, size={list(sizes)}): the number of "
+                           f"sizes provided ({len(sizes)}) must be greater or equal to the number of "
+                           f"dimensions in the tensor ({len(shape)})")
+    lead = len(sizes) - len(shape)
+    target = []
+    for i, s in enumerate(sizes):
+        old = shape[i - lead] if i >= lead else None
+        if s == -1:
+            if old is None:
+                raise RuntimeError(f"The expanded size of the tensor (-1) isn't allowed in a leading, "
+                                   f"non-existing dimension {i}")
+            s = old
+        elif old is not None and old != 1 and old != s:
+            raise RuntimeError(f"The expanded size of the tensor ({s}) must match the existing size ({old}) "
+                               f"at non-singleton dimension {i}.  Target sizes: {list(sizes)}.  "
+                               f"Tensor sizes: {list(shape)}")
+        target.append(s)
+    return Expand.apply(input, tuple(target))
+
+
+def expand_as(input, other):
+    return expand(input, other._data.shape)
+
+
+def repeat(input, *sizes):
+    sizes = _sizes(sizes)
+    if len(sizes) < input._data.ndim:
+        raise RuntimeError("Number of dimensions of repeat dims can not be smaller than number of "
+                           "dimensions of tensor")
+    return Repeat.apply(input, sizes)
+
+
+def tile(input, *dims):
+    dims = _sizes(dims)
+    return Repeat.apply(input, (1,) * (input._data.ndim - len(dims)) + dims)
 
 
 def transpose(input, dim0, dim1):
@@ -134,16 +403,16 @@ def transpose(input, dim0, dim1):
     return Transpose.apply(input, normalize_dim(dim0, n), normalize_dim(dim1, n))
 
 
-swapaxes = transpose
+swapaxes = swapdims = transpose
 
 
 def permute(input, *dims):
     dims = _sizes(dims)
     n = input._data.ndim
     if len(dims) != n:
-        raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input does not match "
-                           f"the length of the desired ordering of dimensions i.e. input.dim() = {n} "
-                           f"is not equal to len(dims) = {len(dims)}")
+        raise RuntimeError("permute(sparse_coo): number of dimensions in the tensor input does not match "
+                           "the length of the desired ordering of dimensions i.e. "
+                           f"input.dim() = {n} is not equal to len(dims) = {len(dims)}")
     norm = tuple(normalize_dim(d, n) for d in dims)
     if len(set(norm)) != n:
         raise RuntimeError("permute(): duplicate dims are not allowed.")
@@ -155,3 +424,129 @@ def t(input):
     if n > 2:
         raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {n}D")
     return T.apply(input, 0, 1) if n == 2 else T.apply(input, 0, 0)
+
+
+def movedim(input, source, destination):
+    n = input._data.ndim
+    src = (source,) if isinstance(source, int) else tuple(source)
+    dst = (destination,) if isinstance(destination, int) else tuple(destination)
+    if len(src) != len(dst):
+        raise RuntimeError(f"movedim: Invalid source or destination dims: source ({list(src)} dims) should "
+                           f"contain the same number of dims as destination ({list(dst)} dims)")
+    src = [normalize_dim(d, n) for d in src]
+    dst = [normalize_dim(d, n) for d in dst]
+    order = [None] * n
+    for s, d in zip(src, dst):
+        order[d] = s
+    rest = iter(d for d in range(n) if d not in src)
+    return Permute.apply(input, tuple(o if o is not None else next(rest) for o in order))
+
+
+moveaxis = movedim
+
+
+def narrow(input, dim, start, length):
+    shape = input._data.shape
+    d = normalize_dim(dim, len(shape))
+    start = int(start)
+    if start < 0:
+        start += shape[d]
+    if start < 0 or start > shape[d]:
+        raise IndexError(f"start out of range (expected to be in range of [{-shape[d]}, {shape[d]}], "
+                         f"but got {start})")
+    if start + length > shape[d]:
+        raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size ({shape[d]}).")
+    return Slice.apply(input, d, start, start + length)
+
+
+def split(tensor, split_size_or_sections, dim=0):
+    shape = tensor._data.shape
+    d = normalize_dim(dim, len(shape))
+    size = shape[d]
+    if isinstance(split_size_or_sections, int):
+        step = split_size_or_sections
+        if step <= 0 and size:
+            raise RuntimeError(f"split_size can only be 0 if dimension size is 0, but got dimension size "
+                               f"of {size}")
+        sizes = [step] * (size // step) + ([size % step] if size % step else []) if size else [0]
+        return Split.apply(tensor, d, tuple(sizes))
+    sizes = tuple(int(s) for s in split_size_or_sections)
+    total = 0
+    for s in sizes:
+        total += s
+    if total != size:
+        raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {size} (input tensor's "
+                           f"size at dimension {d}), but got split_sizes={list(sizes)}")
+    return SplitWithSizes.apply(tensor, d, sizes)
+
+
+def chunk(input, chunks, dim=0):
+    if chunks <= 0:
+        raise RuntimeError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
+    size = input._data.shape[normalize_dim(dim, input._data.ndim)]
+    return split(input, max(-(-size // chunks), 1), dim)
+
+
+def unbind(input, dim=0):
+    return Unbind.apply(input, normalize_dim(dim, input._data.ndim))
+
+
+def flip(input, *dims):
+    dims = _sizes(dims)
+    n = input._data.ndim
+    return Flip.apply(input, tuple(normalize_dim(d, n) for d in dims))
+
+
+def _common_dtype(tensors):
+    """Cast every tensor to PyTorch's result type of the list (highest kind, then numpy promotion)."""
+    kinds = [_KIND_RANK[x._data.dtype.kind] for x in tensors]
+    top = max(kinds)
+    target = None
+    for x, k in zip(tensors, kinds):
+        if k == top:
+            target = x._data.dtype if target is None else np.promote_types(target, x._data.dtype)
+    if all(x._data.dtype == target for x in tensors):
+        return tensors
+    from .conversion import to_dtype
+    return [x if x._data.dtype == target else to_dtype(x, target) for x in tensors]
+
+
+_KIND_RANK = {"b": 0, "u": 1, "i": 1, "f": 2}
+
+
+def cat(tensors, dim=0):
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("torch.cat(): expected a non-empty list of Tensors")
+    # PyTorch still skips legacy empty 1-d tensors next to higher-rank ones
+    if any(x._data.ndim != 1 or x._data.size for x in tensors):
+        kept = [x for x in tensors if x._data.ndim != 1 or x._data.size]
+        tensors = kept if any(x._data.ndim > 1 for x in kept) or len(kept) == len(tensors) else tensors
+    first = tensors[0]._data.shape
+    if not first:
+        raise RuntimeError("zero-dimensional tensor (at position 0) cannot be concatenated")
+    d = normalize_dim(dim, len(first))
+    for i, x in enumerate(tensors[1:], 1):
+        shape = x._data.shape
+        if len(shape) != len(first):
+            raise RuntimeError(f"Tensors must have same number of dimensions: got {len(first)} and {len(shape)}")
+        for axis, (a, b) in enumerate(zip(first, shape)):
+            if axis != d and a != b:
+                raise RuntimeError(f"Sizes of tensors must match except in dimension {d}. Expected size {a} "
+                                   f"but got size {b} for tensor number {i} in the list.")
+    return Cat.apply(*_common_dtype(tensors), dim=d)
+
+
+concat = concatenate = cat
+
+
+def stack(tensors, dim=0):
+    tensors = list(tensors)
+    if not tensors:
+        raise RuntimeError("stack expects a non-empty TensorList")
+    first = tensors[0]._data.shape
+    for i, x in enumerate(tensors[1:], 1):
+        if x._data.shape != first:
+            raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(first)} at entry 0 "
+                               f"and {list(x._data.shape)} at entry {i}")
+    return Stack.apply(*_common_dtype(tensors), dim=normalize_dim(dim, len(first) + 1))

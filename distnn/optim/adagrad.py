@@ -1,0 +1,63 @@
+"""``Adagrad``: per-coordinate learning rates from the running sum of squared
+gradients, with learning-rate decay; PyTorch's update."""
+
+from .. import backend
+from ..tensor import _wrap
+from .optimizer import Optimizer, advance_step, effective_grad, new_step_counter
+
+
+class Adagrad(Optimizer):
+    """``torch.optim.Adagrad``; like PyTorch, its state exists from construction."""
+
+    def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10,
+                 foreach=None, *, maximize=False, differentiable=False, fused=None):
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= lr_decay:
+            raise ValueError(f"Invalid lr_decay value: {lr_decay}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if not 0.0 <= initial_accumulator_value:
+            raise ValueError(f"Invalid initial_accumulator_value value: {initial_accumulator_value}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        defaults = {"lr": lr, "lr_decay": lr_decay, "eps": eps, "weight_decay": weight_decay,
+                    "initial_accumulator_value": initial_accumulator_value, "foreach": foreach,
+                    "maximize": maximize, "differentiable": differentiable, "fused": fused}
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            for p in group["params"]:
+                self._init_state(p, group)
+
+    def _init_state(self, p, group):
+        param = p._data
+        xp = backend.array_module(param)
+        state = self.state[p]
+        state["step"] = new_step_counter()
+        state["sum"] = _wrap(xp.full_like(param, group["initial_accumulator_value"]))
+
+    def _update_group(self, group):
+        lr = float(group["lr"])
+        lr_decay, eps, weight_decay, maximize = (group["lr_decay"], group["eps"], group["weight_decay"],
+                                                 group["maximize"])
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            param = p._data
+            xp = backend.array_module(param)
+            state = self.state[p]
+            if not state:  # a group added after construction
+                self._init_state(p, group)
+            step = advance_step(state)
+            grad, _ = effective_grad(xp, param, p.grad._data, weight_decay, maximize)
+            clr = lr / (1 + (step - 1) * lr_decay)
+            state_sum = state["sum"]._data
+
+            tmp = xp.multiply(grad, grad)               # state_sum.addcmul_(grad, grad, value=1)
+            state_sum += tmp
+            xp.sqrt(state_sum, out=tmp)                 # std = state_sum.sqrt().add_(eps)
+            tmp += eps
+            xp.divide(grad, tmp, out=tmp)               # param.addcdiv_(grad, std, value=-clr)
+            tmp *= -clr
+            param += tmp
+            p._vc[0] += 1

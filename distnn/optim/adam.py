@@ -1,0 +1,96 @@
+"""``Adam`` and ``AdamW`` (Adam with decoupled weight decay): PyTorch's
+single-tensor update, including amsgrad and maximize."""
+
+from .. import backend
+from ..tensor import _wrap
+from .optimizer import Optimizer, advance_step, effective_grad, new_step_counter
+
+
+class Adam(Optimizer):
+    """``torch.optim.Adam``; ``decoupled_weight_decay=True`` makes it AdamW."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
+                 foreach=None, maximize=False, capturable=False, differentiable=False, fused=None,
+                 decoupled_weight_decay=False):
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if not 0.0 <= betas[0] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
+        if not 0.0 <= betas[1] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
+                    "amsgrad": amsgrad, "maximize": maximize, "foreach": foreach, "capturable": capturable,
+                    "differentiable": differentiable, "fused": fused,
+                    "decoupled_weight_decay": decoupled_weight_decay}
+        super().__init__(params, defaults)
+
+    def _update_group(self, group):
+        lr = float(group["lr"])
+        beta1, beta2 = (float(b) for b in group["betas"])
+        eps, weight_decay = group["eps"], group["weight_decay"]
+        amsgrad, maximize, decoupled = group["amsgrad"], group["maximize"], group["decoupled_weight_decay"]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            param = p._data
+            xp = backend.array_module(param)
+            state = self.state[p]
+            if not state:
+                state["step"] = new_step_counter()
+                state["exp_avg"] = _wrap(xp.zeros_like(param))
+                state["exp_avg_sq"] = _wrap(xp.zeros_like(param))
+                if amsgrad:
+                    state["max_exp_avg_sq"] = _wrap(xp.zeros_like(param))
+            step = advance_step(state)
+            if weight_decay != 0 and decoupled:
+                param *= 1 - lr * weight_decay
+                grad, _ = effective_grad(xp, param, p.grad._data, 0, maximize)
+            else:
+                grad, _ = effective_grad(xp, param, p.grad._data, weight_decay, maximize)
+            exp_avg, exp_avg_sq = state["exp_avg"]._data, state["exp_avg_sq"]._data
+
+            # One scratch array serves every temporary below.
+            tmp = xp.subtract(grad, exp_avg)            # exp_avg.lerp_(grad, 1 - beta1)
+            tmp *= 1 - beta1
+            exp_avg += tmp
+            xp.multiply(grad, 1 - beta2, out=tmp)       # exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2)
+            tmp *= grad
+            exp_avg_sq *= beta2
+            exp_avg_sq += tmp
+
+            bias_correction1 = 1 - beta1 ** step
+            bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
+            step_size = lr / bias_correction1
+            if amsgrad:
+                max_sq = state["max_exp_avg_sq"]._data
+                xp.maximum(max_sq, exp_avg_sq, out=max_sq)
+                xp.sqrt(max_sq, out=tmp)
+            else:
+                xp.sqrt(exp_avg_sq, out=tmp)
+            tmp /= bias_correction2_sqrt                # denom
+            tmp += eps
+            xp.divide(exp_avg, tmp, out=tmp)            # param.addcdiv_(exp_avg, denom, -step_size)
+            tmp *= -step_size
+            param += tmp
+            p._vc[0] += 1
+
+
+class AdamW(Adam):
+    """``torch.optim.AdamW``: Adam whose weight decay shrinks the parameters directly
+    instead of being added to the gradient."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
+                 maximize=False, foreach=None, capturable=False, differentiable=False, fused=None):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach, maximize=maximize,
+                         capturable=capturable, differentiable=differentiable, fused=fused,
+                         decoupled_weight_decay=True)
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            group["decoupled_weight_decay"] = True
+

@@ -1,0 +1,74 @@
+"""``RMSprop``: divide the gradient by a running root-mean-square of recent
+gradients, optionally centered and with momentum; PyTorch's update."""
+
+from .. import backend
+from ..tensor import _wrap
+from .optimizer import Optimizer, advance_step, effective_grad, new_step_counter
+
+
+class RMSprop(Optimizer):
+    """``torch.optim.RMSprop``."""
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False,
+                 capturable=False, foreach=None, maximize=False, differentiable=False):
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if not 0.0 <= momentum:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if not 0.0 <= alpha:
+            raise ValueError(f"Invalid alpha value: {alpha}")
+        defaults = {"lr": lr, "momentum": momentum, "alpha": alpha, "eps": eps, "centered": centered,
+                    "weight_decay": weight_decay, "capturable": capturable, "foreach": foreach,
+                    "maximize": maximize, "differentiable": differentiable}
+        super().__init__(params, defaults)
+
+    def _update_group(self, group):
+        lr = float(group["lr"])
+        alpha, eps, weight_decay = group["alpha"], group["eps"], group["weight_decay"]
+        momentum, centered, maximize = group["momentum"], group["centered"], group["maximize"]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            param = p._data
+            xp = backend.array_module(param)
+            state = self.state[p]
+            if not state:
+                state["step"] = new_step_counter()
+                state["square_avg"] = _wrap(xp.zeros_like(param))
+                if momentum > 0:
+                    state["momentum_buffer"] = _wrap(xp.zeros_like(param))
+                if centered:
+                    state["grad_avg"] = _wrap(xp.zeros_like(param))
+            advance_step(state)
+            grad, _ = effective_grad(xp, param, p.grad._data, weight_decay, maximize)
+            square_avg = state["square_avg"]._data
+
+            tmp = xp.multiply(grad, 1 - alpha)          # square_avg.mul_(a).addcmul_(g, g, 1 - a)
+            tmp *= grad
+            square_avg *= alpha
+            square_avg += tmp
+            if centered:
+                grad_avg = state["grad_avg"]._data
+                xp.subtract(grad, grad_avg, out=tmp)    # grad_avg.lerp_(grad, 1 - alpha)
+                tmp *= 1 - alpha
+                grad_avg += tmp
+                xp.multiply(grad_avg, grad_avg, out=tmp)
+                xp.subtract(square_avg, tmp, out=tmp)
+                xp.sqrt(tmp, out=tmp)
+            else:
+                xp.sqrt(square_avg, out=tmp)
+            tmp += eps                                  # avg
+            xp.divide(grad, tmp, out=tmp)
+            if momentum > 0:
+                buf = state["momentum_buffer"]._data    # buf.mul_(m).addcdiv_(grad, avg)
+                buf *= momentum
+                buf += tmp
+                xp.multiply(buf, -lr, out=tmp)
+            else:
+                tmp *= -lr
+            param += tmp
+            p._vc[0] += 1
