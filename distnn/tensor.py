@@ -277,12 +277,10 @@ class Tensor:
         return bool(self._retains_grad)
 
     def _get_accumulator(self):
-        from .autograd.function import AccumulateGrad
-        acc = self._accumulator() if self._accumulator is not None else None
+        acc = self._accumulator
         if acc is None:
-            acc = AccumulateGrad(self)
-            import weakref
-            self._accumulator = weakref.ref(acc)
+            from .autograd.function import AccumulateGrad
+            acc = self._accumulator = AccumulateGrad(self)
         return acc
 
     # --- conversion ----------------------------------------------------------------

@@ -9,6 +9,7 @@ the engine, so no op has to remember them.
 """
 
 import itertools
+import weakref
 
 import numpy as np
 
@@ -62,8 +63,9 @@ class Node:
                 "graph are freed when you call .backward() or autograd.grad(). Specify "
                 "retain_graph=True if you need to backward through the graph a second time or "
                 "if you need to access saved tensors after calling backward.")
-        for counter, version, describe in self._saved_versions:
+        for counter, version, info in self._saved_versions:
             if counter[0] != version:
+                describe = _describe(info)
                 raise RuntimeError(
                     "one of the variables needed for gradient computation has been modified by "
                     f"an inplace operation: {describe}, is at "
@@ -107,12 +109,19 @@ class AccumulateGrad(Node):
 
     def __init__(self, variable):
         super().__init__()
-        self.variable = variable
+        # The leaf owns its accumulator; a weak link back avoids a reference cycle.
+        self._variable = weakref.ref(variable)
         self._seq = _ACCUMULATE_PRIORITY + self._seq
+
+    @property
+    def variable(self):
+        return self._variable()
 
     def _run_backward(self, grads):
         from ..tensor import _wrap
-        var = self.variable
+        var = self._variable()
+        if var is None:  # the leaf is gone, so nobody can read its gradient
+            return ()
         g = grads[0]
         if var._backward_hooks:
             g = _apply_tensor_hooks(var._backward_hooks.values(), g)
@@ -240,7 +249,7 @@ class Function:
         ctx._output_meta = tuple((o._data.shape, o._data.dtype, o._data) if isinstance(o, Tensor) else None
                                  for o in wrapped)
         saved = ctx._saved or ()
-        ctx._saved_versions = tuple((t._vc, t._vc[0], _describe(t)) for t in saved if isinstance(t, Tensor))
+        ctx._saved_versions = tuple(_version_record(t) for t in saved if isinstance(t, Tensor))
         return wrapped[0] if single else tuple(wrapped)
 
     @classmethod
@@ -358,16 +367,24 @@ def _saved_versions(saved, args, outs):
     for s in saved:
         for t in itertools.chain(args, outs):
             if isinstance(t, Tensor) and t._data is s:
-                records.append((t._vc, t._vc[0], _describe(t)))
+                records.append(_version_record(t))
                 break
     return tuple(records)
 
 
-def _describe(t):
+def _version_record(t):
+    """(shared counter, version now, what the error message needs) without formatting it yet."""
+    node = type(t.grad_fn).__name__ if t.grad_fn is not None else None
+    return (t._vc, t._vc[0], (t._data.shape, t._data.dtype, t._output_nr, node))
+
+
+def _describe(info):
     """How the version-check error names a saved tensor, e.g. "[torch.FloatTensor [3, 4]]"."""
-    text = f"[{t.type()} {list(t.shape)}]"
-    if t.grad_fn is not None:
-        text += f", which is output {t._output_nr} of {t.grad_fn.name()}"
+    from ..tensor import _TYPE_NAMES
+    shape, dtype, output_nr, node = info
+    text = f"[torch.{_TYPE_NAMES.get(dtype.name, dtype.name)} {list(shape)}]"
+    if node is not None:
+        text += f", which is output {output_nr} of {node}"
     return text
 
 

@@ -1,4 +1,411 @@
-"""(being written)"""
+"""Normalisation and dropout as in ``torch.nn.functional``: batch_norm, layer_norm,
+group_norm, instance_norm, rms_norm, normalize, and the dropout family.
 
-__all__ = []
+The norms are each one fused op with the closed-form backward. Running statistics
+are buffers: batch_norm updates them in place, outside autograd, bumping their
+version counters. Dropout masks come from distnn's seeded generator.
+"""
+
+import warnings
+
+import numpy as np  # dtype metadata only (finfo)
+
+from .. import backend, random
+from ..tensor import _wrap
+from ..autograd.function import Op
+from .common import normalize_dim
+from .elementwise import add, div, mul
+
+__all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm", "normalize", "dropout",
+           "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout"]
+
 TENSOR_METHODS = ()
+
+
+def _standardize(xp, x, axes, eps):
+    """(x - mean) / sqrt(var + eps) over ``axes`` (biased var); also the mean, var and 1/std."""
+    mean = x.mean(axis=axes, keepdims=True)
+    xhat = x - mean
+    var = (xhat * xhat).mean(axis=axes, keepdims=True)
+    invstd = 1 / xp.sqrt(var + eps)
+    xhat *= invstd
+    return xhat, mean, var, invstd
+
+
+def _standardize_backward(gxhat, xhat, invstd, axes):
+    """The input gradient through ``_standardize``, given the gradient w.r.t. xhat."""
+    mean_g = gxhat.mean(axis=axes, keepdims=True)
+    mean_gx = (gxhat * xhat).mean(axis=axes, keepdims=True)
+    return (gxhat - mean_g - xhat * mean_gx) * invstd
+
+
+def _channel_shape(ndim):
+    """Shape that broadcasts a per-channel vector along dim 1 of an ndim-dim input."""
+    return (1, -1) + (1,) * (ndim - 2)
+
+
+def _affine(xhat, weight, bias, shape=None):
+    out = xhat if weight is None else xhat * (weight if shape is None else weight.reshape(shape))
+    if bias is not None:
+        out = out + (bias if shape is None else bias.reshape(shape))
+    elif out is xhat:
+        out = xhat.copy()  # xhat is saved for backward; the output must be its own array
+    return out
+
+
+def _update_running(stat, batch_value, momentum):
+    """stat = (1 - momentum) * stat + momentum * batch_value, in place on a buffer.
+
+    Like PyTorch, this does not bump the buffer's version counter: running
+    statistics are bookkeeping, not values any graph differentiates through."""
+    if stat is not None:
+        data = stat._data
+        data *= 1 - momentum
+        data += momentum * batch_value.reshape(data.shape).astype(data.dtype, copy=False)
+
+
+class NativeBatchNorm(Op):
+    """Batch norm over every dim but the channel dim 1; batch statistics in training,
+    the running ones otherwise."""
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, *, running_mean, running_var, training, momentum, eps):
+        # running stats arrive as Tensors (keyword arguments pass through): buffers, updated in place
+        xp = ctx.xp
+        axes = (0,) + tuple(range(2, input.ndim))
+        shape = _channel_shape(input.ndim)
+        if training:
+            xhat, mean, var, invstd = _standardize(xp, input, axes, eps)
+            n = input.size // input.shape[1]
+            _update_running(running_mean, mean, momentum)
+            _update_running(running_var, var * (n / (n - 1)), momentum)
+        else:
+            invstd = 1 / xp.sqrt(running_var._data.reshape(shape) + eps)
+            xhat = (input - running_mean._data.reshape(shape)) * invstd
+        ctx.save_for_backward(xhat, invstd, weight)
+        ctx.axes, ctx.training = axes, training
+        return _affine(xhat, weight, bias, shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        xhat, invstd, weight = ctx.saved_tensors
+        shape = _channel_shape(g.ndim)
+        sum_g = g.sum(axis=ctx.axes, keepdims=True)
+        sum_gx = (g * xhat).sum(axis=ctx.axes, keepdims=True)
+        grad_input = None
+        if ctx.needs_input_grad[0]:
+            scale = invstd if weight is None else invstd * weight.reshape(shape)
+            if ctx.training:
+                m = g.size // g.shape[1]
+                grad_input = (g - sum_g / m - xhat * (sum_gx / m)) * scale
+            else:
+                grad_input = g * scale
+        grad_weight = sum_gx.reshape(-1) if ctx.needs_input_grad[1] else None
+        grad_bias = sum_g.reshape(-1) if ctx.needs_input_grad[2] else None
+        return grad_input, grad_weight, grad_bias
+
+
+class NativeLayerNorm(Op):
+    """Normalisation over the trailing ``normalized_ndim`` dims, then an elementwise affine."""
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, normalized_ndim, eps):
+        axes = tuple(range(input.ndim - normalized_ndim, input.ndim))
+        xhat, _, _, invstd = _standardize(ctx.xp, input, axes, eps)
+        ctx.save_for_backward(xhat, invstd, weight)
+        ctx.axes = axes
+        return _affine(xhat, weight, bias)
+
+    @staticmethod
+    def backward(ctx, g):
+        xhat, invstd, weight = ctx.saved_tensors
+        leading = tuple(range(g.ndim - len(ctx.axes)))
+        grad_input = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            gxhat = g if weight is None else g * weight
+            grad_input = _standardize_backward(gxhat, xhat, invstd, ctx.axes)
+        if ctx.needs_input_grad[1]:
+            grad_weight = (g * xhat).sum(axis=leading)
+        if ctx.needs_input_grad[2]:
+            grad_bias = g.sum(axis=leading)
+        return grad_input, grad_weight, grad_bias, None, None
+
+
+class NativeGroupNorm(Op):
+    """Normalisation over each group of channels (and all spatial dims) per sample,
+    then a per-channel affine."""
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, num_groups, eps):
+        grouped = input.reshape(input.shape[0], num_groups, -1)
+        xhat, _, _, invstd = _standardize(ctx.xp, grouped, (2,), eps)
+        xhat = xhat.reshape(input.shape)
+        ctx.save_for_backward(xhat, invstd, weight)
+        ctx.num_groups = num_groups
+        return _affine(xhat, weight, bias, _channel_shape(input.ndim))
+
+    @staticmethod
+    def backward(ctx, g):
+        xhat, invstd, weight = ctx.saved_tensors
+        axes = (0,) + tuple(range(2, g.ndim))
+        grad_input = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            gxhat = g if weight is None else g * weight.reshape(_channel_shape(g.ndim))
+            grouped = (g.shape[0], ctx.num_groups, -1)
+            grad_input = _standardize_backward(gxhat.reshape(grouped), xhat.reshape(grouped), invstd,
+                                               (2,)).reshape(g.shape)
+        if ctx.needs_input_grad[1]:
+            grad_weight = (g * xhat).sum(axis=axes)
+        if ctx.needs_input_grad[2]:
+            grad_bias = g.sum(axis=axes)
+        return grad_input, grad_weight, grad_bias, None, None
+
+
+class RmsNorm(Op):
+    """x / sqrt(mean(x^2) + eps) over the trailing dims, times ``weight``."""
+
+    @staticmethod
+    def forward(ctx, input, weight, normalized_ndim, eps):
+        xp = ctx.xp
+        axes = tuple(range(input.ndim - normalized_ndim, input.ndim))
+        rms_inv = 1 / xp.sqrt((input * input).mean(axis=axes, keepdims=True) + eps)
+        ctx.save_for_backward(input, weight, rms_inv)
+        ctx.axes = axes
+        out = input * rms_inv
+        return out if weight is None else out * weight
+
+    @staticmethod
+    def backward(ctx, g):
+        input, weight, rms_inv = ctx.saved_tensors
+        grad_input = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            gy = g if weight is None else g * weight
+            mean_gx = (gy * input).mean(axis=ctx.axes, keepdims=True)
+            grad_input = (gy - input * (rms_inv * rms_inv * mean_gx)) * rms_inv
+        if ctx.needs_input_grad[1]:
+            grad_weight = (g * input * rms_inv).sum(axis=tuple(range(g.ndim - len(ctx.axes))))
+        return grad_input, grad_weight, None, None
+
+
+_RmsNormAsMul = type("Mul", (RmsNorm,), {"__doc__": RmsNorm.__doc__})  # PyTorch's grad_fn: MulBackward0
+
+
+class ClampedNorm(Op):
+    """max(||x||_p, eps) along ``dim``, keeping the dim (the divisor of ``normalize``)."""
+
+    @staticmethod
+    def forward(ctx, input, p, dim, eps):
+        xp = ctx.xp
+        a = xp.abs(input)
+        if p == float("inf"):
+            norm = a.max(axis=dim, keepdims=True)
+        elif p == 2:
+            norm = xp.sqrt((input * input).sum(axis=dim, keepdims=True))
+        else:
+            norm = (a ** p).sum(axis=dim, keepdims=True) ** (1 / p)
+        ctx.save_for_backward(input, norm)
+        ctx.p, ctx.dim, ctx.eps = p, dim, eps
+        return xp.maximum(norm, eps)
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = ctx.xp
+        input, norm = ctx.saved_tensors
+        g = g * (norm > ctx.eps)  # the clamp passes no gradient
+        safe = xp.where(norm == 0, 1, norm)
+        if ctx.p == float("inf"):  # shared evenly by the entries that attain the max
+            hit = xp.abs(input) == norm
+            return xp.sign(input) * hit * (g / hit.sum(axis=ctx.dim, keepdims=True)), None, None, None
+        if ctx.p == 2:
+            return input * (g / safe), None, None, None
+        a = xp.abs(input)
+        return xp.sign(input) * a ** (ctx.p - 1) * (g / safe ** (ctx.p - 1)), None, None, None
+
+
+# --- functional forms -------------------------------------------------------------
+
+def _check_vector(name, t, n):
+    if t is not None and t.numel() != n:
+        raise RuntimeError(f"{name} should contain {n} elements not {t.numel()}")
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+               eps=1e-5):
+    if input.ndim < 2:
+        raise ValueError(f"Expect: input of shape (N, C, ...) with 2 or more dims, Actual: {list(input.shape)}")
+    channels = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                    ("bias", bias)):
+        _check_vector(name, t, channels)
+    if training:
+        if input.numel() // channels == 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got input size {input.size()}")
+    elif running_mean is None or running_var is None:
+        raise RuntimeError(f"{'running_mean' if running_mean is None else 'running_var'} must be defined "
+                           "in evaluation mode")
+    return NativeBatchNorm.apply(input, weight, bias, running_mean=running_mean, running_var=running_var,
+                                 training=bool(training), momentum=float(momentum), eps=float(eps))
+
+
+def _trailing_shape(input, normalized_shape, name):
+    """``normalized_shape`` as a tuple, checked against the input's trailing dims."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if len(shape) == 0 or len(shape) > input.ndim or tuple(input.shape[input.ndim - len(shape):]) != shape:
+        raise RuntimeError(f"Given normalized_shape={list(shape)}, expected input with shape "
+                           f"[*, {', '.join(map(str, shape))}], but got input of size{list(input.shape)}")
+    return shape
+
+
+def _check_affine_shape(t, shape, name):
+    if t is not None and tuple(t.shape) != shape:
+        raise RuntimeError(f"Expected {name} to be of same shape as normalized_shape, but got {name} of shape "
+                           f"{list(t.shape)} and normalized_shape = {list(shape)}")
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    shape = _trailing_shape(input, normalized_shape, "layer_norm")
+    _check_affine_shape(weight, shape, "weight")
+    _check_affine_shape(bias, shape, "bias")
+    return NativeLayerNorm.apply(input, weight, bias, len(shape), float(eps))
+
+
+def rms_norm(input, normalized_shape, weight=None, eps=None):
+    shape = _trailing_shape(input, normalized_shape, "rms_norm")
+    _check_affine_shape(weight, shape, "weight")
+    if eps is None:  # PyTorch's default: the machine epsilon of the input's dtype
+        eps = np.finfo(input._data.dtype).eps
+    return _RmsNormAsMul.apply(input, weight, len(shape), float(eps))
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    if input.ndim < 2:
+        raise RuntimeError(f"Expected at least 2 dimensions for input tensor but received {input.ndim}")
+    channels = input.shape[1]
+    if channels % num_groups:
+        raise RuntimeError("Expected number of channels in input to be divisible by num_groups, but got input "
+                           f"of shape {list(input.shape)} and num_groups={num_groups}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and (t.ndim != 1 or t.numel() != channels):
+            raise RuntimeError(f"Expected {name} to be a vector of size equal to the number of channels in "
+                               f"input, but got {name} of shape {list(t.shape)} and input of shape "
+                               f"{list(input.shape)}")
+    return NativeGroupNorm.apply(input, weight, bias, int(num_groups), float(eps))
+
+
+def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True,
+                  momentum=0.1, eps=1e-5):
+    """Each (sample, channel) normalised over its spatial dims; with ``use_input_stats=False``
+    the running statistics are used instead, as batch_norm in evaluation mode."""
+    if not use_input_stats:
+        return batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
+    if input.ndim < 3 or input.numel() // (input.shape[0] * input.shape[1]) == 1:
+        raise ValueError(f"Expected more than 1 spatial element when training, got input size {input.size()}")
+    if running_mean is not None or running_var is not None:
+        # PyTorch averages each instance's statistics (unbiased variance) over the batch
+        data = input._data
+        axes = tuple(range(2, input.ndim))
+        _update_running(running_mean, data.mean(axis=axes).mean(axis=0), momentum)
+        _update_running(running_var, data.var(axis=axes, ddof=1).mean(axis=0), momentum)
+    return group_norm(input, input.shape[1], weight, bias, eps)
+
+
+def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
+    """input / max(||input||_p, eps) along ``dim``."""
+    if out is not None:
+        raise NotImplementedError("normalize(out=...) is not supported; use the returned tensor")
+    dim = normalize_dim(dim, input.ndim)
+    return div(input, ClampedNorm.apply(input, float(p), dim, float(eps)))
+
+
+# --- dropout ----------------------------------------------------------------------
+
+_SELU_ALPHA = 1.7580993408473766  # -scale * alpha of SELU: where alpha dropout sends dropped units
+
+
+def _check_p(p):
+    if p < 0.0 or p > 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+
+
+def _dropout(input, p, training, inplace, mask_shape, alpha=False):
+    """input * noise (+ b for alpha dropout) with a Bernoulli(1 - p) keep-mask of ``mask_shape``,
+    drawn from the seeded generator and broadcast over the input."""
+    _check_p(p)
+    if not training or p == 0 or input.numel() == 0:
+        return input
+    dtype = input._data.dtype
+    shift = None
+    if p == 1:  # everything dropped, alpha dropout included (as PyTorch)
+        noise = backend.array_module(input._data).zeros((), dtype)
+    else:
+        keep = random.sample("uniform", mask_shape, dtype, input.device) < 1 - p
+        noise = keep.astype(dtype)
+        if alpha:
+            a = 1.0 / ((_SELU_ALPHA * _SELU_ALPHA * p + 1) * (1 - p)) ** 0.5
+            shift = _wrap((noise - 1) * dtype.type(_SELU_ALPHA * a) + dtype.type(_SELU_ALPHA * a * p))
+            noise *= dtype.type(a)
+        else:
+            # PyTorch divides in the input's dtype: the kept scale is float32(1) / float32(1 - p)
+            noise *= dtype.type(1) / dtype.type(1 - p)
+    noise = _wrap(noise)
+    if inplace:
+        input.mul_(noise)
+        return input if shift is None else input.add_(shift)
+    out = mul(input, noise)
+    return out if shift is None else add(out, shift)
+
+
+def _feature_mask_shape(shape, batched):
+    """Keep or drop whole channels: one draw per (sample,) channel."""
+    if len(shape) < 2:
+        raise RuntimeError(f"Feature dropout requires at least 2 dimensions in the input, got {list(shape)}")
+    lead = 2 if batched else 1
+    return tuple(shape[:lead]) + (1,) * (len(shape) - lead)
+
+
+def dropout(input, p=0.5, training=True, inplace=False):
+    return _dropout(input, p, training, inplace, input._data.shape)
+
+
+def alpha_dropout(input, p=0.5, training=False, inplace=False):
+    return _dropout(input, p, training, inplace, input._data.shape, alpha=True)
+
+
+def feature_alpha_dropout(input, p=0.5, training=False, inplace=False):
+    return _dropout(input, p, training, inplace, _feature_mask_shape(input.shape, True), alpha=True)
+
+
+def dropout1d(input, p=0.5, training=True, inplace=False):
+    _check_p(p)
+    if input.ndim not in (2, 3):
+        raise RuntimeError(f"dropout1d: Expected 2D or 3D input, but received a {input.ndim}D input. Note that "
+                           "dropout1d exists to provide channel-wise dropout on inputs with 1 spatial dimension, "
+                           "a channel dimension, and an optional batch dimension (i.e. 2D or 3D inputs).")
+    return _dropout(input, p, training, inplace, _feature_mask_shape(input.shape, input.ndim == 3))
+
+
+def _warn_feature_dims(name, ndim, spatial):
+    if ndim not in (spatial + 1, spatial + 2):
+        warnings.warn(f"{name}: Received a {ndim}-D input to {name}, which is deprecated and will result in an "
+                      "error in a future release. To retain the behavior and silence this warning, please use "
+                      f"dropout instead. Note that {name} exists to provide channel-wise dropout on inputs with "
+                      f"{spatial} spatial dimensions, a channel dimension, and an optional batch dimension "
+                      f"(i.e. {spatial + 1}D or {spatial + 2}D inputs).", stacklevel=3)
+
+
+def dropout2d(input, p=0.5, training=True, inplace=False):
+    _check_p(p)
+    _warn_feature_dims("dropout2d", input.ndim, 2)
+    if input.ndim == 3:
+        warnings.warn("dropout2d: Received a 3D input to dropout2d and assuming that channel-wise 1D dropout "
+                      "behavior is desired - input is interpreted as shape (N, C, L), where C is the channel "
+                      "dim. This behavior will change in a future release to interpret the input as one without "
+                      "a batch dimension, i.e. shape (C, H, W). To maintain the 1D channel-wise dropout "
+                      "behavior, please switch to using dropout1d instead.", stacklevel=2)
+    return _dropout(input, p, training, inplace, _feature_mask_shape(input.shape, True))
+
+
+def dropout3d(input, p=0.5, training=True, inplace=False):
+    _check_p(p)
+    _warn_feature_dims("dropout3d", input.ndim, 3)
+    return _dropout(input, p, training, inplace, _feature_mask_shape(input.shape, input.ndim == 5))
