@@ -512,7 +512,7 @@ class Tensor:
 
     def masked_fill_(self, mask, value):
         return self._modify(lambda: _ops.masked_fill(self, mask, value),
-                            lambda d: _ops.assign_index(d, mask, value), value)
+                            lambda d: _ops.assign_masked(d, mask, value), value)
 
     def addcmul_(self, t1, t2, value=1):
         return self.add_(t1 * t2 * value if value != 1 else t1 * t2)
@@ -589,15 +589,14 @@ class Tensor:
 
 def _rebase_source(t, out_of_place):
     """Run ``out_of_place`` on a snapshot of ``t`` so the saved value survives the overwrite."""
-    snapshot = _wrap(t._data.copy(), t.requires_grad, t.grad_fn, t._output_nr)
-    if t.requires_grad and t.grad_fn is None:
-        snapshot._accumulator = t._accumulator
-    original = t._data
-    t._data = snapshot._data
+    # The snapshot gets a private version counter: the op may save it, and the
+    # bump that follows this in-place write must not invalidate that copy.
+    original, counter = t._data, t._vc
+    t._data, t._vc = t._data.copy(), [0]
     try:
         return out_of_place()
     finally:
-        t._data = original
+        t._data, t._vc = original, counter
 
 
 _UFUNC_OPS = {"add": "add", "subtract": "sub", "multiply": "mul", "true_divide": "div", "power": "pow"}

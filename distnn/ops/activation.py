@@ -1,4 +1,393 @@
-"""(being written)"""
+"""Activation functions with PyTorch's functional signatures (they back
+``nn.functional``): relu family, elu family, gelu, sigmoid/tanh family,
+softplus, shrinkage, and softmax/log_softmax/softmin along a dim.
 
-__all__ = []
-TENSOR_METHODS = ()
+Each is one ``Op`` that saves only what its gradient needs (relu, sigmoid,
+tanh and the softmaxes save their output). ``inplace=True`` writes the result
+back into the input through ``Tensor.copy_``, so the version counter and the
+graph stay right.
+"""
+
+import warnings
+
+import numpy as np
+
+from .. import dtypes
+from ..autograd import grad_mode
+from ..autograd.function import Op
+from .common import normalize_dim
+from .elementwise import abs as _abs, add, div, mul, neg, sub
+from .index import getitem
+
+__all__ = ["relu", "relu6", "hardtanh", "threshold", "leaky_relu", "prelu", "elu", "selu", "celu", "gelu",
+           "silu", "mish", "sigmoid", "tanh", "hardsigmoid", "hardswish", "softplus", "logsigmoid",
+           "softsign", "tanhshrink", "hardshrink", "softshrink", "glu", "softmax", "log_softmax", "softmin"]
+
+TENSOR_METHODS = ("relu", "sigmoid", "tanh", "softmax", "log_softmax")
+
+_F64 = np.dtype(np.float64)
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+_SQRT_HALF = 0.7071067811865476
+_INV_SQRT_2PI = 0.3989422804014327
+_SQRT_2_OVER_PI = 0.7978845608028654
+_RSQRT_PI = 0.5641895835477563
+
+# W. J. Cody, "Rational Chebyshev approximation for the error function" (1969), as in
+# his CALERF: erf on |x| <= 0.46875 (A/B), erfc on (0.46875, 4] (C/D) and beyond (P/Q).
+_A = (3.16112374387056560e00, 1.13864154151050156e02, 3.77485237685302021e02, 3.20937758913846947e03,
+      1.85777706184603153e-1)
+_B = (2.36012909523441209e01, 2.44024637934444173e02, 1.28261652607737228e03, 2.84423683343917062e03)
+_C = (5.64188496988670089e-1, 8.88314979438837594e00, 6.61191906371416295e01, 2.98635138197400131e02,
+      8.81952221241769090e02, 1.71204761263407058e03, 2.05107837782607147e03, 1.23033935479799725e03,
+      2.15311535474403846e-8)
+_D = (1.57449261107098347e01, 1.17693950891312499e02, 5.37181101862009858e02, 1.62138957456669019e03,
+      3.29079923573345963e03, 4.36261909014324716e03, 3.43936767414372164e03, 1.23033935480374942e03)
+_P = (3.05326634961232344e-1, 3.60344899949804439e-1, 1.25781726111229246e-1, 1.60837851487422766e-2,
+      6.58749161529837803e-4, 1.63153871373020978e-2)
+_Q = (2.56852019228982242e00, 1.87295284992346047e00, 5.27905102951428412e-1, 6.05183413124413191e-2,
+      2.33520497626869185e-3)
+
+
+def _rational(t, num, den, n):
+    """Cody's nested evaluation of num(t) / den(t) with ``n`` inner steps."""
+    p, q = num[-1] * t, t
+    for i in range(n):
+        p = (p + num[i]) * t
+        q = (q + den[i]) * t
+    return (p + num[n]) / (q + den[n])
+
+
+def _erfc64(xp, x):
+    """erfc(x) in float64, relatively accurate far into the tail (numpy has no erf of its own)."""
+    y = xp.abs(x)
+    ys = xp.minimum(y, 0.46875)  # each branch sees only finite arguments of its own range
+    small = 1.0 - ys * _rational(ys * ys, _A, _B, 3)
+    t = xp.clip(y, 0.46875, 4.0)
+    mid = xp.exp(-t * t) * _rational(t, _C, _D, 7)
+    u = xp.maximum(y, 4.0)
+    s = 1.0 / (u * u)
+    tail = xp.exp(-u * u) / u * (_RSQRT_PI - s * _rational(s, _P, _Q, 4))
+    erfc_abs = xp.where(y <= 0.46875, small, xp.where(y <= 4.0, mid, tail))
+    return xp.where(x < 0, 2.0 - erfc_abs, erfc_abs)
+
+
+def _sigmoid(xp, x):
+    """1 / (1 + exp(-x)) without overflow: exp only ever sees -|x|."""
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1, e) / (1 + e)
+
+
+def _apply(op, input, inplace, **params):
+    """Out of place, or written back into ``input`` (from a clone, so what op saved stays valid)."""
+    if not inplace:
+        return op.apply(input, **params)
+    source = input.clone() if grad_mode._state.enabled and input.requires_grad else input
+    return input.copy_(op.apply(source, **params))
+
+
+def _pointwise(name, forward, grad, saves="input"):
+    """A one-input activation Op: ``forward(xp, x, **params)`` is its value and
+    ``g * grad(xp, saved, **params)`` its gradient, ``saved`` being the input or the output."""
+
+    def fwd(ctx, x, **params):
+        out = forward(ctx.xp, x, **params)
+        ctx.params = params
+        ctx.save_for_backward(out if saves == "output" else x)
+        return out
+
+    def bwd(ctx, g):
+        (saved,) = ctx.saved_tensors
+        return g * grad(ctx.xp, saved, **ctx.params)
+
+    return type(name, (Op,), {"forward": staticmethod(fwd), "backward": staticmethod(bwd)})
+
+
+def _softplus(xp, x, beta, threshold):
+    bx = x * beta
+    return xp.where(bx > threshold, x, (xp.maximum(bx, 0) + xp.log1p(xp.exp(-xp.abs(bx)))) / beta)
+
+
+def _mish_gate(xp, x):
+    return xp.tanh(xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x))))
+
+
+def _silu_grad(xp, x):
+    s = _sigmoid(xp, x)
+    return s * (1 + x * (1 - s))
+
+
+def _mish_grad(xp, x):
+    t = _mish_gate(xp, x)
+    return t + x * _sigmoid(xp, x) * (1 - t * t)
+
+
+Relu = _pointwise("Relu", lambda xp, x: xp.maximum(x, 0), lambda xp, out: out > 0, saves="output")
+Sigmoid = _pointwise("Sigmoid", _sigmoid, lambda xp, out: out * (1 - out), saves="output")
+Tanh = _pointwise("Tanh", lambda xp, x: xp.tanh(x), lambda xp, out: 1 - out * out, saves="output")
+Hardtanh = _pointwise("Hardtanh", lambda xp, x, lo, hi: xp.clip(x, lo, hi),
+                      lambda xp, x, lo, hi: (x > lo) & (x < hi))
+Threshold = _pointwise("Threshold", lambda xp, x, threshold, value: xp.where(x > threshold, x, x.dtype.type(value)),
+                       lambda xp, x, threshold, value: x > threshold)
+LeakyRelu = _pointwise("LeakyRelu", lambda xp, x, slope: xp.where(x > 0, x, x * slope),
+                       lambda xp, x, slope: xp.where(x > 0, 1, x.dtype.type(slope)))
+Silu = _pointwise("Silu", lambda xp, x: x * _sigmoid(xp, x), _silu_grad)
+Mish = _pointwise("Mish", lambda xp, x: x * _mish_gate(xp, x), _mish_grad)
+Hardsigmoid = _pointwise("Hardsigmoid", lambda xp, x: xp.clip(x / 6 + 0.5, 0, 1),
+                         lambda xp, x: ((x > -3) & (x < 3)) / x.dtype.type(6))
+Hardswish = _pointwise("Hardswish", lambda xp, x: x * xp.clip(x + 3, 0, 6) / 6,
+                       lambda xp, x: xp.where(x < -3, 0, xp.where(x <= 3, x / 3 + 0.5, 1)))
+Softplus = _pointwise("Softplus", _softplus, lambda xp, x, beta, threshold: xp.where(
+    x * beta > threshold, 1, _sigmoid(xp, x * beta)))
+LogSigmoid = _pointwise("LogSigmoid", lambda xp, x: xp.minimum(x, 0) - xp.log1p(xp.exp(-xp.abs(x))),
+                        lambda xp, x: _sigmoid(xp, -x))
+Hardshrink = _pointwise("Hardshrink", lambda xp, x, lambd: x * (xp.abs(x) > lambd),
+                        lambda xp, x, lambd: xp.abs(x) > lambd)
+Softshrink = _pointwise("Softshrink",
+                        lambda xp, x, lambd: (x - xp.sign(x) * x.dtype.type(lambd)) * (xp.abs(x) > lambd),
+                        lambda xp, x, lambd: xp.abs(x) > lambd)
+
+
+class Elu(Op):
+    """scale * (x if x > 0 else alpha * (exp(x * input_scale) - 1)); also selu."""
+
+    @staticmethod
+    def forward(ctx, x, alpha, scale=1.0, input_scale=1.0):
+        xp = ctx.xp
+        out = xp.where(x > 0, x * scale, xp.expm1(xp.minimum(x, 0) * input_scale) * (alpha * scale))
+        ctx.coef, ctx.scale, ctx.input_scale = alpha * scale, scale, input_scale
+        ctx.save_for_backward(x, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, out = ctx.saved_tensors
+        return ctx.xp.where(x > 0, g * ctx.scale, g * ((out + ctx.coef) * ctx.input_scale))
+
+
+class Celu(Elu):
+    pass
+
+
+class Gelu(Op):
+    @staticmethod
+    def forward(ctx, x, approximate):
+        xp = ctx.xp
+        ctx.approximate = approximate
+        if approximate == "tanh":
+            t = xp.tanh((x + 0.044715 * x * x * x) * _SQRT_2_OVER_PI)
+            ctx.save_for_backward(x, t)
+            return 0.5 * x * (1 + t)
+        cdf = (0.5 * _erfc64(xp, x.astype(_F64) * -_SQRT_HALF)).astype(x.dtype)  # Phi(x)
+        ctx.save_for_backward(x, cdf)
+        return x * cdf
+
+    @staticmethod
+    def backward(ctx, g):
+        x, s = ctx.saved_tensors
+        if ctx.approximate == "tanh":
+            inner_grad = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+            return g * (0.5 * (1 + s) + 0.5 * x * (1 - s * s) * inner_grad)
+        return g * (s + x * ctx.xp.exp(-0.5 * x * x) * _INV_SQRT_2PI)
+
+
+class PreluKernel(Op):
+    """max(0, x) + w * min(0, x), one weight per channel (dim 1) or one for all."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        wb = w.reshape((1, -1) + (1,) * (x.ndim - 2)) if w.size > 1 else w.reshape(())
+        ctx.w_shape = w.shape
+        ctx.save_for_backward(x, wb)
+        return ctx.xp.where(x > 0, x, x * wb)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, wb = ctx.saved_tensors
+        need_x, need_w = ctx.needs_input_grad
+        xp = ctx.xp
+        gx = xp.where(x > 0, g, g * wb) if need_x else None
+        gw = None
+        if need_w:
+            axes = tuple(d for d in range(x.ndim) if d != 1 or not wb.ndim)
+            gw = xp.where(x > 0, 0, g * x).sum(axis=axes).reshape(ctx.w_shape)
+        return gx, gw
+
+
+# --- functional forms ---------------------------------------------------------------------------
+
+def relu(input, inplace=False):
+    return _apply(Relu, input, inplace)
+
+
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    if min_val > max_val:
+        raise ValueError(f"hardtanh: Expect: min_val <= max_val, Actual: {min_val} > {max_val}")
+    return _apply(Hardtanh, input, inplace, lo=min_val, hi=max_val)
+
+
+def relu6(input, inplace=False):
+    return hardtanh(input, 0.0, 6.0, inplace)
+
+
+def threshold(input, threshold, value, inplace=False):
+    """``x`` where ``x > threshold``, else ``value``."""
+    return _apply(Threshold, input, inplace, threshold=threshold, value=value)
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    return _apply(LeakyRelu, input, inplace, slope=negative_slope)
+
+
+def prelu(input, weight):
+    channels = input.shape[1] if input.ndim > 1 else 1
+    if weight.numel() not in (1, channels):
+        raise RuntimeError(f"Mismatch of parameter numbers and input channel size. Expect: {channels} or 1 "
+                           f"weights, Actual: {weight.numel()}")
+    return PreluKernel.apply(input, weight)
+
+
+def elu(input, alpha=1.0, inplace=False):
+    return _apply(Elu, input, inplace, alpha=alpha)
+
+
+def selu(input, inplace=False):
+    return _apply(Elu, input, inplace, alpha=_SELU_ALPHA, scale=_SELU_SCALE)
+
+
+def celu(input, alpha=1.0, inplace=False):
+    if alpha == 0:
+        raise ValueError("celu: Expect: alpha != 0, Actual: 0")
+    return _apply(Celu, input, inplace, alpha=alpha, input_scale=1.0 / alpha)
+
+
+def gelu(input, approximate="none"):
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"approximate argument must be either none or tanh, Actual: {approximate!r}")
+    return Gelu.apply(input, approximate=approximate)
+
+
+def silu(input, inplace=False):
+    return _apply(Silu, input, inplace)
+
+
+def mish(input, inplace=False):
+    return _apply(Mish, input, inplace)
+
+
+def sigmoid(input):
+    return Sigmoid.apply(input)
+
+
+def tanh(input):
+    return Tanh.apply(input)
+
+
+def hardsigmoid(input, inplace=False):
+    return _apply(Hardsigmoid, input, inplace)
+
+
+def hardswish(input, inplace=False):
+    return _apply(Hardswish, input, inplace)
+
+
+def softplus(input, beta=1.0, threshold=20.0):
+    return Softplus.apply(input, beta=beta, threshold=threshold)
+
+
+def logsigmoid(input):
+    return LogSigmoid.apply(input)
+
+
+def softsign(input):
+    return div(input, add(_abs(input), 1))
+
+
+def tanhshrink(input):
+    return sub(input, tanh(input))
+
+
+def hardshrink(input, lambd=0.5):
+    return Hardshrink.apply(input, lambd=lambd)
+
+
+def softshrink(input, lambd=0.5):
+    if lambd < 0:
+        raise RuntimeError(f"lambda must be greater or equal to 0, but found to be {lambd}.")
+    return Softshrink.apply(input, lambd=lambd)
+
+
+def glu(input, dim=-1):
+    """First half of ``input`` along ``dim`` gated by the sigmoid of the second half."""
+    d = normalize_dim(dim, input.ndim)
+    n = input.shape[d]
+    if n % 2:
+        raise RuntimeError(f"Halving dimension must be even, but dimension {d} is size {n}")
+    lead = (slice(None),) * d
+    return mul(getitem(input, lead + (slice(0, n // 2),)), sigmoid(getitem(input, lead + (slice(n // 2, n),))))
+
+
+# --- softmax family ----------------------------------------------------------------------------
+
+class Softmax(Op):
+    @staticmethod
+    def forward(ctx, x, dim):
+        xp = ctx.xp
+        out = xp.exp(x - x.max(axis=dim, keepdims=True))
+        out /= out.sum(axis=dim, keepdims=True)
+        ctx.dim = dim
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        gy = g * out
+        return gy - out * gy.sum(axis=ctx.dim, keepdims=True), None
+
+
+class LogSoftmax(Op):
+    @staticmethod
+    def forward(ctx, x, dim):
+        xp = ctx.xp
+        shifted = x - x.max(axis=dim, keepdims=True)
+        out = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
+        ctx.dim = dim
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return g - ctx.xp.exp(out) * g.sum(axis=ctx.dim, keepdims=True), None
+
+
+def _softmax_dim(name, ndim, stacklevel):
+    """PyTorch's legacy rule for a missing ``dim``, with its deprecation warning."""
+    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call to include "
+                  "dim=X as an argument.", UserWarning, stacklevel=stacklevel)
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def _along_dim(op, name, input, dim, stacklevel, dtype):
+    if dim is None:
+        dim = _softmax_dim(name, input.ndim, stacklevel + 1)
+    if dtype is not None:
+        input = input.to(dtypes.to_np(dtype))
+    elif input._data.dtype.kind != "f":
+        raise RuntimeError(f"\"{name}\" not implemented for '{input.dtype}'; Expect: a floating-point input")
+    dim = normalize_dim(dim, input.ndim)
+    return op.apply(input, dim if input.ndim else None)  # numpy reduces a 0-dim array only over None
+
+
+def softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """exp(x) / sum(exp(x)) along ``dim`` (the max is subtracted first, for stability)."""
+    return _along_dim(Softmax, "softmax", input, dim, _stacklevel, dtype)
+
+
+def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
+    return _along_dim(LogSoftmax, "log_softmax", input, dim, _stacklevel, dtype)
+
+
+def softmin(input, dim=None, _stacklevel=3, dtype=None):
+    return _along_dim(Softmax, "softmin", neg(input), dim, _stacklevel, dtype)

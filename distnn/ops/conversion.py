@@ -65,7 +65,8 @@ class FullLike(Op):
 
     @staticmethod
     def backward(ctx, g):
-        return None, g.sum()
+        need_dst, need_value = ctx.needs_input_grad
+        return (ctx.xp.zeros_like(g) if need_dst else None), (g.sum() if need_value else None)
 
 
 def to_dtype(input, dtype):

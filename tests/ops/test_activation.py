@@ -1,0 +1,201 @@
+"""Activation ops: gradcheck and torch comparison over shapes, plus the details
+that matter for training: saved outputs, stable softmax, exact erf-based gelu."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import distnn
+from distnn.ops import activation
+from op_check import check_op, make_input, requires_torch, torch
+
+SHAPES = [(5,), (3, 4), (2, 3, 4)]
+
+
+def F(lib):
+    """The functional namespace: ``torch.nn.functional`` or our ops module."""
+    return activation if lib is distnn else lib.nn.functional
+
+
+# (name, kwargs, input range): ranges keep the kinks (0, +-1, +-3, 6) well inside.
+POINTWISE = [
+    ("relu", {}, (-1, 1)), ("relu6", {}, (-2, 8)), ("hardtanh", {}, (-2, 2)),
+    ("hardtanh", {"min_val": -0.5, "max_val": 1.5}, (-2, 2)), ("threshold", {"threshold": 0.2, "value": -1.0}, (-1, 1)),
+    ("leaky_relu", {}, (-1, 1)), ("leaky_relu", {"negative_slope": 0.2}, (-1, 1)),
+    ("elu", {}, (-2, 2)), ("elu", {"alpha": 0.5}, (-2, 2)), ("selu", {}, (-2, 2)), ("celu", {"alpha": 2.0}, (-2, 2)),
+    ("gelu", {}, (-3, 3)), ("gelu", {"approximate": "tanh"}, (-3, 3)), ("silu", {}, (-4, 4)), ("mish", {}, (-4, 4)),
+    ("sigmoid", {}, (-6, 6)), ("tanh", {}, (-3, 3)), ("hardsigmoid", {}, (-5, 5)), ("hardswish", {}, (-5, 5)),
+    ("softplus", {}, (-3, 3)), ("softplus", {"beta": 2.0, "threshold": 1.0}, (-3, 3)), ("logsigmoid", {}, (-6, 6)),
+    ("softsign", {}, (-3, 3)), ("tanhshrink", {}, (-2, 2)), ("hardshrink", {}, (-2, 2)),
+    ("softshrink", {"lambd": 0.3}, (-2, 2)),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,bounds", POINTWISE, ids=lambda v: str(v) if isinstance(v, str) else "")
+@pytest.mark.parametrize("shape", SHAPES)
+def test_pointwise(name, kwargs, bounds, shape):
+    x = make_input(shape, low=bounds[0], high=bounds[1], seed=len(shape))
+    check_op(lambda lib, t: getattr(F(lib), name)(t, **kwargs), [x])
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "softmin"])
+@pytest.mark.parametrize("shape,dim", [((5,), 0), ((3, 4), 1), ((3, 4), 0), ((2, 3, 4), -1), ((2, 3, 4), 1)])
+def test_softmax_family(name, shape, dim):
+    x = make_input(shape, low=-3, high=3)
+    check_op(lambda lib, t: getattr(F(lib), name)(t, dim), [x])
+
+
+@pytest.mark.parametrize("weight_shape", [(1,), (3,)])
+def test_prelu(weight_shape):
+    x = make_input((2, 3, 4), seed=3)
+    w = make_input(weight_shape, low=0.1, high=0.5, seed=4)
+    check_op(lambda lib, t, a: F(lib).prelu(t, a), [x, w])
+
+
+@pytest.mark.parametrize("dim", [-1, 1])
+def test_glu(dim):
+    check_op(lambda lib, t: F(lib).glu(t, dim), [make_input((2, 4, 6))])
+
+
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh"])
+def test_tensor_methods(name):
+    check_op(lambda lib, t: getattr(t, name)(), [make_input((3, 4))])
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax_methods(name):
+    check_op(lambda lib, t: getattr(t, name)(-1), [make_input((3, 4))])
+    check_op(lambda lib, t: getattr(t, name)(dim=0), [make_input((3, 4))])
+
+
+@requires_torch
+@pytest.mark.parametrize("name,kwargs", [
+    ("relu", {}), ("sigmoid", {}), ("tanh", {}), ("gelu", {}), ("leaky_relu", {}), ("elu", {}), ("selu", {}),
+    ("celu", {}), ("relu6", {}), ("hardtanh", {}), ("silu", {}), ("mish", {}), ("softplus", {}),
+    ("logsigmoid", {}), ("hardswish", {}), ("hardsigmoid", {}), ("threshold", {"threshold": 0.0, "value": 0.0}),
+    ("softmax", {"dim": 1}), ("log_softmax", {"dim": 1}), ("softmin", {"dim": 1}),
+])
+def test_node_names_match_torch(name, kwargs):
+    ours = getattr(activation, name)(distnn.randn(2, 3, requires_grad=True), **kwargs)
+    theirs = getattr(torch.nn.functional, name)(torch.randn(2, 3, requires_grad=True), **kwargs)
+    assert ours.grad_fn.name() == theirs.grad_fn.name()
+
+
+@requires_torch
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_matches_torch_over_wide_range(dtype, approximate):
+    x = np.linspace(-9, 9, 4001).astype(dtype)
+    ours = activation.gelu(distnn.from_numpy(x), approximate=approximate).numpy()
+    theirs = torch.nn.functional.gelu(torch.from_numpy(x), approximate=approximate).numpy()
+    assert ours.dtype == theirs.dtype
+    # float32 1 + erf(x) (or 1 + tanh) cancels for x << 0 in torch too: compare absolutely there
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6 if dtype == "float32" else 1e-15)
+
+
+def test_exact_gelu_in_float32_is_accurate_to_rounding():
+    """Phi(x) comes from a float64 erfc, so even the far tail keeps its relative accuracy."""
+    x = np.linspace(-9, 9, 4001).astype(np.float32)
+    ours = activation.gelu(distnn.from_numpy(x)).numpy()
+    truth = [float(v) * 0.5 * math.erfc(-float(v) / math.sqrt(2)) for v in x]
+    np.testing.assert_allclose(ours, truth, rtol=3e-7, atol=1e-30)
+
+
+@requires_torch
+@pytest.mark.parametrize("name", ["sigmoid", "logsigmoid", "softplus", "silu", "mish", "elu", "tanh"])
+def test_extreme_inputs_stay_finite_and_match_torch(name):
+    x = np.array([-1e4, -100.0, -30.0, -5.0, 0.0, 5.0, 30.0, 100.0, 1e4], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warnings from exp
+        ours = getattr(activation, name)(distnn.from_numpy(x)).numpy()
+    theirs = getattr(torch.nn.functional, name)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-30)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax_is_stable_for_large_logits(name):
+    x = distnn.tensor([[1000.0, 1001.0, 1002.0], [-1000.0, -1001.0, -1002.0]])
+    out = getattr(activation, name)(x, dim=1).numpy()
+    assert np.isfinite(out).all()
+    probs = np.exp(out) if name == "log_softmax" else out
+    np.testing.assert_allclose(probs.sum(1), [1.0, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(probs[0], [0.09003057, 0.24472847, 0.66524096], rtol=1e-5)
+
+
+@requires_torch
+@pytest.mark.parametrize("shape", [(), (4,), (3, 4), (2, 3, 4), (2, 2, 3, 4)])
+def test_softmax_implicit_dim_follows_torch_and_warns(shape):
+    x = make_input(shape).astype(np.float32)
+    with pytest.warns(UserWarning, match="Implicit dimension choice for softmax"):
+        ours = activation.softmax(distnn.from_numpy(x))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = torch.nn.functional.softmax(torch.from_numpy(x))
+    assert tuple(ours.shape) == tuple(theirs.shape)
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6)
+
+
+def test_softmax_dtype_argument_casts_first():
+    x = distnn.tensor([[1, 2, 3]])
+    out = activation.softmax(x, dim=1, dtype=distnn.float64)
+    assert out.dtype == distnn.float64
+    np.testing.assert_allclose(out.sum().item(), 1.0)
+
+
+def test_relu_saves_its_output_not_its_input():
+    x = distnn.tensor([-1.0, 2.0, 3.0], requires_grad=True)
+    h = x * 1
+    y = activation.relu(h)
+    h.add_(-10.0)  # the input changing does not matter: backward uses the output
+    y.sum().backward()
+    assert x.grad.tolist() == [0.0, 1.0, 1.0]
+    y2 = activation.relu(x * 1)
+    y2.mul_(2)  # the output changing does
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y2.sum().backward()
+
+
+@requires_torch
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "elu", "hardtanh", "relu6", "silu", "hardswish"])
+def test_inplace_variants_match_torch(name):
+    x_np = make_input((3, 4), low=-2, high=2).astype(np.float32)
+    results = []
+    for lib in (distnn, torch):
+        x = lib.tensor(x_np, requires_grad=True)
+        h = x * 2
+        out = getattr(F(lib), name)(h, inplace=True)
+        assert out is h and h._version > 0
+        (out * out).sum().backward()
+        results.append((out.detach().numpy(), x.grad.numpy()))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-5, atol=1e-6)
+
+
+def test_inplace_without_grad_overwrites_input():
+    x = distnn.tensor([-1.0, 0.5, 2.0])
+    with distnn.no_grad():
+        out = activation.leaky_relu(x, 0.5, inplace=True)
+    assert out is x
+    assert x.tolist() == [-0.5, 0.5, 2.0]
+
+
+def test_inplace_on_leaf_requiring_grad_raises():
+    x = distnn.tensor([-1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        activation.relu(x, inplace=True)
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda x: activation.gelu(x, approximate="erf"), ValueError, "none or tanh"),
+    (lambda x: activation.softmax(distnn.tensor([1, 2]), dim=0), RuntimeError, "floating"),
+    (lambda x: activation.softmax(x, dim=2), IndexError, "Dimension out of range"),
+    (lambda x: activation.glu(x, dim=1), RuntimeError, "dimension 1 is size 3"),
+    (lambda x: activation.prelu(x, distnn.ones(2)), RuntimeError, "Expect: 3 or 1"),
+    (lambda x: activation.hardtanh(x, 1.0, -1.0), ValueError, "min_val <= max_val"),
+    (lambda x: activation.softshrink(x, -0.1), RuntimeError, "lambda must be greater or equal to 0"),
+])
+def test_bad_arguments_raise(call, error, match):
+    with pytest.raises(error, match=match):
+        call(distnn.ones(2, 3))
