@@ -41,7 +41,7 @@ def run_backward(roots, retain_graph=False, capture=None):
     ``capture`` (for ``autograd.grad``) maps ``(node, output_nr)`` to a slot in
     the returned list; when given, leaves are not accumulated into ``.grad``.
     """
-    deps = _count_dependencies(node for node, _, _ in roots)
+    deps = _count_dependencies([node for node, _, _ in roots])
     buffers = {}
     for node, nr, grad in roots:
         _accumulate(buffers, node, nr, grad)
@@ -50,22 +50,20 @@ def run_backward(roots, retain_graph=False, capture=None):
         captured = [None] * (max(capture.values()) + 1 if capture else 0)
     heap = [(node._seq, node) for node in {node for node, _, _ in roots} if deps[node] == 0]
     heapq.heapify(heap)
+    heappop, heappush = heapq.heappop, heapq.heappush
     prev_mode = grad_mode._state.enabled
     grad_mode._state.enabled = False
     try:
         while heap:
-            _, node = heapq.heappop(heap)
+            node = heappop(heap)[1]
             grads = buffers.pop(node, None)
-            if grads is not None:
+            if grads is not None and (node._tensor_pre_hooks or node._pre_hooks):
                 grads = _run_pre_hooks(node, grads)
             if capture is not None:
-                for nr in range(node._num_outputs):
-                    slot = capture.get((node, nr))
-                    if slot is not None and grads is not None:
-                        captured[slot] = grads[nr]
+                _capture(capture, captured, node, grads)
             if capture is not None and node._fn is None:
                 results = ()  # a leaf: autograd.grad never touches .grad
-            elif grads is None or all(g is None for g in grads):
+            elif grads is None or (grads[0] is None if len(grads) == 1 else all(g is None for g in grads)):
                 results = (None,) * len(node._next)
             else:
                 results = node._run_backward(grads)
@@ -73,7 +71,25 @@ def run_backward(roots, retain_graph=False, capture=None):
                     _run_post_hooks(node, results, grads)
             if not retain_graph:
                 node._release()
-            _route(node, results, buffers, deps, heap)
+            # Send each input gradient to the node that produced that input.
+            routed = None
+            for edge, grad, meta in zip(node._next, results, node._input_meta):
+                if edge is None:
+                    continue
+                nxt = edge[0]
+                if grad is not None:
+                    grad = _conform(grad, meta)
+                    if routed is None:
+                        routed = [grad]
+                    elif any(other is grad for other in routed):
+                        grad = grad.copy()  # one array sent two ways must not alias
+                    else:
+                        routed.append(grad)
+                    _accumulate(buffers, nxt, edge[1], grad)
+                remaining = deps[nxt] - 1
+                deps[nxt] = remaining
+                if remaining == 0:
+                    heappush(heap, (nxt._seq, nxt))
     finally:
         grad_mode._state.enabled = prev_mode
     return captured
@@ -87,8 +103,7 @@ def _count_dependencies(roots):
             deps[node] = 0
             stack.append(node)
     while stack:
-        node = stack.pop()
-        for edge in node._next:
+        for edge in stack.pop()._next:
             if edge is None:
                 continue
             nxt = edge[0]
@@ -100,31 +115,25 @@ def _count_dependencies(roots):
     return deps
 
 
-def _route(node, results, buffers, deps, heap):
-    """Send each input gradient of ``node`` to the node that produced that input."""
-    routed = []
-    for edge, grad, meta in zip(node._next, results or (None,) * len(node._next), node._input_meta):
-        if edge is None:
-            continue
-        nxt, nr = edge
-        if grad is not None:
-            if type(grad) in _NUMPY_SCALARS:  # numpy turns 0-dim results into scalars
-                grad = np.asarray(grad)
-            shape, dtype = meta
-            if grad.shape != shape:
-                grad = sum_to_shape(grad, shape)
-            if grad.dtype != dtype:
-                grad = grad.astype(dtype)
-            for other in routed:
-                if other is grad:  # one array sent two ways must not alias
-                    grad = grad.copy()
-                    break
-            routed.append(grad)
-            _accumulate(buffers, nxt, nr, grad)
-        remaining = deps[nxt] - 1
-        deps[nxt] = remaining
-        if remaining == 0:
-            heapq.heappush(heap, (nxt._seq, nxt))
+def _conform(grad, meta):
+    """The gradient as an array of its input's shape and dtype (the central reduction)."""
+    if type(grad) in _NUMPY_SCALARS:  # numpy turns 0-dim results into scalars
+        grad = np.asarray(grad)
+    shape, dtype = meta
+    if grad.shape != shape:
+        grad = sum_to_shape(grad, shape)
+    if grad.dtype != dtype:
+        grad = grad.astype(dtype)
+    return grad
+
+
+def _capture(capture, captured, node, grads):
+    if grads is None:
+        return
+    for nr in range(node._num_outputs):
+        slot = capture.get((node, nr))
+        if slot is not None:
+            captured[slot] = grads[nr]
 
 
 def _accumulate(buffers, node, nr, grad):

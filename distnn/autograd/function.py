@@ -24,22 +24,24 @@ class Node:
     """A recorded operation in the backward graph (the ``grad_fn`` of its outputs)."""
 
     _fn = None  # the Function/Op class this node belongs to
+    # Defaults live on the class so creating a node (once per op) sets one attribute.
+    _next = ()
+    _saved = ()
+    _saved_versions = ()
+    _input_meta = ()
+    _num_outputs = 1
+    _output_meta = None
+    _tensor_pre_hooks = None  # {output_nr: {handle_id: fn}} from Tensor.register_hook
+    _pre_hooks = None
+    _post_hooks = None
+    _freed = False
+    needs_input_grad = ()
+    xp = np  # the array module of the inputs; Op.apply sets it for non-numpy arrays
+    materialize_grads = True
+    _non_differentiable = ()
 
     def __init__(self):
-        self._next = ()
-        self._saved = ()
-        self._saved_versions = ()
-        self._input_meta = ()
-        self._num_outputs = 1
-        self._output_meta = None
-        self._tensor_pre_hooks = None  # {output_nr: {handle_id: fn}} from Tensor.register_hook
-        self._pre_hooks = None
-        self._post_hooks = None
-        self._freed = False
         self._seq = next(_sequence)
-        self.needs_input_grad = ()
-        self.materialize_grads = True
-        self._non_differentiable = ()
 
     # --- what forward may call on ctx -------------------------------------
     def save_for_backward(self, *values):
@@ -289,54 +291,61 @@ class Op(Function):
     def apply(cls, *args, **kwargs):
         arrays = []
         needs = []
-        any_needs = False
+        any_needs = foreign = False
         xp_source = None
-        foreign = False
         for a in args:
             if isinstance(a, Tensor):
                 d = a._data
                 arrays.append(d)
-                r = a.requires_grad
-                needs.append(r)
-                any_needs = any_needs or r
-                if xp_source is None:
-                    xp_source = d
+                if a.requires_grad:
+                    needs.append(True)
+                    any_needs = True
+                else:
+                    needs.append(False)
                 if type(d) is not np.ndarray:
                     foreign = True
+                    xp_source = d
             else:
                 arrays.append(a)
                 needs.append(False)
-        if foreign:
-            _check_same_device(arrays)
         ctx = cls._Node()
         ctx.needs_input_grad = needs
-        ctx.xp = np if not foreign else array_module(xp_source)
+        if foreign:
+            _check_same_device(arrays)
+            ctx.xp = array_module(xp_source)
         out = cls.forward(ctx, *arrays, **kwargs)
         record = any_needs and grad_mode._state.enabled
-        if type(out) is not np.ndarray and not foreign:
-            out = _as_arrays(out)
         if type(out) is tuple:
-            results = tuple(_wrap(o, record, ctx if record else None, i) for i, o in enumerate(out))
-            outs = results
+            if not foreign:
+                out = _as_arrays(out)
+            outs = tuple(_wrap(o, record, ctx if record else None, i) for i, o in enumerate(out))
+            result = outs
         else:
-            results = _wrap(out, record, ctx if record else None, 0)
-            outs = (results,)
+            if type(out) is not np.ndarray and not foreign:
+                out = np.asarray(out)
+            result = _wrap(out, record, ctx if record else None, 0)
+            outs = (result,)
         if cls.is_view:
             base = args[0]
             for o in outs:
                 o._vc = base._vc
                 o._base = base._base if base._base is not None else base
-        if not record:
-            return results
-        ctx._next = tuple(_edge_of(a) if r else None for a, r in zip(args, needs))
-        ctx._input_meta = tuple((a._data.shape, a._data.dtype) if r else None for a, r in zip(args, needs))
-        if len(outs) > 1:
-            ctx._num_outputs = len(outs)
-            ctx._output_meta = tuple((o._data.shape, o._data.dtype, o._data) for o in outs)
-        saved = ctx._saved
-        if saved:
-            ctx._saved_versions = _saved_versions(saved, args, outs)
-        return results
+        if record:
+            edges, meta = [], []
+            for a, r in zip(args, needs):
+                if r:
+                    edges.append((a.grad_fn, a._output_nr) if a.grad_fn is not None else (a._get_accumulator(), 0))
+                    meta.append((a._data.shape, a._data.dtype))
+                else:
+                    edges.append(None)
+                    meta.append(None)
+            ctx._next, ctx._input_meta = edges, meta
+            if len(outs) > 1:
+                ctx._num_outputs = len(outs)
+                ctx._output_meta = tuple((o._data.shape, o._data.dtype, o._data) for o in outs)
+            if ctx._saved:
+                ctx._saved_versions = _saved_versions(ctx._saved, args, outs)
+        return result
 
     @classmethod
     def _backward_arrays(cls, ctx, grads):
