@@ -8,6 +8,7 @@ Broadcast reduction and dtype casting of every gradient happen here, once.
 """
 
 import heapq
+import threading
 
 import numpy as np
 
@@ -53,6 +54,8 @@ def run_backward(roots, retain_graph=False, capture=None):
     heappop, heappush = heapq.heappop, heapq.heappush
     prev_mode = grad_mode._state.enabled
     grad_mode._state.enabled = False
+    outer_callbacks = _callbacks.queue
+    _callbacks.queue = []
     try:
         while heap:
             node = heappop(heap)[1]
@@ -90,9 +93,27 @@ def run_backward(roots, retain_graph=False, capture=None):
                 deps[nxt] = remaining
                 if remaining == 0:
                     heappush(heap, (nxt._seq, nxt))
+        while _callbacks.queue:  # run in order; a callback may queue another
+            _callbacks.queue.pop(0)()
     finally:
         grad_mode._state.enabled = prev_mode
+        _callbacks.queue = outer_callbacks
     return captured
+
+
+class _Callbacks(threading.local):
+    queue = None
+
+
+_callbacks = _Callbacks()
+
+
+def queue_callback(fn):
+    """Run ``fn()`` once the backward pass now running has finished (DDP waits for
+    its last gradient buckets here). Only valid during backward."""
+    if _callbacks.queue is None:
+        raise RuntimeError("queue_callback can only be called during the backward pass")
+    _callbacks.queue.append(fn)
 
 
 def _count_dependencies(roots):
