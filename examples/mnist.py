@@ -1,29 +1,43 @@
-"""Train the tutorial's MNIST ConvNet (../shared/seeds) with distnn.
+"""Train the tutorial's MNIST ConvNet (../shared/seeds) with distnn, on one
+process or data-parallel under the launcher:
 
-    python examples/mnist.py --data-dir ../shared/data/mnist-10k --epochs 3
+    python examples/mnist.py --data-dir ../shared/data/mnist-10k
+    python -m launcher --workers 4 examples/mnist.py --data-dir ../shared/data/mnist-10k
 
-Flags follow pytorch/examples' mnist. Without ``--data-dir`` the data comes
-from ``$DISTNN_DATA`` or ``~/.cache/distnn/mnist`` (downloaded when missing
-and online); when that fails it says so loudly and trains on the built-in
-synthetic digits, so the command always runs. An explicit ``--data-dir``
-without the files is an error, never a silent fallback.
+Flags follow pytorch/examples' mnist; ``--batch-size`` is per worker. With
+WORLD_SIZE > 1 the model is wrapped in DistributedDataParallel and every rank
+trains on its DistributedSampler shard. Data comes from ``--data-dir``, else
+``$DISTNN_DATA`` or ``~/.cache/distnn/mnist`` (downloaded when missing and
+online); if that fails it says so loudly and trains on built-in synthetic
+digits, so the command always runs. An explicit ``--data-dir`` without the
+files is an error, never a silent fallback.
+
+Rank 0 logs per-epoch metrics to ``--metrics`` (JSONL) and, with
+``--save-model``, writes a checkpoint atomically after every epoch (model,
+optimizer, epoch, sampler). ``--resume PATH`` continues from one, bit-identical
+to an uninterrupted run with the same world size; a restart by the launcher
+(``--max-restarts``) resumes from ``--checkpoint`` automatically.
 """
 
 import argparse
+import json
 import os
 import sys
 import time
 
+import numpy as np
+
 import distnn as torch
+import distnn.distributed as dist
 import distnn.nn as nn
 import distnn.nn.functional as F
 from distnn.datasets import MNIST, DatasetNotFoundError, SyntheticDigits
-from distnn.utils.data import DataLoader, TensorDataset
+from distnn.utils.data import DataLoader, DistributedSampler, Subset, TensorDataset
 
 
 class MNISTConvNet(nn.Module):
-    """The tutorial's net. Its ReLU on the logits is dropped: it clips every
-    negative logit to zero, which stalls learning for those classes."""
+    """The tutorial's net. Its ReLU on the logits is dropped: clipping every
+    negative logit to zero stalls learning for those classes."""
 
     def __init__(self):
         super().__init__()
@@ -43,8 +57,8 @@ class MNISTConvNet(nn.Module):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="distnn MNIST ConvNet")
-    p.add_argument("--batch-size", type=int, default=64, help="input batch size for training (default: 64)")
+    p = argparse.ArgumentParser(description="distnn MNIST ConvNet (single process or data-parallel)")
+    p.add_argument("--batch-size", type=int, default=64, help="training batch size per worker (default: 64)")
     p.add_argument("--test-batch-size", type=int, default=1000, help="batch size for testing (default: 1000)")
     p.add_argument("--epochs", type=int, default=3, help="number of epochs to train (default: 3)")
     p.add_argument("--lr", type=float, default=0.05, help="learning rate (default: 0.05)")
@@ -53,11 +67,15 @@ def parse_args(argv=None):
     p.add_argument("--log-interval", type=int, default=50, help="batches between log lines (default: 50)")
     p.add_argument("--data-dir", default=None, help="directory with the MNIST IDX .gz files")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device to train on")
-    p.add_argument("--dry-run", action="store_true", help="run a single batch per epoch, to check the pipeline")
+    p.add_argument("--save-model", action="store_true", help="write a checkpoint after every epoch")
+    p.add_argument("--checkpoint", default="checkpoints/mnist_cnn.dt", help="checkpoint path for --save-model")
+    p.add_argument("--resume", default=None, metavar="PATH", help="continue from this checkpoint")
+    p.add_argument("--metrics", default="runs/mnist_metrics.jsonl", help="JSONL file of per-epoch metrics")
+    p.add_argument("--dry-run", action="store_true", help="one batch per epoch, to check the pipeline")
     return p.parse_args(argv)
 
 
-def load_data(data_dir):
+def load_data(data_dir, rank):
     """(train, test) as TensorDatasets of normalised images and labels."""
     if data_dir is not None:
         train, test = MNIST(data_dir, train=True), MNIST(data_dir, train=False)
@@ -67,53 +85,114 @@ def load_data(data_dir):
             train = MNIST(root, train=True, download=True)
             test = MNIST(root, train=False, download=True)
         except DatasetNotFoundError as exc:
-            print(f"WARNING: MNIST is not available ({exc}).\nWARNING: training on the built-in "
-                  "synthetic digits instead; pass --data-dir to use real MNIST.", file=sys.stderr)
+            if rank == 0:
+                print(f"WARNING: MNIST is not available ({exc}).\nWARNING: training on the built-in "
+                      "synthetic digits instead; pass --data-dir to use real MNIST.", file=sys.stderr)
             train, test = SyntheticDigits(8000, seed=0, train=True), SyntheticDigits(2000, seed=0, train=False)
     return tuple(TensorDataset(*(torch.from_numpy(a) for a in ds.arrays())) for ds in (train, test))
 
 
-def evaluate(model, loader, device):
+def evaluate(model, test_set, rank, world, device, batch_size):
+    """(mean loss, accuracy) over the whole test set, each rank scoring its own shard."""
+    shard = Subset(test_set, range(rank, len(test_set), world))
+    totals = np.zeros(3, np.float64)  # loss sum, correct, count
     model.eval()
-    correct = total = 0
-    loss_sum = 0.0
     with torch.no_grad():
-        for x, y in loader:
+        for x, y in DataLoader(shard, batch_size=batch_size):
             x, y = x.to(device), y.to(device)
             out = model(x)
-            loss_sum += F.cross_entropy(out, y, reduction="sum").item()
-            correct += (out.argmax(1) == y).sum().item()
-            total += y.numel()
-    return loss_sum / total, correct / total
+            totals += (F.cross_entropy(out, y, reduction="sum").item(), (out.argmax(1) == y).sum().item(), len(y))
+    if world > 1:
+        dist.all_reduce(totals)
+    return totals[0] / totals[2], totals[1] / totals[2]
+
+
+def progress(iterable, enabled, total, desc):
+    """tqdm on an interactive rank 0 when it is installed; otherwise plain iteration."""
+    if enabled and sys.stderr.isatty():
+        try:
+            from tqdm import tqdm
+            return tqdm(iterable, total=total, desc=desc, leave=False)
+        except ImportError:
+            pass
+    return iterable
+
+
+def save_checkpoint(path, model, optimizer, sampler, epoch, world):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                "sampler": sampler.state_dict(), "world_size": world}, path)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        dist.init_process_group()
+    rank = dist.get_rank() if world > 1 else 0
     torch.manual_seed(args.seed)
-    train_set, test_set = load_data(args.data_dir)
-    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True)
-    test_loader = DataLoader(test_set, batch_size=args.test_batch_size)
+    train_set, test_set = load_data(args.data_dir, rank)
     model = MNISTConvNet().to(args.device)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
+    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
+    start_epoch = 1
+    resume = args.resume
+    if resume is None and args.save_model and int(os.environ.get("DISTNN_RESTART_COUNT", "0")) > 0 \
+            and os.path.exists(args.checkpoint):
+        resume = args.checkpoint  # restarted by the launcher: carry on from the last epoch saved
+    if resume is not None:
+        state = torch.load(resume)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        sampler.load_state_dict(state["sampler"])
+        start_epoch = state["epoch"] + 1
+        if rank == 0:
+            print(f"Resumed from {resume} after epoch {state['epoch']}")
+    net = dist.DistributedDataParallel(model) if world > 1 else model
+    loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler)
     loss_fn = nn.CrossEntropyLoss()
-    for epoch in range(1, args.epochs + 1):
-        model.train()
-        start, seen = time.perf_counter(), 0
-        for batch_idx, (x, y) in enumerate(train_loader):
+    accuracy = None
+    for epoch in range(start_epoch, args.epochs + 1):
+        sampler.set_epoch(epoch)
+        net.train()
+        start, seen, loss_sum = time.perf_counter(), 0, 0.0
+        comm_before = net.comm_wait_seconds if world > 1 else 0.0
+        for batch_idx, (x, y) in enumerate(progress(loader, rank == 0, len(loader), f"epoch {epoch}")):
             x, y = x.to(args.device), y.to(args.device)
             optimizer.zero_grad()
-            loss = loss_fn(model(x), y)
+            loss = loss_fn(net(x), y)
             loss.backward()
             optimizer.step()
-            seen += len(x)
-            if batch_idx % args.log_interval == 0:
-                print(f"Train Epoch: {epoch} [{seen}/{len(train_set)}]\tLoss: {loss.item():.6f}")
+            seen += len(x) * world
+            loss_sum += loss.item()
+            if rank == 0 and batch_idx % args.log_interval == 0:
+                print(f"Train Epoch: {epoch} [{seen}/{len(train_set)}]\tLoss: {loss.item():.6f}", flush=True)
             if args.dry_run:
                 break
-        rate = seen / (time.perf_counter() - start)
-        test_loss, acc = evaluate(model, test_loader, args.device)
-        print(f"Epoch {epoch}: test loss {test_loss:.4f}, accuracy {100 * acc:.2f}%, {rate:.0f} samples/s")
-    print(f"Test accuracy: {100 * acc:.2f}%")
+        elapsed = time.perf_counter() - start
+        test_loss, accuracy = evaluate(model, test_set, rank, world, args.device, args.test_batch_size)
+        if rank == 0:
+            record = {"epoch": epoch, "train_loss": loss_sum / (batch_idx + 1), "test_loss": test_loss,
+                      "accuracy": accuracy, "samples_per_s": seen / elapsed, "epoch_seconds": elapsed,
+                      "comm_wait_seconds": (net.comm_wait_seconds - comm_before) if world > 1 else 0.0,
+                      "world_size": world}
+            print(f"Epoch {epoch}: test loss {test_loss:.4f}, accuracy {100 * accuracy:.2f}%, "
+                  f"{record['samples_per_s']:.0f} samples/s, {record['comm_wait_seconds']:.2f}s waiting "
+                  f"on communication", flush=True)
+            if args.metrics:
+                os.makedirs(os.path.dirname(os.path.abspath(args.metrics)), exist_ok=True)
+                with open(args.metrics, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            if args.save_model:
+                save_checkpoint(args.checkpoint, model, optimizer, sampler, epoch, world)
+        if world > 1:
+            dist.barrier()  # nobody races ahead of rank 0's checkpoint
+    if accuracy is None:
+        accuracy = evaluate(model, test_set, rank, world, args.device, args.test_batch_size)[1]
+    if rank == 0:
+        print(f"Test accuracy: {100 * accuracy:.2f}%")
+    if world > 1:
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from .collective_ops import (GroupMember, ReduceOp, all_gather, all_gather_into_
                              gather, get_backend, get_global_rank, get_rank, get_world_size,
                              init_process_group, irecv, is_available, is_initialized, isend, new_group, recv,
                              reduce, reduce_scatter, reduce_scatter_tensor, scatter, send)
+from .ddp import DistributedDataParallel
 from .errors import DistributedError, DistributedTimeoutError
 from .process_group import ProcessGroup, Work
 
@@ -19,4 +20,4 @@ __all__ = ["GroupMember", "ReduceOp", "all_gather", "all_gather_into_tensor", "a
            "get_backend", "get_global_rank", "get_rank", "get_world_size", "init_process_group", "irecv",
            "is_available", "is_initialized", "isend", "new_group", "recv", "reduce", "reduce_scatter",
            "reduce_scatter_tensor", "scatter", "send", "DistributedError", "DistributedTimeoutError",
-           "ProcessGroup", "Work"]
+           "ProcessGroup", "Work", "DistributedDataParallel"]

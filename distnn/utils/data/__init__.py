@@ -7,10 +7,9 @@ from .dataset import (ChainDataset, ConcatDataset, Dataset, IterableDataset, Sub
                       random_split)
 from .sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler, SubsetRandomSampler
 
-# DistributedSampler: defined in .distributed (a separate issue); its import and
-# __all__ entry are added here, below this line, when that file lands.
+from .distributed import DistributedSampler
 
-__all__ = ["BatchSampler", "ChainDataset", "ConcatDataset", "DataLoader", "Dataset", "IterableDataset",
+__all__ = ["BatchSampler", "ChainDataset", "ConcatDataset", "DataLoader", "Dataset", "DistributedSampler", "IterableDataset",
            "RandomSampler", "Sampler", "SequentialSampler", "Subset", "SubsetRandomSampler",
            "TensorDataset", "WorkerInfo", "default_collate", "default_convert", "get_worker_info",
            "random_split"]

@@ -1,0 +1,83 @@
+"""DDP exactness worker: trains the seed ConvNet for a few SGD-momentum steps on a
+fixed global batch, this rank taking its slice, and saves the final parameters.
+
+    ddp_train.py OUT_PATH STEPS GLOBAL_BATCH [--no-sync] [--unused] [--plain]
+
+``--plain`` trains without DDP on the whole batch (the single-process reference);
+``--no-sync`` splits each step into two micro-batches, the first under no_sync();
+``--unused`` adds a parameter that never gets a gradient.
+"""
+
+import sys
+
+import numpy as np
+
+import distnn
+import distnn.distributed as dist
+import distnn.nn as nn
+import distnn.nn.functional as F
+
+
+class Net(nn.Module):
+    def __init__(self, unused):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 10, 5)
+        self.conv2 = nn.Conv2d(10, 20, 5)
+        self.fc1 = nn.Linear(320, 50)
+        self.fc2 = nn.Linear(50, 10)
+        if unused:
+            self.spare = nn.Linear(7, 3)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return self.fc2(F.relu(self.fc1(x.view(x.size(0), -1))))
+
+
+def main():
+    out_path, steps, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    flags = set(sys.argv[4:])
+    plain = "--plain" in flags
+    rank, world = 0, 1
+    if not plain:
+        dist.init_process_group()
+        rank, world = dist.get_rank(), dist.get_world_size()
+    distnn.manual_seed(1234 + rank)  # different init per rank: DDP must broadcast rank 0's
+    model = Net("--unused" in flags)
+    if plain:
+        distnn.manual_seed(1234)
+        model = Net("--unused" in flags)
+    net = model if plain else dist.DistributedDataParallel(model)
+    opt = distnn.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    rng = np.random.default_rng(0)
+    for step in range(steps):
+        x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
+        y = rng.integers(0, 10, batch)
+        lo, hi = rank * batch // world, (rank + 1) * batch // world
+        xs, ys = distnn.from_numpy(x[lo:hi]), distnn.from_numpy(y[lo:hi])
+        opt.zero_grad()
+        if "--no-sync" in flags:
+            half = (hi - lo) // 2
+            parts = [(xs[:half], ys[:half]), (xs[half:], ys[half:])]
+            with (net.no_sync() if not plain else _nothing()):
+                (F.cross_entropy(net(parts[0][0]), parts[0][1], reduction="sum") / (hi - lo)).backward()
+            (F.cross_entropy(net(parts[1][0]), parts[1][1], reduction="sum") / (hi - lo)).backward()
+        else:
+            F.cross_entropy(net(xs), ys).backward()
+        opt.step()
+    if rank == 0:
+        distnn.save(model.state_dict(), out_path)
+    if not plain:
+        dist.destroy_process_group()
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+if __name__ == "__main__":
+    main()
