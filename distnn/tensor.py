@@ -41,9 +41,17 @@ _TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor", "float16": "
 class Tensor:
     """A multi-dimensional array that records the operations applied to it."""
 
-    __slots__ = ("_data", "requires_grad", "grad", "grad_fn", "_output_nr", "_vc", "_base",
-                 "_accumulator", "_backward_hooks", "_post_accumulate_hooks", "_retains_grad",
-                 "__weakref__")
+    # Defaults live on the class: making a tensor (once per op) then sets only
+    # what differs, which is most of the per-op cost Python adds.
+    requires_grad = False
+    grad = None
+    grad_fn = None
+    _output_nr = 0
+    _base = None
+    _accumulator = None
+    _backward_hooks = None
+    _post_accumulate_hooks = None
+    _retains_grad = False
 
     def __init__(self, *args, dtype=None, device=None, requires_grad=False):
         """Legacy constructor: ``Tensor(2, 3)`` (zeros of that size) or ``Tensor(data)``."""
@@ -624,33 +632,24 @@ def _clip_inplace(d, lo, hi):
 
 def _init(t, data):
     t._data = data
-    t.requires_grad = False
-    t.grad = None
-    t.grad_fn = None
-    t._output_nr = 0
     t._vc = [0]
-    t._base = None
-    t._accumulator = None
-    t._backward_hooks = None
-    t._post_accumulate_hooks = None
-    t._retains_grad = False
 
 
 def _wrap(data, requires_grad=False, grad_fn=None, output_nr=0):
     """Make a Tensor around an existing array without copying (the hot path of every op)."""
-    t = Tensor.__new__(Tensor)
+    t = _new_tensor(Tensor)
     t._data = data
-    t.requires_grad = requires_grad
-    t.grad = None
-    t.grad_fn = grad_fn
-    t._output_nr = output_nr
     t._vc = [0]
-    t._base = None
-    t._accumulator = None
-    t._backward_hooks = None
-    t._post_accumulate_hooks = None
-    t._retains_grad = False
+    if requires_grad:
+        t.requires_grad = True
+        if grad_fn is not None:
+            t.grad_fn = grad_fn
+            if output_nr:
+                t._output_nr = output_nr
     return t
+
+
+_new_tensor = object.__new__
 
 
 def _rebuild(array, requires_grad):

@@ -13,6 +13,7 @@ import weakref
 
 import numpy as np
 
+from .. import backend
 from ..backend import array_module, device_of
 from . import grad_mode
 
@@ -40,8 +41,7 @@ class Node:
     materialize_grads = True
     _non_differentiable = ()
 
-    def __init__(self):
-        self._seq = next(_sequence)
+    _seq = 0  # creation order, set by apply when the node joins a graph (PyTorch's sequence_nr)
 
     # --- what forward may call on ctx -------------------------------------
     def save_for_backward(self, *values):
@@ -110,10 +110,9 @@ class AccumulateGrad(Node):
     """The node of a leaf tensor: sums incoming gradients into ``tensor.grad``."""
 
     def __init__(self, variable):
-        super().__init__()
         # The leaf owns its accumulator; a weak link back avoids a reference cycle.
         self._variable = weakref.ref(variable)
-        self._seq = _ACCUMULATE_PRIORITY + self._seq
+        self._seq = _ACCUMULATE_PRIORITY + next(_sequence)
 
     @property
     def variable(self):
@@ -182,8 +181,8 @@ def _apply_tensor_hooks(hooks, g):
     return g
 
 
-def _make_node_class(fn_cls, suffix):
-    return type(f"{fn_cls.__name__}{suffix}", (Node,), {"_fn": fn_cls})
+def _make_node_class(fn_cls, suffix, base):
+    return type(f"{fn_cls.__name__}{suffix}", (base,), {"_fn": fn_cls})
 
 
 def _edge_of(t):
@@ -210,9 +209,10 @@ class Function:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        cls._Node = _make_node_class(cls, cls._node_suffix)
+        cls._Node = _make_node_class(cls, cls._node_suffix, cls._node_base)
 
     _node_suffix = "Backward"
+    _node_base = Node
 
     @staticmethod
     def forward(ctx, *args, **kwargs):
@@ -245,6 +245,7 @@ class Function:
                 o.grad_fn = ctx
                 o._output_nr = i
             wrapped.append(o)
+        ctx._seq = next(_sequence)
         ctx._next = tuple(_edge_of(a) if r else None for a, r in zip(args, needs))
         ctx._input_meta = tuple((a._data.shape, a._data.dtype) if r else None for a, r in zip(args, needs))
         ctx._num_outputs = len(outs)
@@ -271,6 +272,21 @@ class Function:
         return tuple(r._data if isinstance(r, Tensor) else r for r in result)
 
 
+class _OpNode(Node):
+    """The node class of built-in ops: backward is called directly on arrays."""
+
+    def _run_backward(self, grads):
+        if self._num_outputs == 1:
+            result = self._fn.backward(self, grads[0])
+            if type(result) is not tuple:
+                result = (result,)
+            if len(result) != len(self._next):
+                raise RuntimeError(f"function {self.name()} returned an incorrect number of gradients "
+                                   f"(expected {len(self._next)}, got {len(result)})")
+            return result
+        return self._fn._backward_arrays(self, grads)
+
+
 class Op(Function):
     """A built-in operation: ``forward(ctx, *arrays, **params)`` and
     ``backward(ctx, *grad_arrays)`` work on raw xp arrays (numpy or cupy).
@@ -285,34 +301,33 @@ class Op(Function):
     """
 
     _node_suffix = "Backward0"
+    _node_base = _OpNode
     is_view = False
 
     @classmethod
     def apply(cls, *args, **kwargs):
         arrays = []
         needs = []
-        any_needs = foreign = False
-        xp_source = None
+        any_needs = False
         for a in args:
             if isinstance(a, Tensor):
-                d = a._data
-                arrays.append(d)
+                arrays.append(a._data)
                 if a.requires_grad:
                     needs.append(True)
                     any_needs = True
                 else:
                     needs.append(False)
-                if type(d) is not np.ndarray:
-                    foreign = True
-                    xp_source = d
             else:
                 arrays.append(a)
                 needs.append(False)
         ctx = cls._Node()
         ctx.needs_input_grad = needs
+        # Arrays other than numpy's exist only once CuPy has been loaded.
+        foreign = backend._cupy is not None and any(
+            type(d) is not np.ndarray and hasattr(d, "__cuda_array_interface__") for d in arrays)
         if foreign:
             _check_same_device(arrays)
-            ctx.xp = array_module(xp_source)
+            ctx.xp = array_module(next(d for d in arrays if type(d) is not np.ndarray and hasattr(d, "shape")))
         out = cls.forward(ctx, *arrays, **kwargs)
         record = any_needs and grad_mode._state.enabled
         if type(out) is tuple:
@@ -331,6 +346,7 @@ class Op(Function):
                 o._vc = base._vc
                 o._base = base._base if base._base is not None else base
         if record:
+            ctx._seq = next(_sequence)
             edges, meta = [], []
             for a, r in zip(args, needs):
                 if r:
@@ -374,11 +390,16 @@ def _saved_versions(saved, args, outs):
     """Version records for the saved arrays that belong to an input or output tensor."""
     records = []
     for s in saved:
-        for t in itertools.chain(args, outs):
+        for t in args:
             if isinstance(t, Tensor) and t._data is s:
                 records.append(_version_record(t))
                 break
-    return tuple(records)
+        else:
+            for t in outs:
+                if t._data is s:
+                    records.append(_version_record(t))
+                    break
+    return records
 
 
 def _version_record(t):

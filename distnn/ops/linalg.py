@@ -276,6 +276,11 @@ ger = outer
 
 def linear(input, weight, bias=None):
     """``input @ weight.T + bias``: one GEMM (weight never copied) and an in-place bias add."""
+    if bias is not None:  # the common case, checked in a few comparisons
+        x, w, b = input._data, weight._data, bias._data
+        if (w.ndim == 2 and x.ndim and b.ndim == 1 and x.shape[-1] == w.shape[1] and b.shape[0] == w.shape[0]
+                and x.dtype == w.dtype == b.dtype):
+            return Addmm.apply(bias, input, weight, transposed=True)
     if weight._data.ndim != 2:
         if weight._data.ndim == 1:  # PyTorch allows a vector weight: a dot product per row
             out = matmul(input, weight)
