@@ -1,4 +1,448 @@
-"""(being written)"""
+"""Pooling: max and average pooling over sliding windows (1-D and 2-D) and adaptive
+average/max pooling.
 
-__all__ = []
+A window position is a strided slice of the (padded) input, so a pass is one
+vectorised array op per kernel offset. Selections are arithmetic on masks, not
+``where``/masked copies: numpy's masked ops branch per element and ran ~10x
+slower on the random masks max pooling produces. Max pooling routes the
+gradient to the first maximum of each window (the last NaN, if any), as
+PyTorch's kernels do.
+"""
+
+from collections import namedtuple
+
+from ..autograd.function import Op
+from .common import no_grad_result
+from .shape import squeeze, unsqueeze
+
+__all__ = ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
+           "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d"]
+
 TENSOR_METHODS = ()
+
+PoolGeometry = namedtuple("PoolGeometry", "kernel stride padding dilation out_hw canvas_hw")
+
+
+# --- window helpers -----------------------------------------------------------------
+
+def _is_tiling(geo, in_hw):
+    """Windows that tile the input exactly (kernel == stride, no padding): the MNIST case."""
+    return (geo.kernel == geo.stride and geo.padding == (0, 0) and geo.dilation == (1, 1)
+            and all(o * k == i for o, k, i in zip(geo.out_hw, geo.kernel, in_hw)))
+
+
+def _canvas(xp, x, geo, fill):
+    """``x`` placed in an array big enough for every window (padding set to ``fill``)."""
+    if geo.canvas_hw is None:
+        return x
+    n, c, h, w = x.shape
+    pt, pl = geo.padding
+    canvas = xp.full((n, c) + geo.canvas_hw, fill, dtype=x.dtype)
+    canvas[:, :, pt:pt + h, pl:pl + w] = x
+    return canvas
+
+
+def _window_slices(geo):
+    """(offset number, (row slice, column slice)) of each kernel offset, row-major."""
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = geo.kernel, geo.stride, geo.dilation, geo.out_hw
+    for i in range(kh):
+        for j in range(kw):
+            rows = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh)
+            cols = slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
+            yield i * kw + j, (Ellipsis, rows, cols)
+
+
+def _index_dtype(xp, count):
+    return xp.int8 if count <= 127 else xp.int32
+
+
+def _running_max(xp, views, count):
+    """Elementwise max over ``views`` and the number of the view holding it.
+
+    Ties keep the earlier view and NaN wins over numbers (a later NaN over an
+    earlier one), matching PyTorch's ``val > max || isnan(val)`` scan.
+    """
+    views = iter(views)
+    best = next(views).copy()
+    where = None
+    check_nan = best.dtype.kind == "f"
+    for number, v in enumerate(views, 1):
+        take = v > best
+        if check_nan:
+            take |= xp.isnan(v)
+        xp.maximum(best, v, out=best)
+        chosen = xp.multiply(take, number, dtype=_index_dtype(xp, count))
+        # numbers only grow, so "take ? number : where" is a max
+        where = chosen if where is None else xp.maximum(where, chosen, out=where)
+    if where is None:
+        where = xp.zeros(best.shape, _index_dtype(xp, count))
+    return best, where
+
+
+def _flat_indices(xp, i, j, geo, in_w):
+    """PyTorch's returned indices (row * W + col in the unpadded input) from window offsets."""
+    (sh, sw), (pt, pl), (dh, dw), (oh, ow) = geo.stride, geo.padding, geo.dilation, geo.out_hw
+    rows = (xp.arange(oh) * sh - pt)[:, None] + i.astype(xp.int64) * dh
+    cols = xp.arange(ow) * sw - pl + j.astype(xp.int64) * dw
+    return rows * in_w + cols
+
+
+# --- max pooling --------------------------------------------------------------------
+
+class MaxPool2DWithIndices(Op):
+    """Max over sliding windows of (N, C, H, W) or (C, H, W) input."""
+
+    @staticmethod
+    def forward(ctx, x, geometry, return_indices=False):
+        xp = ctx.xp
+        ctx.geometry, ctx.unbatched = geometry, x.ndim == 3
+        if ctx.unbatched:
+            x = x[None]
+        ctx.in_shape = x.shape
+        n, c, h, w = x.shape
+        (kh, kw), (oh, ow) = geometry.kernel, geometry.out_hw
+        ctx.tiling = _is_tiling(geometry, (h, w))
+        if ctx.tiling:
+            # separable: max along each row's windows (one long 1-D stride per offset),
+            # then along rows; kh + kw passes instead of kh * kw
+            flat = x.reshape(-1)
+            row_max, col_pick = _running_max(xp, (flat[j::kw] for j in range(kw)), kw)
+            rows = row_max.reshape(n * c * oh, kh, ow)
+            y, row_pick = _running_max(xp, (rows[:, i] for i in range(kh)), kh)
+            ctx.save_for_backward(row_pick, col_pick)
+            y = y.reshape(n, c, oh, ow)
+        else:
+            lowest = -float("inf") if x.dtype.kind == "f" else xp.iinfo(x.dtype).min
+            canvas = _canvas(xp, x, geometry, lowest)
+            y, pick = _running_max(xp, (canvas[s] for _, s in _window_slices(geometry)), kh * kw)
+            ctx.save_for_backward(pick)
+        if not return_indices:
+            return y[0] if ctx.unbatched else y
+        if ctx.tiling:  # the column offset of the row that won
+            cols = xp.take_along_axis(col_pick.reshape(n * c * oh, kh, ow), row_pick[:, None, :], axis=1)
+            offsets = row_pick.reshape(y.shape), cols.reshape(y.shape)
+        else:
+            pick = pick.astype(xp.int64)
+            offsets = pick // kw, pick % kw
+        idx = _flat_indices(xp, *offsets, geometry, w)
+        return (y[0], idx[0]) if ctx.unbatched else (y, idx)
+
+    @staticmethod
+    def backward(ctx, g, _g_indices=None):
+        xp = ctx.xp
+        geo = ctx.geometry
+        if ctx.unbatched:
+            g = g[None]
+        n, c, h, w = ctx.in_shape
+        (kh, kw), (oh, ow) = geo.kernel, geo.out_hw
+        if ctx.tiling:
+            row_pick, col_pick = ctx.saved_tensors
+            # every input element belongs to exactly one window: each slice is written once.
+            # Multiplying by the mask is branch-free (an inf/NaN upstream gradient would
+            # leak NaN into its window's other cells; PyTorch leaves those 0).
+            g_rows = xp.empty((n * c * oh, kh, ow), g.dtype)
+            g2 = g.reshape(n * c * oh, ow)
+            for i in range(kh):
+                xp.multiply(g2, row_pick == i, out=g_rows[:, i])
+            gx = xp.empty(n * c * h * w, g.dtype)
+            g_rows = g_rows.reshape(-1)
+            for j in range(kw):
+                xp.multiply(g_rows, col_pick == j, out=gx[j::kw])
+            gx = gx.reshape(n, c, h, w)
+        else:
+            (pick,) = ctx.saved_tensors
+            canvas = xp.zeros((n, c) + (geo.canvas_hw or (h, w)), g.dtype)
+            for number, s in _window_slices(geo):
+                canvas[s] += g * (pick == number)
+            pt, pl = geo.padding
+            gx = canvas[:, :, pt:pt + h, pl:pl + w]
+        return gx[0] if ctx.unbatched else gx
+
+
+# --- average pooling ----------------------------------------------------------------
+
+class AvgPool2D(Op):
+    """Mean over sliding windows of (N, C, H, W) or (C, H, W) input."""
+
+    @staticmethod
+    def forward(ctx, x, geometry, divisor):
+        xp = ctx.xp
+        ctx.geometry, ctx.unbatched = geometry, x.ndim == 3
+        if ctx.unbatched:
+            x = x[None]
+        ctx.in_shape = x.shape
+        ctx.divisor = divisor if isinstance(divisor, (int, float)) else xp.asarray(divisor, dtype=x.dtype)
+        canvas = _canvas(xp, x, geometry, 0)
+        total = None
+        for _, s in _window_slices(geometry):
+            total = canvas[s].copy() if total is None else xp.add(total, canvas[s], out=total)
+        total /= ctx.divisor
+        return total[0] if ctx.unbatched else total
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = ctx.xp
+        geo = ctx.geometry
+        if ctx.unbatched:
+            g = g[None]
+        n, c, h, w = ctx.in_shape
+        share = g / ctx.divisor
+        canvas = xp.zeros((n, c) + (geo.canvas_hw or (h, w)), g.dtype)
+        for _, s in _window_slices(geo):
+            canvas[s] += share
+        pt, pl = geo.padding
+        gx = canvas[:, :, pt:pt + h, pl:pl + w]
+        return gx[0] if ctx.unbatched else gx
+
+
+def _avg_divisor(geo, in_hw, count_include_pad, divisor_override):
+    """PyTorch's divide factor: a number, or an (OH, OW) nested list when it varies."""
+    if divisor_override is not None:
+        return divisor_override
+    per_dim = []
+    for size, k, s, p, o in zip(in_hw, geo.kernel, geo.stride, geo.padding, geo.out_hw):
+        counts = []
+        for i in range(o):
+            start = i * s - p
+            end = min(start + k, size + p)  # a window may hang over the padding in ceil_mode
+            counts.append(end - start if count_include_pad else min(end, size) - max(start, 0))
+        per_dim.append(counts)
+    rows, cols = per_dim
+    if len(set(rows)) <= 1 and len(set(cols)) <= 1:
+        return rows[0] * cols[0] if rows and cols else 1
+    return [[r * q for q in cols] for r in rows]
+
+
+# --- adaptive pooling ---------------------------------------------------------------
+
+def _adaptive_bounds(in_size, out_size):
+    """PyTorch's window [start, end) for each output: floor(i*in/out), ceil((i+1)*in/out)."""
+    return [((i * in_size) // out_size, -(-((i + 1) * in_size) // out_size)) for i in range(out_size)]
+
+
+def _averaging_matrix(xp, in_size, out_size, dtype):
+    """(out, in) matrix whose row i averages input window i, so pooling is two GEMMs."""
+    m = xp.zeros((out_size, in_size), dtype)
+    for i, (start, end) in enumerate(_adaptive_bounds(in_size, out_size)):
+        m[i, start:end] = 1.0 / (end - start)
+    return m
+
+
+class AdaptiveAvgPool2D(Op):
+    @staticmethod
+    def forward(ctx, x, output_size):
+        xp = ctx.xp
+        h, w = x.shape[-2:]
+        ctx.rows = _averaging_matrix(xp, h, output_size[0], x.dtype)
+        ctx.cols = _averaging_matrix(xp, w, output_size[1], x.dtype)
+        return _row_col_product(xp, x, ctx.rows, ctx.cols.T)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _row_col_product(ctx.xp, g, ctx.rows.T, ctx.cols)
+
+
+def _row_col_product(xp, a, left, right):
+    """``left @ a @ right`` over the last two axes as two single GEMMs (a batched
+    matmul would make one tiny GEMM per plane: 5x slower for a global pool)."""
+    t = xp.matmul(a.reshape(-1, a.shape[-1]), right).reshape(a.shape[:-1] + (right.shape[1],))
+    return xp.ascontiguousarray(xp.tensordot(t, left, axes=([-2], [1])).swapaxes(-1, -2))
+
+
+class AdaptiveMaxPool2D(Op):
+    @staticmethod
+    def forward(ctx, x, output_size):
+        xp = ctx.xp
+        ctx.in_shape = x.shape
+        h, w = x.shape[-2:]
+        row_windows = _window_table(xp, h, output_size[0])  # (OH, widest window) input rows
+        col_windows = _window_table(xp, w, output_size[1])
+        kh, kw = row_windows.shape[1], col_windows.shape[1]
+        views = (x[..., row_windows[:, a, None], col_windows[None, :, b]] for a in range(kh) for b in range(kw))
+        y, pick = _running_max(xp, views, kh * kw)
+        pick = pick.astype(xp.int64)
+        out_rows = xp.arange(output_size[0])[:, None]
+        out_cols = xp.arange(output_size[1])
+        idx = row_windows[out_rows, pick // kw] * w + col_windows[out_cols, pick % kw]
+        ctx.save_for_backward(idx)
+        return y, idx
+
+    @staticmethod
+    def backward(ctx, g, _g_indices=None):
+        xp = ctx.xp
+        (idx,) = ctx.saved_tensors
+        shape = ctx.in_shape
+        plane = shape[-1] * shape[-2]
+        planes = g.size // max(idx.shape[-1] * idx.shape[-2], 1)
+        # windows overlap, so one input may be the max of several outputs: a scatter-add.
+        # bincount sums in float64; the engine casts the gradient back to the input's dtype.
+        where = (idx.reshape(planes, -1) + (xp.arange(planes) * plane)[:, None]).reshape(-1)
+        gx = xp.bincount(where, weights=g.reshape(-1), minlength=planes * plane)
+        return gx.reshape(shape)
+
+
+def _window_table(xp, in_size, out_size):
+    """(out, widest window) input positions of each adaptive window; short windows
+    repeat their last position, which can never displace an earlier maximum."""
+    bounds = _adaptive_bounds(in_size, out_size)
+    width = max((end - start for start, end in bounds), default=1)
+    table = [[min(start + t, end - 1) for t in range(width)] for start, end in bounds]
+    return xp.asarray(table, dtype=xp.int64).reshape(out_size, width)
+
+
+# --- argument checks (PyTorch's messages) -------------------------------------------
+
+def _pair(value, name, what, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (tuple, list)):
+        if len(value) == 0 and allow_none:
+            return None
+        if len(value) == 1:
+            return (int(value[0]),) * 2
+        if len(value) == 2:
+            return (int(value[0]), int(value[1]))
+        raise RuntimeError(f"{name}: {what}")
+    return (int(value),) * 2
+
+
+def _pool_out_size(size, k, s, p, d, ceil_mode):
+    out = (size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:  # the last window must start inside the input
+        out -= 1
+    return out
+
+
+def _pool_geometry(name, shape, kernel_size, stride, padding, dilation, ceil_mode):
+    if len(shape) not in (3, 4) or 0 in shape[-3:]:
+        raise RuntimeError("Expected 3D or 4D (batch mode) tensor with optional 0 dim batch size for input, "
+                           f"but got:{list(shape)}")
+    kernel = _pair(kernel_size, name, "kernel_size must either be a single int, or a tuple of two ints")
+    stride = _pair(stride, name, "stride must either be omitted, a single int, or a tuple of two ints",
+                   allow_none=True) or kernel
+    padding = _pair(padding, name, "padding must either be a single int, or a tuple of two ints")
+    dilation = _pair(dilation, name, "dilation must be either a single int, or a tuple of two ints")
+    if min(kernel) <= 0:
+        raise RuntimeError(f"kernel size should be greater than zero, but got kH: {kernel[0]} kW: {kernel[1]}")
+    if min(stride) <= 0:
+        raise RuntimeError(f"stride should be greater than zero, but got dH: {stride[0]} dW: {stride[1]}")
+    if min(dilation) <= 0:
+        raise RuntimeError(f"dilation should be greater than zero, but got dilationH: {dilation[0]} "
+                           f"dilationW: {dilation[1]}")
+    for p, k, d in zip(padding, kernel, dilation):
+        if p < 0:
+            raise RuntimeError(f"pad must be non-negative, but got pad: {p}")
+        if p > ((k - 1) * d + 1) // 2:
+            raise RuntimeError(f"pad should be at most half of effective kernel size, but got pad={p}, "
+                               f"kernel_size={k} and dilation={d}")
+    in_hw = tuple(shape[-2:])
+    out_hw = tuple(_pool_out_size(i, k, s, p, d, ceil_mode)
+                   for i, k, s, p, d in zip(in_hw, kernel, stride, padding, dilation))
+    if min(out_hw) < 1:
+        raise RuntimeError(f"Given input size: ({shape[-3]}x{in_hw[0]}x{in_hw[1]}). Calculated output size: "
+                           f"({shape[-3]}x{out_hw[0]}x{out_hw[1]}). Output size is too small")
+    reach = tuple((o - 1) * s + d * (k - 1) + 1 for o, s, d, k in zip(out_hw, stride, dilation, kernel))
+    needs_canvas = any(padding) or any(r > i for r, i in zip(reach, in_hw))
+    canvas_hw = tuple(max(r, p + i) for r, p, i in zip(reach, padding, in_hw)) if needs_canvas else None
+    return PoolGeometry(kernel, stride, padding, dilation, out_hw, canvas_hw)
+
+
+def _adaptive_size(name, input, output_size):
+    if input.dim() not in (3, 4):
+        raise RuntimeError(f"{name}(): Expected 3D or 4D tensor, but got {list(input.shape)}")
+    size = output_size if isinstance(output_size, (tuple, list)) else (output_size, output_size)
+    if len(size) != 2:
+        raise RuntimeError(f"{name}: output_size must be 2, but got {len(size)}")
+    size = tuple(int(input.shape[-2 + i]) if s is None else int(s) for i, s in enumerate(size))
+    if min(size) < 0:
+        raise RuntimeError(f"{name}: elements of output_size must be greater than or equal to 0 "
+                           f"but received {list(size)}")
+    return size
+
+
+def _check_1d(name, input):
+    if input.dim() not in (2, 3):
+        raise RuntimeError(f"{name}: Expected 2D or 3D (batch mode) tensor with optional 0 dim batch size "
+                           f"for input, but got:{list(input.shape)}")
+
+
+def _check_floating(name, input):
+    if not input.is_floating_point():
+        raise RuntimeError(f"{name}: Expect: a floating point input, Actual: {input.dtype}")
+
+
+def _one(value):
+    return value[0] if isinstance(value, (tuple, list)) and len(value) == 1 else value
+
+
+def _stride_1d(stride):
+    return None if stride is None or stride == () or stride == [] else (1, _one(stride))
+
+
+def _squeezed(out, return_indices):
+    """Drop the height-1 axis a 1-D pool ran with (grad_fn SqueezeBackward1, as PyTorch)."""
+    return (squeeze(out[0], -2), squeeze(out[1], -2)) if return_indices else squeeze(out, -2)
+
+
+# --- functional API -----------------------------------------------------------------
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """Max pooling; with ``return_indices`` also the flat (row * W + col) index of each max."""
+    geo = _pool_geometry("max_pool2d", tuple(input.shape), kernel_size, stride, padding, dilation, ceil_mode)
+    if not return_indices:
+        return MaxPool2DWithIndices.apply(input, geometry=geo)
+    out, indices = MaxPool2DWithIndices.apply(input, geometry=geo, return_indices=True)
+    return out, no_grad_result(indices._data)
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    _check_1d("max_pool1d", input)
+    out = max_pool2d(unsqueeze(input, -2), (1, _one(kernel_size)), _stride_1d(stride), (0, _one(padding)),
+                     (1, _one(dilation)), ceil_mode, return_indices)
+    return _squeezed(out, return_indices)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    geo = _pool_geometry("avg_pool2d", tuple(input.shape), kernel_size, stride, padding, 1, ceil_mode)
+    _check_floating("avg_pool2d", input)
+    if divisor_override is not None and divisor_override == 0:
+        raise RuntimeError("divisor must be not zero")
+    divisor = _avg_divisor(geo, tuple(input.shape[-2:]), count_include_pad, divisor_override)
+    return AvgPool2D.apply(input, geometry=geo, divisor=divisor)
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    if input.dim() not in (2, 3):
+        raise RuntimeError(f"Expected 2 to 3 dimensions, but got {input.dim()}-dimensional tensor for "
+                           "argument #1 'self' (while checking arguments for avg_pool1d)")
+    out = avg_pool2d(unsqueeze(input, -2), (1, _one(kernel_size)), _stride_1d(stride), (0, _one(padding)),
+                     ceil_mode, count_include_pad)
+    return _squeezed(out, False)
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """Average over PyTorch's adaptive windows (overlapping when sizes do not divide)."""
+    size = _adaptive_size("adaptive_avg_pool2d", input, output_size)
+    _check_floating("adaptive_avg_pool2d", input)
+    return AdaptiveAvgPool2D.apply(input, output_size=size)
+
+
+def adaptive_avg_pool1d(input, output_size):
+    _check_1d("adaptive_avg_pool1d", input)
+    return _squeezed(adaptive_avg_pool2d(unsqueeze(input, -2), (1, _one(output_size))), False)
+
+
+def adaptive_max_pool2d(input, output_size, return_indices=False):
+    size = _adaptive_size("adaptive_max_pool2d", input, output_size)
+    if 0 in size or 0 in tuple(input.shape[-2:]):
+        raise RuntimeError(f"adaptive_max_pool2d(): Expected input to have non-zero size for non-batch "
+                           f"dimensions, but input has sizes {list(input.shape)} with output_size {list(size)}")
+    out, indices = AdaptiveMaxPool2D.apply(input, output_size=size)
+    return (out, no_grad_result(indices._data)) if return_indices else out
+
+
+def adaptive_max_pool1d(input, output_size, return_indices=False):
+    _check_1d("adaptive_max_pool1d", input)
+    out = adaptive_max_pool2d(unsqueeze(input, -2), (1, _one(output_size)), return_indices)
+    return _squeezed(out, return_indices)

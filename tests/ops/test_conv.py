@@ -1,0 +1,263 @@
+"""Convolutions: gradcheck and torch comparison over stride/padding/dilation/groups
+combinations (contiguous and non-contiguous inputs), unbatched input, node
+names, scratch-buffer safety, and PyTorch's error messages."""
+
+import numpy as np
+import pytest
+
+import distnn
+import distnn.nn.functional  # noqa: F401  (makes distnn.nn available as lib.nn)
+import distnn.ops.conv as conv_module
+from op_check import check_op, compare_with_torch, make_input, requires_torch
+
+try:
+    import torch
+except ImportError:
+    torch = None
+
+# torch warns that it pads a copy of the input for 'same' with even kernels; we test that case on purpose
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
+
+
+def _inputs(x_shape, w_shape, bias_size):
+    arrays = [make_input(x_shape, seed=1), make_input(w_shape, seed=2)]
+    if bias_size:
+        arrays.append(make_input((bias_size,), seed=3))
+    return arrays
+
+
+def _call(name, kwargs):
+    def fn(lib, x, w, b=None):
+        return getattr(lib.nn.functional, name)(x, w, b, **kwargs)
+    return fn
+
+
+# (x shape, weight shape, bias?, kwargs): tiny, because gradcheck is O(numel^2)
+CONV2D_CASES = [
+    ((2, 2, 5, 5), (3, 2, 3, 3), True, {}),
+    ((2, 2, 5, 6), (3, 2, 3, 3), False, {"stride": 2}),
+    ((2, 2, 5, 5), (3, 2, 3, 2), True, {"padding": 1}),
+    ((1, 2, 5, 6), (3, 2, 2, 3), True, {"stride": (2, 1), "padding": (0, 2)}),
+    ((2, 2, 6, 6), (2, 2, 2, 2), True, {"dilation": 2}),
+    ((1, 2, 7, 6), (3, 2, 3, 2), False, {"dilation": (1, 2), "padding": 2, "stride": (2, 3)}),
+    ((2, 2, 5, 5), (3, 2, 3, 3), True, {"padding": "same"}),
+    ((2, 2, 5, 6), (3, 2, 2, 4), True, {"padding": "same"}),  # even kernels: asymmetric padding
+    ((1, 2, 6, 5), (2, 2, 2, 3), False, {"padding": "same", "dilation": (3, 1)}),
+    ((2, 2, 5, 5), (3, 2, 3, 3), True, {"padding": "valid"}),
+    ((2, 4, 5, 5), (6, 2, 3, 3), True, {"groups": 2}),
+    ((2, 3, 5, 5), (3, 1, 3, 3), True, {"groups": 3, "padding": 1}),  # depthwise
+    ((2, 2, 4, 4), (6, 1, 2, 2), False, {"groups": 2, "stride": 2}),  # channel multiplier
+    ((2, 3, 4, 4), (2, 3, 1, 1), True, {}),  # 1x1
+    ((1, 1, 3, 3), (1, 1, 3, 3), True, {}),  # kernel covers the whole input
+]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,bias,kwargs", CONV2D_CASES)
+def test_conv2d(x_shape, w_shape, bias, kwargs):
+    out_channels = w_shape[0]
+    check_op(_call("conv2d", kwargs), _inputs(x_shape, w_shape, out_channels if bias else 0))
+
+
+CONV1D_CASES = [
+    ((2, 2, 7), (3, 2, 3), True, {}),
+    ((2, 2, 8), (3, 2, 2), False, {"stride": 2, "padding": 1}),
+    ((2, 2, 9), (3, 2, 3), True, {"dilation": 2, "padding": "same"}),
+    ((1, 2, 7), (3, 2, 4), True, {"padding": "same"}),
+    ((2, 4, 6), (4, 1, 3), True, {"groups": 4}),
+]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,bias,kwargs", CONV1D_CASES)
+def test_conv1d(x_shape, w_shape, bias, kwargs):
+    check_op(_call("conv1d", kwargs), _inputs(x_shape, w_shape, w_shape[0] if bias else 0))
+
+
+# weight is (C_in, C_out / groups, KH, KW)
+CONV_TRANSPOSE2D_CASES = [
+    ((2, 2, 3, 3), (2, 3, 3, 3), True, {}),
+    ((2, 2, 3, 4), (2, 2, 3, 2), True, {"stride": 2}),
+    ((1, 2, 3, 3), (2, 2, 3, 3), False, {"stride": 2, "padding": 1, "output_padding": 1}),
+    ((2, 2, 3, 3), (2, 1, 2, 3), True, {"stride": (1, 2), "padding": (1, 0), "dilation": 2}),
+    ((2, 4, 3, 3), (4, 1, 3, 3), True, {"groups": 2, "stride": 2}),
+    ((1, 2, 2, 3), (2, 3, 2, 2), True, {"stride": 3, "output_padding": (2, 1)}),
+    ((2, 2, 3, 3), (2, 2, 2, 2), False, {"dilation": 3, "output_padding": 1, "stride": 2}),
+]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,bias,kwargs", CONV_TRANSPOSE2D_CASES)
+def test_conv_transpose2d(x_shape, w_shape, bias, kwargs):
+    out_channels = w_shape[1] * kwargs.get("groups", 1)
+    check_op(_call("conv_transpose2d", kwargs), _inputs(x_shape, w_shape, out_channels if bias else 0))
+
+
+@pytest.mark.parametrize("x_shape,w_shape,kwargs", [
+    ((2, 2, 4), (2, 3, 3), {}),
+    ((2, 2, 4), (2, 2, 3), {"stride": 2, "padding": 1, "output_padding": 1}),
+    ((1, 4, 3), (4, 1, 2), {"groups": 4, "dilation": 2}),
+])
+def test_conv_transpose1d(x_shape, w_shape, kwargs):
+    out_channels = w_shape[1] * kwargs.get("groups", 1)
+    check_op(_call("conv_transpose1d", kwargs), _inputs(x_shape, w_shape, out_channels))
+
+
+@pytest.mark.parametrize("name,x_shape,w_shape", [
+    ("conv2d", (3, 5, 6), (2, 3, 3, 3)),
+    ("conv1d", (3, 7), (2, 3, 3)),
+    ("conv_transpose2d", (3, 4, 4), (3, 2, 3, 3)),
+])
+def test_unbatched_input(name, x_shape, w_shape):
+    check_op(_call(name, {"padding": 1}), _inputs(x_shape, w_shape, 0))
+    x = distnn.randn(*x_shape, requires_grad=True)
+    out = getattr(distnn.nn.functional, name)(x, distnn.randn(*w_shape), padding=1)
+    assert out.dim() == len(x_shape)
+    assert type(out.grad_fn).__name__ == "SqueezeBackward1"  # as PyTorch: a batch of one, squeezed
+
+
+@pytest.mark.parametrize("requires_grad", [[False, True, True], [True, False, False], [False, False, True],
+                                           [True, True, False]])
+def test_partial_requires_grad(requires_grad):
+    arrays = _inputs((2, 3, 6, 6), (4, 3, 3, 3), 4)
+    check_op(_call("conv2d", {"stride": 2, "padding": 1}), arrays, requires_grad=requires_grad)
+    check_op(_call("conv_transpose2d", {"stride": 2}), _inputs((2, 3, 4, 4), (3, 2, 3, 3), 2),
+             requires_grad=requires_grad)
+
+
+@requires_torch
+@pytest.mark.parametrize("x_shape,w_shape,kwargs", [
+    ((8, 1, 28, 28), (10, 1, 5, 5), {}),  # the MNIST ConvNet's layers
+    ((8, 10, 12, 12), (20, 10, 5, 5), {}),
+    ((4, 8, 16, 15), (16, 8, 3, 3), {"stride": 2, "padding": 1}),
+    ((4, 8, 16, 16), (8, 1, 3, 3), {"groups": 8, "padding": "same", "dilation": 2}),
+    ((3, 6, 9, 10), (12, 3, 4, 4), {"groups": 2, "padding": "same"}),
+])
+def test_conv2d_moderate_shapes_match_torch(x_shape, w_shape, kwargs):
+    # the weight gradient sums thousands of float32 products: round-off, not a bug, sets atol
+    compare_with_torch(_call("conv2d", kwargs), _inputs(x_shape, w_shape, w_shape[0]), rtol=1e-4, atol=2e-4)
+
+
+@requires_torch
+def test_conv_transpose2d_moderate_shape_matches_torch():
+    compare_with_torch(_call("conv_transpose2d", {"stride": 2, "padding": 1, "output_padding": 1}),
+                       _inputs((4, 16, 7, 7), (16, 8, 3, 3), 8), rtol=1e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize("name,x_shape,w_shape", [
+    ("conv2d", (2, 3, 8, 8), (4, 3, 3, 3)),
+    ("conv_transpose2d", (2, 3, 8, 8), (3, 4, 3, 3)),
+])
+def test_grad_fn_name_and_dtype(name, x_shape, w_shape):
+    fn = getattr(distnn.nn.functional, name)
+    for dtype in (distnn.float32, distnn.float64):
+        x = distnn.randn(*x_shape, dtype=dtype, requires_grad=True)
+        out = fn(x, distnn.randn(*w_shape, dtype=dtype))
+        assert type(out.grad_fn).__name__ == "ConvolutionBackward0"
+        assert out.dtype == dtype
+        assert out.is_contiguous()
+
+
+def test_outputs_and_grads_do_not_share_scratch_memory():
+    """Two same-shaped convolutions before one backward: each keeps its own values."""
+    w = distnn.randn(4, 3, 3, 3, requires_grad=True)
+    x1 = distnn.randn(2, 3, 8, 8, requires_grad=True)
+    x2 = distnn.randn(2, 3, 8, 8, requires_grad=True)
+    y1 = distnn.nn.functional.conv2d(x1, w, padding=1)
+    first = y1.detach().numpy().copy()
+    y2 = distnn.nn.functional.conv2d(x2, w, padding=1)
+    np.testing.assert_array_equal(y1.detach().numpy(), first)
+    (y1.sum() + (y2 * 2).sum()).backward()
+    g1 = x1.grad.numpy().copy()
+    x1.grad = None
+    y1b = distnn.nn.functional.conv2d(x1, w, padding=1)
+    y1b.sum().backward()
+    np.testing.assert_allclose(x1.grad.numpy(), g1, rtol=1e-6)
+    np.testing.assert_allclose(x2.grad.numpy(), 2 * g1, rtol=1e-5)  # same weight, same geometry
+
+
+@requires_torch
+@pytest.mark.parametrize("setting", [("_CHUNK_BYTES", 1), ("_SCRATCH_LIMIT_BYTES", 0)])
+def test_batch_chunks_and_unpooled_scratch(monkeypatch, setting):
+    """One sample per chunk (gradients summed over chunks), and scratch arrays allocated fresh."""
+    monkeypatch.setattr(conv_module, *setting)
+    compare_with_torch(_call("conv2d", {"stride": 2, "padding": 1, "groups": 2}),
+                       _inputs((3, 4, 7, 7), (6, 2, 3, 3), 6))
+    compare_with_torch(_call("conv_transpose2d", {"stride": 2, "padding": 1, "groups": 2}),
+                       _inputs((3, 4, 4, 4), (4, 3, 3, 3), 6))
+
+
+def test_empty_batch():
+    out = distnn.nn.functional.conv2d(distnn.randn(0, 3, 8, 8), distnn.randn(4, 3, 3, 3))
+    assert tuple(out.shape) == (0, 4, 6, 6)
+
+
+def _conv(name, x_shape, w_shape, *args, dtype=None, **kwargs):
+    """A call that should fail, built against ``lib`` (distnn or torch)."""
+    def call(lib):
+        x = lib.randn(*x_shape, dtype=dtype or lib.float32)
+        return getattr(lib.nn.functional, name)(x, lib.randn(*w_shape), *[lib.randn(*a) for a in args], **kwargs)
+    return call
+
+
+# (call, exception, message, PyTorch raises the same message)
+ERROR_CASES = [
+    (_conv("conv2d", (1, 3, 28, 28), (10, 1, 5, 5)), RuntimeError,
+     r"Given groups=1, weight of size \[10, 1, 5, 5\], expected input\[1, 3, 28, 28\] to have 1 channels, "
+     r"but got 3 channels instead", True),
+    (_conv("conv2d", (3, 28, 28), (10, 1, 5, 5)), RuntimeError,
+     r"expected input\[1, 3, 28, 28\] to have 1 channels, but got 3 channels", True),
+    (_conv("conv2d", (28, 28), (10, 1, 5, 5)), RuntimeError,
+     r"Expected 3D \(unbatched\) or 4D \(batched\) input to conv2d, but got input of size: \[28, 28\]", True),
+    (_conv("conv1d", (2, 1, 28, 28), (3, 1, 3)), RuntimeError,
+     r"Expected 2D \(unbatched\) or 3D \(batched\) input to conv1d, but got input of size: \[2, 1, 28, 28\]",
+     True),
+    (_conv("conv2d", (2, 1, 8, 8), (3, 1, 3)), RuntimeError,
+     r"Expected 4-dimensional weight for 4-dimensional input \[2, 1, 8, 8\], but got 3-dimensional weight "
+     r"of size \[3, 1, 3\]", False),
+    (_conv("conv2d", (2, 1, 8, 8), (3, 1, 3, 3), stride=2, padding="same"), RuntimeError,
+     "padding='same' is not supported for strided convolutions", True),
+    (_conv("conv2d", (2, 1, 8, 8), (3, 1, 3, 3), padding="foo"), RuntimeError, "Invalid padding string: 'foo'",
+     True),
+    (_conv("conv2d", (2, 1, 4, 4), (3, 1, 5, 5)), RuntimeError,
+     r"Calculated padded input size per channel: \(4 x 4\). Kernel size: \(5 x 5\). Kernel size can't be "
+     r"greater than actual input size", True),
+    (_conv("conv2d", (2, 1, 8, 8), (3, 1, 3, 3), dtype=distnn.float64), RuntimeError,
+     r"Input type \(torch.float64\) and weight type \(torch.float32\) should be the same", False),
+    (_conv("conv2d", (2, 1, 8, 8), (3, 1, 3, 3), (4,)), RuntimeError,
+     r"Given weight of size \[3, 1, 3, 3\], expected bias to be 1-dimensional with 3 elements, but got bias "
+     r"of size \[4\] instead", True),
+    (_conv("conv2d", (2, 6, 8, 8), (4, 2, 3, 3), groups=3), RuntimeError,
+     r"Given groups=3, expected weight to be divisible by 3 at dimension 0, but got weight of size", True),
+    (_conv("conv2d", (2, 4, 8, 8), (6, 2, 3, 3), groups=3), RuntimeError,
+     r"Given groups=3, weight of size \[6, 2, 3, 3\], expected input\[2, 4, 8, 8\] to have 6 channels", True),
+    (_conv("conv2d", (2, 1, 8, 8), (3, 1, 3, 3), stride=0), RuntimeError, "non-positive stride is not supported",
+     True),
+    (_conv("conv2d", (2, 1, 8, 8), (3, 1, 3, 3), padding=-1), RuntimeError, "negative padding is not supported",
+     True),
+    (_conv("conv2d", (2, 1, 8, 8), (3, 1, 3, 3), dilation=0), RuntimeError,
+     "non-positive dilation is not supported", True),
+    (_conv("conv2d", (2, 1, 8, 8), (3, 1, 3, 3), stride=(1, 2, 3)), RuntimeError,
+     r"expected stride to be a single integer value or a list of 2 values to match the convolution "
+     r"dimensions, but got stride=\[1, 2, 3\]", True),
+    (_conv("conv_transpose2d", (2, 3, 8, 8), (2, 4, 3, 3)), RuntimeError,
+     r"Given transposed=1, weight of size \[2, 4, 3, 3\], expected input\[2, 3, 8, 8\] to have 2 channels, "
+     r"but got 3 channels instead", True),
+    (_conv("conv_transpose2d", (2, 3, 8, 8), (3, 4, 3, 3), stride=2, output_padding=2), RuntimeError,
+     "output padding must be smaller than either stride or dilation", True),
+    (_conv("conv_transpose2d", (2, 3, 8, 8), (3, 4, 3, 3), padding="same"), TypeError,
+     r"conv_transpose2d\(\): argument 'padding' must be tuple of ints, not str", True),
+    (_conv("conv_transpose2d", (2, 3, 1, 1), (3, 4, 1, 1), padding=1), RuntimeError,
+     r"Given input size per channel: \(1 x 1\). Calculated output size per channel: \(-1 x -1\). "
+     r"Output size is too small", False),
+]
+
+
+@pytest.mark.parametrize("call,exc,match,same_in_torch", ERROR_CASES)
+def test_errors(call, exc, match, same_in_torch):
+    with pytest.raises(exc, match=match):
+        call(distnn)
+
+
+@requires_torch
+@pytest.mark.parametrize("call,exc,match", [c[:3] for c in ERROR_CASES if c[3]])
+def test_messages_are_pytorchs(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call(torch)
