@@ -108,31 +108,52 @@ def median_ms(step, repeat, warmup=5):
     return times[len(times) // 2]
 
 
+def run_library(name, repeat, threads):
+    """Median ms per case for one library, in this process."""
+    _set_threads(threads)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    if name == "distnn":
+        import distnn as lib
+    else:
+        import torch as lib
+        lib.set_num_threads(threads)
+    lib.manual_seed(0)
+    return {case: median_ms(step, repeat) for case, step in build_cases(lib)}
+
+
+def measure_in_subprocess(name, repeat, threads):
+    """Each library runs in a fresh process, so neither inherits the other's
+    allocator state or thread pools. None when the library is not importable."""
+    import json
+    import subprocess
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--only", name, "--repeat", str(repeat),
+                           "--threads", str(threads)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        if "No module named" in proc.stderr:
+            return None
+        raise RuntimeError(f"{name} benchmark failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--only", choices=["distnn", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    _set_threads(args.threads)
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-    import distnn
-    try:
-        import torch
-        torch.set_num_threads(args.threads)
-    except ImportError:
-        torch = None
-    distnn.manual_seed(0)
-    ours = [(name, median_ms(step, args.repeat)) for name, step in build_cases(distnn)]
-    theirs = {}
-    if torch is not None:
-        torch.manual_seed(0)
-        theirs = {name: median_ms(step, args.repeat) for name, step in build_cases(torch)}
+    if args.only:
+        import json
+        print(json.dumps(run_library(args.only, args.repeat, args.threads)))
+        return
+    ours = measure_in_subprocess("distnn", args.repeat, args.threads)
+    theirs = measure_in_subprocess("torch", args.repeat, args.threads) or {}
     print(f"{'case':<36} {'distnn ms':>10} {'torch ms':>10} {'ratio':>7}")
-    for name, ms in ours:
+    for name, ms in ours.items():
         t = theirs.get(name)
         ratio = f"{ms / t:7.2f}" if t else "      -"
         print(f"{name:<36} {ms:10.2f} {(f'{t:10.2f}' if t else '         -')} {ratio}")
-    print(f"({args.threads} BLAS thread(s), median of {args.repeat}; ratio = distnn / torch, lower is better)")
+    print(f"({args.threads} BLAS thread(s), median of {args.repeat}, each library in its own process; "
+          "ratio = distnn / torch, lower is better)")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ trained data-parallel across processes with a ZeroMQ all-reduce.
 ``import distnn as torch`` is meant to work for the common API.
 """
 
+from . import backend as _backend
 from . import dtypes as _dtypes
 from .autograd.grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from .backend import Device as device
@@ -19,6 +20,7 @@ from .serialization import load, save  # noqa: E402
 
 __version__ = "0.1.0"
 
+_backend.tune_host_allocator()
 del _dtypes
 
 
