@@ -15,7 +15,7 @@ and the all-gather copies one rank's reduced values to all.
 import numpy as np
 
 SEGMENT_BYTES = 1 << 20  # pipelining granularity (gloo uses <= 1 MiB)
-DIRECT_MAX_BYTES = 64 * 1024
+DIRECT_MAX_BYTES = 64 * 1024  # per rank and message, for worlds of 3 or more
 
 REDUCE_UFUNCS = {"sum": np.add, "product": np.multiply, "min": np.minimum, "max": np.maximum,
                  "band": np.bitwise_and, "bor": np.bitwise_or, "bxor": np.bitwise_xor}
@@ -44,7 +44,10 @@ def all_reduce(ex, buf, op):
     """In-place reduction of flat ``buf`` across the group."""
     if ex.size == 1 or buf.size == 0:
         return
-    if buf.nbytes <= DIRECT_MAX_BYTES:
+    # One hop beats the ring's 2(n-1) until the extra volume (n-1 full copies per rank)
+    # costs more than the hops; with two ranks both move the same bytes.
+    direct_max = DIRECT_MAX_BYTES * (4 if ex.size == 2 else 1)
+    if buf.nbytes <= direct_max:
         _direct_all_reduce(ex, buf, REDUCE_UFUNCS[op])
     else:
         ring_all_reduce(ex, buf, REDUCE_UFUNCS[op])

@@ -1,0 +1,132 @@
+"""Data-parallel training throughput: distnn DDP beside torch DDP (gloo).
+
+    python bench/ddp.py [--workers 1 2 4] [--steps 60] [--batch 64]
+
+Each run trains the tutorial MNIST ConvNet on random data with ``--batch``
+samples per worker and one BLAS thread per worker, and reports samples/s over
+all workers, the speed-up over one worker, and (for distnn) the share of step
+time that backward spent waiting for gradient all-reduces.
+"""
+
+import argparse
+import multiprocessing as mp
+import os
+import socket
+import time
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _model(lib):
+    nn, F = lib.nn, lib.nn.functional
+
+    class MNISTConvNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 10, 5)
+            self.conv2 = nn.Conv2d(10, 20, 5)
+            self.fc1 = nn.Linear(320, 50)
+            self.fc2 = nn.Linear(50, 10)
+
+        def forward(self, x):
+            x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+            x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+            return self.fc2(F.relu(self.fc1(x.view(x.size(0), -1))))
+    return MNISTConvNet()
+
+
+def _worker(backend, rank, world, port, steps, batch, results):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+                      OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    if backend == "distnn":
+        import distnn as lib
+        import distnn.distributed as dist
+        ddp_cls = dist.DistributedDataParallel
+    else:
+        import torch as lib
+        import torch.distributed as dist
+        lib.set_num_threads(1)
+        ddp_cls = lib.nn.parallel.DistributedDataParallel
+    if world > 1:
+        dist.init_process_group("gloo" if backend == "torch" else "zmq")
+    lib.manual_seed(rank)
+    model = _model(lib)
+    net = ddp_cls(model) if world > 1 else model
+    opt = lib.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x, y = lib.randn(batch, 1, 28, 28), lib.randint(0, 10, (batch,))
+    loss_fn = lib.nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad()
+        loss_fn(net(x), y).backward()
+        opt.step()
+    for _ in range(10):
+        step()
+    if world > 1:
+        dist.barrier()
+    comm_before = net.comm_wait_seconds if backend == "distnn" and world > 1 else 0.0
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    elapsed = time.perf_counter() - start
+    comm = (net.comm_wait_seconds - comm_before) if backend == "distnn" and world > 1 else None
+    if rank == 0:
+        results.put((world * batch * steps / elapsed, None if comm is None else comm / elapsed))
+    if world > 1:
+        dist.destroy_process_group()
+
+
+def measure(backend, world, steps, batch):
+    ctx = mp.get_context("spawn")
+    results, port = ctx.Queue(), _free_port()
+    procs = [ctx.Process(target=_worker, args=(backend, r, world, port, steps, batch, results))
+             for r in range(world)]
+    for p in procs:
+        p.start()
+    try:
+        return results.get(timeout=900)
+    finally:
+        for p in procs:
+            p.join(timeout=60)
+            if p.is_alive():
+                p.kill()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--batch", type=int, default=64)
+    args = parser.parse_args(argv)
+    try:
+        import torch  # noqa: F401
+        have_torch = True
+    except ImportError:
+        have_torch = False
+    rows, base = [], {}
+    for world in args.workers:
+        ours, comm = measure("distnn", world, args.steps, args.batch)
+        theirs = measure("torch", world, args.steps, args.batch)[0] if have_torch else None
+        base.setdefault("distnn", ours)
+        if theirs:
+            base.setdefault("torch", theirs)
+        rows.append((world, ours, comm, theirs))
+    print(f"MNIST ConvNet, batch {args.batch} per worker, 1 BLAS thread per worker, {args.steps} steps")
+    print(f"{'workers':>7} | {'distnn samples/s':>16} {'vs 1 worker':>11} {'comm wait':>9} | "
+          f"{'torch DDP samples/s':>19} {'vs 1 worker':>11} | {'distnn/torch':>12}")
+    for world, ours, comm, theirs in rows:
+        comm_s = "-" if comm is None else f"{100 * comm:.0f}%"
+        line = f"{world:>7} | {ours:16.0f} {ours / base['distnn']:10.2f}x {comm_s:>9} | "
+        if theirs:
+            line += f"{theirs:19.0f} {theirs / base['torch']:10.2f}x | {ours / theirs:11.2f}x"
+        else:
+            line += f"{'-':>19} {'-':>11} | {'-':>12}"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
