@@ -46,10 +46,15 @@ def is_initialized():
     return _state["group"] is not None
 
 
-def init_process_group(backend="zmq", init_method=None, timeout=timedelta(minutes=5), world_size=None,
+def init_process_group(backend="zmq", init_method=None, timeout=None, world_size=None,
                        rank=None, store=None, group_name="", pg_options=None, device_id=None):
     """Join the job: rendezvous at MASTER_ADDR:MASTER_PORT (or ``init_method``),
-    learn every peer's endpoint, and create the default (world) group."""
+    learn every peer's endpoint, and create the default (world) group.
+
+    ``timeout`` bounds every blocking wait; by default ``$DISTNN_TIMEOUT``
+    seconds (the launcher's ``--timeout``), else 5 minutes."""
+    if timeout is None:
+        timeout = timedelta(seconds=env.default_timeout())
     if is_initialized():
         raise RuntimeError("trying to initialize the default process group twice!")
     if backend not in ("zmq", "gloo", None):

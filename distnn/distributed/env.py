@@ -6,7 +6,8 @@ import os
 
 _SOURCES = (
     ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"),
-    ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE"),
+    ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID",
+     ("SLURM_NTASKS_PER_NODE", "SLURM_STEP_TASKS_PER_NODE", "SLURM_TASKS_PER_NODE")),
     ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
      "OMPI_COMM_WORLD_LOCAL_SIZE"),
     ("PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "MPI_LOCALNRANKS"),
@@ -20,7 +21,7 @@ def _int_env(name, environ):
     if value is None:
         return None
     try:
-        return int(value.split("(")[0])  # SLURM_NTASKS_PER_NODE may read "4(x2)"
+        return int(value.split("(")[0].split(",")[0])  # Slurm writes e.g. "4(x2),3" per node
     except ValueError:
         raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
 
@@ -32,7 +33,8 @@ def resolve_ranks(rank=None, world_size=None, environ=None):
         if rank_var in environ and size_var in environ:
             env_rank, env_size = _int_env(rank_var, environ), _int_env(size_var, environ)
             local = _int_env(local_var, environ)
-            local_size = _int_env(local_size_var, environ)
+            names = local_size_var if isinstance(local_size_var, tuple) else (local_size_var,)
+            local_size = next((_int_env(n, environ) for n in names if n in environ), None)
             rank = env_rank if rank is None else rank
             world_size = env_size if world_size is None else world_size
             break
@@ -66,3 +68,19 @@ def job_token(environ=None):
     """The per-job secret from the launcher (bytes), or empty when run without one."""
     environ = os.environ if environ is None else environ
     return environ.get(TOKEN_VAR, "").encode()
+
+
+def default_timeout(environ=None):
+    """Seconds every blocking wait may take: $DISTNN_TIMEOUT (set by the launcher's
+    --timeout), else 300."""
+    environ = os.environ if environ is None else environ
+    value = environ.get("DISTNN_TIMEOUT")
+    if value is None:
+        return 300.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"DISTNN_TIMEOUT={value!r} is not a number of seconds") from None
+    if seconds <= 0:
+        raise ValueError(f"Expect: DISTNN_TIMEOUT > 0 seconds, Actual: {value}")
+    return seconds
