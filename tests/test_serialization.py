@@ -278,3 +278,36 @@ def test_exported_as_distnn_save_and_load():
     if not hasattr(distnn, "save"):
         pytest.skip("distnn/__init__.py does not export save/load yet (lead adds the import)")
     assert distnn.save is save and distnn.load is load
+
+
+_SAVER = """
+import sys, numpy as np, distnn
+path = sys.argv[1]
+big = np.arange(4 << 20, dtype=np.float32)
+i = 0
+while True:
+    distnn.save({"version": i, "weights": distnn.from_numpy(big + i)}, path)
+    print(i, flush=True)
+    i += 1
+"""
+
+
+@pytest.mark.timeout(120)
+def test_sigkill_during_save_leaves_a_loadable_checkpoint(tmp_path):
+    """A process killed at any moment while saving leaves the last complete file."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    path = tmp_path / "ck.dt"
+    for delay in (0.05, 0.13, 0.21, 0.37, 0.52):
+        proc = subprocess.Popen([sys.executable, "-c", _SAVER, str(path)], stdout=subprocess.PIPE, text=True)
+        try:
+            proc.stdout.readline()  # at least one save has completed
+            time.sleep(delay)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        state = distnn.load(path)
+        version = state["version"]
+        assert state["weights"][0].item() == version and state["weights"][-1].item() == (4 << 20) - 1 + version

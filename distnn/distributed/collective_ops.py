@@ -354,7 +354,7 @@ def recv(tensor, src=None, group=None, tag=0):
 
 def _pack(obj):
     try:
-        return np.frombuffer(msgpack.packb(obj, use_bin_type=True), np.uint8)
+        return np.frombuffer(msgpack.packb(obj, use_bin_type=True), np.uint8).copy()  # writable
     except (TypeError, ValueError) as exc:
         raise TypeError(f"object collectives carry only msgpack-serialisable data (numbers, str, bytes, "
                         f"lists, dicts): {exc}") from None

@@ -1,0 +1,130 @@
+"""examples/mnist.py end to end: single process, under the launcher, data-parallel
+accuracy on real MNIST, bit-identical resume, and recovery from a killed worker
+(--max-restarts with --save-model)."""
+
+import os
+import re
+import signal
+import sys
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+import distnn
+from multiproc import REPO, kill_tree, processes_with_env, start
+
+DATA = REPO.parent / "shared" / "data" / "mnist-10k"
+EXAMPLE = str(REPO / "examples" / "mnist.py")
+needs_mnist = pytest.mark.skipif(not (DATA / "train-images-idx3-ubyte.gz").exists(),
+                                 reason=f"MNIST test data not found at {DATA}")
+TAG = "DISTNN_MNIST_TEST_TAG"
+
+
+def _env(tag):
+    scrub = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+             "DISTNN_JOB_TOKEN", "DISTNN_RESTART_COUNT"}
+    env = {k: v for k, v in os.environ.items() if k not in scrub}
+    env.update(PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", **{TAG: tag})
+    return env
+
+
+def run(cmd, tmp_path, timeout=240, on_start=None):
+    """Run ``cmd``; returns (exit code, stdout, stderr). Nothing it started survives."""
+    tag = uuid.uuid4().hex
+    proc = start(cmd, _env(tag), cwd=tmp_path)
+    try:
+        if on_start is not None:
+            on_start(proc, tag)
+        out, err = proc.communicate(timeout=timeout)
+        return proc.returncode, out, err
+    finally:
+        kill_tree(proc, grace=0.5)
+        for pid in processes_with_env(TAG, tag):
+            os.kill(pid, signal.SIGKILL)
+
+
+def accuracy(stdout):
+    found = re.findall(r"Test accuracy: ([0-9.]+)%", stdout)
+    assert found, f"no final accuracy line in:\n{stdout}"
+    return float(found[-1])
+
+
+def launcher(workers, *args, options=()):
+    """``python -m launcher --workers N [options] examples/mnist.py args``."""
+    return [sys.executable, "-m", "launcher", "--workers", str(workers), *map(str, options), EXAMPLE,
+            *map(str, args)]
+
+
+@needs_mnist
+@pytest.mark.timeout(300)
+def test_single_process_and_one_worker_runs(tmp_path):
+    for cmd in ([sys.executable, EXAMPLE], launcher(1)):
+        code, out, err = run([*cmd, "--data-dir", DATA, "--epochs", "1", "--metrics", tmp_path / "m.jsonl"],
+                             tmp_path)
+        assert code == 0, err
+        assert accuracy(out) > 85.0
+
+
+@needs_mnist
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_four_workers_reach_97_percent_in_five_epochs(tmp_path):
+    code, out, err = run(launcher(4, "--data-dir", DATA, "--epochs", 5, "--metrics", tmp_path / "m.jsonl"),
+                         tmp_path)
+    assert code == 0, err
+    assert accuracy(out) >= 97.0, out
+    assert all(f"[rank {r}]" in out + err or r > 0 for r in range(4))
+
+
+@needs_mnist
+@pytest.mark.timeout(300)
+def test_resume_is_bit_identical(tmp_path):
+    common = ["--data-dir", DATA, "--save-model", "--metrics", tmp_path / "m.jsonl"]
+    code, _, err = run(launcher(2, *common, "--epochs", 2, "--checkpoint", tmp_path / "straight.dt"), tmp_path)
+    assert code == 0, err
+    code, _, err = run(launcher(2, *common, "--epochs", 1, "--checkpoint", tmp_path / "split.dt"), tmp_path)
+    assert code == 0, err
+    code, out, err = run(launcher(2, *common, "--epochs", 2, "--checkpoint", tmp_path / "split.dt",
+                                  "--resume", tmp_path / "split.dt"), tmp_path)
+    assert code == 0, err
+    assert "Resumed from" in out
+    straight, split = distnn.load(tmp_path / "straight.dt"), distnn.load(tmp_path / "split.dt")
+    assert straight["epoch"] == split["epoch"] == 2
+    for name, value in straight["model"].items():
+        assert np.array_equal(value.numpy(), split["model"][name].numpy()), name
+
+
+@needs_mnist
+@pytest.mark.timeout(300)
+def test_killed_worker_restarts_from_last_checkpoint(tmp_path):
+    checkpoint = tmp_path / "ck.dt"
+
+    def kill_a_worker_after_first_checkpoint(proc, tag):
+        deadline = time.monotonic() + 120
+        while not checkpoint.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
+            time.sleep(0.05)
+        workers = [pid for pid in processes_with_env(TAG, tag) if _rank_of(pid) == "1"]
+        assert workers, "rank 1 not found"
+        os.kill(workers[0], signal.SIGKILL)
+
+    code, out, err = run(launcher(2, "--data-dir", DATA, "--epochs", 5, "--save-model", "--checkpoint", checkpoint,
+                                  "--metrics", tmp_path / "m.jsonl", options=("--max-restarts", 1)),
+                         tmp_path, on_start=kill_a_worker_after_first_checkpoint)
+    assert code == 0, out + err
+    assert "Resumed from" in out, out
+    assert accuracy(out) >= 97.0
+    assert distnn.load(checkpoint)["epoch"] == 5
+
+
+def _rank_of(pid):
+    """The RANK in a process's environment (None for the launcher itself)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
+    except OSError:
+        return None
+    rank = env.get(b"RANK")
+    return rank.decode() if rank is not None else None
