@@ -20,7 +20,7 @@ import threading
 import numpy as np
 import zmq
 
-from . import env, wire
+from . import wire
 from .errors import DistributedError, DistributedTimeoutError
 from .store import StoreClient, StoreServer
 from .transport import Transport

@@ -1,0 +1,187 @@
+"""The in-place methods of ``Tensor`` (``add_``, ``mul_``, ``fill_``, ``copy_``,
+``__setitem__``, ...), kept apart from the rest of the class.
+
+Without autograd recording they write straight into the array. When a graph
+is recorded they compute the out-of-place op on a snapshot and rebase the
+tensor's history onto it, as PyTorch does. Either way they bump the version
+counter shared with views, so backward refuses values it saved earlier.
+"""
+
+from . import backend
+from .autograd import grad_mode
+
+
+class InPlaceMethods:
+    """Mixed into ``Tensor``; ``_ops`` and ``Tensor`` are bound by tensor.py once defined."""
+
+    def __setitem__(self, index, value):
+        self._modify(lambda: _ops.index_put(self, index, value),
+                     lambda d: _ops.assign_index(d, index, value), value)
+
+    def __iadd__(self, other):
+        return self.add_(other)
+
+    def __isub__(self, other):
+        return self.sub_(other)
+
+    def __imul__(self, other):
+        return self.mul_(other)
+
+    def __itruediv__(self, other):
+        return self.div_(other)
+
+    def add_(self, other, alpha=1):
+        if alpha != 1:
+            other = other * alpha
+        return self._modify_ufunc("add", other)
+
+    def sub_(self, other, alpha=1):
+        if alpha != 1:
+            other = other * alpha
+        return self._modify_ufunc("subtract", other)
+
+    def mul_(self, other):
+        return self._modify_ufunc("multiply", other)
+
+    def div_(self, other):
+        return self._modify_ufunc("true_divide", other)
+
+    def pow_(self, other):
+        return self._modify_ufunc("power", other)
+
+    def clamp_(self, min=None, max=None):  # noqa: A002  (PyTorch's names)
+        return self._modify(lambda: _ops.clamp(self, min, max),
+                            lambda d: _clip_inplace(d, min, max), None)
+
+    clip_ = clamp_
+
+    def zero_(self):
+        return self.fill_(0)
+
+    def fill_(self, value):
+        v = value._data if isinstance(value, Tensor) else value
+        return self._modify(lambda: _ops.full_like_of(self, value),
+                            lambda d: d.fill(v) if not hasattr(v, "shape") else d.__setitem__(Ellipsis, v),
+                            value)
+
+    def copy_(self, src, non_blocking=False):
+        if not isinstance(src, Tensor):
+            raise TypeError(f"Expect: copy_ from a Tensor, Actual: {type(src).__name__}")
+        return self._modify(lambda: _ops.copy_from(self, src),
+                            lambda d: d.__setitem__(Ellipsis, backend.move_to(src._data, self.device)),
+                            src)
+
+    def masked_fill_(self, mask, value):
+        return self._modify(lambda: _ops.masked_fill(self, mask, value),
+                            lambda d: _ops.assign_masked(d, mask, value), value)
+
+    def addcmul_(self, t1, t2, value=1):
+        return self.add_(t1 * t2 * value if value != 1 else t1 * t2)
+
+    def addcdiv_(self, t1, t2, value=1):
+        return self.add_(t1 / t2 * value if value != 1 else t1 / t2)
+
+    def lerp_(self, end, weight):
+        return self.add_((end - self) * weight)
+
+    def sqrt_(self):
+        return self._modify_unary("sqrt")
+
+    def exp_(self):
+        return self._modify_unary("exp")
+
+    def neg_(self):
+        return self._modify_unary("negative")
+
+    def abs_(self):
+        return self._modify_unary("abs")
+
+    def relu_(self):
+        return self.clamp_(min=0)
+
+    def sign_(self):
+        return self._modify_unary("sign")
+
+    def uniform_(self, a=0.0, b=1.0, generator=None):
+        from .random import sample_like
+        return self._overwrite(sample_like(self, "uniform", a, b, generator))
+
+    def normal_(self, mean=0.0, std=1.0, generator=None):
+        from .random import sample_like
+        return self._overwrite(sample_like(self, "normal", mean, std, generator))
+
+    def bernoulli_(self, p=0.5, generator=None):
+        from .random import sample_like
+        return self._overwrite(sample_like(self, "uniform", 0.0, 1.0, generator) < p)
+
+    def _overwrite(self, array):
+        return self._modify(None, lambda d: d.__setitem__(Ellipsis, array), None)
+
+    def _modify_ufunc(self, name, other):
+        o = other._data if isinstance(other, Tensor) else other
+        return self._modify(lambda: getattr(_ops, _UFUNC_OPS[name])(self, other),
+                            lambda d: _ufunc_inplace(d, name, o), other)
+
+    def _modify_unary(self, name):
+        return self._modify(lambda: getattr(_ops, _UNARY_OPS[name])(self),
+                            lambda d: getattr(backend.array_module(d), name)(d, out=d), None)
+
+    def _modify(self, out_of_place, in_place, other):
+        """Apply an in-place op: directly on the array when no graph is recorded,
+        otherwise through ``out_of_place`` with this tensor's history rebased onto it."""
+        record = grad_mode._state.enabled and (
+            self.requires_grad or (isinstance(other, Tensor) and other.requires_grad))
+        if not record:
+            in_place(self._data)
+        else:
+            if self.requires_grad and self.grad_fn is None:
+                raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+            if self._base is not None and self._base.requires_grad:
+                raise RuntimeError("in-place modification of a view of a tensor that requires grad is not "
+                                   "supported; modify the base tensor (x[index] = value) or clone() first")
+            if out_of_place is None:
+                raise RuntimeError("this in-place operation is not differentiable; wrap it in no_grad()")
+            result = _rebase_source(self, out_of_place)
+            self._data[...] = result._data
+            self.grad_fn, self._output_nr, self.requires_grad = result.grad_fn, result._output_nr, True
+        self._vc[0] += 1
+        return self
+
+
+def _rebase_source(t, out_of_place):
+    """Run ``out_of_place`` on a snapshot of ``t`` so the saved value survives the overwrite."""
+    # The snapshot gets a private version counter: the op may save it, and the
+    # bump that follows this in-place write must not invalidate that copy.
+    original, counter = t._data, t._vc
+    t._data, t._vc = t._data.copy(), [0]
+    try:
+        return out_of_place()
+    finally:
+        t._data, t._vc = original, counter
+
+
+_UFUNC_OPS = {"add": "add", "subtract": "sub", "multiply": "mul", "true_divide": "div", "power": "pow"}
+_UNARY_OPS = {"sqrt": "sqrt", "exp": "exp", "negative": "neg", "abs": "abs", "sign": "sign"}
+
+
+def _ufunc_inplace(d, name, other):
+    xp = backend.array_module(d)
+    try:
+        getattr(xp, name)(d, other, out=d)
+    except TypeError as exc:  # numpy's UFuncTypeError: an int tensor given a float, say
+        other_dtype = getattr(other, "dtype", type(other).__name__)
+        raise RuntimeError(f"result type of {name} with {other_dtype} can't be cast to the "
+                           f"desired output type {d.dtype}") from exc
+
+
+def _clip_inplace(d, lo, hi):
+    lo = lo._data if isinstance(lo, Tensor) else lo
+    hi = hi._data if isinstance(hi, Tensor) else hi
+    if lo is not None:
+        backend.array_module(d).maximum(d, lo, out=d)
+    if hi is not None:
+        backend.array_module(d).minimum(d, hi, out=d)
+
+
+_ops = None  # distnn.ops, bound by tensor.py after it is imported
+Tensor = None  # distnn.tensor.Tensor, bound likewise
