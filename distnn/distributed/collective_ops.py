@@ -12,8 +12,8 @@ from .. import backend
 from ..tensor import Tensor
 from . import collectives, env
 from .errors import DistributedError
-from .process_group import ProcessGroup, World, _active_worlds, _seconds
-from .wire import WIRE_DTYPES
+from .process_group import ProcessGroup, Work, World, _active_worlds, _seconds
+from .wire import WIRE_DTYPES, check_expected
 
 
 class ReduceOp(str, Enum):
@@ -156,17 +156,25 @@ class _Buffer:
             self._tensor._vc[0] += 1  # modified in place, like any in-place op
 
 
-def _op_name(op):
-    op = ReduceOp(op) if not isinstance(op, ReduceOp) else op
+def _op_name(op, dtype=None):
+    """The reduction's name, checked against the dtype it will reduce (before anything is sent)."""
+    try:
+        op = ReduceOp(op) if not isinstance(op, ReduceOp) else op
+    except ValueError:
+        raise ValueError(f"Expect: op among {[o.name for o in ReduceOp]}, Actual: {op!r}") from None
+    if dtype is not None:
+        if op is ReduceOp.AVG and dtype.kind != "f":
+            raise TypeError(f"ReduceOp.AVG needs a floating-point tensor, got {dtype}")
+        if op in (ReduceOp.BAND, ReduceOp.BOR, ReduceOp.BXOR) and dtype.kind not in "iub":
+            raise TypeError(f"ReduceOp.{op.name} needs an integer or bool tensor, got {dtype}")
     return op.value
 
 
 # --- collectives --------------------------------------------------------------------------
 
 def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op=False):
-    g, buf, name = _group(group), _Buffer(tensor), _op_name(op)
-    if name == "avg" and buf.dtype.kind != "f":
-        raise TypeError(f"ReduceOp.AVG needs a floating-point tensor, got {buf.dtype}")
+    g, buf = _group(group), _Buffer(tensor)
+    name = _op_name(op, buf.dtype)
 
     def run(ex):
         collectives.all_reduce(ex, buf.flat, "sum" if name == "avg" else name)
@@ -218,7 +226,8 @@ def all_gather(tensor_list, tensor, group=None, async_op=False):
 
 
 def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op=False):
-    g, out, inp, name = _group(group), _Buffer(output, "output"), _Buffer(input, "input"), _op_name(op)
+    g, out, inp = _group(group), _Buffer(output, "output"), _Buffer(input, "input")
+    name = _op_name(op, inp.dtype)
     if inp.flat.size != out.flat.size * g.size:
         raise ValueError(f"Expect: input of {out.flat.size * g.size} elements (world_size x output), "
                          f"Actual: {inp.flat.size}")
@@ -239,7 +248,8 @@ def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op=Fal
 
 
 def reduce(tensor, dst, op=ReduceOp.SUM, group=None, async_op=False):
-    g, buf, name = _group(group), _Buffer(tensor), _op_name(op)
+    g, buf = _group(group), _Buffer(tensor)
+    name = _op_name(op, buf.dtype)
     is_dst = g.rank == _group_rank(g, dst, "dst")
 
     def run(ex):
@@ -306,38 +316,37 @@ def isend(tensor, dst, group=None, tag=0):
 
 
 def irecv(tensor, src=None, group=None, tag=0):
+    """Post a receive (from ``src``, or from whichever peer sends first); the returned
+    work's ``result()`` is the sender's rank. Later calls are not held up meanwhile."""
     g, buf = _group(group), _Buffer(tensor)
-    if src is None:
-        return _recv_any(g, buf)
-    peer = _group_rank(g, src, "src")
-
-    def run(ex):
-        buf.flat[...] = ex.recv_array(peer, buf.flat.size, channel="p2p", seg=0)
-        buf.commit()
-        return src
-    return g.submit_p2p(peer, "recv", run, True, buf.dtype, buf.shape)
-
-
-def _recv_any(g, buf):
-    """Receive from whichever peer sends first (``recv(t)`` without ``src``)."""
-    from .process_group import Exchange, Work
     world = g.world
-    work = Work(f"recv from any rank on rank {world.rank}", world.timeout)
+    if src is not None:
+        peer = _group_rank(g, src, "src")
+        if peer == g.rank:
+            raise ValueError(f"rank {g.rank} cannot receive from itself")
+        seq, sources = g.next_p2p_seq(peer, received=True), [src]
+    else:
+        seq, sources = None, [r for r in g.ranks if r != world.rank]
+    work = Work(f"recv from {'rank %d' % src if src is not None else 'any rank'} on rank {world.rank}",
+                world.timeout)
 
-    def run():
-        peers = [r for r in g.ranks if r != world.rank]
-        src, header, payload = world.transport.recv_any(g.id, "p2p", peers, world.timeout, "recv")
-        peer = g.ranks.index(src)
-        seq = g._p2p_received.get(peer, 0)
-        g._p2p_received[peer] = seq + 1
-        expect = Exchange(g, "send", seq, buf.dtype, buf.shape)
-        from .wire import check_expected
-        check_expected(header, {"op": "send", "seq": seq, "dtype": buf.dtype.name, "shape": list(buf.shape),
-                                "nbytes": buf.flat.nbytes}, world.rank)
-        buf.flat[...] = np.frombuffer(payload, dtype=expect.dtype, count=buf.flat.size)
+    def attempt():
+        found = world.transport.take(g.id, sources, "p2p")
+        if found is None:
+            return False
+        sender, header, payload = found
+        expected_seq = seq if seq is not None else g.next_p2p_seq(g.ranks.index(sender), received=True)
+        if header["seq"] != expected_seq:
+            raise DistributedError(f"rank {world.rank}: rank {sender} sent its message number "
+                                   f"{header['seq']}, this rank expected number {expected_seq} "
+                                   "(sends and receives between them do not pair up)")
+        check_expected(header, {"op": "send", "seq": expected_seq, "dtype": buf.dtype.name,
+                                "shape": list(buf.shape), "nbytes": buf.flat.nbytes}, world.rank)
+        buf.flat[...] = np.frombuffer(payload, dtype=buf.dtype, count=buf.flat.size)
         buf.commit()
-        return src
-    world.comm.submit(work, run)
+        work._result = sender
+        return True
+    world.comm.post(work, attempt)
     return work
 
 

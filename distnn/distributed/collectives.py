@@ -40,10 +40,23 @@ def _segment_elems(buf):
     return max(1, SEGMENT_BYTES // max(buf.itemsize, 1))
 
 
+def handshake(ex):
+    """An empty message to and from every peer: even a collective with nothing to
+    move compares op, dtype and shape with every rank."""
+    for peer in range(ex.size):
+        if peer != ex.rank:
+            ex.send(peer, ex.empty)
+    for peer in range(ex.size):
+        if peer != ex.rank:
+            ex.recv_array(peer, 0)
+
+
 def all_reduce(ex, buf, op):
     """In-place reduction of flat ``buf`` across the group."""
-    if ex.size == 1 or buf.size == 0:
+    if ex.size == 1:
         return
+    if buf.size == 0:
+        return handshake(ex)
     # One hop beats the ring's 2(n-1) until the extra volume (n-1 full copies per rank)
     # costs more than the hops; with two ranks both move the same bytes.
     direct_max = DIRECT_MAX_BYTES * (4 if ex.size == 2 else 1)
@@ -96,8 +109,10 @@ def _ring_gather_phase(ex, buf, chunk_segs, left, right):
 
 
 def broadcast(ex, buf, root):
-    if ex.size == 1 or buf.size == 0:
+    if ex.size == 1:
         return
+    if buf.size == 0:
+        return handshake(ex)
     if buf.nbytes <= DIRECT_MAX_BYTES:
         if ex.rank == root:
             for peer in range(ex.size):
@@ -123,8 +138,10 @@ def all_gather(ex, out, part):
     """``out`` (size * part.size elements) gets every rank's ``part`` in rank order."""
     n, r, m = ex.size, ex.rank, part.size
     out[r * m:(r + 1) * m] = part
-    if n == 1 or m == 0:
+    if n == 1:
         return
+    if m == 0:
+        return handshake(ex)
     left, right = (r - 1) % n, (r + 1) % n
     seg = _segment_elems(out)
     chunk_segs = [segments(c * m, (c + 1) * m, seg) for c in range(n)]
@@ -139,7 +156,10 @@ def reduce_scatter(ex, work, op):
     returns that chunk."""
     n, r = ex.size, ex.rank
     m = work.size // n
-    if n == 1 or m == 0:
+    if n == 1:
+        return work[r * m:(r + 1) * m]
+    if m == 0:
+        handshake(ex)
         return work[r * m:(r + 1) * m]
     ufunc = REDUCE_UFUNCS[op]
     left, right = (r - 1) % n, (r + 1) % n

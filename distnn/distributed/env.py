@@ -29,6 +29,9 @@ def _int_env(name, environ):
 def resolve_ranks(rank=None, world_size=None, environ=None):
     """(rank, world_size, local_rank, local_world_size) from arguments or the environment."""
     environ = os.environ if environ is None else environ
+    if rank is not None and world_size is not None:
+        _check_rank(rank, world_size)
+        return rank, world_size, rank, world_size
     for rank_var, size_var, local_var, local_size_var in _SOURCES:
         if rank_var in environ and size_var in environ:
             env_rank, env_size = _int_env(rank_var, environ), _int_env(size_var, environ)
@@ -43,9 +46,13 @@ def resolve_ranks(rank=None, world_size=None, environ=None):
     if rank is None or world_size is None:
         raise ValueError("rank and world_size are unknown: pass rank= and world_size=, start the script "
                          "with `python -m launcher`, or set RANK and WORLD_SIZE (srun and mpirun set theirs)")
+    _check_rank(rank, world_size)
+    return rank, world_size, rank if local is None else local, world_size if local_size is None else local_size
+
+
+def _check_rank(rank, world_size):
     if world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"Expect: 0 <= rank < world_size, Actual: rank={rank}, world_size={world_size}")
-    return rank, world_size, rank if local is None else local, world_size if local_size is None else local_size
 
 
 def resolve_master(init_method=None, environ=None):
@@ -54,14 +61,26 @@ def resolve_master(init_method=None, environ=None):
     if init_method not in (None, "env://"):
         if not init_method.startswith("tcp://"):
             raise ValueError(f"Expect: init_method 'env://' or 'tcp://host:port', Actual: {init_method!r}")
-        host, _, port = init_method[len("tcp://"):].rpartition(":")
-        return host.strip("[]"), int(port)
+        host, sep, port = init_method[len("tcp://"):].rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"Expect: init_method 'tcp://host:port', Actual: {init_method!r}")
+        return host.strip("[]"), _port(port, f"the port of init_method {init_method!r}")
     host, port = environ.get("MASTER_ADDR"), environ.get("MASTER_PORT")
     if host is None or port is None:
         missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if environ.get(v) is None]
         raise ValueError(f"environment variable(s) {', '.join(missing)} not set: the rendezvous address "
                          "is unknown (the launcher sets them; or pass init_method='tcp://host:port')")
-    return host, int(port)
+    return host, _port(port, f"MASTER_PORT={port!r}")
+
+
+def _port(text, what):
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 < port < 65536:
+        raise ValueError(f"Expect: a TCP port in 1..65535 as {what.split('=')[0]}, Actual: {what}")
+    return port
 
 
 def job_token(environ=None):

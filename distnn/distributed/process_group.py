@@ -16,6 +16,7 @@ import queue
 import socket
 import tempfile
 import threading
+import time
 
 import numpy as np
 import zmq
@@ -23,9 +24,10 @@ import zmq
 from . import wire
 from .errors import DistributedError, DistributedTimeoutError
 from .store import StoreClient, StoreServer
-from .transport import Transport
+from .transport import OutOfOrderMessage, Transport
 
 _LINGER_MS = 5000  # closing waits this long for queued messages to leave
+_HISTORY = 64  # collectives remembered per group, to explain a peer that fell out of step
 
 
 class Work:
@@ -68,20 +70,33 @@ class _CommThread:
     """Runs collectives in submission order. Sockets are used by one thread at a
     time, under ``_lock``: this thread for asynchronous work, or the caller itself
     for a synchronous collective when nothing asynchronous is pending (which
-    saves two thread hand-offs per call)."""
+    saves two thread hand-offs per call).
+
+    Point-to-point receives are *posted*: they wait on the side while later work
+    runs, and complete whenever their message arrives, so ``irecv`` followed by
+    ``isend`` or a barrier never deadlocks (as with torch's backends)."""
+
+    _IDLE_POLL_S = 0.02
 
     def __init__(self, world):
         self._world = world
         self._queue = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._pending = 0
+        self._posted = []  # (work, attempt, deadline): attempt() -> True once complete
         self._thread = threading.Thread(target=self._loop, name="distnn-comm", daemon=True)
         self._thread.start()
 
     def submit(self, work, fn):
         with self._lock:
             self._pending += 1
-        self._queue.put((work, fn))
+        self._queue.put((work, fn, False))
+
+    def post(self, work, attempt):
+        """Queue a receive that completes when ``attempt()`` finds its message."""
+        with self._lock:
+            self._pending += 1
+        self._queue.put((work, attempt, True))
 
     def run_now_or_submit(self, work, fn):
         """Run ``fn`` on this thread if the queue is idle, else queue it; ``work`` ends either way."""
@@ -90,7 +105,7 @@ class _CommThread:
                 self._execute(work, fn)
                 return
             self._pending += 1
-        self._queue.put((work, fn))
+        self._queue.put((work, fn, False))
 
     def stop(self):
         self._queue.put(None)
@@ -98,12 +113,48 @@ class _CommThread:
 
     def _loop(self):
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=self._IDLE_POLL_S if self._posted else None)
+            except queue.Empty:
+                item = ()
             if item is None:
                 return
             with self._lock:
-                self._execute(*item)
-                self._pending -= 1
+                if item:
+                    work, fn, posted = item
+                    if posted:
+                        self._posted.append((work, fn, time.monotonic() + self._world.timeout))
+                    else:
+                        self._execute(work, fn)
+                        self._pending -= 1
+                if self._posted:
+                    self._service_posted()
+
+    def _service_posted(self):
+        try:
+            self._world.transport.drain()
+        except Exception as exc:
+            for work, _, _ in self._posted:
+                work._finish(error=exc)
+            self._pending -= len(self._posted)
+            self._posted.clear()
+            return
+        still = []
+        for work, attempt, deadline in self._posted:
+            try:
+                if attempt():
+                    work._finish(result=work._result)
+                elif time.monotonic() > deadline:
+                    raise DistributedTimeoutError(f"{work.description} timed out after "
+                                                  f"{self._world.timeout:.1f}s")
+                else:
+                    still.append((work, attempt, deadline))
+                    continue
+            except Exception as exc:
+                self._world.fail(exc)
+                work._finish(error=exc)
+            self._pending -= 1
+        self._posted = still
 
     def _execute(self, work, fn):
         if self._world.broken is not None:
@@ -119,6 +170,8 @@ class _CommThread:
 
 class World:
     """This process's membership in a job: sockets, store, communication thread."""
+
+    generation = 0
 
     def __init__(self, rank, world_size, local_rank, local_world_size, master, token, timeout):
         self.rank, self.size = rank, world_size
@@ -143,12 +196,15 @@ class World:
 
     def _rendezvous(self):
         info = dict(self.transport.endpoint_info(), world=self.size, rank=self.rank)
-        self.store.set(f"member/{self.rank}", info)
-        keys = [f"member/{r}" for r in range(self.size)]
+        # Keys name the generation (this process's count of worlds joined), so a rank that
+        # re-initialises fast never meets the previous generation's members in a store
+        # that has not shut down yet.
+        World.generation += 1
+        keys = [f"gen{World.generation}/member/{r}" for r in range(self.size)]
         try:
-            members = self.store.wait(keys, what=f"ranks to join (world_size={self.size})")
+            members = self.store.join(keys[self.rank], info, keys, what=f"ranks to join (world_size={self.size})")
         except DistributedTimeoutError as exc:
-            raise DistributedTimeoutError(str(exc).replace("member/", "rank ")) from None
+            raise DistributedTimeoutError(str(exc).replace(f"gen{World.generation}/member/", "rank ")) from None
         for r, m in enumerate(members):
             if m["world"] != self.size:
                 raise DistributedError(f"rank {self.rank}: world_size mismatch: this rank has {self.size}, "
@@ -191,6 +247,7 @@ class ProcessGroup:
         self._seq = 0
         self._p2p_sent = {}
         self._p2p_received = {}
+        self._history = {}  # recent sequence numbers -> (op, dtype, shape), to explain mismatches
 
     def __repr__(self):
         return f"ProcessGroup(id={self.id}, ranks={self.ranks}, rank={self.rank})"
@@ -200,6 +257,8 @@ class ProcessGroup:
         seq = self._seq
         self._seq += 1
         ex = Exchange(self, op, seq, dtype, shape)
+        self._history[seq] = {"op": op, "dtype": ex.dtype.name, "shape": ex.shape}
+        self._history.pop(seq - _HISTORY, None)
         return self._start(Work(f"{op} (sequence {seq}) on rank {self.world.rank}", self.world.timeout),
                            lambda: fn(ex), async_op)
 
@@ -211,12 +270,30 @@ class ProcessGroup:
         work.wait(timeout=self.world.timeout + 5)
         return None
 
-    def submit_p2p(self, peer, op, fn, async_op, dtype, shape):
-        """Point-to-point: numbered per peer pair rather than per group."""
-        counters = self._p2p_sent if op == "send" else self._p2p_received
+    def explain_out_of_order(self, header):
+        """A peer's message for a collective this rank ran differently: say which field
+        differs, as for any mismatch (None when this rank never ran that sequence)."""
+        mine = self._history.get(header["seq"])
+        if mine is None:
+            return None
+        for field in ("op", "dtype", "shape"):
+            if mine[field] != header[field]:
+                return DistributedError(
+                    f"rank {self.world.rank}: mismatched collective with rank {header['src']} (sequence "
+                    f"{header['seq']}): {field} differs: this rank has {mine[field]!r}, rank {header['src']} "
+                    f"has {header[field]!r}")
+        return None
+
+    def next_p2p_seq(self, peer, received):
+        """Point-to-point messages are numbered per peer pair and direction."""
+        counters = self._p2p_received if received else self._p2p_sent
         seq = counters.get(peer, 0)
         counters[peer] = seq + 1
-        ex = Exchange(self, "send", seq, dtype, shape)
+        return seq
+
+    def submit_p2p(self, peer, op, fn, async_op, dtype, shape):
+        """A send to ``peer``, numbered per peer pair rather than per group."""
+        ex = Exchange(self, "send", self.next_p2p_seq(peer, received=False), dtype, shape)
         return self._start(Work(f"{op} with rank {peer} on rank {self.world.rank}", self.world.timeout),
                            lambda: fn(ex), async_op)
 
@@ -232,6 +309,7 @@ class Exchange:
         self._transport = group.world.transport
         self._sent, self._received = {}, {}
         self._trackers = []
+        self.empty = np.empty(0, self.dtype)
 
     def send(self, dst, payload):
         seg = self._sent.get(dst, 0)
@@ -249,18 +327,28 @@ class Exchange:
             self._received[src] = seg + 1
         expect = {"op": self.op, "seq": self.seq, "dtype": self.dtype.name, "shape": self.shape,
                   "seg": seg, "nbytes": count * dtype.itemsize}
-        payload = self._transport.recv(self.group.id, self.group.ranks[src], channel, expect,
-                                       self.group.world.timeout, self.describe())
+        try:
+            payload = self._transport.recv(self.group.id, self.group.ranks[src], channel, expect,
+                                           self.group.world.timeout, self.describe())
+        except OutOfOrderMessage as exc:
+            raise self.group.explain_out_of_order(exc.header) or exc from None
         return np.frombuffer(payload, dtype=dtype, count=count)
 
     def finish(self):
-        """Wait until every zero-copy payload has left, so the caller may reuse its buffers."""
+        """Wait until every zero-copy payload has left, so the caller may reuse its buffers;
+        a receiver that died meanwhile is noticed, rather than waited for until the timeout."""
+        deadline = time.monotonic() + self.group.world.timeout
+        receivers = [self.group.ranks[dst] for dst in self._sent]
         for tracker in self._trackers:
-            try:
-                tracker.wait(self.group.world.timeout)
-            except zmq.NotDone:
-                raise DistributedTimeoutError(f"rank {self.group.world.rank}: {self.describe()}: sends did "
-                                              f"not complete within {self.group.world.timeout:.1f}s") from None
+            while not tracker.done:
+                if time.monotonic() > deadline:
+                    raise DistributedTimeoutError(
+                        f"rank {self.group.world.rank}: {self.describe()}: sends to rank(s) {sorted(receivers)} "
+                        f"did not complete within {self.group.world.timeout:.1f}s")
+                try:
+                    tracker.wait(0.5)
+                except zmq.NotDone:
+                    self._transport.check_alive(receivers, self.describe())
         self._trackers.clear()
 
     def describe(self):

@@ -19,6 +19,7 @@ import zmq
 from .errors import DistributedError, DistributedTimeoutError
 
 _POLL_MS = 50
+_RESEND_S = 1.0
 _MAX_REQUEST = 1 << 20
 
 
@@ -91,6 +92,12 @@ class StoreServer:
         elif op == "wait" and isinstance(key, list) and all(isinstance(k, str) for k in key):
             self._waiters.append((identity, rid, key))
             self._wake_waiters()
+        elif op == "join" and isinstance(key, list) and len(key) == 2 and isinstance(key[0], str) \
+                and isinstance(key[1], list) and all(isinstance(k, str) for k in key[1]):
+            # Register and wait in one request, so a retry after a store restart redoes both.
+            self._data[key[0]] = request.get("value")
+            self._waiters.append((identity, rid, key[1]))
+            self._wake_waiters()
         elif op == "missing" and isinstance(key, list):
             self._reply(identity, rid, value=[k for k in key if k not in self._data])
         else:
@@ -127,17 +134,26 @@ class StoreClient:
         self._socket.close(linger=0)
 
     def _request(self, op, key, value=None, timeout=None, describe_wait=None):
+        """Send one request and wait for its answer. Idempotent requests are resent every
+        second: a request that reached a store which then shut down (rank 0 re-initialising
+        on the same port) would otherwise never be answered."""
         rid = next(self._ids)
-        self._socket.send(msgpack.packb({"op": op, "key": key, "value": value, "token": self._token,
-                                         "id": rid}, use_bin_type=True))
+        message = msgpack.packb({"op": op, "key": key, "value": value, "token": self._token, "id": rid},
+                                use_bin_type=True)
+        self._socket.send(message)
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        resend_at = time.monotonic() + _RESEND_S
         while True:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 raise DistributedTimeoutError(describe_wait() if describe_wait else
                                               f"rendezvous store at {self.address} did not answer "
                                               f"within {self.timeout:.1f}s (is rank 0 running?)")
-            if not self._socket.poll(min(remaining, 0.5) * 1000):
+            if op != "add" and now >= resend_at:
+                self._socket.send(message)
+                resend_at = now + _RESEND_S
+            if not self._socket.poll(min(remaining, 0.25) * 1000):
                 continue
             reply = msgpack.unpackb(self._socket.recv(), raw=False)
             if reply.get("id") != rid:
@@ -155,6 +171,15 @@ class StoreClient:
     def wait(self, keys, timeout=None, what="keys"):
         """Block until every key is set; returns their values. On timeout the error
         lists the keys (e.g. the ranks) still missing."""
+        return self._request("wait", list(keys), timeout=timeout,
+                             describe_wait=self._describe_missing(keys, timeout, what))
+
+    def join(self, key, value, keys, timeout=None, what="keys"):
+        """Set ``key`` and wait for every one of ``keys``, as one retryable request."""
+        return self._request("join", [key, list(keys)], value, timeout=timeout,
+                             describe_wait=self._describe_missing(keys, timeout, what))
+
+    def _describe_missing(self, keys, timeout, what):
         def describe():
             try:
                 missing = self._request("missing", list(keys), timeout=2.0)
@@ -162,7 +187,7 @@ class StoreClient:
                 missing = list(keys)
             return (f"rendezvous timed out after {self.timeout if timeout is None else timeout:.1f}s "
                     f"at {self.address} waiting for {what}: {missing}")
-        return self._request("wait", list(keys), timeout=timeout, describe_wait=describe)
+        return describe
 
 
 def _bracket(host):

@@ -27,6 +27,14 @@ _SOCKET_BUFFER = 4 * 1024 * 1024
 _LIVENESS_CHECK_S = 0.5
 
 
+class OutOfOrderMessage(DistributedError):
+    """A peer's message belongs to another collective than the one this rank is in."""
+
+    def __init__(self, header, message):
+        super().__init__(message)
+        self.header = header
+
+
 def host_identity():
     """Hostname plus boot id: equal only for processes that can share ipc:// sockets."""
     try:
@@ -85,10 +93,11 @@ class Transport:
         for sock in self._push.values():
             sock.close(linger=linger)
         self._pull.close(linger=0)
-        try:
-            os.unlink(self._ipc_path)
-        except OSError:
-            pass
+        for remove in (os.unlink, os.rmdir):  # the last rank out also removes the job's folder
+            try:
+                remove(self._ipc_path if remove is os.unlink else os.path.dirname(self._ipc_path))
+            except OSError:
+                pass
 
     # --- sending --------------------------------------------------------------------
     def send(self, dst, header, payload):
@@ -123,15 +132,31 @@ class Transport:
             queue = self._queues.get((group, src, channel))
         header, payload = queue.popleft()
         if header["seq"] != expect["seq"] or header["seg"] != expect["seg"]:
-            raise DistributedError(
-                f"rank {self.rank}: out-of-order message from rank {src}: got {header['op']} sequence "
-                f"{header['seq']} segment {header['seg']}, expected {expect['op']} sequence "
+            raise OutOfOrderMessage(
+                header, f"rank {self.rank}: out-of-order message from rank {src}: got {header['op']} "
+                f"sequence {header['seq']} segment {header['seg']}, expected {expect['op']} sequence "
                 f"{expect['seq']} segment {expect['seg']} (ranks called collectives in different orders)")
         wire.check_expected(header, expect, self.rank)
         if len(payload) != expect["nbytes"]:
             raise DistributedError(f"rank {self.rank}: rank {src} announced {expect['nbytes']} bytes but "
                                    f"sent {len(payload)}")
         return payload
+
+    def take(self, group, srcs, channel):
+        """(src, header, payload) of a message already received from one of ``srcs``, or None."""
+        for src in srcs:
+            queue = self._queues.get((group, src, channel))
+            if queue:
+                header, payload = queue.popleft()
+                return src, header, payload
+        return None
+
+    def drain(self):
+        """Sort every message that has already arrived into its queue, without waiting."""
+        if self._aborted:
+            raise DistributedError(self._aborted)
+        while self._pull.poll(0):
+            self._accept(self._pull.recv_multipart(copy=False))
 
     def recv_any(self, group, channel, srcs, timeout, describe):
         """(src, header, payload) of the first message on (group, channel) from any of ``srcs``."""
@@ -159,7 +184,7 @@ class Transport:
                 if self._accept(frames):
                     return
             else:
-                self._check_alive(waiting_for, describe)
+                self.check_alive(waiting_for, describe)
 
     def _accept(self, frames):
         if len(frames) != 2:
@@ -178,16 +203,28 @@ class Transport:
         self._queues.setdefault(key, deque()).append((header, frames[1].buffer))
         return True
 
-    def _check_alive(self, ranks, describe):
+    def check_alive(self, ranks, describe):
+        """Raise if a same-host peer among ``ranks`` has exited (a zombie counts as exited)."""
         for r in ranks:
             pid = self._peer_pids.get(r)
-            if pid is None:
-                continue
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if pid is not None and not _process_running(pid):
                 self._aborted = (f"rank {self.rank}: rank {r} (pid {pid}) exited while this rank was "
                                  f"waiting for it in {describe}")
-                raise DistributedError(self._aborted) from None
-            except PermissionError:
-                pass
+                raise DistributedError(self._aborted)
+
+
+def _process_running(pid):
+    """False once ``pid`` has exited, even while it waits unreaped as a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):  # no /proc (not Linux): ask the kernel directly
+        try:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True

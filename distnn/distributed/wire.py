@@ -30,7 +30,13 @@ def encode_header(job, group, op, seq, src, dtype, shape, seg, nbytes):
 def encode_abort(job, src, reason):
     """An abort notice: a rank that failed tells every peer why, so none waits forever."""
     return msgpack.packb({"job": job, "grp": -1, "op": ABORT_OP, "seq": -1, "src": src,
-                          "dtype": reason[:2000], "shape": [], "seg": 0, "nbytes": 0}, use_bin_type=True)
+                          "dtype": _clip_utf8(reason[:2000], 4000), "shape": [], "seg": 0, "nbytes": 0},
+                         use_bin_type=True)
+
+
+def _clip_utf8(text, max_bytes):
+    """``text`` cut to at most ``max_bytes`` of UTF-8 (the decoder's string limit), whole characters only."""
+    return text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
 
 
 class MalformedMessage(ValueError):
