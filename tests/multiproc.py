@@ -8,6 +8,7 @@ left, grandchildren included.
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -30,6 +31,18 @@ class RankResult:
 
 
 def free_port():
+    """A TCP port free on 127.0.0.1 now. Picked below the kernel's ephemeral range
+    (32768+), where outgoing connections and ZeroMQ's random data ports live, so
+    nothing else is likely to take it before the rank meant to bind it does."""
+    rng = random.SystemRandom()
+    for _ in range(100):
+        port = rng.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -1,0 +1,126 @@
+"""Rank/world/master resolution from arguments and launcher or cluster variables
+(distnn/distributed/env.py); pure functions over an explicit environ dict."""
+
+import pytest
+
+from distnn.distributed import env
+
+LAUNCHER = {"RANK": "2", "WORLD_SIZE": "4", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "2"}
+SLURM = {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_NTASKS_PER_NODE": "4"}
+OMPI = {"OMPI_COMM_WORLD_RANK": "3", "OMPI_COMM_WORLD_SIZE": "6", "OMPI_COMM_WORLD_LOCAL_RANK": "1",
+        "OMPI_COMM_WORLD_LOCAL_SIZE": "3"}
+PMI = {"PMI_RANK": "1", "PMI_SIZE": "3", "MPI_LOCALRANKID": "1", "MPI_LOCALNRANKS": "3"}
+
+
+@pytest.mark.parametrize("environ, expected", [
+    (LAUNCHER, (2, 4, 0, 2)),
+    (SLURM, (5, 8, 1, 4)),
+    (OMPI, (3, 6, 1, 3)),
+    (PMI, (1, 3, 1, 3)),
+    ({"RANK": "1", "WORLD_SIZE": "3"}, (1, 3, 1, 3)),  # no local info: one host assumed
+    (dict(SLURM, SLURM_NTASKS_PER_NODE="4(x2)"), (5, 8, 1, 4)),
+    ({"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_TASKS_PER_NODE": "4(x2)"},
+     (5, 8, 1, 4)),
+    ({"SLURM_PROCID": "2", "SLURM_NTASKS": "3", "SLURM_LOCALID": "0", "SLURM_STEP_TASKS_PER_NODE": "1(x3)",
+      "SLURM_TASKS_PER_NODE": "2(x3)"}, (2, 3, 0, 1)),   # the step's layout beats the allocation's
+])
+def test_each_source_alone(environ, expected):
+    assert env.resolve_ranks(environ=environ) == expected
+
+
+@pytest.mark.parametrize("environ, expected", [
+    ({**SLURM, **LAUNCHER}, (2, 4, 0, 2)),          # the launcher's variables beat srun's
+    ({**OMPI, **SLURM}, (5, 8, 1, 4)),              # srun beats mpirun
+    ({**PMI, **OMPI}, (3, 6, 1, 3)),                # mpirun (Open MPI) beats PMI
+    ({**PMI, **OMPI, **SLURM, **LAUNCHER}, (2, 4, 0, 2)),
+    ({"RANK": "1", **SLURM}, (5, 8, 1, 4)),         # RANK without WORLD_SIZE is not a source
+])
+def test_precedence(environ, expected):
+    assert env.resolve_ranks(environ=environ) == expected
+
+
+def test_explicit_arguments_beat_the_environment():
+    assert env.resolve_ranks(rank=0, world_size=2, environ={}) == (0, 2, 0, 2)
+    assert env.resolve_ranks(rank=1, world_size=2, environ=SLURM)[:2] == (1, 2)
+    assert env.resolve_ranks(rank=3, environ=LAUNCHER)[:2] == (3, 4)
+
+
+def test_explicit_arguments_ignore_bad_environment_values():
+    # Both given: the environment is not consulted, so garbage in it cannot matter.
+    assert env.resolve_ranks(rank=0, world_size=2, environ={"RANK": "x", "WORLD_SIZE": "2"})[:2] == (0, 2)
+
+
+@pytest.mark.parametrize("environ, names", [
+    ({"RANK": "one", "WORLD_SIZE": "4"}, ["RANK", "'one'"]),
+    ({"RANK": "1", "WORLD_SIZE": "4.0"}, ["WORLD_SIZE", "'4.0'"]),
+    ({"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "x"}, ["LOCAL_RANK", "'x'"]),
+    ({"SLURM_PROCID": "", "SLURM_NTASKS": "2"}, ["SLURM_PROCID"]),
+    ({"RANK": "4", "WORLD_SIZE": "4"}, ["rank=4", "world_size=4"]),
+    ({"RANK": "-1", "WORLD_SIZE": "4"}, ["rank=-1"]),
+    ({"RANK": "0", "WORLD_SIZE": "0"}, ["world_size=0"]),
+])
+def test_bad_values_name_the_variable(environ, names):
+    with pytest.raises(ValueError) as info:
+        env.resolve_ranks(environ=environ)
+    for name in names:
+        assert name in str(info.value)
+
+
+def test_unknown_rank_says_how_to_start():
+    with pytest.raises(ValueError, match="RANK and WORLD_SIZE"):
+        env.resolve_ranks(environ={"PATH": "/bin"})
+    with pytest.raises(ValueError, match="launcher"):
+        env.resolve_ranks(rank=0, environ={})
+
+
+@pytest.mark.parametrize("init_method, environ, expected", [
+    (None, {"MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500"}, ("10.0.0.1", 29500)),
+    ("env://", {"MASTER_ADDR": "node7", "MASTER_PORT": "1234"}, ("node7", 1234)),
+    ("tcp://127.0.0.1:23456", {"MASTER_ADDR": "ignored", "MASTER_PORT": "1"}, ("127.0.0.1", 23456)),
+    ("tcp://[::1]:23456", {}, ("::1", 23456)),
+])
+def test_master_address(init_method, environ, expected):
+    assert env.resolve_master(init_method, environ=environ) == expected
+
+
+@pytest.mark.parametrize("environ, missing", [
+    ({"MASTER_PORT": "29500"}, "MASTER_ADDR"),
+    ({"MASTER_ADDR": "localhost"}, "MASTER_PORT"),
+    ({}, "MASTER_ADDR, MASTER_PORT"),
+])
+def test_missing_master_names_the_variables(environ, missing):
+    with pytest.raises(ValueError) as info:
+        env.resolve_master(environ=environ)
+    assert f"{missing} not set" in str(info.value)
+    assert "init_method" in str(info.value)
+
+
+@pytest.mark.parametrize("init_method, environ, names", [
+    ("file:///tmp/x", {}, ["tcp://host:port", "'file:///tmp/x'"]),
+    (None, {"MASTER_ADDR": "localhost", "MASTER_PORT": "http"}, ["MASTER_PORT", "'http'"]),
+    (None, {"MASTER_ADDR": "localhost", "MASTER_PORT": "70000"}, ["MASTER_PORT", "70000"]),
+    ("tcp://localhost", {}, ["tcp://localhost"]),
+    ("tcp://localhost:x", {}, ["tcp://localhost:x"]),
+])
+def test_bad_master_names_the_value(init_method, environ, names):
+    with pytest.raises(ValueError) as info:
+        env.resolve_master(init_method, environ=environ)
+    for name in names:
+        assert name in str(info.value)
+
+
+@pytest.mark.parametrize("environ, expected", [({}, 300.0), ({"DISTNN_TIMEOUT": "2.5"}, 2.5),
+                                               ({"DISTNN_TIMEOUT": "60"}, 60.0)])
+def test_default_timeout(environ, expected):
+    assert env.default_timeout(environ) == expected
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-3", ""])
+def test_bad_default_timeout_names_the_variable(value):
+    with pytest.raises(ValueError, match="DISTNN_TIMEOUT"):
+        env.default_timeout({"DISTNN_TIMEOUT": value})
+
+
+def test_job_token():
+    assert env.job_token({env.TOKEN_VAR: "s3cret"}) == b"s3cret"
+    assert env.job_token({}) == b""
