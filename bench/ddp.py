@@ -12,6 +12,7 @@ import argparse
 import multiprocessing as mp
 import os
 import socket
+import sys
 import time
 
 
@@ -19,24 +20,6 @@ def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _model(lib):
-    nn, F = lib.nn, lib.nn.functional
-
-    class MNISTConvNet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(1, 10, 5)
-            self.conv2 = nn.Conv2d(10, 20, 5)
-            self.fc1 = nn.Linear(320, 50)
-            self.fc2 = nn.Linear(50, 10)
-
-        def forward(self, x):
-            x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-            x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-            return self.fc2(F.relu(self.fc1(x.view(x.size(0), -1))))
-    return MNISTConvNet()
 
 
 def _worker(backend, rank, world, port, steps, batch, results):
@@ -54,7 +37,9 @@ def _worker(backend, rank, world, port, steps, batch, results):
     if world > 1:
         dist.init_process_group("gloo" if backend == "torch" else "zmq")
     lib.manual_seed(rank)
-    model = _model(lib)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import models
+    model = models.mnist_convnet(lib)
     net = ddp_cls(model) if world > 1 else model
     opt = lib.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x, y = lib.randn(batch, 1, 28, 28), lib.randint(0, 10, (batch,))

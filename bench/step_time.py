@@ -19,33 +19,8 @@ def _set_threads(n):
 
 def build_cases(lib):
     """The benchmark models, written once against the shared torch-style API."""
-    nn, F = lib.nn, lib.nn.functional
-
-    class MNISTConvNet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(1, 10, 5)
-            self.pool1 = nn.MaxPool2d(2, 2)
-            self.conv2 = nn.Conv2d(10, 20, 5)
-            self.pool2 = nn.MaxPool2d(2, 2)
-            self.fc1 = nn.Linear(320, 50)
-            self.fc2 = nn.Linear(50, 10)
-
-        def forward(self, x):
-            x = self.pool1(F.relu(self.conv1(x)))
-            x = self.pool2(F.relu(self.conv2(x)))
-            x = x.view(x.size(0), -1)
-            return self.fc2(F.relu(self.fc1(x)))
-
-    class RNN(nn.Module):
-        def __init__(self, data_size, hidden_size, output_size):
-            super().__init__()
-            self.i2h = nn.Linear(data_size + hidden_size, hidden_size)
-            self.h2o = nn.Linear(hidden_size, output_size)
-
-        def forward(self, data, last_hidden):
-            hidden = self.i2h(lib.cat((data, last_hidden), 1))
-            return hidden, self.h2o(hidden)
+    import models
+    nn = lib.nn
 
     def classifier_step(model, batch, in_shape):
         x, y = lib.randn(batch, *in_shape), lib.randint(0, 10, (batch,))
@@ -73,7 +48,7 @@ def build_cases(lib):
         return step
 
     def rnn_step():
-        rnn, loss_fn = RNN(50, 20, 10), nn.MSELoss()
+        rnn, loss_fn = models.seed_rnn(lib, 50, 20, 10), nn.MSELoss()
         batch, hidden0, target = lib.randn(10, 50), lib.zeros(10, 20), lib.zeros(10, 10)
 
         def step():
@@ -87,8 +62,8 @@ def build_cases(lib):
 
     mlp = nn.Sequential(nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10))
     return [
-        ("ConvNet train step, batch 64", classifier_step(MNISTConvNet(), 64, (1, 28, 28))),
-        ("ConvNet train step, batch 256", classifier_step(MNISTConvNet(), 256, (1, 28, 28))),
+        ("ConvNet train step, batch 64", classifier_step(models.mnist_convnet(lib), 64, (1, 28, 28))),
+        ("ConvNet train step, batch 256", classifier_step(models.mnist_convnet(lib), 256, (1, 28, 28))),
         ("two-layer net (seed), batch 64", two_layer_step()),
         ("RNN loop (seed), 5 steps, batch 10", rnn_step()),
         ("MLP 784-1024-1024-10, batch 256", classifier_step(mlp, 256, (784,))),

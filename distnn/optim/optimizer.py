@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd.grad_mode import enable_grad, no_grad
+from ..nn.utils.grads import zero_grads
 from ..tensor import Tensor, _wrap
 
 
@@ -117,18 +118,7 @@ class Optimizer:
     # --- stepping ------------------------------------------------------------------
     def zero_grad(self, set_to_none=True):
         """Drop every parameter's gradient (``set_to_none``) or fill it with zeros."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    if p.grad.grad_fn is not None:
-                        p.grad.detach_()
-                    else:
-                        p.grad.requires_grad_(False)
-                    p.grad.zero_()
+        zero_grads((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     def step(self, closure=None):
         """One optimization step; ``closure`` re-evaluates the model and returns the loss."""
@@ -269,3 +259,13 @@ def advance_step(state):
 
 def new_step_counter():
     return _wrap(np.zeros((), dtype=np.float32))
+
+
+_LABELS = {"lr": "learning rate", "eps": "epsilon value"}
+
+
+def require_nonnegative(**values):
+    """PyTorch's constructor checks: ``ValueError("Invalid learning rate: -1")`` and the like."""
+    for name, value in values.items():
+        if not 0.0 <= value:
+            raise ValueError(f"Invalid {_LABELS.get(name, name + ' value')}: {value}")
