@@ -324,9 +324,9 @@ def irecv(tensor, src=None, group=None, tag=0):
         peer = _group_rank(g, src, "src")
         if peer == g.rank:
             raise ValueError(f"rank {g.rank} cannot receive from itself")
-        seq, sources = g.next_p2p_seq(peer, received=True), [src]
+        sources = [src]
     else:
-        seq, sources = None, [r for r in g.ranks if r != world.rank]
+        sources = [r for r in g.ranks if r != world.rank]
     work = Work(f"recv from {'rank %d' % src if src is not None else 'any rank'} on rank {world.rank}",
                 world.timeout)
 
@@ -335,7 +335,8 @@ def irecv(tensor, src=None, group=None, tag=0):
         if found is None:
             return False
         sender, header, payload = found
-        expected_seq = seq if seq is not None else g.next_p2p_seq(g.ranks.index(sender), received=True)
+        # Numbered when matched: posted receives take each peer's messages in posting order.
+        expected_seq = g.next_p2p_seq(g.ranks.index(sender), received=True)
         if header["seq"] != expected_seq:
             raise DistributedError(f"rank {world.rank}: rank {sender} sent its message number "
                                    f"{header['seq']}, this rank expected number {expected_seq} "

@@ -172,39 +172,52 @@ class World:
     """This process's membership in a job: sockets, store, communication thread."""
 
     generation = 0
+    _spare_sockets = {}  # (job, rank, world size) -> (context, transport) of a failed rendezvous
 
     def __init__(self, rank, world_size, local_rank, local_world_size, master, token, timeout):
         self.rank, self.size = rank, world_size
         self.local_rank, self.local_size = local_rank, local_world_size
         self.timeout = timeout
         self.broken = None
-        self.context = zmq.Context()
         host, port = master
         self.job = hashlib.sha256(token + f"{host}:{port}".encode()).digest()[:8]
-        ipc_dir = os.path.join(tempfile.gettempdir(), f"distnn-{self.job.hex()}")
-        os.makedirs(ipc_dir, mode=0o700, exist_ok=True)
-        self.transport = Transport(self.context, rank, world_size, self.job, _bind_host(host), ipc_dir)
-        self._server = StoreServer(self.context, host, port, token, world_size) if rank == 0 else None
-        self.store = StoreClient(self.context, f"tcp://{_bracket(host)}:{port}", token, timeout)
+        # A rank whose rendezvous timed out keeps its data sockets for the retry: peers may
+        # already have been told these endpoints, and must still reach this process there.
+        spare = World._spare_sockets.pop((self.job, rank, world_size), None)
+        if spare is not None:
+            self.context, self.transport = spare
+        else:
+            self.context = zmq.Context()
+            ipc_dir = os.path.join(tempfile.gettempdir(), f"distnn-{self.job.hex()}")
+            os.makedirs(ipc_dir, mode=0o700, exist_ok=True)
+            self.transport = Transport(self.context, rank, world_size, self.job, _bind_host(host), ipc_dir)
+        self._server = None
+        self.store = None
         try:
+            self._server = StoreServer(self.context, host, port, token, world_size) if rank == 0 else None
+            self.store = StoreClient(self.context, f"tcp://{_bracket(host)}:{port}", token, timeout)
             self._rendezvous()
         except BaseException:
-            self.close(flush=False)
+            if self.store is not None:
+                self.store.close()
+            if self._server is not None:
+                self._server.close()
+            World._spare_sockets[(self.job, rank, world_size)] = (self.context, self.transport)
             raise
         self.comm = _CommThread(self)
         self._group_ids = 0
 
     def _rendezvous(self):
         info = dict(self.transport.endpoint_info(), world=self.size, rank=self.rank)
-        # Keys name the generation (this process's count of worlds joined), so a rank that
-        # re-initialises fast never meets the previous generation's members in a store
-        # that has not shut down yet.
-        World.generation += 1
-        keys = [f"gen{World.generation}/member/{r}" for r in range(self.size)]
+        # Keys name the generation (this process's count of worlds joined so far), so a rank
+        # that re-initialises fast never meets the previous generation's members in a store
+        # that has not shut down yet, while a retried join keeps its generation.
+        generation = World.generation + 1
+        keys = [f"gen{generation}/member/{r}" for r in range(self.size)]
         try:
             members = self.store.join(keys[self.rank], info, keys, what=f"ranks to join (world_size={self.size})")
         except DistributedTimeoutError as exc:
-            raise DistributedTimeoutError(str(exc).replace(f"gen{World.generation}/member/", "rank ")) from None
+            raise DistributedTimeoutError(str(exc).replace(f"gen{generation}/member/", "rank ")) from None
         for r, m in enumerate(members):
             if m["world"] != self.size:
                 raise DistributedError(f"rank {self.rank}: world_size mismatch: this rank has {self.size}, "
@@ -213,6 +226,7 @@ class World:
             raise DistributedError(f"rank {self.rank} was claimed by two processes (pid {os.getpid()} and "
                                    f"pid {members[self.rank]['pid']}): check RANK of every worker")
         self.transport.connect(members)
+        World.generation = generation
 
     def next_group_id(self):
         self._group_ids += 1
