@@ -60,7 +60,9 @@ def test_unreadable_script_is_refused():
         script = Path(directory) / "secret.py"
         script.write_text("print('hi')\n")
         script.chmod(0)
-        code = ("import os, locale; from launcher.cli import parse_args; "
+        # argparse imports shutil lazily: load it before dropping to a user who may not
+        # be able to read this interpreter's standard library (a venv under /root, say)
+        code = ("import os, locale, shutil, gettext, textwrap; from launcher.cli import parse_args; "
                 f"os.geteuid() == 0 and os.setuid(65534); parse_args([{str(script)!r}])")
         result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2, result.stderr
