@@ -6,7 +6,6 @@ are masked; everything else must match line for line."""
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 

@@ -107,18 +107,21 @@ class Reducer:
         while self._next_to_launch < len(self.buckets) and self.buckets[self._next_to_launch].pending == 0:
             self._launch(self.buckets[self._next_to_launch])
 
-    def _launch(self, bucket):
+    def _launch(self, bucket, async_op=True):
         bucket.pack()
-        bucket.work = collective_ops.all_reduce(bucket.buffer, group=self.group, async_op=True)
+        bucket.work = collective_ops.all_reduce(bucket.buffer, group=self.group, async_op=async_op)
         self._next_to_launch += 1
 
     def _finalize(self):
-        """End of backward: reduce what is left, wait for every bucket, write ``.grad``."""
-        while self._next_to_launch < len(self.buckets):
-            self._launch(self.buckets[self._next_to_launch])
+        """End of backward: reduce what is left, wait for every bucket, write ``.grad``.
+        Buckets launched here are reduced synchronously: nothing is left to overlap them
+        with, and the calling thread saves the hand-off to the communication thread."""
         start = time.perf_counter()
+        while self._next_to_launch < len(self.buckets):
+            self._launch(self.buckets[self._next_to_launch], async_op=False)
         for bucket in self.buckets:
-            bucket.work.wait()
+            if bucket.work is not None:
+                bucket.work.wait()
             bucket.unpack(self.world_size)
         self.comm_wait_seconds += time.perf_counter() - start
         self._armed = False

@@ -1,6 +1,5 @@
 """Elementwise ops: gradcheck and torch comparison over shapes with broadcasting."""
 
-import numpy as np
 import pytest
 
 import distnn

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import distnn
-from op_check import check_op, compare_with_torch, make_input, requires_torch
+from op_check import check_op, make_input, requires_torch
 
 try:
     import torch
