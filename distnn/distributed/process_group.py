@@ -76,7 +76,7 @@ class _CommThread:
     runs, and complete whenever their message arrives, so ``irecv`` followed by
     ``isend`` or a barrier never deadlocks (as with torch's backends)."""
 
-    _IDLE_POLL_S = 0.02
+    _POSTED_POLL_MS = 1  # while receives are posted, how often newly submitted work is looked at
 
     def __init__(self, world):
         self._world = world
@@ -113,10 +113,15 @@ class _CommThread:
 
     def _loop(self):
         while True:
-            try:
-                item = self._queue.get(timeout=self._IDLE_POLL_S if self._posted else None)
-            except queue.Empty:
-                item = ()
+            if self._posted:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    with self._lock:  # wakes as soon as a message lands, or to check the queue
+                        self._world.transport.wait_readable(self._POSTED_POLL_MS)
+                    item = ()
+            else:
+                item = self._queue.get()
             if item is None:
                 return
             with self._lock:
@@ -188,8 +193,7 @@ class World:
             self.context, self.transport = spare
         else:
             self.context = zmq.Context()
-            ipc_dir = os.path.join(tempfile.gettempdir(), f"distnn-{self.job.hex()}")
-            os.makedirs(ipc_dir, mode=0o700, exist_ok=True)
+            ipc_dir = _private_directory(os.path.join(tempfile.gettempdir(), f"distnn-{self.job.hex()}"))
             self.transport = Transport(self.context, rank, world_size, self.job, _bind_host(host), ipc_dir)
         self._server = None
         self.store = None
@@ -239,6 +243,7 @@ class World:
             self.transport.broadcast_abort(str(exc))
 
     def close(self, flush=True):
+        flush = flush and self.broken is None  # a failed job has nothing worth waiting to deliver
         if getattr(self, "comm", None) is not None:
             self.comm.stop()
             self.comm = None
@@ -398,7 +403,25 @@ def _bind_host(master_host):
         return probe.getsockname()[0]
 
 
+def _private_directory(path):
+    """Create (or reuse) a 0700 directory owned by this user for the job's ipc sockets;
+    refuse one that another user created first."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    info = os.stat(path)
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise DistributedError(f"{path} belongs to another user or is open to others (owner uid "
+                               f"{info.st_uid}, mode {oct(info.st_mode & 0o777)}); set DISTNN_JOB_TOKEN "
+                               "to a secret so the job gets a private socket folder")
+    return path
+
+
 _active_worlds = []
+
+
+# pyzmq starts its garbage-collector thread (which frees zero-copy buffers) on first
+# use and registers its own exit handler then; loaded here first, it is torn down after
+# ours, so closing a world at exit never waits on a collector that is already gone.
+import zmq.utils.garbage  # noqa: E402,F401
 
 
 @atexit.register

@@ -151,6 +151,10 @@ class Transport:
                 return src, header, payload
         return None
 
+    def wait_readable(self, timeout_ms):
+        """Block until a message arrives or ``timeout_ms`` passes."""
+        self._pull.poll(timeout_ms)
+
     def drain(self):
         """Sort every message that has already arrived into its queue, without waiting."""
         if self._aborted:

@@ -6,6 +6,7 @@ point to point, objects and subgroups. The worker is workers/collectives.py."""
 
 import hashlib
 import tempfile
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -44,9 +45,9 @@ def test_every_collective_matches_numpy(world_size, tmp_path):
 @pytest.mark.parametrize("world_size", [2, 3])
 def test_point_to_point_patterns(world_size):
     """Posted receives: all-to-all posting every irecv first, an irecv pending across
-    collectives, and posted receives matched in posting order."""
+    collectives, posted receives matched in posting order, and p2p inside a subgroup."""
     results = run_ranks(WORKER, world_size, ["p2p_patterns"], timeout=45, env={"DISTNN_TEST_TIMEOUT": "10"})
-    check_cases(results, min_cases=3)
+    check_cases(results, min_cases=4)
 
 
 @pytest.mark.timeout(60)
@@ -58,10 +59,12 @@ def test_object_collectives(world_size):
 
 @pytest.mark.timeout(60)
 def test_clean_job_leaves_no_files_behind():
-    port = free_port()
-    check_cases(run_ranks(WORKER, 2, ["smoke", 1000], timeout=45, port=port), min_cases=6)
+    # A token of its own: the job id (and folder) derives from token and address, and crashed
+    # jobs of other tests may have left sockets under the shared test token.
+    port, token = free_port(), f"clean-{uuid.uuid4().hex}"
+    check_cases(run_ranks(WORKER, 2, ["smoke", 1000], timeout=45, port=port, token=token), min_cases=6)
     # World keeps its ipc:// sockets in a per-job directory named after the job id.
-    job = hashlib.sha256(b"test-token" + f"127.0.0.1:{port}".encode()).digest()[:8]
+    job = hashlib.sha256(token.encode() + f"127.0.0.1:{port}".encode()).digest()[:8]
     leftover = Path(tempfile.gettempdir(), f"distnn-{job.hex()}")
     assert not leftover.exists(), f"{leftover} left behind: {sorted(f.name for f in leftover.iterdir())}"
 

@@ -90,6 +90,14 @@ def test_reinitialise_after_destroy():
 
 
 @pytest.mark.timeout(60)
+def test_init_can_be_retried_after_a_rendezvous_timeout():
+    """Rank 0 comes up 2.5 s late; ranks 1 and 2 retry a 1 s init_process_group until it works."""
+    results = run_ranks(WORKER, 3, ["retry_init", 2.5], timeout=45)
+    for rank, rep in reports(results).items():
+        assert rep.get("ok") is True, f"rank {rank}: {rep}\n{format_results(results)[-3000:]}"
+
+
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize("missing", [2, 0])
 def test_rank_that_never_joins(missing):
     port, world_size = free_port(), 3

@@ -205,11 +205,12 @@ SECTIONS = {"all_reduce": section_all_reduce, "broadcast": section_broadcast, "g
 
 def main():
     import more_cases
+    import p2p_cases
     names = sys.argv[1]
     large = int(sys.argv[2]) if len(sys.argv) > 2 else 1000003
     tmp = sys.argv[3] if len(sys.argv) > 3 else None
-    everything = dict(SECTIONS, **more_cases.SECTIONS)
-    known = dict(everything, **more_cases.EXTRA_SECTIONS)
+    everything = dict(SECTIONS, **p2p_cases.SECTIONS, **more_cases.SECTIONS)
+    known = dict(everything, **p2p_cases.EXTRA_SECTIONS, **more_cases.EXTRA_SECTIONS)
     chosen = list(everything) if names == "all" else names.split(",")
     unknown = [name for name in chosen if name not in known]
     if unknown:

@@ -8,6 +8,7 @@ misuse point to point. Each rank prints one JSON line: the error it got
     python faults.py p2p PATTERN                  # irecv posted before the matching send
     python faults.py slow LATE_RANK SECONDS N     # LATE_RANK sleeps before its all_reduce
     python faults.py reinit TIMES                 # init, all_reduce, destroy; repeated
+    python faults.py retry_init LATE_S            # rank 0 starts late; the others retry init
 """
 
 import os
@@ -145,6 +146,34 @@ def reinit(times):
     emit(rank=rank, ok=True)
 
 
+def retry_init(late_s):
+    """Rank 0 (the store) starts ``late_s`` late; every other rank retries a 1 s
+    init_process_group until it succeeds, as a script waiting for its master might."""
+    rank = int(os.environ["RANK"])
+    if rank == 0:
+        time.sleep(late_s)
+        init(timeout_s=10)
+    else:
+        for attempt in range(8):
+            try:
+                init(timeout_s=1)
+                break
+            except dist.DistributedError:
+                pass
+        else:
+            emit(rank=rank, ok=False, why="init_process_group never succeeded")
+            return
+    rank, world = dist.get_rank(), dist.get_world_size()
+    x = data(rank, 5, "int64")
+    started = time.monotonic()
+    try:
+        dist.all_reduce(x)
+    except Exception as exc:
+        report_error(exc, started)
+        return
+    emit(rank=rank, ok=bool(np.array_equal(x, sum(data(q, 5, "int64") for q in range(world)))))
+
+
 if __name__ == "__main__":
     scenario, args = sys.argv[1], sys.argv[2:]
     if scenario == "mismatch":
@@ -159,5 +188,7 @@ if __name__ == "__main__":
         slow(int(args[0]), float(args[1]), int(args[2]))
     elif scenario == "reinit":
         reinit(int(args[0]))
+    elif scenario == "retry_init":
+        retry_init(float(args[0]))
     else:
         sys.exit(f"unknown scenario {scenario!r}")

@@ -1,6 +1,6 @@
-"""More sections for collectives.py: point to point, async handles, object
-collectives, subgroups, non-contiguous inputs, and argument errors that must
-not desynchronise the group."""
+"""More sections for collectives.py: async handles, object collectives,
+subgroups, non-contiguous inputs, argument errors that must not desynchronise
+the group, and a short smoke mix."""
 
 import json
 import time
@@ -10,163 +10,7 @@ import numpy as np
 
 import distnn
 import distnn.distributed as dist
-from cases import DTYPES, check, data, digest, reduced, wrap
-
-
-# --- point to point -----------------------------------------------------------------------
-
-def ring_exchange_case(rank, world, dtype, n, kind):
-    """Even ranks send first, odd ranks receive first (blocking send/recv)."""
-    right, left = (rank + 1) % world, (rank - 1) % world
-    out = wrap(np.zeros(n, dtype), kind)
-    mine = wrap(data(rank, n, dtype), kind)
-    if rank % 2 == 0:
-        dist.send(mine, right)
-        got = dist.recv(out, left)
-    else:
-        got = dist.recv(out, left)
-        dist.send(mine, right)
-    check(out, data(left, n, dtype), f"recv from {left}")
-    if got != left:
-        raise AssertionError(f"recv returned {got!r}, expected the sender {left}")
-    return None
-
-
-def isend_irecv_case(rank, world, dtype, n):
-    right, left = (rank + 1) % world, (rank - 1) % world
-    out = np.zeros(n, dtype)
-    payload = data(rank, n, dtype)
-    send_work = dist.isend(payload, right)
-    payload[...] = 0  # isend must have taken what it sends already
-    recv_work = dist.irecv(out, left)
-    for work in (recv_work, send_work):
-        if work.wait() is not True or not work.is_completed():
-            raise AssertionError("wait() must return True and leave is_completed() True")
-    check(out, data(left, n, dtype), f"irecv from {left}")
-    return None
-
-
-def recv_any_case(rank, world, dtype, n):
-    """Rank 0 receives one message from every other rank with recv(t) (no src).
-    Ends with a barrier: a sender's next message must not match this case's recv."""
-    if rank != 0:
-        dist.send(data(rank, n, dtype, salt=rank), 0)
-        dist.barrier()
-        return None
-    senders = []
-    for _ in range(world - 1):
-        out = distnn.from_numpy(np.zeros(n, dtype))
-        src = dist.recv(out)
-        if not isinstance(src, int):
-            raise AssertionError(f"recv() without src must return the sender rank, got {src!r}")
-        check(out, data(src, n, dtype, salt=src), f"recv from any (sender {src})")
-        senders.append(src)
-    dist.barrier()
-    if sorted(senders) != list(range(1, world)):
-        raise AssertionError(f"senders {senders}, expected each of 1..{world - 1} once")
-    return None
-
-
-def ordered_case(rank, world):
-    """Rank 1 sends several messages of different dtypes and sizes; rank 0 gets them in order."""
-    plan = [("float32", 7), ("int64", 0), ("uint8", 3), ("float32", 70000), ("bool", 5), ("float64", 1)]
-    if rank == 1:
-        works = [dist.isend(distnn.from_numpy(data(1, n, dt, salt=i)), 0) for i, (dt, n) in enumerate(plan)]
-        for w in works:
-            w.wait()
-    elif rank == 0:
-        for i, (dt, n) in enumerate(plan):
-            out = np.zeros(n, dt)
-            assert dist.recv(out, 1) == 1
-            check(out, data(1, n, dt, salt=i), f"message {i} from rank 1")
-    return None
-
-
-def send_to_self_case(rank, world):
-    try:
-        dist.send(np.zeros(3, np.float32), rank)
-    except ValueError:
-        return None
-    raise AssertionError("send to this rank itself must raise ValueError")
-
-
-def section_p2p(run, rank, world, large):
-    run.case("send.to_self", send_to_self_case)
-    if world == 1:
-        return
-    for dtype in DTYPES:
-        for n in (0, 1, 7):
-            kind = ("tensor", "numpy")[n % 2]
-            run.case(f"sendrecv.ring.{dtype}.n{n}", ring_exchange_case, dtype, n, kind)
-            run.case(f"isend_irecv.{dtype}.n{n}", isend_irecv_case, dtype, n)
-    run.case(f"sendrecv.ring.float32.n{large}", ring_exchange_case, "float32", large, "tensor")
-    run.case(f"isend_irecv.float64.n{large}", isend_irecv_case, "float64", large)
-    for dtype, n in (("float32", 7), ("int8", 1), ("float64", 100003)):
-        run.case(f"recv_any.{dtype}.n{n}", recv_any_case, dtype, n)
-    run.case("p2p.ordered", ordered_case)
-
-
-def all_to_all_posted_first_case(rank, world):
-    """Every rank posts a receive from every peer before sending to any (as a
-    hand-written all-to-all does), then waits for all of them."""
-    peers = [q for q in range(world) if q != rank]
-    outs = {q: np.zeros(5, np.int32) for q in peers}
-    works = [dist.irecv(outs[q], q) for q in peers]
-    works += [dist.isend(data(rank, 5, "int32", salt=q), q) for q in peers]
-    for w in works:
-        w.wait()
-    for q in peers:
-        check(outs[q], data(q, 5, "int32", salt=rank), f"all-to-all message from {q}")
-    dist.barrier()
-    return None
-
-
-def any_then_specific_case(rank, world):
-    """Posted receives match messages in the order they were posted (MPI's rule):
-    rank 0 posts recv-from-any, then recv-from-1; rank 1 sends two messages."""
-    if rank == 1:
-        dist.send(data(1, 3, "float32", salt=0), 0)
-        dist.send(data(1, 3, "float32", salt=1), 0)
-    elif rank == 0:
-        first, second = np.zeros(3, np.float32), np.zeros(3, np.float32)
-        w_any, w_one = dist.irecv(first), dist.irecv(second, 1)
-        w_any.wait()
-        w_one.wait()
-        check(first, data(1, 3, "float32", salt=0), "the receive posted first gets the first message")
-        check(second, data(1, 3, "float32", salt=1), "the receive posted second gets the second message")
-        if w_any.result() != 1:
-            raise AssertionError(f"irecv from any: result() must be the sender 1, got {w_any.result()!r}")
-    dist.barrier()
-    return None
-
-
-def irecv_across_collectives_case(rank, world):
-    """A receive stays posted across collectives of every kind, sync and async."""
-    out = np.zeros(4, np.float64)
-    pending = dist.irecv(out, 0) if rank == world - 1 else None
-    x = data(rank, 100003, "float32")
-    dist.all_reduce(x)
-    b = data(rank, 6, "int64")
-    dist.broadcast(b, 0)
-    w = dist.all_reduce(data(rank, 7, "float32"), async_op=True)
-    dist.barrier()
-    w.wait()
-    if rank == 0:
-        dist.send(data(0, 4, "float64", salt=9), world - 1)
-    if pending is not None:
-        pending.wait()
-        check(out, data(0, 4, "float64", salt=9), "irecv posted before four collectives")
-    check(x, reduced(world, 100003, "float32", "sum"), "all_reduce while a receive was posted", terms=world)
-    check(b, data(0, 6, "int64"), "broadcast while a receive was posted")
-    dist.barrier()
-    return None
-
-
-def section_p2p_patterns(run, rank, world, large):
-    if world > 1:
-        run.case("p2p.all_to_all_posted_first", all_to_all_posted_first_case)
-        run.case("p2p.irecv_across_collectives", irecv_across_collectives_case)
-        run.case("p2p.any_then_specific", any_then_specific_case)
+from cases import check, data, digest, reduced
 
 
 # --- asynchronous handles ----------------------------------------------------------------
@@ -421,6 +265,7 @@ def section_local_errors(run, rank, world, large):
 
 def section_smoke(run, rank, world, large):
     from collectives import all_gather_case, all_reduce_case, broadcast_case
+    from p2p_cases import isend_irecv_case
     for n in (7, large):
         run.case(f"all_reduce.sum.float32.n{n}", all_reduce_case, "sum", "float32", n, "tensor")
         run.case(f"broadcast.from0.int64.n{n}", broadcast_case, 0, "int64", n, "numpy")
@@ -429,6 +274,6 @@ def section_smoke(run, rank, world, large):
         run.case("isend_irecv.float32.n7", isend_irecv_case, "float32", 7)
 
 
-SECTIONS = {"p2p": section_p2p, "async": section_async, "objects": section_objects, "groups": section_groups,
+SECTIONS = {"async": section_async, "objects": section_objects, "groups": section_groups,
             "noncontiguous": section_noncontiguous, "local_errors": section_local_errors}
-EXTRA_SECTIONS = {"smoke": section_smoke, "p2p_patterns": section_p2p_patterns}
+EXTRA_SECTIONS = {"smoke": section_smoke}
