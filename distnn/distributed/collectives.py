@@ -83,18 +83,25 @@ def ring_all_reduce(ex, buf, ufunc):
     left, right = (r - 1) % n, (r + 1) % n
     seg = _segment_elems(buf)
     chunk_segs = [segments(a, b, seg) for a, b in chunk_bounds(buf.size, n)]
-    # Reduce-scatter: at step k rank r sends chunk r-k-1 and reduces chunk r-k-2 into
-    # its own copy; after n-1 steps chunk r is complete here. Each reduced segment is
-    # forwarded at once, and the last step's forward starts the all-gather.
+    # The reduce-scatter's last forward is the all-gather's first send.
+    _ring_reduce_phase(ex, buf, chunk_segs, ufunc, left, right, forward_last=True)
+    _ring_gather_phase(ex, buf, chunk_segs, left, right)
+    ex.finish()
+
+
+def _ring_reduce_phase(ex, buf, chunk_segs, ufunc, left, right, forward_last):
+    """Reduce-scatter half of the ring: at step k rank r sends chunk r-k-1 and reduces
+    chunk r-k-2 into its own copy; after n-1 steps chunk r is complete here. Each reduced
+    segment is forwarded at once (on the last step only if ``forward_last``)."""
+    n, r = ex.size, ex.rank
     for sl in chunk_segs[(r - 1) % n]:
         ex.send(right, buf[sl])
     for k in range(n - 1):
         for sl in chunk_segs[(r - k - 2) % n]:
             part = buf[sl]
             ufunc(part, ex.recv_array(left, part.size), out=part)
-            ex.send(right, part)
-    _ring_gather_phase(ex, buf, chunk_segs, left, right)
-    ex.finish()
+            if forward_last or k < n - 2:
+                ex.send(right, part)
 
 
 def _ring_gather_phase(ex, buf, chunk_segs, left, right):
@@ -161,17 +168,8 @@ def reduce_scatter(ex, work, op):
     if m == 0:
         handshake(ex)
         return work[r * m:(r + 1) * m]
-    ufunc = REDUCE_UFUNCS[op]
-    left, right = (r - 1) % n, (r + 1) % n
     chunk_segs = [segments(c * m, (c + 1) * m, _segment_elems(work)) for c in range(n)]
-    for sl in chunk_segs[(r - 1) % n]:
-        ex.send(right, work[sl])
-    for k in range(n - 1):
-        for sl in chunk_segs[(r - k - 2) % n]:
-            part = work[sl]
-            ufunc(part, ex.recv_array(left, part.size), out=part)
-            if k < n - 2:
-                ex.send(right, part)
+    _ring_reduce_phase(ex, work, chunk_segs, REDUCE_UFUNCS[op], (r - 1) % n, (r + 1) % n, forward_last=False)
     ex.finish()
     return work[r * m:(r + 1) * m]
 
