@@ -48,6 +48,21 @@ def free_port():
         return s.getsockname()[1]
 
 
+def job_id(token, port, host="127.0.0.1"):
+    """The id distnn derives for a job (it names the ipc folder and shared-memory files)."""
+    import hashlib
+    return hashlib.sha256(token.encode() + f"{host}:{port}".encode()).digest()[:8].hex()
+
+
+def shm_files(token, port):
+    """Shared-memory region files of a job still present in /dev/shm."""
+    try:
+        names = os.listdir("/dev/shm")
+    except FileNotFoundError:
+        return []
+    return sorted(name for name in names if name.startswith(f"distnn-{job_id(token, port)}-"))
+
+
 def rank_env(rank, world_size, port, token="test-token", extra=None):
     env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
                LOCAL_WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),

@@ -4,7 +4,9 @@
 - ``all_reduce``: ring reduce-scatter then all-gather, pipelined by segment:
   each segment is reduced and forwarded as soon as it arrives, so sending,
   receiving and summing overlap. Small buffers take a one-hop direct path
-  (every rank sends its buffer to every other and sums in rank order).
+  (every rank sends its buffer to every other and sums in rank order), and
+  ranks that all share a host stage large buffers in shared memory
+  (``shm_all_reduce``) instead of streaming them through sockets.
 - ``broadcast``: a pipelined chain from the root for large buffers, direct
   sends for small ones. ``all_gather``/``reduce_scatter``: the two ring halves.
 
@@ -62,6 +64,8 @@ def all_reduce(ex, buf, op):
     direct_max = DIRECT_MAX_BYTES * (4 if ex.size == 2 else 1)
     if buf.nbytes <= direct_max:
         _direct_all_reduce(ex, buf, REDUCE_UFUNCS[op])
+    elif ex.shm is not None:
+        shm_all_reduce(ex, buf, REDUCE_UFUNCS[op])
     else:
         ring_all_reduce(ex, buf, REDUCE_UFUNCS[op])
 
@@ -87,6 +91,41 @@ def ring_all_reduce(ex, buf, ufunc):
     _ring_reduce_phase(ex, buf, chunk_segs, ufunc, left, right, forward_last=True)
     _ring_gather_phase(ex, buf, chunk_segs, left, right)
     ex.finish()
+
+
+def shm_all_reduce(ex, buf, ufunc):
+    """All-reduce through shared memory, one staging half at a time. Rank r stages
+    every chunk of its data but chunk r, then (after all have staged) reduces chunk r
+    from all ranks in rank order into its own region, and (after all have reduced)
+    copies every other rank's reduced chunk out of that rank's region."""
+    shm, n, r = ex.shm, ex.size, ex.rank
+    step = shm.half_elems(buf.itemsize)
+    scratch = None
+    for start in range(0, buf.size, step):
+        part = buf[start:start + step]
+        bounds = chunk_bounds(part.size, n)
+        parity = shm.next_parity()
+        staged = shm.own(parity, part.dtype, part.size)
+        for p, (a, b) in enumerate(bounds):
+            if p != r:
+                staged[a:b] = part[a:b]
+        handshake(ex)  # every rank's data is staged
+        regions = [staged if p == r else ex.shm_peer(p, parity, part.dtype, part.size) for p in range(n)]
+        a, b = bounds[r]
+        sources = [part[a:b] if p == r else regions[p][a:b] for p in range(n)]
+        if n > 2:
+            scratch = np.empty(b - a, part.dtype) if scratch is None or scratch.size < b - a else scratch
+            acc = ufunc(sources[0], sources[1], out=scratch[:b - a])
+            for src in sources[2:-1]:
+                ufunc(acc, src, out=acc)
+            sources = [acc, sources[-1]]
+        ufunc(sources[0], sources[1], out=staged[a:b])
+        part[a:b] = staged[a:b]
+        handshake(ex)  # every chunk is reduced, and every peer has mapped our region
+        shm.unlink()  # peers have mapped it: a killed job now leaves no file
+        for p, (a, b) in enumerate(bounds):
+            if p != r:
+                part[a:b] = regions[p][a:b]
 
 
 def _ring_reduce_phase(ex, buf, chunk_segs, ufunc, left, right, forward_last):

@@ -21,7 +21,7 @@ import time
 import numpy as np
 import zmq
 
-from . import wire
+from . import shm, wire
 from .errors import DistributedError, DistributedTimeoutError
 from .store import StoreClient, StoreServer
 from .transport import OutOfOrderMessage, Transport
@@ -184,6 +184,7 @@ class World:
         self.local_rank, self.local_size = local_rank, local_world_size
         self.timeout = timeout
         self.broken = None
+        self.shared_memory = []  # SharedMemoryGroup of every group that staged data, closed with us
         host, port = master
         self.job = hashlib.sha256(token + f"{host}:{port}".encode()).digest()[:8]
         # A rank whose rendezvous timed out keeps its data sockets for the retry: peers may
@@ -212,7 +213,7 @@ class World:
         self._group_ids = 0
 
     def _rendezvous(self):
-        info = dict(self.transport.endpoint_info(), world=self.size, rank=self.rank)
+        info = dict(self.transport.endpoint_info(), world=self.size, rank=self.rank, shm=shm.available())
         # Keys name the generation (this process's count of worlds joined so far), so a rank
         # that re-initialises fast never meets the previous generation's members in a store
         # that has not shut down yet, while a retried join keeps its generation.
@@ -230,7 +231,13 @@ class World:
             raise DistributedError(f"rank {self.rank} was claimed by two processes (pid {os.getpid()} and "
                                    f"pid {members[self.rank]['pid']}): check RANK of every worker")
         self.transport.connect(members)
-        World.generation = generation
+        self.members = members
+        self.generation = World.generation = generation
+
+    def shares_memory_with(self, ranks):
+        """Whether every rank in ``ranks`` runs on this host and can map shared memory."""
+        mine = self.members[self.rank]["host"]
+        return all(self.members[r]["host"] == mine and self.members[r].get("shm") is True for r in ranks)
 
     def next_group_id(self):
         self._group_ids += 1
@@ -241,12 +248,16 @@ class World:
         if self.broken is None:
             self.broken = str(exc)
             self.transport.broadcast_abort(str(exc))
+            for regions in self.shared_memory:
+                regions.unlink()
 
     def close(self, flush=True):
         flush = flush and self.broken is None  # a failed job has nothing worth waiting to deliver
         if getattr(self, "comm", None) is not None:
             self.comm.stop()
             self.comm = None
+        for regions in self.shared_memory:
+            regions.close()
         self.transport.close(linger=_LINGER_MS if flush else 0)
         self.store.close()
         if self._server is not None:
@@ -267,6 +278,18 @@ class ProcessGroup:
         self._p2p_sent = {}
         self._p2p_received = {}
         self._history = {}  # recent sequence numbers -> (op, dtype, shape), to explain mismatches
+        self._shm_capable = self.size > 1 and world.shares_memory_with(self.ranks)
+        self._shm = None
+
+    @property
+    def shm(self):
+        """This group's shared-memory regions (mapped on first use), or None when some
+        member is on another host or cannot use shared memory."""
+        if self._shm is None and self._shm_capable:
+            self._shm = shm.SharedMemoryGroup(self.world.job.hex(), self.world.generation, self.id,
+                                              [(r, self.world.members[r]["pid"]) for r in self.ranks], self.rank)
+            self.world.shared_memory.append(self._shm)
+        return self._shm
 
     def __repr__(self):
         return f"ProcessGroup(id={self.id}, ranks={self.ranks}, rank={self.rank})"
@@ -326,6 +349,7 @@ class Exchange:
         self.dtype = np.dtype(dtype) if dtype is not None else np.dtype(np.uint8)
         self.shape = [int(s) for s in shape]
         self._transport = group.world.transport
+        self.shm = group.shm
         self._sent, self._received = {}, {}
         self._trackers = []
         self.empty = np.empty(0, self.dtype)
@@ -352,6 +376,18 @@ class Exchange:
         except OutOfOrderMessage as exc:
             raise self.group.explain_out_of_order(exc.header) or exc from None
         return np.frombuffer(payload, dtype=dtype, count=count)
+
+    def shm_peer(self, src, parity, dtype, count):
+        """Rank ``src``'s staging half, as ``SharedMemoryGroup.peer``. A region that is gone
+        means its owner failed, and its abort notice (on its way) says best why."""
+        try:
+            return self.shm.peer(src, parity, dtype, count)
+        except DistributedError as exc:
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline:
+                self._transport.drain()  # raises the abort notice once it is here
+                self._transport.wait_readable(100)
+            raise DistributedError(f"rank {self.group.world.rank}: {self.describe()}: {exc}") from None
 
     def finish(self):
         """Wait until every zero-copy payload has left, so the caller may reuse its buffers;

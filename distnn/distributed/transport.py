@@ -211,13 +211,13 @@ class Transport:
         """Raise if a same-host peer among ``ranks`` has exited (a zombie counts as exited)."""
         for r in ranks:
             pid = self._peer_pids.get(r)
-            if pid is not None and not _process_running(pid):
+            if pid is not None and not process_running(pid):
                 self._aborted = (f"rank {self.rank}: rank {r} (pid {pid}) exited while this rank was "
                                  f"waiting for it in {describe}")
                 raise DistributedError(self._aborted)
 
 
-def _process_running(pid):
+def process_running(pid):
     """False once ``pid`` has exited, even while it waits unreaped as a zombie."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:

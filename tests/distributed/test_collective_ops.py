@@ -4,7 +4,6 @@ float round-off for floats), bit-identical on every rank, for every dtype, sizes
 0/1/7/1000003, Tensors and numpy arrays, non-contiguous views, async handles,
 point to point, objects and subgroups. The worker is workers/collectives.py."""
 
-import hashlib
 import tempfile
 import uuid
 from datetime import timedelta
@@ -15,7 +14,7 @@ import pytest
 
 import distnn
 import distnn.distributed as dist
-from multiproc import check_cases, free_port, run_ranks
+from multiproc import check_cases, free_port, job_id, run_ranks, shm_files
 
 WORKER = "tests/distributed/workers/collectives.py"
 CORE = "all_reduce,broadcast,gather,scatter,barrier,p2p,async,groups,noncontiguous,local_errors"
@@ -62,11 +61,12 @@ def test_clean_job_leaves_no_files_behind():
     # A token of its own: the job id (and folder) derives from token and address, and crashed
     # jobs of other tests may have left sockets under the shared test token.
     port, token = free_port(), f"clean-{uuid.uuid4().hex}"
-    check_cases(run_ranks(WORKER, 2, ["smoke", 1000], timeout=45, port=port, token=token), min_cases=6)
+    hashes = check_cases(run_ranks(WORKER, 2, ["smoke", 300000], timeout=45, port=port, token=token), min_cases=6)
+    assert "all_reduce.sum.float32.n300000" in hashes  # large enough for shared memory
     # World keeps its ipc:// sockets in a per-job directory named after the job id.
-    job = hashlib.sha256(token.encode() + f"127.0.0.1:{port}".encode()).digest()[:8]
-    leftover = Path(tempfile.gettempdir(), f"distnn-{job.hex()}")
+    leftover = Path(tempfile.gettempdir(), f"distnn-{job_id(token, port)}")
     assert not leftover.exists(), f"{leftover} left behind: {sorted(f.name for f in leftover.iterdir())}"
+    assert shm_files(token, port) == []
 
 
 @pytest.mark.slow

@@ -3,9 +3,11 @@ ranks that call mismatched collectives, a rank that never joins, a rank
 SIGKILLed mid-collective, and point-to-point orders torch allows. Every rank must
 end with a clear error, fast, and no process may be left. Worker: workers/faults.py."""
 
+import uuid
+
 import pytest
 
-from multiproc import collect, format_results, free_port, json_lines, run_ranks, start_rank
+from multiproc import collect, format_results, free_port, json_lines, run_ranks, shm_files, start_rank
 
 WORKER = "tests/distributed/workers/faults.py"
 FIELD = {"shape": "shape", "empty": "shape", "dtype": "dtype", "op": "op", "collective": "op"}
@@ -36,7 +38,8 @@ MISMATCHES = [  # (kind, elements, world_size, the rank that differs, how the ca
 @pytest.mark.parametrize("kind, n, world_size, odd, mode", MISMATCHES)
 def test_mismatched_collective_fails_on_every_rank(kind, n, world_size, odd, mode):
     # Group timeout 60 s: a rank that hangs instead of failing shows as a slow error.
-    results = run_ranks(WORKER, world_size, ["mismatch", kind, odd, n, mode], timeout=45,
+    port, token = free_port(), f"mismatch-{uuid.uuid4().hex}"
+    results = run_ranks(WORKER, world_size, ["mismatch", kind, odd, n, mode], timeout=45, port=port, token=token,
                         env={"DISTNN_TEST_TIMEOUT": "60", "DISTNN_TEST_FAST_EXIT": "1"})
     got = reports(results)
     for rank, rep in got.items():
@@ -50,6 +53,7 @@ def test_mismatched_collective_fails_on_every_rank(kind, n, world_size, odd, mod
         assert rep["elapsed"] < 15, context
         assert rep.get("failed_work_ok", True), f"the failed Work handle hid its error: {context}"
     assert all(r.returncode == 0 for r in results), format_results(results)
+    assert shm_files(token, port) == []
 
 
 @pytest.mark.timeout(60)
@@ -113,25 +117,29 @@ def test_rank_that_never_joins(missing):
     assert all(r.returncode == 0 and r.elapsed < 20 for r in results), format_results(results)
 
 
-KILL_CASES = [  # (collective, elements, victim reaped at once)
-    pytest.param("all_reduce", 1000, True, id="direct-reaped"),
-    pytest.param("all_reduce", 25000, True, id="ring-reaped"),  # ring path, segments small enough to copy
-    pytest.param("all_reduce", 1000000, True, id="ring-large-reaped"),  # zero-copy segments in flight
-    pytest.param("broadcast", 1000000, True, id="chain-reaped"),
-    pytest.param("all_reduce", 1000, False, id="direct-unreaped"),
+KILL_CASES = [  # (collective, elements, victim reaped at once, shared memory on)
+    pytest.param("all_reduce", 1000, True, True, id="direct-reaped"),
+    pytest.param("all_reduce", 25000, True, False, id="ring-reaped"),  # segments small enough to copy
+    pytest.param("all_reduce", 1000000, True, False, id="ring-large-reaped"),  # zero-copy segments in flight
+    pytest.param("all_reduce", 1000000, True, True, id="shm-reaped"),
+    pytest.param("all_reduce", 3000000, False, True, id="shm-unreaped"),  # several staging steps
+    pytest.param("broadcast", 1000000, True, True, id="chain-reaped"),
+    pytest.param("all_reduce", 1000, False, True, id="direct-unreaped"),
 ]
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("collective, n, reaped", KILL_CASES)
-def test_sigkilled_rank_fails_the_others_fast(collective, n, reaped):
+@pytest.mark.parametrize("collective, n, reaped, shared_memory", KILL_CASES)
+def test_sigkilled_rank_fails_the_others_fast(collective, n, reaped, shared_memory):
     """Rank 1 of 3 SIGKILLs itself 10 ms into its 4th collective (of a loop). Group
     timeout 10 s; the others must fail well within it, naming rank 1. ``reaped``: the
     dead process is waited for at once (as a launcher does); otherwise it stays a
-    zombie until the survivors are done, as under a parent busy elsewhere."""
+    zombie until the survivors are done, as under a parent busy elsewhere. No region
+    file is left in /dev/shm: the victim's name went after its first collective."""
     port, world_size, victim = free_port(), 3, 1
-    env = {"DISTNN_TEST_TIMEOUT": "10", "DISTNN_TEST_FAST_EXIT": "1"}
-    procs = [start_rank(WORKER, r, world_size, port, ["kill", victim, collective, n], env=env)
+    token = f"kill-{uuid.uuid4().hex}"
+    env = {"DISTNN_TEST_TIMEOUT": "10", "DISTNN_TEST_FAST_EXIT": "1", "DISTNN_SHM": "1" if shared_memory else "0"}
+    procs = [start_rank(WORKER, r, world_size, port, ["kill", victim, collective, n], env=env, token=token)
              for r in range(world_size)]
     survivors = [r for r in range(world_size) if r != victim]
     if reaped:
@@ -148,6 +156,7 @@ def test_sigkilled_rank_fails_the_others_fast(collective, n, reaped):
         assert rep.get("is_distributed") and not rep.get("is_timeout"), context
         assert f"rank {victim}" in rep["message"], context
         assert rep["at"] - killed_at < 5, context
+    assert shm_files(token, port) == []
 
 
 @pytest.mark.timeout(60)

@@ -1,8 +1,9 @@
 """More sections for collectives.py: async handles, object collectives,
 subgroups, non-contiguous inputs, argument errors that must not desynchronise
-the group, and a short smoke mix."""
+the group, a short smoke mix, and the shared-memory all-reduce."""
 
 import json
+import os
 import time
 from datetime import timedelta
 
@@ -274,6 +275,45 @@ def section_smoke(run, rank, world, large):
         run.case("isend_irecv.float32.n7", isend_irecv_case, "float32", 7)
 
 
+# --- shm: the shared-memory all-reduce, or its socket fallback -----------------------------------
+
+def shm_path_case(rank, world, expect_shm):
+    from distnn.distributed import collective_ops
+    group = collective_ops._group(None)
+    if (group.shm is not None) != expect_shm:
+        raise AssertionError(f"Expect: shared memory {'used' if expect_shm else 'unused'}, "
+                             f"Actual: group.shm is {group.shm!r}")
+    return digest(np.array([expect_shm]))
+
+
+def shm_name_released_case(rank, world):
+    """After one staged all-reduce every rank has unlinked its region's name."""
+    from distnn.distributed import collective_ops
+    group = collective_ops._group(None)
+    left = [p for p in group.shm.paths if os.path.exists(p)]
+    dist.barrier()  # nobody starts the next case while another still looks
+    if left:
+        raise AssertionError(f"region names still linked after use: {left}")
+    return None
+
+
+def section_shm(run, rank, world, large):
+    """Sizes past the direct path's limit: one staging half, several halves (with an
+    uneven last one), and chunks that do not divide evenly; every reduce op."""
+    from collectives import all_reduce_case
+    from distnn.distributed import shm
+    expect_shm = os.environ.get("EXPECT_SHM") == "1"
+    run.case("shm.path", shm_path_case, expect_shm)
+    half = shm.HALF_BYTES
+    for dtype, n in (("float32", 70001), ("float32", 2 * half // 4 + 12345), ("float64", half // 8 + 3),
+                     ("int8", half + world), ("float16", half // 2 - 1)):
+        run.case(f"shm.all_reduce.sum.{dtype}.n{n}", all_reduce_case, "sum", dtype, n, "tensor")
+    for op, dtype in (("avg", "float32"), ("min", "int32"), ("max", "float64"), ("product", "float32")):
+        run.case(f"shm.all_reduce.{op}.{dtype}", all_reduce_case, op, dtype, half // 4 + 7, "numpy")
+    if expect_shm:
+        run.case("shm.name_released", shm_name_released_case)
+
+
 SECTIONS = {"async": section_async, "objects": section_objects, "groups": section_groups,
             "noncontiguous": section_noncontiguous, "local_errors": section_local_errors}
-EXTRA_SECTIONS = {"smoke": section_smoke}
+EXTRA_SECTIONS = {"smoke": section_smoke, "shm": section_shm}
