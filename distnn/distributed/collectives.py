@@ -3,10 +3,11 @@
 
 - ``all_reduce``: ring reduce-scatter then all-gather, pipelined by segment:
   each segment is reduced and forwarded as soon as it arrives, so sending,
-  receiving and summing overlap. Small buffers take a one-hop direct path
-  (every rank sends its buffer to every other and sums in rank order), and
-  ranks that all share a host stage large buffers in shared memory
-  (``shm_all_reduce``) instead of streaming them through sockets.
+  receiving and summing overlap. Small buffers skip the ring: recursive
+  doubling (log2 n pairwise exchanges) when n is a power of two, else a
+  one-hop direct path (every rank sends its buffer to every other and sums in
+  rank order). Ranks that all share a host stage large buffers in shared
+  memory (``shm_all_reduce``) instead of streaming them through sockets.
 - ``broadcast``: a pipelined chain from the root for large buffers, direct
   sends for small ones. ``all_gather``/``reduce_scatter``: the two ring halves.
 
@@ -59,15 +60,38 @@ def all_reduce(ex, buf, op):
         return
     if buf.size == 0:
         return handshake(ex)
-    # One hop beats the ring's 2(n-1) until the extra volume (n-1 full copies per rank)
-    # costs more than the hops; with two ranks both move the same bytes.
-    direct_max = DIRECT_MAX_BYTES * (4 if ex.size == 2 else 1)
+    # Whole-buffer exchanges beat the ring's 2(n-1) hops until the extra volume costs more
+    # than the hops; with two ranks both move the same bytes, but shared memory moves
+    # them faster still.
+    direct_max = DIRECT_MAX_BYTES * (4 if ex.size == 2 and ex.shm is None else 1)
     if buf.nbytes <= direct_max:
-        _direct_all_reduce(ex, buf, REDUCE_UFUNCS[op])
+        if ex.size & (ex.size - 1) == 0:
+            _recursive_doubling_all_reduce(ex, buf, REDUCE_UFUNCS[op])
+        else:
+            _direct_all_reduce(ex, buf, REDUCE_UFUNCS[op])
     elif ex.shm is not None:
         shm_all_reduce(ex, buf, REDUCE_UFUNCS[op])
     else:
         ring_all_reduce(ex, buf, REDUCE_UFUNCS[op])
+
+
+def _recursive_doubling_all_reduce(ex, buf, ufunc):
+    """log2(n) rounds of pairwise exchange (n a power of two): after round k each rank
+    holds the reduction of its aligned block of 2^(k+1) ranks, the lower half's partial
+    always on the left, so every rank of a block computes bit-identical values."""
+    acc = buf.copy()
+    bit = 1
+    while bit < ex.size:
+        partner = ex.rank ^ bit
+        ex.send(partner, acc)
+        theirs = ex.recv_array(partner, buf.size)
+        ex.finish()  # acc may still be on its way out
+        if partner < ex.rank:
+            ufunc(theirs, acc, out=acc)
+        else:
+            ufunc(acc, theirs, out=acc)
+        bit <<= 1
+    buf[...] = acc
 
 
 def _direct_all_reduce(ex, buf, ufunc):

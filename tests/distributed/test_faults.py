@@ -31,6 +31,7 @@ MISMATCHES = [  # (kind, elements, world_size, the rank that differs, how the ca
     ("collective", 100000, 2, 0, "sync"),  # rank 0 is the broadcast root: done before anyone complains
     ("empty", 7, 3, 1, "sync"), ("empty", 100000, 2, 0, "sync"),
     ("shape", 7, 3, 1, "async"), ("dtype", 100000, 3, 2, "async"),
+    ("shape", 7, 4, 1, "sync"), ("dtype", 7, 4, 3, "async"),  # recursive doubling: not all ranks meet
 ]
 
 
