@@ -1,19 +1,13 @@
 """Convolutions: ``conv1d``, ``conv2d``, ``conv_transpose1d``, ``conv_transpose2d``,
-one ``Convolution`` op (``ConvolutionBackward0``) built from im2col over strided
-views plus one GEMM per pass, and col2im by one strided add per kernel offset.
-
-The working layout is channels-first, batch-last (C, H, W, N): every kernel
-offset of the im2col copy and of the col2im sum then moves contiguous runs of
-``OW * N`` elements, and each GEMM is one (C*KH*KW, OH*OW*N) matrix product
-rather than N small ones. Inputs and outputs stay NCHW; the layout change is
-one transposing copy in and one out. Big batches run in chunks of a few MiB of
-im2col matrix (one GEMM per chunk), which keeps each pass in cache.
+one ``Convolution`` op (``ConvolutionBackward0``) built from im2col by strided
+copies, one GEMM per batch chunk, and col2im by strided adds (kernel rows, then
+columns); the working layouts and scratch buffers live in ``im2col.py``.
 """
 
-import threading
 from collections import namedtuple
 
 from ..autograd.function import Op
+from .im2col import batch_chunks, layout_for, scratch_array
 from .shape import squeeze, unsqueeze
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"]
@@ -23,95 +17,6 @@ TENSOR_METHODS = ()
 # A convolution's arguments, normalised to two spatial dims.
 # padding is ((top, bottom), (left, right)): 'same' with an even kernel is asymmetric.
 Geometry = namedtuple("Geometry", "stride padding dilation groups transposed output_padding")
-
-
-# --- scratch buffers ----------------------------------------------------------------
-
-class _ScratchBuffers(threading.local):
-    def __init__(self):
-        self.buffers = {}
-
-
-_scratch = _ScratchBuffers()
-_SCRATCH_LIMIT_BYTES = 1 << 28  # larger temporaries are allocated fresh, not kept alive
-_CHUNK_BYTES = 8 << 20
-
-
-def _scratch_array(xp, slot, shape, dtype):
-    """An uninitialised array that lives only inside one pass of one op.
-
-    numpy has no caching allocator, and glibc hands multi-megabyte blocks back
-    to the OS on free, so a fresh im2col matrix per call costs a page fault per
-    4 KiB, which took longer than the GEMM. Reusing one buffer per role avoids
-    that; CuPy's memory pool already recycles device memory, so it allocates.
-    """
-    size = 1
-    for s in shape:
-        size *= s
-    if xp.__name__ != "numpy" or size * xp.dtype(dtype).itemsize > _SCRATCH_LIMIT_BYTES:
-        return xp.empty(shape, dtype)
-    key = (slot, xp.dtype(dtype))
-    buf = _scratch.buffers.get(key)
-    if buf is None or buf.size < size:
-        buf = xp.empty(max(size, 1), dtype)
-        _scratch.buffers[key] = buf
-    return buf[:size].reshape(shape)
-
-
-# --- layout helpers (all on raw arrays) ----------------------------------------------
-
-def to_chwn(xp, x, padding, slot):
-    """(N, C, H, W) -> a (C, H + pads, W + pads, N) scratch copy with zero borders."""
-    n, c, h, w = x.shape
-    (pt, pb), (pl, pr) = padding
-    out = _scratch_array(xp, slot, (c, pt + h + pb, pl + w + pr, n), x.dtype)
-    if pt or pb or pl or pr:
-        out[:, :pt] = 0
-        out[:, pt + h:] = 0
-        out[:, :, :pl] = 0
-        out[:, :, pl + w:] = 0
-    out[:, pt:pt + h, pl:pl + w] = x.transpose(1, 2, 3, 0)
-    return out
-
-
-def from_chwn(out, a, offset=(0, 0)):
-    """Write a (C, H', W', N) array into (N, C, H, W) ``out``, cropped at ``offset``."""
-    h, w = out.shape[2:]
-    out[...] = a[:, offset[0]:offset[0] + h, offset[1]:offset[1] + w].transpose(3, 0, 1, 2)
-
-
-def batch_chunks(n, col_bytes_per_sample):
-    """Slices of the batch whose im2col matrix stays around ``_CHUNK_BYTES``: past the
-    CPU caches, a bigger batch made every pass of a convolution slower per sample."""
-    step = max(1, _CHUNK_BYTES // max(col_bytes_per_sample, 1))
-    return [slice(i, min(i + step, n)) for i in range(0, n, step)] or [slice(0, 0)]
-
-
-def unfold(xp, xt, kernel, stride, dilation, out_hw, slot):
-    """im2col: the (C, KH, KW, OH, OW, N) windows of a (C, H, W, N) array, copied to scratch."""
-    c, _, _, n = xt.shape
-    sc, sh, sw, sn = xt.strides
-    windows = xp.lib.stride_tricks.as_strided(
-        xt, (c, kernel[0], kernel[1], out_hw[0], out_hw[1], n),
-        (sc, sh * dilation[0], sw * dilation[1], sh * stride[0], sw * stride[1], sn))
-    col = _scratch_array(xp, slot, windows.shape, xt.dtype)
-    xp.copyto(col, windows)
-    return col
-
-
-def fold(xp, col, padded_hw, stride, dilation, slot):
-    """col2im: sum (C, KH, KW, OH, OW, N) windows back into a (C, H, W, N) array."""
-    c, kh, kw, oh, ow, n = col.shape
-    out = _scratch_array(xp, slot, (c, padded_hw[0], padded_hw[1], n), col.dtype)
-    out.fill(0)
-    h_span = stride[0] * (oh - 1) + 1
-    w_span = stride[1] * (ow - 1) + 1
-    for i in range(kh):
-        top = i * dilation[0]
-        for j in range(kw):
-            left = j * dilation[1]
-            out[:, top:top + h_span:stride[0], left:left + w_span:stride[1]] += col[:, i, j]
-    return out
 
 
 # --- the op -------------------------------------------------------------------------
@@ -127,109 +32,132 @@ class Convolution(Op):
         ctx.save_for_backward(x, w)
         if ctx.one_d:  # a 1-D convolution is a 2-D one over a height of 1
             x, w = x[:, :, None, :], w[:, :, None, :]
-        y = (_transposed_forward if geometry.transposed else _conv_forward)(xp, x, w, geometry)
-        if b is not None:
-            y += b.reshape(-1, 1, 1)
+        y = (_transposed_forward if geometry.transposed else _conv_forward)(xp, x, w, b, geometry)
         return y[:, :, 0, :] if ctx.one_d else y
 
     @staticmethod
     def backward(ctx, g):
         xp = ctx.xp
         x, w = ctx.saved_tensors
-        need_x, need_w, need_b = ctx.needs_input_grad
-        g_bias = g.sum(axis=tuple(i for i in range(g.ndim) if i != 1)) if need_b else None
         if ctx.one_d:
             x, w, g = x[:, :, None, :], w[:, :, None, :], g[:, :, None, :]
         backward = _transposed_backward if ctx.geometry.transposed else _conv_backward
-        gx, gw = backward(xp, x, w, g, ctx.geometry, need_x, need_w)
+        gx, gw, g_bias = backward(xp, x, w, g, ctx.geometry, *ctx.needs_input_grad)
         if ctx.one_d:
             gx = gx[:, :, 0, :] if gx is not None else None
             gw = gw[:, :, 0, :] if gw is not None else None
         return gx, gw, g_bias
 
 
-def _conv_forward(xp, x, w, geo):
+def _add_into(xp, total, part):
+    return part if total is None else xp.add(total, part, out=total)
+
+
+def _add_bias(xp, rows, bias):
+    """Add the bias to a (C, cols) GEMM result while it is contiguous and in cache: 3x
+    cheaper than broadcasting it over the NCHW output."""
+    if bias is not None:
+        xp.add(rows, bias[:, None], out=rows)
+
+
+def _row_sums(xp, rows):
+    """The bias gradient, as a GEMV against ones: 3x faster than ``sum(axis=1)`` on numpy."""
+    return xp.matmul(rows, xp.ones(rows.shape[1], rows.dtype))
+
+
+def _conv_forward(xp, x, w, b, geo):
     n, c, h, wd = x.shape
     oc, cg, kh, kw = w.shape
     g = geo.groups
     (pt, pb), (pl, pr) = geo.padding
     oh, ow = _conv_out_hw((pt + h + pb, pl + wd + pr), (kh, kw), geo)
+    layout = layout_for(c, oc, kw)
     w3 = w.reshape(g, oc // g, cg * kh * kw)
     y = xp.empty((n, oc, oh, ow), x.dtype)
     for part in batch_chunks(n, c * kh * kw * oh * ow * x.itemsize):
-        xt = to_chwn(xp, x[part], geo.padding, "src")
-        col = unfold(xp, xt, (kh, kw), geo.stride, geo.dilation, (oh, ow), "col")
-        out = _scratch_array(xp, "gemm", (g, oc // g, col[0, 0, 0].size), x.dtype)
+        xl = layout.enter(xp, x[part], geo.padding, "src")
+        col = layout.unfold(xp, xl, (kh, kw), geo.stride, geo.dilation, (oh, ow), "col")
+        out = scratch_array(xp, "gemm", (g, oc // g, col.shape[-1]), x.dtype)
         xp.matmul(w3, col.reshape(g, cg * kh * kw, -1), out=out)
-        from_chwn(y[part], out.reshape(oc, oh, ow, -1))
+        _add_bias(xp, out.reshape(oc, -1), b)
+        layout.leave(y[part], layout.grid(out, oc, (oh, ow)))
     return y
 
 
-def _conv_backward(xp, x, w, grad, geo, need_x, need_w):
+def _conv_backward(xp, x, w, grad, geo, need_x, need_w, need_b):
     n, c, h, wd = x.shape
     oc, cg, kh, kw = w.shape
     g = geo.groups
     (pt, pb), (pl, pr) = geo.padding
     oh, ow = grad.shape[2:]
+    layout = layout_for(c, oc, kw)
     w3 = w.reshape(g, oc // g, cg * kh * kw)
     gx = xp.empty(x.shape, x.dtype) if need_x else None
-    gw = None
+    gw = g_bias = None
     for part in batch_chunks(n, c * kh * kw * oh * ow * x.itemsize):
-        gt = to_chwn(xp, grad[part], ((0, 0), (0, 0)), "gemm").reshape(g, oc // g, -1)
-        if need_w:  # recomputing im2col is cheaper than keeping KH*KW copies of x alive
-            xt = to_chwn(xp, x[part], geo.padding, "src")
-            col = unfold(xp, xt, (kh, kw), geo.stride, geo.dilation, (oh, ow), "col")
+        gt = layout.enter(xp, grad[part], ((0, 0), (0, 0)), "gemm").reshape(g, oc // g, -1)
+        if need_b:
+            g_bias = _add_into(xp, g_bias, _row_sums(xp, gt.reshape(oc, -1)))
+        if need_w:  # recomputing im2col beat keeping it from forward (KH*KW copies of x)
+            xl = layout.enter(xp, x[part], geo.padding, "src")
+            col = layout.unfold(xp, xl, (kh, kw), geo.stride, geo.dilation, (oh, ow), "col")
             # (CKK, P) @ (P, OC) rather than (OC, P) @ (P, CKK): OpenBLAS is faster with the
             # short side last when OC is small (0.38 vs 0.49 ms for the MNIST conv1)
-            gw_t = xp.matmul(col.reshape(g, cg * kh * kw, -1), gt.transpose(0, 2, 1))
-            gw = gw_t if gw is None else xp.add(gw, gw_t, out=gw)
+            gw = _add_into(xp, gw, xp.matmul(col.reshape(g, cg * kh * kw, -1), gt.transpose(0, 2, 1)))
         if need_x:
-            gcol = _scratch_array(xp, "col", (g, cg * kh * kw, gt.shape[-1]), x.dtype)
+            gcol = scratch_array(xp, "col", (g, cg * kh * kw, gt.shape[-1]), x.dtype)
             xp.matmul(w3.transpose(0, 2, 1), gt, out=gcol)
-            dxt = fold(xp, gcol.reshape(c, kh, kw, oh, ow, -1), (pt + h + pb, pl + wd + pr),
-                       geo.stride, geo.dilation, "dst")
-            from_chwn(gx[part], dxt, (pt, pl))
-    return gx, (gw.transpose(0, 2, 1).reshape(w.shape) if gw is not None else None)
+            dxl = layout.fold(xp, gcol, c, (kh, kw), (oh, ow), (pt + h + pb, pl + wd + pr),
+                              geo.stride, geo.dilation, "dst")
+            layout.leave(gx[part], dxl, (pt, pl))
+    return gx, (gw.transpose(0, 2, 1).reshape(w.shape) if gw is not None else None), g_bias
 
 
-def _transposed_forward(xp, x, w, geo):
+def _transposed_forward(xp, x, w, b, geo):
     """The gradient of a convolution with respect to its input: GEMM, then col2im."""
     n, cin, h, wd = x.shape
     _, ocg, kh, kw = w.shape
     g = geo.groups
     (p_h, _), (p_w, _) = geo.padding
     full_hw = _transposed_full_hw((h, wd), (kh, kw), geo)
+    layout = layout_for(g * ocg, cin, kw)
     w3t = w.reshape(g, cin // g, ocg * kh * kw).transpose(0, 2, 1)
     y = xp.empty((n, g * ocg, full_hw[0] - 2 * p_h, full_hw[1] - 2 * p_w), x.dtype)
     for part in batch_chunks(n, g * ocg * kh * kw * h * wd * x.itemsize):
-        xt = to_chwn(xp, x[part], ((0, 0), (0, 0)), "src").reshape(g, cin // g, -1)
-        col = _scratch_array(xp, "col", (g, ocg * kh * kw, xt.shape[-1]), x.dtype)
-        xp.matmul(w3t, xt, out=col)
-        yt = fold(xp, col.reshape(g * ocg, kh, kw, h, wd, -1), full_hw, geo.stride, geo.dilation, "dst")
-        from_chwn(y[part], yt, (p_h, p_w))
+        xl = layout.enter(xp, x[part], ((0, 0), (0, 0)), "src").reshape(g, cin // g, -1)
+        col = scratch_array(xp, "col", (g, ocg * kh * kw, xl.shape[-1]), x.dtype)
+        xp.matmul(w3t, xl, out=col)
+        yl = layout.fold(xp, col, g * ocg, (kh, kw), (h, wd), full_hw, geo.stride, geo.dilation, "dst")
+        _add_bias(xp, yl.reshape(g * ocg, -1), b)
+        layout.leave(y[part], yl, (p_h, p_w))
     return y
 
 
-def _transposed_backward(xp, x, w, grad, geo, need_x, need_w):
+def _transposed_backward(xp, x, w, grad, geo, need_x, need_w, need_b):
     """A transposed convolution's gradients are an ordinary convolution of ``grad``."""
     n, cin, h, wd = x.shape
     _, ocg, kh, kw = w.shape
     g = geo.groups
+    layout = layout_for(g * ocg, cin, kw)
     w3 = w.reshape(g, cin // g, ocg * kh * kw)
     gx = xp.empty(x.shape, x.dtype) if need_x else None
-    gw = None
+    gw = g_bias = None
     for part in batch_chunks(n, g * ocg * kh * kw * h * wd * x.itemsize):
-        gt = to_chwn(xp, grad[part], geo.padding, "dst")
-        col = unfold(xp, gt, (kh, kw), geo.stride, geo.dilation, (h, wd), "col").reshape(g, ocg * kh * kw, -1)
+        gl = layout.enter(xp, grad[part], geo.padding, "dst")
+        if need_b:  # the zero borders add nothing
+            g_bias = _add_into(xp, g_bias, _row_sums(xp, gl.reshape(g * ocg, -1)))
+        if not (need_x or need_w):
+            continue
+        col = layout.unfold(xp, gl, (kh, kw), geo.stride, geo.dilation, (h, wd), "col")
+        col = col.reshape(g, ocg * kh * kw, -1)
         if need_x:
-            out = _scratch_array(xp, "gemm", (g, cin // g, col.shape[-1]), x.dtype)
+            out = scratch_array(xp, "gemm", (g, cin // g, col.shape[-1]), x.dtype)
             xp.matmul(w3, col, out=out)
-            from_chwn(gx[part], out.reshape(cin, h, wd, -1))
+            layout.leave(gx[part], layout.grid(out, cin, (h, wd)))
         if need_w:
-            xt = to_chwn(xp, x[part], ((0, 0), (0, 0)), "src").reshape(g, cin // g, -1)
-            gw_part = xp.matmul(xt, col.transpose(0, 2, 1))
-            gw = gw_part if gw is None else xp.add(gw, gw_part, out=gw)
-    return gx, (gw.reshape(w.shape) if gw is not None else None)
+            xl = layout.enter(xp, x[part], ((0, 0), (0, 0)), "src").reshape(g, cin // g, -1)
+            gw = _add_into(xp, gw, xp.matmul(xl, col.transpose(0, 2, 1)))
+    return gx, (gw.reshape(w.shape) if gw is not None else None), g_bias
 
 
 def _conv_out_hw(padded_hw, kernel, geo):

@@ -1,6 +1,6 @@
 """Convolutions: gradcheck and torch comparison over stride/padding/dilation/groups
-combinations (contiguous and non-contiguous inputs), unbatched input, node
-names, scratch-buffer safety, and PyTorch's error messages."""
+combinations (contiguous and non-contiguous inputs) in both working layouts,
+unbatched input, node names, scratch-buffer safety, and PyTorch's error messages."""
 
 import numpy as np
 import pytest
@@ -8,6 +8,7 @@ import pytest
 import distnn
 import distnn.nn.functional  # noqa: F401  (makes distnn.nn available as lib.nn)
 import distnn.ops.conv as conv_module
+import distnn.ops.im2col as im2col
 from op_check import check_op, compare_with_torch, make_input, requires_torch
 
 try:
@@ -32,6 +33,16 @@ def _call(name, kwargs):
     return fn
 
 
+LAYOUTS = [im2col.BatchLast, im2col.BatchSecond]
+
+
+@pytest.fixture(params=LAYOUTS, ids=lambda layout: layout.__name__)
+def layout(request, monkeypatch):
+    """Every convolution in the test runs in this working layout, whatever the shapes."""
+    monkeypatch.setattr(conv_module, "layout_for", lambda *shape: request.param)
+    return request.param
+
+
 # (x shape, weight shape, bias?, kwargs): tiny, because gradcheck is O(numel^2)
 CONV2D_CASES = [
     ((2, 2, 5, 5), (3, 2, 3, 3), True, {}),
@@ -49,11 +60,16 @@ CONV2D_CASES = [
     ((2, 2, 4, 4), (6, 1, 2, 2), False, {"groups": 2, "stride": 2}),  # channel multiplier
     ((2, 3, 4, 4), (2, 3, 1, 1), True, {}),  # 1x1
     ((1, 1, 3, 3), (1, 1, 3, 3), True, {}),  # kernel covers the whole input
+    # one input channel (the MNIST conv1)
+    ((2, 1, 6, 7), (4, 1, 3, 3), True, {}),
+    ((2, 1, 7, 6), (3, 1, 3, 2), True, {"stride": (2, 3), "padding": (1, 2)}),
+    ((1, 1, 7, 7), (3, 1, 2, 3), False, {"dilation": (2, 1), "padding": "same"}),
+    ((2, 1, 5, 6), (2, 1, 3, 3), True, {"dilation": 2, "padding": 1, "stride": 2}),
 ]
 
 
 @pytest.mark.parametrize("x_shape,w_shape,bias,kwargs", CONV2D_CASES)
-def test_conv2d(x_shape, w_shape, bias, kwargs):
+def test_conv2d(layout, x_shape, w_shape, bias, kwargs):
     out_channels = w_shape[0]
     check_op(_call("conv2d", kwargs), _inputs(x_shape, w_shape, out_channels if bias else 0))
 
@@ -68,7 +84,7 @@ CONV1D_CASES = [
 
 
 @pytest.mark.parametrize("x_shape,w_shape,bias,kwargs", CONV1D_CASES)
-def test_conv1d(x_shape, w_shape, bias, kwargs):
+def test_conv1d(layout, x_shape, w_shape, bias, kwargs):
     check_op(_call("conv1d", kwargs), _inputs(x_shape, w_shape, w_shape[0] if bias else 0))
 
 
@@ -81,11 +97,12 @@ CONV_TRANSPOSE2D_CASES = [
     ((2, 4, 3, 3), (4, 1, 3, 3), True, {"groups": 2, "stride": 2}),
     ((1, 2, 2, 3), (2, 3, 2, 2), True, {"stride": 3, "output_padding": (2, 1)}),
     ((2, 2, 3, 3), (2, 2, 2, 2), False, {"dilation": 3, "output_padding": 1, "stride": 2}),
+    ((2, 3, 3, 4), (3, 1, 3, 3), True, {"stride": 2, "padding": 1}),  # one output channel
 ]
 
 
 @pytest.mark.parametrize("x_shape,w_shape,bias,kwargs", CONV_TRANSPOSE2D_CASES)
-def test_conv_transpose2d(x_shape, w_shape, bias, kwargs):
+def test_conv_transpose2d(layout, x_shape, w_shape, bias, kwargs):
     out_channels = w_shape[1] * kwargs.get("groups", 1)
     check_op(_call("conv_transpose2d", kwargs), _inputs(x_shape, w_shape, out_channels if bias else 0))
 
@@ -95,7 +112,7 @@ def test_conv_transpose2d(x_shape, w_shape, bias, kwargs):
     ((2, 2, 4), (2, 2, 3), {"stride": 2, "padding": 1, "output_padding": 1}),
     ((1, 4, 3), (4, 1, 2), {"groups": 4, "dilation": 2}),
 ])
-def test_conv_transpose1d(x_shape, w_shape, kwargs):
+def test_conv_transpose1d(layout, x_shape, w_shape, kwargs):
     out_channels = w_shape[1] * kwargs.get("groups", 1)
     check_op(_call("conv_transpose1d", kwargs), _inputs(x_shape, w_shape, out_channels))
 
@@ -115,7 +132,7 @@ def test_unbatched_input(name, x_shape, w_shape):
 
 @pytest.mark.parametrize("requires_grad", [[False, True, True], [True, False, False], [False, False, True],
                                            [True, True, False]])
-def test_partial_requires_grad(requires_grad):
+def test_partial_requires_grad(layout, requires_grad):
     arrays = _inputs((2, 3, 6, 6), (4, 3, 3, 3), 4)
     check_op(_call("conv2d", {"stride": 2, "padding": 1}), arrays, requires_grad=requires_grad)
     check_op(_call("conv_transpose2d", {"stride": 2}), _inputs((2, 3, 4, 4), (3, 2, 3, 3), 2),
@@ -130,13 +147,13 @@ def test_partial_requires_grad(requires_grad):
     ((4, 8, 16, 16), (8, 1, 3, 3), {"groups": 8, "padding": "same", "dilation": 2}),
     ((3, 6, 9, 10), (12, 3, 4, 4), {"groups": 2, "padding": "same"}),
 ])
-def test_conv2d_moderate_shapes_match_torch(x_shape, w_shape, kwargs):
+def test_conv2d_moderate_shapes_match_torch(layout, x_shape, w_shape, kwargs):
     # the weight gradient sums thousands of float32 products: round-off, not a bug, sets atol
     compare_with_torch(_call("conv2d", kwargs), _inputs(x_shape, w_shape, w_shape[0]), rtol=1e-4, atol=2e-4)
 
 
 @requires_torch
-def test_conv_transpose2d_moderate_shape_matches_torch():
+def test_conv_transpose2d_moderate_shape_matches_torch(layout):
     compare_with_torch(_call("conv_transpose2d", {"stride": 2, "padding": 1, "output_padding": 1}),
                        _inputs((4, 16, 7, 7), (16, 8, 3, 3), 8), rtol=1e-4, atol=2e-4)
 
@@ -155,7 +172,7 @@ def test_grad_fn_name_and_dtype(name, x_shape, w_shape):
         assert out.is_contiguous()
 
 
-def test_outputs_and_grads_do_not_share_scratch_memory():
+def test_outputs_and_grads_do_not_share_scratch_memory(layout):
     """Two same-shaped convolutions before one backward: each keeps its own values."""
     w = distnn.randn(4, 3, 3, 3, requires_grad=True)
     x1 = distnn.randn(2, 3, 8, 8, requires_grad=True)
@@ -174,10 +191,38 @@ def test_outputs_and_grads_do_not_share_scratch_memory():
 
 
 @requires_torch
+@pytest.mark.parametrize("chunk_bytes", [None, 1])
+@pytest.mark.parametrize("name,x_shape,w_shape,kwargs", [
+    ("conv2d", (3, 1, 9, 8), (4, 1, 3, 3), {"padding": 1}),
+    ("conv2d", (3, 4, 7, 7), (6, 2, 3, 3), {"stride": 2, "groups": 2}),
+    ("conv_transpose2d", (3, 4, 4, 4), (4, 3, 3, 3), {"stride": 2, "padding": 1, "groups": 2}),
+])
+def test_two_forwards_then_two_backwards(layout, monkeypatch, chunk_bytes, name, x_shape, w_shape, kwargs):
+    """Scratch buffers reused between passes never hold what a later backward still needs:
+    each graph's gradients match torch after another same-shaped graph ran in between."""
+    if chunk_bytes is not None:
+        monkeypatch.setattr(im2col, "_CHUNK_BYTES", chunk_bytes)
+    fn = _call(name, kwargs)
+    results = {}
+    for lib in (distnn, torch):
+        w = lib.tensor(make_input(w_shape, seed=2, dtype=np.float32), requires_grad=True)
+        xs = [lib.tensor(make_input(x_shape, seed=s, dtype=np.float32), requires_grad=True) for s in (4, 5)]
+        ys = [fn(lib, x, w) for x in xs]
+        grads = []
+        for y, scale in zip(ys, (1.0, -3.0)):
+            w.grad = None
+            (y * lib.tensor(make_input(tuple(y.shape), seed=6, dtype=np.float32)) * scale).sum().backward()
+            grads.append(w.grad.numpy().copy())
+        results[lib.__name__] = [y.detach().numpy() for y in ys] + [x.grad.numpy() for x in xs] + grads
+    for ours, theirs in zip(results["distnn"], results["torch"]):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+@requires_torch
 @pytest.mark.parametrize("setting", [("_CHUNK_BYTES", 1), ("_SCRATCH_LIMIT_BYTES", 0)])
-def test_batch_chunks_and_unpooled_scratch(monkeypatch, setting):
+def test_batch_chunks_and_unpooled_scratch(layout, monkeypatch, setting):
     """One sample per chunk (gradients summed over chunks), and scratch arrays allocated fresh."""
-    monkeypatch.setattr(conv_module, *setting)
+    monkeypatch.setattr(im2col, *setting)
     compare_with_torch(_call("conv2d", {"stride": 2, "padding": 1, "groups": 2}),
                        _inputs((3, 4, 7, 7), (6, 2, 3, 3), 6))
     compare_with_torch(_call("conv_transpose2d", {"stride": 2, "padding": 1, "groups": 2}),

@@ -26,6 +26,8 @@ def _pool(name, *args, **kwargs):
 MAX_POOL2D_CASES = [
     ((2, 2, 6, 6), (2,), {}),  # windows tile the input: the fast path
     ((2, 2, 6, 9), ((2, 3),), {}),
+    ((1, 2, 6, 6), (3,), {}),
+    ((2, 2, 6, 4), ((3, 2), (3, 2)), {}),
     ((1, 2, 7, 7), (2,), {}),  # last row/column left out
     ((1, 2, 7, 7), (2,), {"ceil_mode": True}),
     ((2, 2, 7, 6), (3, 2, 1), {}),
@@ -63,6 +65,9 @@ def test_max_pool2d_ties_go_to_the_first_max(shape, args, kwargs):
     x = np.round(make_input(shape, seed=3) * 1.5)
     compare_with_torch(_pool("max_pool2d", *args, **kwargs), [x])
     compare_with_torch(_pool("max_pool2d", *args, **kwargs), [np.zeros(shape)])
+    # a checkerboard: a 2x2 window's max sits at (0, 1) and (1, 0), and row-major order picks
+    checkerboard = np.indices(shape[-2:]).sum(0) % 2.0
+    compare_with_torch(_pool("max_pool2d", *args, **kwargs), [np.broadcast_to(checkerboard, shape).copy()])
 
 
 @requires_torch
@@ -86,12 +91,13 @@ def test_max_pool2d_moderate_shapes_match_torch(shape, args, kwargs):
     compare_with_torch(_pool("max_pool2d", *args, **kwargs), [make_input(shape)])
 
 
-def test_max_pool2d_integer_input():
+@pytest.mark.parametrize("padding", [1, 0])  # 0: windows tile the input
+def test_max_pool2d_integer_input(padding):
     x = np.arange(32, dtype=np.int64).reshape(1, 2, 4, 4) % 7
-    out = distnn.nn.functional.max_pool2d(distnn.from_numpy(x), 2, padding=1)
+    out = distnn.nn.functional.max_pool2d(distnn.from_numpy(x), 2, padding=padding)
     assert out.dtype == distnn.int64
     if torch is not None:
-        ref = torch.nn.functional.max_pool2d(torch.from_numpy(x), 2, padding=1)
+        ref = torch.nn.functional.max_pool2d(torch.from_numpy(x), 2, padding=padding)
         np.testing.assert_array_equal(out.numpy(), ref.numpy())
 
 
