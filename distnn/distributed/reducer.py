@@ -4,7 +4,8 @@ Parameters are packed into buckets in reverse registration order (the order
 backward produces their gradients), the first capped at 1 MiB and the rest at
 ``bucket_cap_mb``, one dtype per bucket. A per-parameter hook marks a gradient
 ready as soon as it is accumulated; a full bucket starts an asynchronous
-all-reduce at once, so communication overlaps the rest of backward. Buckets
+all-reduce at once, so communication overlaps the rest of backward (all but the
+last bucket, which completes as backward ends and is reduced synchronously). Buckets
 are always launched in index order, so every rank's collectives line up even
 when gradients become ready in different orders. At the end of backward the
 reducer launches whatever is left (a parameter that got no gradient
@@ -104,7 +105,11 @@ class Reducer:
         self._launch_ready_buckets()
 
     def _launch_ready_buckets(self):
-        while self._next_to_launch < len(self.buckets) and self.buckets[self._next_to_launch].pending == 0:
+        # The last bucket holds the first layers' gradients, which backward produces at its
+        # very end: it is left to ``_finalize``, which reduces it on the calling thread
+        # instead of handing it to the communication thread and waiting to be woken.
+        last = len(self.buckets) - 1
+        while self._next_to_launch < last and self.buckets[self._next_to_launch].pending == 0:
             self._launch(self.buckets[self._next_to_launch])
 
     def _launch(self, bucket, async_op=True):

@@ -27,7 +27,8 @@ def _train(tmp_path, world_size, *flags):
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("flags", [(), ("--no-sync",), ("--unused",)], ids=["plain", "no_sync", "unused"])
+@pytest.mark.parametrize("flags", [(), ("--no-sync",), ("--unused",), ("--buckets",), ("--buckets", "--unused")],
+                         ids=["plain", "no_sync", "unused", "buckets", "buckets_unused"])
 def test_ddp_matches_single_process(tmp_path, flags):
     reference = _train(tmp_path, 1, "--plain", *flags)
     for world_size in (2, 3, 4):

@@ -1,11 +1,13 @@
 """DDP exactness worker: trains the seed ConvNet for a few SGD-momentum steps on a
 fixed global batch, this rank taking its slice, and saves the final parameters.
 
-    ddp_train.py OUT_PATH STEPS GLOBAL_BATCH [--no-sync] [--unused] [--plain]
+    ddp_train.py OUT_PATH STEPS GLOBAL_BATCH [--no-sync] [--unused] [--buckets] [--plain]
 
 ``--plain`` trains without DDP on the whole batch (the single-process reference);
 ``--no-sync`` splits each step into two micro-batches, the first under no_sync();
-``--unused`` adds a parameter that never gets a gradient.
+``--unused`` adds a parameter that never gets a gradient; ``--buckets`` makes
+buckets of ~4 KiB, so several are reduced asynchronously while backward runs
+(the model's 87 KB otherwise fit the first, 1 MiB, bucket).
 """
 
 import sys
@@ -47,7 +49,12 @@ def main():
     if plain:
         distnn.manual_seed(1234)
         model = Net("--unused" in flags)
-    net = model if plain else dist.DistributedDataParallel(model)
+    if "--buckets" in flags:
+        from distnn.distributed import reducer
+        reducer.FIRST_BUCKET_BYTES = 4096
+    net = model if plain else dist.DistributedDataParallel(model, bucket_cap_mb=4096 / 2**20)
+    if not plain and "--buckets" in flags and len(net.reducer.buckets) < 4:
+        raise SystemExit(f"Expect: several buckets, Actual: {len(net.reducer.buckets)}")
     opt = distnn.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     rng = np.random.default_rng(0)
     for step in range(steps):
