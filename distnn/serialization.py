@@ -16,13 +16,16 @@ byte order), bytes, dtypes and devices. A tensor object that appears twice is
 stored once and loads as one object; views are stored as copies. Saving to a
 path writes a temp file in the same directory, fsyncs it and renames it over
 the target (then fsyncs the directory), so a crash leaves the old file or the
-new one, never a mix.
+new one, never a mix. The temp file's name carries the host and pid of its
+writer, so the next save to the same path removes one left by a killed process.
 """
 
 import io
 import json
 import os
+import re
 import secrets
+import socket
 import sys
 import zipfile
 from collections import OrderedDict
@@ -152,7 +155,9 @@ def _write_entry(zf, name, array):
 
 def _atomic_write(path, write):
     directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+    prefix = f".{os.path.basename(path)}.{_host_tag()}."
+    _remove_stale_temps(directory, prefix)
+    tmp = os.path.join(directory, f"{prefix}{os.getpid()}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -167,6 +172,35 @@ def _atomic_write(path, write):
             pass
         raise
     _fsync_directory(directory)
+
+
+def _host_tag():
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:64]
+
+
+def _remove_stale_temps(directory, prefix):
+    """Temp files of this path whose writer on this host has died (a SIGKILL mid-save)."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        match = re.fullmatch(r"(\d+)\.[0-9a-f]{12}\.tmp", name[len(prefix):]) if name.startswith(prefix) else None
+        if match and not _pid_alive(int(match.group(1))):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _fsync_directory(directory):

@@ -311,3 +311,23 @@ def test_sigkill_during_save_leaves_a_loadable_checkpoint(tmp_path):
         state = distnn.load(path)
         version = state["version"]
         assert state["weights"][0].item() == version and state["weights"][-1].item() == (4 << 20) - 1 + version
+    distnn.save({"version": -1}, path)  # the next save clears temp files the killed writers left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.dt"]
+
+
+def test_temp_files_of_live_writers_and_other_paths_are_kept(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout)
+    host = "".join(c if c.isalnum() or c in "_-" else "_" for c in socket.gethostname())[:64]
+    names = [f".ck.dt.{host}.{dead}.0123456789ab.tmp",  # a killed writer's: removed
+             f".ck.dt.{host}.{os.getpid()}.0123456789ab.tmp",  # a live writer's: kept
+             f".ck.dt.other-host.{dead}.0123456789ab.tmp",  # another host's (shared file system): kept
+             f".other.dt.{host}.{dead}.0123456789ab.tmp"]  # another checkpoint's: kept
+    for name in names:
+        (tmp_path / name).write_bytes(b"partial")
+    save({"x": 1}, tmp_path / "ck.dt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[1:] + ["ck.dt"])
