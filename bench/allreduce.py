@@ -6,6 +6,9 @@ Spawns ``--world`` local processes per backend. For each size (float32) it
 prints the median time of one all_reduce, the algorithm bandwidth
 (bytes / time) and the bus bandwidth (2(n-1)/n x bytes / time, the figure
 NCCL and gloo report), with gloo's on the same run when torch is importable.
+distnn runs twice: as configured by default (same-host ranks stage large
+buffers in shared memory) and with ``DISTNN_SHM=0`` (ZeroMQ sockets only, the
+path ranks on different hosts take).
 """
 
 import argparse
@@ -30,8 +33,10 @@ def _iters_for(nbytes, iters):
 def _worker(backend, rank, world, port, iters, results):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
                       OMP_NUM_THREADS="1")
+    if backend == "distnn-sockets":
+        os.environ["DISTNN_SHM"] = "0"
     import numpy as np
-    if backend == "distnn":
+    if backend.startswith("distnn"):
         import distnn.distributed as dist
         dist.init_process_group()
 
@@ -60,8 +65,7 @@ def _worker(backend, rank, world, port, iters, results):
             samples.append(time.perf_counter() - t0)
         samples.sort()
         timings[nbytes] = samples[len(samples) // 2]
-    # every rank's median; the job's figure is the slowest rank's
-    if rank == 0:
+    if rank == 0:  # each sample starts after a barrier, so rank 0's time is the job's
         results.put(timings)
     dist.destroy_process_group()
 
@@ -95,6 +99,7 @@ def main(argv=None):
     parser.add_argument("--iters", type=int, default=20)
     args = parser.parse_args(argv)
     ours = measure("distnn", args.world, args.iters)
+    sockets = measure("distnn-sockets", args.world, args.iters)
     try:
         import torch  # noqa: F401
         theirs = measure("gloo", args.world, args.iters)
@@ -102,17 +107,21 @@ def main(argv=None):
         theirs = None
     factor = 2 * (args.world - 1) / args.world
     print(f"all_reduce float32, {args.world} ranks on one host (median; busbw = 2(n-1)/n x bytes / time)")
-    head = f"{'size':>8} | {'distnn us':>10} {'algbw GB/s':>10} {'busbw GB/s':>10}"
+    head = (f"{'size':>8} | {'distnn us':>10} {'algbw GB/s':>10} {'busbw GB/s':>10} | "
+            f"{'sockets us':>10} {'busbw GB/s':>10}")
     if theirs:
-        head += f" | {'gloo us':>10} {'busbw GB/s':>10} | {'speedup':>7}"
+        head += f" | {'gloo us':>10} {'busbw GB/s':>10} | {'speedup':>7} {'sockets':>7}"
     print(head)
     for nbytes in SIZES:
-        t = ours[nbytes]
-        line = f"{_fmt_size(nbytes):>8} | {t * 1e6:10.1f} {nbytes / t / 1e9:10.3f} {factor * nbytes / t / 1e9:10.3f}"
+        t, z = ours[nbytes], sockets[nbytes]
+        line = (f"{_fmt_size(nbytes):>8} | {t * 1e6:10.1f} {nbytes / t / 1e9:10.3f} {factor * nbytes / t / 1e9:10.3f} | "
+                f"{z * 1e6:10.1f} {factor * nbytes / z / 1e9:10.3f}")
         if theirs:
             g = theirs[nbytes]
-            line += f" | {g * 1e6:10.1f} {factor * nbytes / g / 1e9:10.3f} | {g / t:6.2f}x"
+            line += f" | {g * 1e6:10.1f} {factor * nbytes / g / 1e9:10.3f} | {g / t:6.2f}x {g / z:6.2f}x"
         print(line)
+    print("speedup = gloo time / distnn time (default, then sockets only); "
+          "sockets = DISTNN_SHM=0, the path between hosts")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,10 @@ import numpy as np
 
 SEGMENT_BYTES = 1 << 20  # pipelining granularity (gloo uses <= 1 MiB)
 DIRECT_MAX_BYTES = 64 * 1024  # per rank and message, for worlds of 3 or more
+# Measured on 2 cores: a staging round costs more than reading the whole data from every
+# rank, up to about 4 MiB per rank with 4 ranks, and at every size with 2 (where both
+# ways move nearly the same bytes).
+SHM_ONE_ROUND_MAX_BYTES = 4 << 20
 
 REDUCE_UFUNCS = {"sum": np.add, "product": np.multiply, "min": np.minimum, "max": np.maximum,
                  "band": np.bitwise_and, "bor": np.bitwise_or, "bxor": np.bitwise_xor}
@@ -61,9 +65,12 @@ def all_reduce(ex, buf, op):
     if buf.size == 0:
         return handshake(ex)
     # Whole-buffer exchanges beat the ring's 2(n-1) hops until the extra volume costs more
-    # than the hops; with two ranks both move the same bytes, but shared memory moves
-    # them faster still.
-    direct_max = DIRECT_MAX_BYTES * (4 if ex.size == 2 and ex.shm is None else 1)
+    # than the hops; with two ranks both move the same bytes, and shared memory is the
+    # faster from 16 KiB.
+    if ex.size == 2:
+        direct_max = DIRECT_MAX_BYTES // 4 if ex.shm is not None else DIRECT_MAX_BYTES * 4
+    else:
+        direct_max = DIRECT_MAX_BYTES
     if buf.nbytes <= direct_max:
         if ex.size & (ex.size - 1) == 0:
             _recursive_doubling_all_reduce(ex, buf, REDUCE_UFUNCS[op])
@@ -118,38 +125,58 @@ def ring_all_reduce(ex, buf, ufunc):
 
 
 def shm_all_reduce(ex, buf, ufunc):
-    """All-reduce through shared memory, one staging half at a time. Rank r stages
-    every chunk of its data but chunk r, then (after all have staged) reduces chunk r
-    from all ranks in rank order into its own region, and (after all have reduced)
-    copies every other rank's reduced chunk out of that rank's region."""
-    shm, n, r = ex.shm, ex.size, ex.rank
+    """All-reduce through shared memory, one staging half at a time.
+
+    Two ranks, and buffers up to ``SHM_ONE_ROUND_MAX_BYTES``, take one round: every
+    rank stages its whole buffer, then (once all have) reduces every rank's copy in
+    rank order itself. Larger ones take two, to read less: rank r stages all but chunk
+    r, reduces chunk r from all ranks into its own region, and (once all have) copies
+    the other reduced chunks out."""
+    shm, n = ex.shm, ex.size
+    one_round = n == 2 or buf.nbytes <= SHM_ONE_ROUND_MAX_BYTES
     step = shm.half_elems(buf.itemsize)
-    scratch = None
     for start in range(0, buf.size, step):
         part = buf[start:start + step]
-        bounds = chunk_bounds(part.size, n)
         parity = shm.next_parity()
         staged = shm.own(parity, part.dtype, part.size)
-        for p, (a, b) in enumerate(bounds):
-            if p != r:
-                staged[a:b] = part[a:b]
-        handshake(ex)  # every rank's data is staged
-        regions = [staged if p == r else ex.shm_peer(p, parity, part.dtype, part.size) for p in range(n)]
-        a, b = bounds[r]
-        sources = [part[a:b] if p == r else regions[p][a:b] for p in range(n)]
-        if n > 2:
-            scratch = np.empty(b - a, part.dtype) if scratch is None or scratch.size < b - a else scratch
-            acc = ufunc(sources[0], sources[1], out=scratch[:b - a])
-            for src in sources[2:-1]:
-                ufunc(acc, src, out=acc)
-            sources = [acc, sources[-1]]
-        ufunc(sources[0], sources[1], out=staged[a:b])
-        part[a:b] = staged[a:b]
-        handshake(ex)  # every chunk is reduced, and every peer has mapped our region
-        shm.unlink()  # peers have mapped it: a killed job now leaves no file
-        for p, (a, b) in enumerate(bounds):
-            if p != r:
-                part[a:b] = regions[p][a:b]
+        (_shm_one_round if one_round else _shm_two_rounds)(ex, shm, part, staged, parity, ufunc)
+
+
+def _shm_one_round(ex, shm, part, staged, parity, ufunc):
+    staged[...] = part
+    handshake(ex)  # every rank's data is staged
+    if shm.steps_done:  # peers that announced this step have read the last one: all mapped ours
+        shm.unlink()
+    regions = [staged if p == ex.rank else ex.shm_peer(p, parity, part.dtype, part.size) for p in range(ex.size)]
+    ufunc(regions[0], regions[1], out=part)
+    for region in regions[2:]:
+        ufunc(part, region, out=part)
+    shm.steps_done += 1
+
+
+def _shm_two_rounds(ex, shm, part, staged, parity, ufunc):
+    n, r = ex.size, ex.rank
+    bounds = chunk_bounds(part.size, n)
+    for p, (a, b) in enumerate(bounds):
+        if p != r:
+            staged[a:b] = part[a:b]
+    handshake(ex)  # every rank's data is staged
+    regions = [staged if p == r else ex.shm_peer(p, parity, part.dtype, part.size) for p in range(n)]
+    a, b = bounds[r]
+    sources = [part[a:b] if p == r else regions[p][a:b] for p in range(n)]
+    if n > 2:
+        acc = ufunc(sources[0], sources[1])
+        for src in sources[2:-1]:
+            ufunc(acc, src, out=acc)
+        sources = [acc, sources[-1]]
+    ufunc(sources[0], sources[1], out=staged[a:b])
+    part[a:b] = staged[a:b]
+    handshake(ex)  # every chunk is reduced, and every peer has mapped our region
+    shm.unlink()  # a killed job now leaves no file
+    for p, (a, b) in enumerate(bounds):
+        if p != r:
+            part[a:b] = regions[p][a:b]
+    shm.steps_done += 1
 
 
 def _ring_reduce_phase(ex, buf, chunk_segs, ufunc, left, right, forward_last):

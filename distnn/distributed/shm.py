@@ -130,6 +130,7 @@ class SharedMemoryGroup:
         self._regions = [None] * len(members)
         self._parity = 0
         self._own_linked = False
+        self.steps_done = 0  # staging steps completed; peers have mapped our region after the first
 
     def half_elems(self, itemsize):
         return HALF_BYTES // itemsize
