@@ -10,6 +10,7 @@ turns an abort notice from any peer into an error here. All sockets belong to
 the one communication thread.
 """
 
+import errno
 import os
 import socket
 import sys
@@ -49,6 +50,18 @@ def _log(message):
     print(f"[distnn] {message}", file=sys.stderr, flush=True)
 
 
+def private_directory(path):
+    """Create (or reuse) a 0700 directory owned by this user for the job's ipc sockets;
+    refuse one that another user created first."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    info = os.stat(path)
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise DistributedError(f"{path} belongs to another user or is open to others (owner uid "
+                               f"{info.st_uid}, mode {oct(info.st_mode & 0o777)}); set DISTNN_JOB_TOKEN "
+                               "to a secret so the job gets a private socket folder")
+    return path
+
+
 class Transport:
     def __init__(self, context, rank, world_size, job, bind_host, ipc_dir):
         self.rank, self.world_size, self.job = rank, world_size, job
@@ -59,7 +72,16 @@ class Transport:
         self._pull.setsockopt(zmq.RCVBUF, _SOCKET_BUFFER)
         self.ipc_endpoint = f"ipc://{ipc_dir}/{rank}.sock"
         self._ipc_path = f"{ipc_dir}/{rank}.sock"
-        self._pull.bind(self.ipc_endpoint)
+        for attempt in range(3):
+            try:
+                private_directory(ipc_dir)
+                self._pull.bind(self.ipc_endpoint)
+                break
+            except (zmq.ZMQError, FileNotFoundError) as exc:
+                # The last rank of a previous world with this job id removes the folder
+                # on its way out, and may do so just before we bind: make it again.
+                if exc.errno != errno.ENOENT or attempt == 2:
+                    raise
         port = self._pull.bind_to_random_port(f"tcp://{bind_host}")
         self.tcp_endpoint = f"tcp://{bind_host}:{port}"
         self._push = {}
