@@ -118,7 +118,12 @@ class InPlaceMethods:
         return self._modify(None, lambda d: d.__setitem__(Ellipsis, array), None)
 
     def _modify_ufunc(self, name, other):
-        o = other._data if isinstance(other, Tensor) else other
+        is_tensor = isinstance(other, Tensor)
+        o = other._data if is_tensor else other
+        if not grad_mode._state.enabled or not (self.requires_grad or (is_tensor and other.requires_grad)):
+            _ufunc_inplace(self._data, name, o)  # what _modify does unrecorded, without its closures
+            self._vc[0] += 1
+            return self
         return self._modify(lambda: getattr(_ops, _UFUNC_OPS[name])(self, other),
                             lambda d: _ufunc_inplace(d, name, o), other)
 

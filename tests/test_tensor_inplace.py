@@ -153,6 +153,45 @@ def test_no_grad_update_of_parameter():
     assert p.tolist() == [0.0, 0.0] and p._version == 2 and p.grad_fn is None
 
 
+INPLACE_ARITHMETIC = [lambda t, o: t.add_(o), lambda t, o: t.sub_(o), lambda t, o: t.mul_(o),
+                      lambda t, o: t.div_(o), lambda t, o: t.pow_(o), lambda t, o: t.sub_(o, alpha=2)]
+
+
+@requires_torch
+@pytest.mark.parametrize("op", INPLACE_ARITHMETIC)
+@pytest.mark.parametrize("other", [0.5, 3, "tensor", "broadcast"])
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_unrecorded_inplace_arithmetic_matches_torch(op, other, requires_grad):
+    """Without a graph to record (no_grad, or nothing requiring grad) the array is
+    written directly; values, dtype, identity and the version bump must be torch's."""
+    results = []
+    for lib in (distnn, torch):
+        t = lib.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], requires_grad=requires_grad)
+        o = {"tensor": lib.tensor([[0.5, 1.0, 2.0], [1.0, 0.5, 0.25]]),
+             "broadcast": lib.tensor([2.0, 1.0, 0.5])}.get(other, other)
+        data_before = t.data_ptr()
+        with lib.no_grad():
+            out = op(t, o)
+        assert out is t and t.data_ptr() == data_before and t.grad_fn is None
+        results.append((t.detach().numpy().copy(), str(t.dtype), t._version))
+    assert results[0][1:] == results[1][1:]
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6)
+
+
+def test_unrecorded_inplace_arithmetic_refuses_a_result_it_cannot_hold():
+    t = distnn.tensor([1, 2, 3])
+    with pytest.raises(RuntimeError, match="result type of subtract with float64 can't be cast to the desired "
+                                           "output type int64"):
+        t -= distnn.tensor([0.5, 0.5, 0.5], dtype=distnn.float64)
+    assert t.tolist() == [1, 2, 3] and t._version == 0
+
+
+def test_recorded_inplace_arithmetic_still_refuses_a_leaf():
+    p = distnn.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="a leaf Variable that requires grad is being used in an in-place"):
+        p -= 1.0
+
+
 def test_setitem_under_no_grad_accepts_tensor_keys_and_values():
     x = distnn.arange(6.0).reshape(2, 3)
     x[distnn.tensor([True, False])] = distnn.tensor([9.0, 8.0, 7.0])

@@ -1,6 +1,7 @@
 """Reverse-mode automatic differentiation: ``backward``, ``grad``, grad modes,
 user-defined ``Function``s and ``gradcheck``."""
 
+from ..backend import array_module
 from ..tensor import Tensor, _wrap
 from .engine import run_backward
 from .function import Function, Node
@@ -39,7 +40,6 @@ def _root_grads(outputs, grad_outputs):
 
 
 def backend_ones_like(array):
-    from ..backend import array_module
     xp = array_module(array)
     if array.ndim == 0:
         return xp.array(1, dtype=array.dtype)  # the usual scalar loss: skip ones_like's Python

@@ -13,7 +13,7 @@ import threading
 import numpy as np
 
 from . import grad_mode
-from .function import _apply_tensor_hooks
+from .function import _apply_tensor_hooks, grad_tuple
 
 
 _NUMPY_SCALARS = frozenset(np.sctypeDict.values()) - {np.ndarray}
@@ -42,16 +42,17 @@ def run_backward(roots, retain_graph=False, capture=None):
     ``capture`` (for ``autograd.grad``) maps ``(node, output_nr)`` to a slot in
     the returned list; when given, leaves are not accumulated into ``.grad``.
     """
-    deps = _count_dependencies([node for node, _, _ in roots])
-    buffers = {}
+    # One list per node still to run: [dependencies left, gradient of output 0, of output 1, ...]
+    pending = _count_dependencies([node for node, _, _ in roots])
     for node, nr, grad in roots:
-        _accumulate(buffers, node, nr, grad)
+        _accumulate(pending[node], nr + 1, grad)
     captured = None
     if capture is not None:
         captured = [None] * (max(capture.values()) + 1 if capture else 0)
-    heap = [(node._seq, node) for node in {node for node, _, _ in roots} if deps[node] == 0]
+    heap = [(node._seq, node) for node in {node for node, _, _ in roots} if pending[node][0] == 0]
     heapq.heapify(heap)
     heappop, heappush = heapq.heappop, heapq.heappush
+    ndarray = np.ndarray
     prev_mode = grad_mode._state.enabled
     grad_mode._state.enabled = False
     outer_callbacks = _callbacks.queue
@@ -59,38 +60,62 @@ def run_backward(roots, retain_graph=False, capture=None):
     try:
         while heap:
             node = heappop(heap)[1]
-            grads = buffers.pop(node, None)
-            if grads is not None and (node._tensor_pre_hooks or node._pre_hooks):
+            grads = pending.pop(node)
+            del grads[0]
+            empty = grads[0] is None if len(grads) == 1 else all(g is None for g in grads)
+            if empty:
+                grads = None  # no gradient reached this node
+            elif node._tensor_pre_hooks or node._pre_hooks:
                 grads = _run_pre_hooks(node, grads)
+                empty = all(g is None for g in grads)
             if capture is not None:
                 _capture(capture, captured, node, grads)
             if capture is not None and node._fn is None:
                 results = ()  # a leaf: autograd.grad never touches .grad
-            elif grads is None or (grads[0] is None if len(grads) == 1 else all(g is None for g in grads)):
+            elif empty:
                 results = (None,) * len(node._next)
+            elif node._op_backward and len(grads) == 1:
+                # a built-in op's node: its backward runs on the arrays directly
+                results = node._fn.backward(node, grads[0])
+                if type(results) is not tuple or len(results) != len(node._next):
+                    results = grad_tuple(node, results)
+                if node._post_hooks:
+                    _run_post_hooks(node, results, grads)
             else:
                 results = node._run_backward(grads)
                 if node._post_hooks:
                     _run_post_hooks(node, results, grads)
-            if not retain_graph:
-                node._release()
+            if not retain_graph and node._fn is not None:  # free what backward saved (leaves keep nothing)
+                node._saved = None
+                node._saved_versions = ()
+                node._freed = True
             # Send each input gradient to the node that produced that input.
-            routed = None
-            for edge, grad, meta in zip(node._next, results, node._input_meta):
+            sent = None
+            for edge, grad in zip(node._next, results):
                 if edge is None:
                     continue
                 nxt = edge[0]
+                waiting = pending[nxt]
                 if grad is not None:
-                    grad = _conform(grad, meta)
-                    if routed is None:
-                        routed = [grad]
-                    elif any(other is grad for other in routed):
-                        grad = grad.copy()  # one array sent two ways must not alias
+                    if type(grad) is not ndarray or grad.shape != edge[2] or grad.dtype is not edge[3]:
+                        grad = _conform(grad, edge[2], edge[3])
+                    if sent is None:
+                        sent = [grad]
                     else:
-                        routed.append(grad)
-                    _accumulate(buffers, nxt, edge[1], grad)
-                remaining = deps[nxt] - 1
-                deps[nxt] = remaining
+                        for other in sent:
+                            if other is grad:
+                                grad = grad.copy()  # one array sent two ways must not alias
+                                break
+                        sent.append(grad)
+                    slot = edge[1] + 1
+                    prev = waiting[slot]
+                    if prev is None:
+                        waiting[slot] = grad
+                    else:
+                        total = prev + grad
+                        waiting[slot] = np.asarray(total) if type(total) in _NUMPY_SCALARS else total
+                remaining = waiting[0] - 1
+                waiting[0] = remaining
                 if remaining == 0:
                     heappush(heap, (nxt._seq, nxt))
         while _callbacks.queue:  # run in order; a callback may queue another
@@ -117,30 +142,32 @@ def queue_callback(fn):
 
 
 def _count_dependencies(roots):
-    deps = {}
+    """``{node: [number of edges into it, then one gradient slot per output]}`` for
+    every node reachable from ``roots``."""
+    pending = {}
     stack = []
     for node in roots:
-        if node not in deps:
-            deps[node] = 0
+        if node not in pending:
+            pending[node] = [0] + [None] * node._num_outputs
             stack.append(node)
     while stack:
         for edge in stack.pop()._next:
             if edge is None:
                 continue
             nxt = edge[0]
-            if nxt in deps:
-                deps[nxt] += 1
+            waiting = pending.get(nxt)
+            if waiting is not None:
+                waiting[0] += 1
             else:
-                deps[nxt] = 1
+                pending[nxt] = [1, None] if nxt._num_outputs == 1 else [1] + [None] * nxt._num_outputs
                 stack.append(nxt)
-    return deps
+    return pending
 
 
-def _conform(grad, meta):
+def _conform(grad, shape, dtype):
     """The gradient as an array of its input's shape and dtype (the central reduction)."""
     if type(grad) in _NUMPY_SCALARS:  # numpy turns 0-dim results into scalars
         grad = np.asarray(grad)
-    shape, dtype = meta
     if grad.shape != shape:
         grad = sum_to_shape(grad, shape)
     if grad.dtype != dtype:
@@ -157,16 +184,13 @@ def _capture(capture, captured, node, grads):
             captured[slot] = grads[nr]
 
 
-def _accumulate(buffers, node, nr, grad):
-    buf = buffers.get(node)
-    if buf is None:
-        buf = buffers[node] = [None] * node._num_outputs
-    prev = buf[nr]
+def _accumulate(waiting, slot, grad):
+    prev = waiting[slot]
     if prev is None:
-        buf[nr] = grad
+        waiting[slot] = grad
     else:
         total = prev + grad
-        buf[nr] = np.asarray(total) if type(total) in _NUMPY_SCALARS else total
+        waiting[slot] = np.asarray(total) if type(total) in _NUMPY_SCALARS else total
 
 
 def _run_pre_hooks(node, grads):

@@ -17,8 +17,11 @@ from .. import backend
 from ..backend import array_module, device_of
 from . import grad_mode
 
-_sequence = itertools.count()
-_ACCUMULATE_PRIORITY = 1 << 62  # leaves run as soon as ready, as in PyTorch
+# The engine's ready queue pops the smallest ``_seq`` first, so sequence numbers
+# count down: the latest-created node runs first, and leaf accumulation (lower
+# still) as soon as it is ready, as in PyTorch.
+_sequence = itertools.count(-1, -1)
+_ACCUMULATE_PRIORITY = -(1 << 62)
 
 
 class Node:
@@ -26,22 +29,24 @@ class Node:
 
     _fn = None  # the Function/Op class this node belongs to
     # Defaults live on the class so creating a node (once per op) sets one attribute.
+    # One edge per input: None, or (producer node, its output_nr, the input's shape
+    # and dtype), the last two for the engine's reduction and cast.
     _next = ()
     _saved = ()
     _saved_versions = ()
-    _input_meta = ()
     _num_outputs = 1
     _output_meta = None
     _tensor_pre_hooks = None  # {output_nr: {handle_id: fn}} from Tensor.register_hook
     _pre_hooks = None
     _post_hooks = None
     _freed = False
+    _op_backward = False  # True for built-in ops: the engine calls _fn.backward(node, grad) itself
     needs_input_grad = ()
     xp = np  # the array module of the inputs; Op.apply sets it for non-numpy arrays
     materialize_grads = True
     _non_differentiable = ()
 
-    _seq = 0  # creation order, set by apply when the node joins a graph (PyTorch's sequence_nr)
+    _seq = 0  # minus the creation order (PyTorch's sequence_nr), set when the node joins a graph
 
     # --- what forward may call on ctx -------------------------------------
     def save_for_backward(self, *values):
@@ -65,12 +70,12 @@ class Node:
                 "graph are freed when you call .backward() or autograd.grad(). Specify "
                 "retain_graph=True if you need to backward through the graph a second time or "
                 "if you need to access saved tensors after calling backward.")
-        for counter, version, info in self._saved_versions:
+        for record in self._saved_versions:
+            counter, version = record[0], record[1]
             if counter[0] != version:
-                describe = _describe(info)
                 raise RuntimeError(
                     "one of the variables needed for gradient computation has been modified by "
-                    f"an inplace operation: {describe}, is at "
+                    f"an inplace operation: {_describe(record, self)}, is at "
                     f"version {counter[0]}; expected version {version} instead.")
         return self._saved
 
@@ -101,10 +106,6 @@ class Node:
     def _run_backward(self, grads):
         return self._fn._backward_arrays(self, grads)
 
-    def _release(self):
-        self._saved = None
-        self._freed = True
-
 
 class AccumulateGrad(Node):
     """The node of a leaf tensor: sums incoming gradients into ``tensor.grad``."""
@@ -119,7 +120,6 @@ class AccumulateGrad(Node):
         return self._variable()
 
     def _run_backward(self, grads):
-        from ..tensor import _wrap
         var = self._variable()
         if var is None:  # the leaf is gone, so nobody can read its gradient
             return ()
@@ -127,7 +127,8 @@ class AccumulateGrad(Node):
         if var._backward_hooks:
             g = _apply_tensor_hooks(var._backward_hooks.values(), g)
         if var.grad is None:
-            if not g.flags.c_contiguous or not getattr(g.flags, "writeable", True):
+            flags = g.flags
+            if not flags.c_contiguous or not getattr(flags, "writeable", True):
                 g = g.copy()
             var.grad = _wrap(g)
         else:
@@ -135,9 +136,6 @@ class AccumulateGrad(Node):
         for hook in tuple(var._post_accumulate_hooks.values()) if var._post_accumulate_hooks else ():
             hook(var)
         return ()
-
-    def _release(self):
-        pass
 
 
 class _RemovableHandle:
@@ -181,14 +179,26 @@ def _apply_tensor_hooks(hooks, g):
     return g
 
 
+def grad_tuple(node, result):
+    """What a backward returned as a tuple of one gradient per input of ``node``."""
+    if not isinstance(result, tuple):
+        result = (result,)
+    if len(result) != len(node._next):
+        raise RuntimeError(f"function {node.name()} returned an incorrect number of gradients "
+                           f"(expected {len(node._next)}, got {len(result)})")
+    return result
+
+
 def _make_node_class(fn_cls, suffix, base):
     return type(f"{fn_cls.__name__}{suffix}", (base,), {"_fn": fn_cls})
 
 
 def _edge_of(t):
+    """The edge from a node to the producer of input ``t`` (see ``Node._next``)."""
+    d = t._data
     if t.grad_fn is not None:
-        return (t.grad_fn, t._output_nr)
-    return (t._get_accumulator(), 0)
+        return (t.grad_fn, t._output_nr, d.shape, d.dtype)
+    return (t._accumulator or t._get_accumulator(), 0, d.shape, d.dtype)
 
 
 def _check_same_device(arrays):
@@ -247,12 +257,11 @@ class Function:
             wrapped.append(o)
         ctx._seq = next(_sequence)
         ctx._next = tuple(_edge_of(a) if r else None for a, r in zip(args, needs))
-        ctx._input_meta = tuple((a._data.shape, a._data.dtype) if r else None for a, r in zip(args, needs))
         ctx._num_outputs = len(outs)
         ctx._output_meta = tuple((o._data.shape, o._data.dtype, o._data) if isinstance(o, Tensor) else None
                                  for o in wrapped)
         saved = ctx._saved or ()
-        ctx._saved_versions = tuple(_version_record(t) for t in saved if isinstance(t, Tensor))
+        ctx._saved_versions = tuple(_version_record(t, ctx) for t in saved if isinstance(t, Tensor))
         return wrapped[0] if single else tuple(wrapped)
 
     @classmethod
@@ -263,28 +272,15 @@ class Function:
             if g is None and meta is not None and ctx.materialize_grads:
                 g = array_module(meta[2]).zeros(meta[0], meta[1])
             tensors.append(None if g is None else _wrap(g))
-        result = cls.backward(ctx, *tensors)
-        if not isinstance(result, tuple):
-            result = (result,)
-        if len(result) != len(ctx._next):
-            raise RuntimeError(f"function {ctx.name()} returned an incorrect number of gradients "
-                               f"(expected {len(ctx._next)}, got {len(result)})")
+        result = grad_tuple(ctx, cls.backward(ctx, *tensors))
         return tuple(r._data if isinstance(r, Tensor) else r for r in result)
 
 
 class _OpNode(Node):
-    """The node class of built-in ops: backward is called directly on arrays."""
+    """The node class of built-in ops: backward is called directly on arrays
+    (by the engine itself for a single output)."""
 
-    def _run_backward(self, grads):
-        if self._num_outputs == 1:
-            result = self._fn.backward(self, grads[0])
-            if type(result) is not tuple:
-                result = (result,)
-            if len(result) != len(self._next):
-                raise RuntimeError(f"function {self.name()} returned an incorrect number of gradients "
-                                   f"(expected {len(self._next)}, got {len(result)})")
-            return result
-        return self._fn._backward_arrays(self, grads)
+    _op_backward = True
 
 
 class Op(Function):
@@ -306,20 +302,31 @@ class Op(Function):
 
     @classmethod
     def apply(cls, *args, **kwargs):
+        # The per-op hot path: everything here runs once per recorded operation.
+        enabled = grad_mode._state.enabled
         arrays = []
         needs = []
-        any_needs = False
+        edges = []  # see Node._next; used only when the op is recorded
+        record = False
         for a in args:
             if isinstance(a, Tensor):
-                arrays.append(a._data)
+                d = a._data
+                arrays.append(d)
                 if a.requires_grad:
                     needs.append(True)
-                    any_needs = True
-                else:
-                    needs.append(False)
+                    if enabled:
+                        record = True
+                        fn = a.grad_fn
+                        if fn is not None:
+                            edges.append((fn, a._output_nr, d.shape, d.dtype))
+                        else:
+                            edges.append((a._accumulator or a._get_accumulator(), 0, d.shape, d.dtype))
+                    continue
+                needs.append(False)
             else:
                 arrays.append(a)
                 needs.append(False)
+            edges.append(None)
         ctx = cls._Node()
         ctx.needs_input_grad = needs
         # Arrays other than numpy's exist only once CuPy has been loaded.
@@ -329,16 +336,19 @@ class Op(Function):
             _check_same_device(arrays)
             ctx.xp = array_module(next(d for d in arrays if type(d) is not np.ndarray and hasattr(d, "shape")))
         out = cls.forward(ctx, *arrays, **kwargs)
-        record = any_needs and grad_mode._state.enabled
         if type(out) is tuple:
             if not foreign:
                 out = _as_arrays(out)
-            outs = tuple(_wrap(o, record, ctx if record else None, i) for i, o in enumerate(out))
-            result = outs
+            result = outs = tuple(_wrap(o, record, ctx if record else None, i) for i, o in enumerate(out))
         else:
             if type(out) is not np.ndarray and not foreign:
                 out = np.asarray(out)
-            result = _wrap(out, record, ctx if record else None, 0)
+            result = _new_tensor(Tensor)  # _wrap, inlined
+            result._data = out
+            result._vc = [0]
+            if record:
+                result.requires_grad = True
+                result.grad_fn = ctx
             outs = (result,)
         if cls.is_view:
             base = args[0]
@@ -347,20 +357,27 @@ class Op(Function):
                 o._base = base._base if base._base is not None else base
         if record:
             ctx._seq = next(_sequence)
-            edges, meta = [], []
-            for a, r in zip(args, needs):
-                if r:
-                    edges.append((a.grad_fn, a._output_nr) if a.grad_fn is not None else (a._get_accumulator(), 0))
-                    meta.append((a._data.shape, a._data.dtype))
-                else:
-                    edges.append(None)
-                    meta.append(None)
-            ctx._next, ctx._input_meta = edges, meta
+            ctx._next = edges
             if len(outs) > 1:
                 ctx._num_outputs = len(outs)
                 ctx._output_meta = tuple((o._data.shape, o._data.dtype, o._data) for o in outs)
-            if ctx._saved:
-                ctx._saved_versions = _saved_versions(ctx._saved, args, outs)
+            saved = ctx._saved
+            if saved:
+                # Version records for the saved arrays that belong to an input or output tensor.
+                records = []
+                for s in saved:
+                    for i, d in enumerate(arrays):
+                        if d is s:
+                            t = args[i]
+                            if isinstance(t, Tensor):
+                                records.append((t._vc, t._vc[0], s, t._output_nr, t.grad_fn))
+                                break
+                    else:
+                        for t in outs:
+                            if t._data is s:
+                                records.append((t._vc, t._vc[0], s, t._output_nr, _THIS_NODE))
+                                break
+                ctx._saved_versions = records
         return result
 
     @classmethod
@@ -371,12 +388,7 @@ class Op(Function):
             xp = ctx.xp
             grads = [xp.zeros(m[0], m[1]) if g is None else g for g, m in zip(grads, ctx._output_meta)]
             result = cls.backward(ctx, *grads)
-        if type(result) is not tuple:
-            result = (result,)
-        if len(result) != len(ctx._next):
-            raise RuntimeError(f"function {ctx.name()} returned an incorrect number of gradients "
-                               f"(expected {len(ctx._next)}, got {len(result)})")
-        return result
+        return grad_tuple(ctx, result)
 
 
 def _as_arrays(out):
@@ -386,36 +398,27 @@ def _as_arrays(out):
     return np.asarray(out)
 
 
-def _saved_versions(saved, args, outs):
-    """Version records for the saved arrays that belong to an input or output tensor."""
-    records = []
-    for s in saved:
-        for t in args:
-            if isinstance(t, Tensor) and t._data is s:
-                records.append(_version_record(t))
-                break
-        else:
-            for t in outs:
-                if t._data is s:
-                    records.append(_version_record(t))
-                    break
-    return records
+# A saved tensor's version record: (shared counter, version when saved, array,
+# output_nr, node that produced it), the last three only for the error message.
+# The producer of an op's own output is the node holding the record, named by
+# this marker rather than a reference to itself (a cycle only the GC could free).
+_THIS_NODE = object()
 
 
-def _version_record(t):
-    """(shared counter, version now, what the error message needs) without formatting it yet."""
-    node = type(t.grad_fn).__name__ if t.grad_fn is not None else None
-    return (t._vc, t._vc[0], (t._data.shape, t._data.dtype, t._output_nr, node))
+def _version_record(t, node):
+    fn = t.grad_fn
+    return (t._vc, t._vc[0], t._data, t._output_nr, _THIS_NODE if fn is node else fn)
 
 
-def _describe(info):
+def _describe(record, node):
     """How the version-check error names a saved tensor, e.g. "[torch.FloatTensor [3, 4]]"."""
     from ..tensor import _TYPE_NAMES
-    shape, dtype, output_nr, node = info
-    text = f"[torch.{_TYPE_NAMES.get(dtype.name, dtype.name)} {list(shape)}]"
-    if node is not None:
-        text += f", which is output {output_nr} of {node}"
+    _, _, array, output_nr, producer = record
+    text = f"[torch.{_TYPE_NAMES.get(array.dtype.name, array.dtype.name)} {list(array.shape)}]"
+    if producer is not None:
+        name = type(node if producer is _THIS_NODE else producer).__name__
+        text += f", which is output {output_nr} of {name}"
     return text
 
 
-from ..tensor import Tensor, _wrap  # noqa: E402  (tensor.py imports this module lazily)
+from ..tensor import Tensor, _new_tensor, _wrap  # noqa: E402  (tensor.py imports this module lazily)

@@ -24,6 +24,22 @@ def promote_operands(a, b):
     Scalars stay Python scalars (numpy keeps them "weak", so a float32 tensor
     times 0.5 stays float32); tensors are cast with a differentiable cast.
     """
+    # The common cases first, with the answer the general rules below would give:
+    # two tensors of one dtype, or a float tensor and a Python float or int.
+    if isinstance(a, Tensor):
+        if isinstance(b, Tensor):
+            if a._data.dtype is b._data.dtype:
+                return a, b
+        elif a._data.dtype.kind == "f":
+            if type(b) is float:
+                return a, b
+            if type(b) is int:
+                return a, float(b)
+    elif isinstance(b, Tensor) and b._data.dtype.kind == "f":
+        if type(a) is float:
+            return a, b
+        if type(a) is int:
+            return float(a), b
     if not isinstance(a, Tensor) and not isinstance(a, SCALARS):
         a = as_tensor(a, b if isinstance(b, Tensor) else None)
     if not isinstance(b, Tensor) and not isinstance(b, SCALARS):

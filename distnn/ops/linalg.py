@@ -118,6 +118,38 @@ class Addmm(Op):
         return gbias, gm1, gm2
 
 
+class LinearGemm(Op):
+    """``F.linear`` with a 1-D bias: ``x @ W.T + b``; ``W`` is read transposed (never
+    copied) and ``x``'s leading dims fold into one GEMM. Addmm without its scalars."""
+
+    @staticmethod
+    def forward(ctx, bias, x, w):
+        ctx.save_for_backward(x, w)
+        if x.ndim == 2:
+            out = ctx.xp.matmul(x, w.T)
+            out += bias
+            return out
+        out = ctx.xp.matmul(x.reshape(-1, x.shape[-1]), w.T)
+        out += bias
+        return out.reshape(x.shape[:-1] + (out.shape[-1],))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        need_bias, need_x, need_w = ctx.needs_input_grad
+        xp = ctx.xp
+        if x.ndim == 2:
+            return (g.sum(0) if need_bias else None, xp.matmul(g, w) if need_x else None,
+                    xp.matmul(g.T, x) if need_w else None)
+        g2 = g.reshape(-1, g.shape[-1])
+        return (g2.sum(0) if need_bias else None,
+                xp.matmul(g2, w).reshape(x.shape) if need_x else None,
+                xp.matmul(g2.T, x.reshape(-1, x.shape[-1])) if need_w else None)
+
+
+LinearGemm = renamed_op(LinearGemm, "Addmm")  # PyTorch's node for linear is AddmmBackward0
+
+
 # --- argument checks ---------------------------------------------------------------
 
 def _shape_str(shape):
@@ -279,8 +311,8 @@ def linear(input, weight, bias=None):
     if bias is not None:  # the common case, checked in a few comparisons
         x, w, b = input._data, weight._data, bias._data
         if (w.ndim == 2 and x.ndim and b.ndim == 1 and x.shape[-1] == w.shape[1] and b.shape[0] == w.shape[0]
-                and x.dtype == w.dtype == b.dtype):
-            return Addmm.apply(bias, input, weight, transposed=True)
+                and x.dtype is w.dtype is b.dtype):
+            return LinearGemm.apply(bias, input, weight)
     if weight._data.ndim != 2:
         if weight._data.ndim == 1:  # PyTorch allows a vector weight: a dot product per row
             out = matmul(input, weight)

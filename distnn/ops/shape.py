@@ -264,18 +264,17 @@ class Cat(Op):
     @staticmethod
     def forward(ctx, *arrays, dim):
         ctx.dim = dim
-        ctx.bounds = []
-        start = 0
-        for a in arrays:
-            ctx.bounds.append((start, start + a.shape[dim]))
-            start += a.shape[dim]
+        ctx.sizes = [a.shape[dim] for a in arrays]
         return ctx.xp.concatenate(arrays, axis=dim)
 
     @staticmethod
     def backward(ctx, g):
         lead = (slice(None),) * ctx.dim
-        return tuple(g[lead + (slice(lo, hi),)] if need else None
-                     for (lo, hi), need in zip(ctx.bounds, ctx.needs_input_grad))
+        grads, start = [], 0
+        for size, need in zip(ctx.sizes, ctx.needs_input_grad):
+            grads.append(g[lead + (slice(start, start + size),)] if need else None)
+            start += size
+        return tuple(grads)
 
 
 class Stack(Op):
@@ -518,23 +517,38 @@ def cat(tensors, dim=0):
     tensors = list(tensors)
     if not tensors:
         raise ValueError("torch.cat(): expected a non-empty list of Tensors")
-    # PyTorch still skips legacy empty 1-d tensors next to higher-rank ones
-    if any(x._data.ndim != 1 or x._data.size for x in tensors):
-        kept = [x for x in tensors if x._data.ndim != 1 or x._data.size]
-        tensors = kept if any(x._data.ndim > 1 for x in kept) or len(kept) == len(tensors) else tensors
-    first = tensors[0]._data.shape
-    if not first:
+    first = tensors[0]._data
+    ndim, dtype = first.ndim, first.dtype
+    mixed = False  # the common case (one dtype and rank, no legacy empty) skips the general path
+    for x in tensors:
+        a = x._data
+        if a.ndim != ndim or a.dtype != dtype or (ndim == 1 and not a.size):
+            mixed = True
+            tensors = _drop_legacy_empty(tensors)
+            first = tensors[0]._data
+            ndim = first.ndim
+            break
+    if not ndim:
         raise RuntimeError("zero-dimensional tensor (at position 0) cannot be concatenated")
-    d = normalize_dim(dim, len(first))
-    for i, x in enumerate(tensors[1:], 1):
-        shape = x._data.shape
-        if len(shape) != len(first):
-            raise RuntimeError(f"Tensors must have same number of dimensions: got {len(first)} and {len(shape)}")
-        for axis, (a, b) in enumerate(zip(first, shape)):
-            if axis != d and a != b:
-                raise RuntimeError(f"Sizes of tensors must match except in dimension {d}. Expected size {a} "
-                                   f"but got size {b} for tensor number {i} in the list.")
-    return Cat.apply(*_common_dtype(tensors), dim=d)
+    d = dim if 0 <= dim < ndim else normalize_dim(dim, ndim)
+    shape0 = first.shape
+    for i in range(1, len(tensors)):
+        shape = tensors[i]._data.shape
+        if len(shape) != ndim:
+            raise RuntimeError(f"Tensors must have same number of dimensions: got {ndim} and {len(shape)}")
+        for axis in range(ndim):
+            if axis != d and shape0[axis] != shape[axis]:
+                raise RuntimeError(f"Sizes of tensors must match except in dimension {d}. Expected size "
+                                   f"{shape0[axis]} but got size {shape[axis]} for tensor number {i} in the list.")
+    return Cat.apply(*(_common_dtype(tensors) if mixed else tensors), dim=d)
+
+
+def _drop_legacy_empty(tensors):
+    """PyTorch still skips legacy empty 1-d tensors next to higher-rank ones."""
+    kept = [x for x in tensors if x._data.ndim != 1 or x._data.size]
+    if not kept:
+        return tensors
+    return kept if any(x._data.ndim > 1 for x in kept) or len(kept) == len(tensors) else tensors
 
 
 concat = concatenate = cat

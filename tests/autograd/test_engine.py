@@ -165,3 +165,95 @@ def test_node_graph_is_inspectable():
     assert mul_node.name() == "MulBackward0" and nr == 0
     assert type(mul_node.next_functions[0][0]).__name__ == "AccumulateGrad"
     assert mul_node.next_functions[1] == (None, 0)
+
+
+def _hook_order(lib):
+    """Which tensors' gradient hooks fire, in order, for one small graph."""
+    x = lib.tensor([1.0, 2.0], requires_grad=True)
+    w = lib.tensor([3.0, 4.0], requires_grad=True)
+    a = x * 2
+    b = a * 3
+    loss = (b * w).sum()
+    order = []
+    for name, t in (("x", x), ("w", w), ("a", a), ("b", b)):
+        t.register_hook(lambda g, name=name: order.append(name))
+    loss.backward()
+    return order
+
+
+def test_nodes_run_latest_first_and_leaves_as_soon_as_ready():
+    # PyTorch's order: w's accumulation is ready after the first Mul and runs
+    # before the older nodes; then the chain, latest-created first.
+    assert _hook_order(distnn) == ["w", "b", "a", "x"]
+    torch = pytest.importorskip("torch")
+    assert _hook_order(distnn) == _hook_order(torch)
+
+
+def test_backward_frees_saved_arrays_and_their_version_records():
+    x = leaf([1.0, 2.0])
+    y = x.exp()
+    node = y.grad_fn
+    assert node._saved and node._saved_versions
+    y.sum().backward()
+    assert node._saved is None and node._saved_versions == ()
+
+
+@pytest.mark.parametrize("retain_graph", [False, True])
+def test_leaf_accumulator_survives_backward(retain_graph):
+    x = leaf([1.0, 2.0])
+    (x * 2).sum().backward(retain_graph=retain_graph)
+    accumulator = x._accumulator
+    (x * 3).sum().backward()
+    assert x._accumulator is accumulator
+    assert x.grad.tolist() == [5.0, 5.0]
+
+
+@pytest.mark.parametrize("make", [
+    lambda x: x.sum(),                                 # a root needing its scalar gradient
+    lambda x: (x * x).sum(),                           # one input used twice by one op
+    lambda x: (x[:, :2] * 2).sum() + x[:, 1:].sum(),   # two views of one gradient
+    lambda x: (x.unsqueeze(0) + x).sum(),              # broadcast reduced back by the engine
+    lambda x: (x.double() * 3).sum(),                  # gradient cast back to float32
+    lambda x: sum(r.exp().sum() for r in x.unbind(0)),  # a multi-output op among single ones
+])
+def test_engine_fast_path_matches_generic_dispatch(make, monkeypatch):
+    """A built-in op's single-output node has its backward called by the engine itself;
+    going through Node._run_backward instead must give the same gradients."""
+    from distnn.autograd.function import _OpNode
+    values = np.arange(6, dtype=np.float32).reshape(2, 3) / 7
+    fast = leaf(values)
+    make(fast).backward()
+    monkeypatch.setattr(_OpNode, "_op_backward", False)
+    generic = leaf(values)
+    make(generic).backward()
+    assert fast.grad.dtype == generic.grad.dtype == distnn.float32
+    np.testing.assert_array_equal(fast.grad.numpy(), generic.grad.numpy())
+
+
+def test_op_returning_too_few_gradients_is_reported():
+    from distnn.autograd.function import Op
+
+    class Bad(Op):
+        @staticmethod
+        def forward(ctx, a, b):
+            return a + b
+
+        @staticmethod
+        def backward(ctx, g):
+            return g
+
+    a = leaf([1.0])
+    with pytest.raises(RuntimeError, match=r"function BadBackward0 returned an incorrect number of gradients "
+                                           r"\(expected 2, got 1\)"):
+        Bad.apply(a, a).sum().backward()
+
+
+@pytest.mark.parametrize("split", [lambda x: x.unbind(0), lambda x: x.split(2), lambda x: x.chunk(3)])
+def test_view_ops_with_no_or_one_output(split):
+    x = leaf(np.zeros((0, 3)))
+    pieces = split(x)
+    assert all(p.shape[1:] == (3,) for p in pieces)
+    y = leaf(np.arange(3.0).reshape(1, 3))
+    (piece,) = split(y)
+    (piece * 2).sum().backward()
+    assert y.grad.tolist() == [[2.0, 2.0, 2.0]]

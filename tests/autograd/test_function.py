@@ -60,6 +60,58 @@ def test_custom_function_saved_tensor_modified_in_place_raises():
         y.sum().backward()
 
 
+def _modified_saved_input(x):
+    y = x.sigmoid()
+    z = y * 2  # Mul saves y, which is output 0 of Sigmoid
+    y.add_(1)
+    return z
+
+
+def _modified_saved_output(x):
+    y = x.exp()  # Exp saves its output
+    y.add_(1)
+    return y
+
+
+def _modified_saved_leaf(x):
+    z = x * x
+    with distnn.no_grad():
+        x.add_(1)
+    return z
+
+
+@pytest.mark.parametrize("build,described", [
+    (_modified_saved_input, "[torch.FloatTensor [2]], which is output 0 of SigmoidBackward0, is at version 1; "
+                            "expected version 0 instead."),
+    (_modified_saved_output, "[torch.FloatTensor [2]], which is output 0 of ExpBackward0, is at version 1; "
+                             "expected version 0 instead."),
+    (_modified_saved_leaf, "[torch.FloatTensor [2]], is at version 1; expected version 0 instead."),
+])
+def test_version_error_names_the_saved_tensor_as_it_was_saved(build, described):
+    x = distnn.tensor([1.0, 2.0], requires_grad=True)
+    z = build(x)
+    with pytest.raises(RuntimeError) as info:
+        z.sum().backward()
+    assert str(info.value).endswith("modified by an inplace operation: " + described)
+
+
+@pytest.mark.parametrize("build", [lambda x: x.exp(), lambda x: x.sigmoid() * 2])
+def test_op_graph_that_saves_outputs_is_freed_without_the_garbage_collector(build):
+    import gc
+    import weakref
+    x = distnn.tensor([1.0, 2.0], requires_grad=True)
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        y = build(x * 1)
+        node = weakref.ref(y.grad_fn)
+        del y
+        assert node() is None
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def test_wrong_number_of_gradients_is_reported():
     class Bad(autograd.Function):
         @staticmethod

@@ -341,3 +341,38 @@ def test_global_backward_hook():
     finally:
         handle.remove()
     assert seen == [(2, 4)]
+
+
+@pytest.mark.parametrize("register", [
+    lambda m: m.register_forward_pre_hook(lambda mod, args: None),
+    lambda m: m.register_forward_hook(lambda mod, args, out: None),
+    lambda m: m.register_full_backward_hook(lambda mod, gin, gout: None),
+    lambda m: m.register_full_backward_pre_hook(lambda mod, gout: None),
+    lambda m: module_mod.register_module_forward_hook(lambda mod, args, out: None),
+])
+def test_hooks_that_change_nothing_leave_output_and_gradients_as_without_hooks(register):
+    """A module call without hooks skips the hook machinery; with do-nothing hooks the
+    results must be identical, and removing the hook returns to the same results."""
+    def run(net):
+        x = distnn.tensor(X, requires_grad=True)
+        out = net(x)
+        ((out - distnn.tensor(Y)) ** 2).sum().backward()
+        grads = [p.grad.numpy().copy() for p in net.parameters()] + [x.grad.numpy()]
+        net.zero_grad()
+        return [out.detach().numpy()] + grads
+
+    net = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2))
+    with distnn.no_grad():
+        net[0].weight.copy_(distnn.tensor(W1))
+        net[0].bias.copy_(distnn.tensor(B1))
+        net[2].weight.copy_(distnn.tensor(W2))
+    plain = run(net)
+    handle = register(net[0])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            hooked = run(net)
+    finally:
+        handle.remove()
+    for a, b in zip(plain + plain, hooked + run(net)):
+        np.testing.assert_array_equal(a, b)

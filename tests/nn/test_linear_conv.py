@@ -145,3 +145,16 @@ def test_forward_shape_errors_name_both_shapes():
         nn.Linear(3, 4)(distnn.zeros(2, 5))
     with pytest.raises(RuntimeError, match="expected input.*to have 3 channels, but got 2 channels"):
         nn.Conv2d(3, 4, 3)(distnn.zeros(1, 2, 5, 5))
+
+
+@pytest.mark.parametrize("replace", ["weight", "bias"])
+def test_linear_uses_a_plain_tensor_put_in_place_of_a_parameter(replace):
+    """``del layer.weight; layer.weight = tensor`` (how weight_norm-style hooks work) still reaches forward."""
+    layer = nn.Linear(3, 2)
+    x = distnn.tensor(make_input((4, 3)), dtype=distnn.float32)
+    weight, bias = layer.weight.detach() * 2, layer.bias.detach() * 2
+    expected = x @ (weight if replace == "weight" else layer.weight).T + (bias if replace == "bias" else layer.bias)
+    delattr(layer, replace)
+    setattr(layer, replace, weight if replace == "weight" else bias)
+    assert replace not in layer._parameters
+    np.testing.assert_allclose(layer(x).detach().numpy(), expected.detach().numpy(), rtol=1e-6)

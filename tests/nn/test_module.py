@@ -263,6 +263,23 @@ def test_shared_parameters_are_yielded_once():
     assert len(list(net.named_parameters(remove_duplicate=False))) == 6
 
 
+@pytest.mark.parametrize("recurse", [True, False])
+def test_parameters_are_the_values_of_named_parameters(recurse):
+    net = _net(distnn)
+    assert [id(p) for p in net.parameters(recurse)] == [id(p) for _, p in net.named_parameters(recurse=recurse)]
+
+
+def test_parameters_follows_an_overridden_named_parameters():
+    class HidesBias(nn.Linear):
+        def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
+            for name, p in super().named_parameters(prefix, recurse, remove_duplicate):
+                if name != "bias":
+                    yield name, p
+
+    layer = HidesBias(3, 2)
+    assert [id(p) for p in layer.parameters()] == [id(layer.weight)]
+
+
 def test_parameter_registered_twice_in_one_module_is_yielded_once():
     m = nn.Module()
     m.a = Parameter(distnn.ones(1))

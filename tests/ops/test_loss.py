@@ -76,6 +76,22 @@ def test_mse_gradient_reaches_target():
     assert y.grad.tolist() == [-1.0, -2.0]
 
 
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("target_requires_grad", [False, True])
+def test_mse_same_shape_shortcut_matches_the_general_path(reduction, target_requires_grad):
+    from distnn.ops.loss import MseLoss, _pointwise
+    results = []
+    for loss in (distnn.ops.mse_loss, lambda x, y, reduction: _pointwise(MseLoss, x, y, reduction)):
+        x = distnn.tensor(make_input((3, 4), seed=1), requires_grad=True)
+        y = distnn.tensor(make_input((3, 4), seed=2), requires_grad=target_requires_grad)
+        out = loss(x, y, reduction=reduction)
+        assert out.grad_fn.name() == "MseLossBackward0"
+        out.sum().backward()
+        results.append((out.detach().numpy(), x.grad.numpy(), None if y.grad is None else y.grad.numpy()))
+    for ours, general in zip(*results):
+        np.testing.assert_array_equal(ours, general)
+
+
 def test_smooth_l1_and_huber_parameter_errors():
     x = distnn.zeros(2)
     with pytest.raises(RuntimeError, match="negative values for beta"):

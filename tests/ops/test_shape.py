@@ -111,6 +111,49 @@ def test_cat_promotes_dtypes_like_torch():
     assert distnn.stack([distnn.tensor([1]), distnn.tensor([True])]).dtype == distnn.int64
 
 
+CAT_INPUTS = [  # (shapes, dtypes, dim): the one-dtype path and the general one must agree with torch
+    ([(2, 3), (2, 2)], ["float32", "float32"], -1),
+    ([(2, 3), (2, 2)], ["float32", "float64"], 1),
+    ([(0,), (2, 3), (0,)], ["float32", "float32", "float32"], 0),   # legacy empty 1-d tensors are skipped
+    ([(0,), (3,)], ["float32", "float32"], 0),
+    ([(0,), (0,)], ["float32", "float64"], 0),
+    ([(3,), (1,)], ["float32", "float32"], -1),
+]
+
+
+@requires_torch
+@pytest.mark.parametrize("shapes,dtypes,dim", CAT_INPUTS)
+def test_cat_paths_match_torch(shapes, dtypes, dim):
+    arrays = [np.arange(int(np.prod(s)), dtype=d).reshape(s) + i for i, (s, d) in enumerate(zip(shapes, dtypes))]
+    results = []
+    for lib in (distnn, torch):
+        xs = [lib.tensor(a, requires_grad=True) for a in arrays]
+        out = lib.cat(xs, dim)
+        (out * lib.arange(out.numel(), dtype=out.dtype).reshape(out.shape)).sum().backward()
+        results.append((str(out.dtype), out.detach().numpy(), [x.grad for x in xs]))
+    (ours_dtype, ours, ours_grads), (theirs_dtype, theirs, theirs_grads) = results
+    assert ours_dtype == theirs_dtype
+    np.testing.assert_array_equal(ours, theirs)
+    for g_ours, g_theirs in zip(ours_grads, theirs_grads):
+        if g_ours is None:  # a skipped legacy empty: no gradient here, an empty one in torch
+            assert g_theirs.numel() == 0
+            continue
+        g_ours, g_theirs = g_ours.numpy(), g_theirs.numpy()
+        assert g_ours.dtype == g_theirs.dtype
+        np.testing.assert_array_equal(g_ours, g_theirs)
+
+
+@pytest.mark.parametrize("tensors,dim,error,message", [
+    ([distnn.ones(2, 3), distnn.ones(2, 3)], 2, IndexError,
+     r"Dimension out of range \(expected to be in range of \[-2, 1\], but got 2\)"),
+    ([distnn.ones(2, 3), distnn.ones(2, 3, dtype=distnn.float64)], -3, IndexError, "Dimension out of range"),
+    ([distnn.tensor(1.0), distnn.tensor(2.0)], 0, RuntimeError, "zero-dimensional tensor"),
+])
+def test_cat_argument_errors(tensors, dim, error, message):
+    with pytest.raises(error, match=message):
+        distnn.cat(tensors, dim)
+
+
 # --- view semantics -------------------------------------------------------------
 
 VIEWS = {

@@ -44,7 +44,13 @@ class Linear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, input):
-        return F.linear(input, self.weight, self.bias)
+        # Straight from the registry: ``self.weight`` would go through Module.__getattr__
+        # (a failed normal lookup first), a large share of a small layer's call.
+        # A weight deleted and replaced by a plain attribute is still found.
+        params = self._parameters
+        weight = params["weight"] if "weight" in params else self.weight
+        bias = params["bias"] if "bias" in params else self.bias
+        return F.linear(input, weight, bias)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

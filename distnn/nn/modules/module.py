@@ -223,8 +223,17 @@ class Module:
                 yield (module_prefix + ("." if module_prefix else "") + k, v)
 
     def parameters(self, recurse=True):
-        for _, param in self.named_parameters(recurse=recurse):
-            yield param
+        if type(self).named_parameters is not Module.named_parameters:  # an override decides
+            for _, param in self.named_parameters(recurse=recurse):
+                yield param
+            return
+        # named_parameters without building the names: every step's zero_grad walks this
+        memo = set()
+        for _, module in self.named_modules() if recurse else (("", self),):
+            for param in module._parameters.values():
+                if param is not None and param not in memo:
+                    memo.add(param)
+                    yield param
 
     def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
         yield from self._named_members(lambda m: m._parameters.items(), prefix, recurse, remove_duplicate)
