@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import backend
 from ..tensor import Tensor
-from . import collectives, env
+from . import collectives, env, wire
 from .errors import DistributedError
 from .process_group import ProcessGroup, Work, World, _active_worlds, _seconds
 from .wire import WIRE_DTYPES, check_expected
@@ -141,7 +141,7 @@ class _Buffer:
             self._tensor, array = None, obj
         else:
             raise TypeError(f"Expect: {name} to be a distnn Tensor or numpy array, Actual: {type(obj).__name__}")
-        if array.dtype.name not in WIRE_DTYPES:
+        if wire.dtype_name(array.dtype) is None:
             raise TypeError(f"Expect: {name} dtype among {sorted(WIRE_DTYPES)}, Actual: {array.dtype}")
         self._array = array
         host = backend.to_numpy(array)

@@ -98,14 +98,19 @@ class _CommThread:
             self._pending += 1
         self._queue.put((work, attempt, True))
 
-    def run_now_or_submit(self, work, fn):
-        """Run ``fn`` on this thread if the queue is idle, else queue it; ``work`` ends either way."""
+    def run_inline(self, fn):
+        """Run ``fn`` on this thread and return True if nothing is queued, else return False."""
         with self._lock:
-            if self._pending == 0:
-                self._execute(work, fn)
-                return
-            self._pending += 1
-        self._queue.put((work, fn, False))
+            if self._pending:
+                return False
+            if self._world.broken is not None:
+                raise self._broken_error()
+            try:
+                fn()
+            except Exception as exc:  # every peer hears of it too
+                self._world.fail(exc)
+                raise
+            return True
 
     def stop(self):
         self._queue.put(None)
@@ -161,10 +166,12 @@ class _CommThread:
             self._pending -= 1
         self._posted = still
 
+    def _broken_error(self):
+        return DistributedError(f"{self._world.broken} (earlier failure; this process group can no longer be used)")
+
     def _execute(self, work, fn):
         if self._world.broken is not None:
-            work._finish(error=DistributedError(f"{self._world.broken} (earlier failure; this "
-                                                f"process group can no longer be used)"))
+            work._finish(error=self._broken_error())
             return
         try:
             work._finish(result=fn())
@@ -299,16 +306,20 @@ class ProcessGroup:
         seq = self._seq
         self._seq += 1
         ex = Exchange(self, op, seq, dtype, shape)
-        self._history[seq] = {"op": op, "dtype": ex.dtype.name, "shape": ex.shape}
+        self._history[seq] = {"op": op, "dtype": ex.dtype_name, "shape": ex.shape}
         self._history.pop(seq - _HISTORY, None)
-        return self._start(Work(f"{op} (sequence {seq}) on rank {self.world.rank}", self.world.timeout),
-                           lambda: fn(ex), async_op)
+        return self._start(lambda: f"{op} (sequence {seq}) on rank {self.world.rank}", lambda: fn(ex), async_op)
 
-    def _start(self, work, fn, async_op):
+    def _start(self, describe, fn, async_op):
+        """Queue ``fn`` for the communication thread, or run it here when the call is
+        synchronous and nothing is queued (no Work, no thread hand-off)."""
+        comm = self.world.comm
+        if not async_op and comm.run_inline(fn):
+            return None
+        work = Work(describe(), self.world.timeout)
+        comm.submit(work, fn)
         if async_op:
-            self.world.comm.submit(work, fn)
             return work
-        self.world.comm.run_now_or_submit(work, fn)
         work.wait(timeout=self.world.timeout + 5)
         return None
 
@@ -336,8 +347,7 @@ class ProcessGroup:
     def submit_p2p(self, peer, op, fn, async_op, dtype, shape):
         """A send to ``peer``, numbered per peer pair rather than per group."""
         ex = Exchange(self, "send", self.next_p2p_seq(peer, received=False), dtype, shape)
-        return self._start(Work(f"{op} with rank {peer} on rank {self.world.rank}", self.world.timeout),
-                           lambda: fn(ex), async_op)
+        return self._start(lambda: f"{op} with rank {peer} on rank {self.world.rank}", lambda: fn(ex), async_op)
 
 
 class Exchange:
@@ -347,6 +357,7 @@ class Exchange:
         self.group, self.op, self.seq = group, op, seq
         self.size, self.rank = group.size, group.rank
         self.dtype = np.dtype(dtype) if dtype is not None else np.dtype(np.uint8)
+        self.dtype_name = wire.dtype_name(self.dtype) or self.dtype.name
         self.shape = [int(s) for s in shape]
         self._transport = group.world.transport
         self.shm = group.shm
@@ -358,7 +369,7 @@ class Exchange:
         seg = self._sent.get(dst, 0)
         self._sent[dst] = seg + 1
         header = wire.encode_header(self.group.world.job, self.group.id, self.op, self.seq,
-                                    self.group.world.rank, self.dtype.name, self.shape, seg, payload.nbytes)
+                                    self.group.world.rank, self.dtype_name, self.shape, seg, payload.nbytes)
         tracker = self._transport.send(self.group.ranks[dst], header, payload)
         if tracker is not None:
             self._trackers.append(tracker)
@@ -368,7 +379,7 @@ class Exchange:
         if seg is None:
             seg = self._received.get(src, 0)
             self._received[src] = seg + 1
-        expect = {"op": self.op, "seq": self.seq, "dtype": self.dtype.name, "shape": self.shape,
+        expect = {"op": self.op, "seq": self.seq, "dtype": self.dtype_name, "shape": self.shape,
                   "seg": seg, "nbytes": count * dtype.itemsize}
         try:
             payload = self._transport.recv(self.group.id, self.group.ranks[src], channel, expect,

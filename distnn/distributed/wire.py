@@ -16,6 +16,15 @@ from .errors import DistributedError
 WIRE_DTYPES = {name: np.dtype(name) for name in
                ("float32", "float64", "float16", "int64", "int32", "int16", "int8", "uint8", "bool")}
 
+_NAMES = {dtype: name for name, dtype in WIRE_DTYPES.items()}
+
+
+def dtype_name(dtype):
+    """The wire name of a numpy dtype, or None when it cannot travel. A dict lookup:
+    numpy builds ``dtype.name`` anew on every access (~4 us)."""
+    return _NAMES.get(dtype)
+
+
 _FIELDS = {"job": bytes, "grp": int, "op": str, "seq": int, "src": int, "dtype": str, "shape": list,
            "seg": int, "nbytes": int}
 ABORT_OP = "abort"
@@ -50,10 +59,10 @@ def decode_header(frame, job, world_size):
                                  max_str_len=4096, max_array_len=64, max_map_len=16)
     except Exception as exc:  # msgpack raises several types for garbage
         raise MalformedMessage(f"undecodable header ({type(exc).__name__})") from None
-    if not isinstance(header, dict) or set(header) != set(_FIELDS):
+    if type(header) is not dict or header.keys() != _FIELDS.keys():
         raise MalformedMessage("header fields differ from the distnn wire format")
     for key, kind in _FIELDS.items():
-        if not isinstance(header[key], kind) or (kind is int and isinstance(header[key], bool)):
+        if type(header[key]) is not kind:  # exact types: msgpack makes no subclasses, and a bool is no int
             raise MalformedMessage(f"header field {key!r} has type {type(header[key]).__name__}")
     if header["job"] != job:
         raise MalformedMessage("message from another job (job id differs)")
