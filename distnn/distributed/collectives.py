@@ -65,12 +65,12 @@ def all_reduce(ex, buf, op):
     if buf.size == 0:
         return handshake(ex)
     # Whole-buffer exchanges beat the ring's 2(n-1) hops until the extra volume costs more
-    # than the hops; with two ranks both move the same bytes, and shared memory is the
-    # faster from 16 KiB.
-    if ex.size == 2:
-        direct_max = DIRECT_MAX_BYTES // 4 if ex.shm is not None else DIRECT_MAX_BYTES * 4
+    # than the hops (with two ranks both move the same bytes); shared memory beats both
+    # from about 16 KiB.
+    if ex.shm is not None:
+        direct_max = DIRECT_MAX_BYTES // 4
     else:
-        direct_max = DIRECT_MAX_BYTES
+        direct_max = DIRECT_MAX_BYTES * (4 if ex.size == 2 else 1)
     if buf.nbytes <= direct_max:
         if ex.size & (ex.size - 1) == 0:
             _recursive_doubling_all_reduce(ex, buf, REDUCE_UFUNCS[op])
