@@ -18,17 +18,19 @@ class InPlaceMethods:
         self._modify(lambda: _ops.index_put(self, index, value),
                      lambda d: _ops.assign_index(d, index, value), value)
 
+    # ``p -= lr * g`` runs once per parameter per step: straight to the ufunc, as add_ & co.
+    # would with alpha=1.
     def __iadd__(self, other):
-        return self.add_(other)
+        return self._modify_ufunc("add", other)
 
     def __isub__(self, other):
-        return self.sub_(other)
+        return self._modify_ufunc("subtract", other)
 
     def __imul__(self, other):
-        return self.mul_(other)
+        return self._modify_ufunc("multiply", other)
 
     def __itruediv__(self, other):
-        return self.div_(other)
+        return self._modify_ufunc("true_divide", other)
 
     def add_(self, other, alpha=1):
         if alpha != 1:
@@ -170,9 +172,8 @@ _UNARY_OPS = {"sqrt": "sqrt", "exp": "exp", "negative": "neg", "abs": "abs", "si
 
 
 def _ufunc_inplace(d, name, other):
-    xp = backend.array_module(d)
     try:
-        getattr(xp, name)(d, other, out=d)
+        getattr(backend.array_module(d), name)(d, other, out=d)
     except TypeError as exc:  # numpy's UFuncTypeError: an int tensor given a float, say
         other_dtype = getattr(other, "dtype", type(other).__name__)
         raise RuntimeError(f"result type of {name} with {other_dtype} can't be cast to the "

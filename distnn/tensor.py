@@ -237,8 +237,7 @@ class Tensor(InPlaceMethods):
         return self
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
-        from .autograd import backward
-        backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph, inputs=inputs)
+        _autograd.backward(self, gradient, retain_graph, create_graph, inputs)
 
     def register_hook(self, hook):
         """``hook(grad) -> Tensor | None`` runs when this tensor's gradient is computed."""
@@ -548,6 +547,7 @@ def _nested_tensors_to_numpy(data):
 
 
 from . import ops as _ops  # noqa: E402  (ops import Tensor from this module)
+from . import autograd as _autograd  # noqa: E402  (still loading when this module is; used at call time)
 
 for _name in _ops.TENSOR_METHODS:
     setattr(Tensor, _name, getattr(_ops, _name))

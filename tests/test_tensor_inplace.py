@@ -219,3 +219,23 @@ def test_zero_inplace_sends_zero_gradient_back():
     y.zero_()
     y.sum().backward()
     assert x.grad is not None and x.grad.tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("operator, method", [("__iadd__", "add_"), ("__isub__", "sub_"),
+                                              ("__imul__", "mul_"), ("__itruediv__", "div_")])
+@pytest.mark.parametrize("other", [0.5, 2, "tensor"])
+def test_inplace_operators_match_their_methods(operator, method, other):
+    values = np.arange(1, 7, dtype=np.float32).reshape(2, 3)
+    if other == "tensor":
+        other = distnn.tensor(values[0] + 1)
+    a, b = distnn.tensor(values), distnn.tensor(values)
+    assert getattr(a, operator)(other) is a
+    getattr(b, method)(other)
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert a._version == b._version == 1
+
+
+def test_inplace_operator_refuses_a_lossy_cast():
+    t = distnn.tensor([1, 2])
+    with pytest.raises(RuntimeError, match="can't be cast to the desired output type"):
+        t -= 0.5

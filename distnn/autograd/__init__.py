@@ -54,6 +54,13 @@ def _as_tuple(x):
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
     """Accumulate d(tensors)/d(leaf) into every leaf's ``.grad``."""
+    if grad_tensors is None and type(tensors) is Tensor and not create_graph and inputs is None:
+        fn = tensors.grad_fn
+        if fn is not None and tensors.requires_grad and tensors._data.ndim == 0:
+            # loss.backward(): the one root and implicit gradient _root_grads would make
+            run_backward([(fn, tensors._output_nr, backend_ones_like(tensors._data))],
+                         retain_graph=bool(retain_graph))
+            return
     if create_graph:
         raise NotImplementedError("create_graph=True (higher-order gradients) is not supported: "
                                   "backward functions run on raw arrays")

@@ -13,7 +13,7 @@ import threading
 import numpy as np
 
 from . import grad_mode
-from .function import _apply_tensor_hooks, grad_tuple
+from .function import AccumulateGrad, _apply_tensor_hooks, accumulate_into, grad_tuple
 
 
 _NUMPY_SCALARS = frozenset(np.sctypeDict.values()) - {np.ndarray}
@@ -52,6 +52,7 @@ def run_backward(roots, retain_graph=False, capture=None):
     heap = [(node._seq, node) for node in {node for node, _, _ in roots} if pending[node][0] == 0]
     heapq.heapify(heap)
     heappop, heappush = heapq.heappop, heapq.heappush
+    inline_leaves = capture is None  # autograd.grad captures leaf gradients instead
     ndarray = np.ndarray
     prev_mode = grad_mode._state.enabled
     grad_mode._state.enabled = False
@@ -117,6 +118,16 @@ def run_backward(roots, retain_graph=False, capture=None):
                 remaining = waiting[0] - 1
                 waiting[0] = remaining
                 if remaining == 0:
+                    if (inline_leaves and type(nxt) is AccumulateGrad and len(waiting) == 2
+                            and not (nxt._tensor_pre_hooks or nxt._pre_hooks or nxt._post_hooks)):
+                        # A leaf without hooks would run next anyway (leaves come first); with
+                        # nothing to observe the order, sum into its .grad here, off the heap.
+                        var = nxt._variable()
+                        if var is not None and not (var._backward_hooks or var._post_accumulate_hooks):
+                            del pending[nxt]
+                            if waiting[1] is not None:
+                                accumulate_into(var, waiting[1])
+                            continue
                     heappush(heap, (nxt._seq, nxt))
         while _callbacks.queue:  # run in order; a callback may queue another
             _callbacks.queue.pop(0)()

@@ -126,16 +126,23 @@ class AccumulateGrad(Node):
         g = grads[0]
         if var._backward_hooks:
             g = _apply_tensor_hooks(var._backward_hooks.values(), g)
-        if var.grad is None:
-            flags = g.flags
-            if not flags.c_contiguous or not getattr(flags, "writeable", True):
-                g = g.copy()
-            var.grad = _wrap(g)
-        else:
-            var.grad._data += g
+        accumulate_into(var, g)
         for hook in tuple(var._post_accumulate_hooks.values()) if var._post_accumulate_hooks else ():
             hook(var)
         return ()
+
+
+def accumulate_into(var, g):
+    """Sum gradient array ``g`` into the leaf ``var``'s ``.grad``; a fresh ``.grad``
+    takes ``g`` itself when it is contiguous and writeable (later sums go in place)."""
+    grad = var.grad
+    if grad is None:
+        flags = g.flags
+        if not flags.c_contiguous or not getattr(flags, "writeable", True):
+            g = g.copy()
+        var.grad = _wrap(g)
+    else:
+        grad._data += g
 
 
 class _RemovableHandle:

@@ -122,7 +122,21 @@ def _mish_grad(xp, x):
     return t + x * _sigmoid(xp, x) * (1 - t * t)
 
 
-Relu = _pointwise("Relu", lambda xp, x: xp.maximum(x, 0), lambda xp, out: out > 0, saves="output")
+class Relu(Op):
+    """max(x, 0); written out rather than built by _pointwise: it is in nearly every model."""
+
+    @staticmethod
+    def forward(ctx, x):
+        out = ctx.xp.maximum(x, 0)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return (g * (out > 0),)
+
+
 Sigmoid = _pointwise("Sigmoid", _sigmoid, lambda xp, out: out * (1 - out), saves="output")
 Tanh = _pointwise("Tanh", lambda xp, x: xp.tanh(x), lambda xp, out: 1 - out * out, saves="output")
 Hardtanh = _pointwise("Hardtanh", lambda xp, x, lo, hi: xp.clip(x, lo, hi),
@@ -217,6 +231,8 @@ class PreluKernel(Op):
 # --- functional forms ---------------------------------------------------------------------------
 
 def relu(input, inplace=False):
+    if not inplace:
+        return Relu.apply(input)
     return _apply(Relu, input, inplace)
 
 

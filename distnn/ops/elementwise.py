@@ -5,7 +5,11 @@ Broadcasting is numpy's; the engine reduces each gradient back to its input's
 shape, so backward here is written for the broadcast shape.
 """
 
+import numpy as np
+
+from ..autograd import grad_mode
 from ..autograd.function import Op
+from ..tensor import Tensor, _wrap
 from .common import SCALARS, as_tensor, no_grad_result, promote_operands, result_float_dtype
 
 __all__ = ["add", "sub", "rsub", "mul", "div", "rdiv", "true_divide", "neg", "negative", "pow", "rpow",
@@ -269,6 +273,12 @@ def rsub(input, other):
 
 
 def mul(input, other):
+    if type(other) is float and type(input) is Tensor and not (input.requires_grad and grad_mode._state.enabled):
+        # ``1e-4 * p.grad`` in an update loop: unrecorded, so only the array product
+        # Mul.apply would come to (the float stays weak, a float tensor keeps its dtype)
+        d = input._data
+        if type(d) is np.ndarray and d.dtype.kind == "f" and d.ndim:
+            return _wrap(d * other)
     a, b = promote_operands(input, other)
     return Mul.apply(a, b)
 

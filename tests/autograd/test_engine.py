@@ -257,3 +257,47 @@ def test_view_ops_with_no_or_one_output(split):
     (piece,) = split(y)
     (piece * 2).sum().backward()
     assert y.grad.tolist() == [[2.0, 2.0, 2.0]]
+
+
+@pytest.mark.parametrize("make", [
+    lambda x, w: (x * w).sum() + (w * 2).sum(),   # a leaf reached by two edges
+    lambda x, w: (x.t() * w.t()).sum(),           # non-contiguous leaf gradients, copied
+    lambda x, w: ((x * 3).relu() * w).sum(),
+])
+@pytest.mark.parametrize("existing_grad", [False, True])
+def test_leaf_summed_in_the_engine_matches_the_accumulate_node(make, existing_grad):
+    """A leaf with no hooks is summed into .grad while its gradient is sent; a post-accumulate
+    hook sends it through AccumulateGrad instead, with the same result."""
+    values = np.arange(6, dtype=np.float32).reshape(2, 3) / 7
+    results = []
+    for hooked in (False, True):
+        x, w = leaf(values), leaf(values[::-1].copy())
+        if existing_grad:
+            x.grad, w.grad = distnn.ones(2, 3), distnn.ones(2, 3)
+        if hooked:
+            for t in (x, w):
+                t.register_post_accumulate_grad_hook(lambda t: None)
+        make(x, w).backward()
+        for t in (x, w):
+            assert t.grad._data.flags.c_contiguous and t.grad._data.flags.writeable
+        results.append((x.grad.numpy(), w.grad.numpy()))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+def test_scalar_backward_entry_matches_an_explicit_gradient():
+    values = np.arange(6, dtype=np.float32).reshape(2, 3) / 7
+    implicit, explicit = leaf(values), leaf(values)
+    (implicit.exp() * 2).sum().backward()
+    loss = (explicit.exp() * 2).sum()
+    autograd.backward([loss], [distnn.tensor(1.0)])
+    np.testing.assert_array_equal(implicit.grad.numpy(), explicit.grad.numpy())
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: (leaf([1.0, 2.0]) * 2), "grad can be implicitly created only for scalar outputs"),
+    (lambda: distnn.tensor(1.0), "element 0 of tensors does not require grad"),
+])
+def test_scalar_backward_entry_keeps_the_errors(make, message):
+    with pytest.raises(RuntimeError, match=message):
+        make().backward()

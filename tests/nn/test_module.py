@@ -466,3 +466,15 @@ def test_repr_matches_torch_for_a_convnet_with_builtin_layers():
         return ConvNet()
 
     assert repr(build(distnn)) == repr(build(torch))
+
+
+@pytest.mark.parametrize("recurse", [True, False])
+def test_parameters_walks_like_named_parameters(recurse):
+    shared = nn.Linear(2, 2)
+    inner = nn.Sequential(nn.Linear(2, 3), shared, nn.ReLU(), nn.Sequential(shared, nn.Linear(3, 1)))
+    model = nn.Sequential(nn.Linear(4, 2), inner, None, shared)
+    model.register_parameter("scale", Parameter(distnn.ones(1)))
+    model.register_parameter("unset", None)
+    model.tied = Parameter(distnn.ones(1))
+    expected = [p for _, p in model.named_parameters(recurse=recurse)]
+    assert [id(p) for p in model.parameters(recurse=recurse)] == [id(p) for p in expected]

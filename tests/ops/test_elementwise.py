@@ -1,5 +1,6 @@
 """Elementwise ops: gradcheck and torch comparison over shapes with broadcasting."""
 
+import numpy as np
 import pytest
 
 import distnn
@@ -59,3 +60,23 @@ def test_int_tensor_with_float_scalar_gives_float32():
     assert (x + 1).dtype == distnn.int64
     assert (x / 2).dtype == distnn.float32
     assert (distnn.ones(2, dtype=distnn.float64) * distnn.ones(2)).dtype == distnn.float64
+
+
+@pytest.mark.parametrize("dtype", [distnn.float32, distnn.float16, distnn.float64])
+@pytest.mark.parametrize("shape", [(3, 4), ()])
+@pytest.mark.parametrize("requires_grad, no_grad", [(True, True), (False, False)])
+def test_unrecorded_product_with_a_float_matches_the_mul_op(dtype, shape, requires_grad, no_grad):
+    """``1e-4 * p.grad`` skips Mul.apply when nothing is recorded; same values and dtype."""
+    from distnn.ops.elementwise import Mul
+    t = distnn.tensor(np.linspace(-2, 2, int(np.prod(shape))).reshape(shape), dtype=dtype,
+                      requires_grad=requires_grad)
+    with distnn.set_grad_enabled(not no_grad):
+        fast, general = 1e-4 * t, Mul.apply(t, 1e-4)
+    assert type(fast._data) is np.ndarray and fast._data.dtype == general._data.dtype == t._data.dtype
+    np.testing.assert_array_equal(fast._data, general._data)
+    assert not fast.requires_grad and fast.grad_fn is None and fast._data is not t._data
+
+
+def test_recorded_product_with_a_float_keeps_its_node():
+    t = distnn.ones(2, 3, requires_grad=True)
+    assert (0.5 * t).grad_fn.name() == "MulBackward0"

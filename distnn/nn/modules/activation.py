@@ -58,6 +58,9 @@ class Threshold(Module):
 class ReLU(_InplaceOnly):
     _functional = "relu"
 
+    def forward(self, input):
+        return F.relu(input, self.inplace)
+
 
 class Hardtanh(Module):
     def __init__(self, min_val=-1.0, max_val=1.0, inplace=False, min_value=None, max_value=None):

@@ -10,6 +10,7 @@ from ... import backend, dtypes
 from ...autograd import grad_mode
 from ...tensor import Tensor
 from ..parameter import Parameter
+from ..utils.grads import zero_grads
 from ._hooks import (_global_backward_hooks, _global_backward_pre_hooks, _global_forward_hooks,
                      _global_forward_pre_hooks, add_hook, call_with_hooks)
 from ._hooks import (register_module_backward_hook, register_module_forward_hook,  # noqa: F401
@@ -227,13 +228,32 @@ class Module:
             for _, param in self.named_parameters(recurse=recurse):
                 yield param
             return
-        # named_parameters without building the names: every step's zero_grad walks this
+        # named_parameters without building the names or a generator per module (every
+        # step's zero_grad and update loop walk this): the same pre-order walk as
+        # named_modules, children read as lazily as it reads them.
         memo = set()
-        for _, module in self.named_modules() if recurse else (("", self),):
-            for param in module._parameters.values():
-                if param is not None and param not in memo:
-                    memo.add(param)
-                    yield param
+        for param in self._parameters.values():
+            if param is not None and param not in memo:
+                memo.add(param)
+                yield param
+        if not recurse:
+            return
+        seen = {self}
+        stack = [iter(self._modules.values())]
+        while stack:
+            for module in stack[-1]:
+                if module is None or module in seen:
+                    continue
+                seen.add(module)
+                for param in module._parameters.values():
+                    if param is not None and param not in memo:
+                        memo.add(param)
+                        yield param
+                if module._modules:
+                    stack.append(iter(module._modules.values()))
+                    break
+            else:
+                stack.pop()
 
     def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
         yield from self._named_members(lambda m: m._parameters.items(), prefix, recurse, remove_duplicate)
@@ -291,7 +311,6 @@ class Module:
         return self
 
     def zero_grad(self, set_to_none=True):
-        from ..utils.grads import zero_grads
         zero_grads(self.parameters(), set_to_none)
 
     # --- conversion ---------------------------------------------------------------
