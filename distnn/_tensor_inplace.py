@@ -7,6 +7,8 @@ tensor's history onto it, as PyTorch does. Either way they bump the version
 counter shared with views, so backward refuses values it saved earlier.
 """
 
+import numpy as np
+
 from . import backend
 from .autograd import grad_mode
 
@@ -173,7 +175,7 @@ _UNARY_OPS = {"sqrt": "sqrt", "exp": "exp", "negative": "neg", "abs": "abs", "si
 
 def _ufunc_inplace(d, name, other):
     try:
-        getattr(backend.array_module(d), name)(d, other, out=d)
+        getattr(np if type(d) is np.ndarray else backend.array_module(d), name)(d, other, out=d)
     except TypeError as exc:  # numpy's UFuncTypeError: an int tensor given a float, say
         other_dtype = getattr(other, "dtype", type(other).__name__)
         raise RuntimeError(f"result type of {name} with {other_dtype} can't be cast to the "

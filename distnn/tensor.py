@@ -251,6 +251,7 @@ class Tensor(InPlaceMethods):
         node = self.grad_fn
         if node._tensor_pre_hooks is None:
             node._tensor_pre_hooks = {}
+        node._hooked = True
         return _add_hook(node._tensor_pre_hooks.setdefault(self._output_nr, {}), hook)
 
     def register_post_accumulate_grad_hook(self, hook):

@@ -63,29 +63,17 @@ def run_backward(roots, retain_graph=False, capture=None):
             node = heappop(heap)[1]
             grads = pending.pop(node)
             del grads[0]
-            empty = grads[0] is None if len(grads) == 1 else all(g is None for g in grads)
-            if empty:
-                grads = None  # no gradient reached this node
-            elif node._tensor_pre_hooks or node._pre_hooks:
-                grads = _run_pre_hooks(node, grads)
-                empty = all(g is None for g in grads)
-            if capture is not None:
-                _capture(capture, captured, node, grads)
-            if capture is not None and node._fn is None:
-                results = ()  # a leaf: autograd.grad never touches .grad
-            elif empty:
-                results = (None,) * len(node._next)
-            elif node._op_backward and len(grads) == 1:
-                # a built-in op's node: its backward runs on the arrays directly
-                results = node._fn.backward(node, grads[0])
-                if type(results) is not tuple or len(results) != len(node._next):
-                    results = grad_tuple(node, results)
-                if node._post_hooks:
-                    _run_post_hooks(node, results, grads)
+            if inline_leaves and node._op_backward and not node._hooked and len(grads) == 1:
+                # the common node: a built-in op with one output, no hooks, nothing captured
+                grad = grads[0]
+                if grad is None:
+                    results = (None,) * len(node._next)
+                else:
+                    results = node._fn.backward(node, grad)
+                    if type(results) is not tuple or len(results) != len(node._next):
+                        results = grad_tuple(node, results)
             else:
-                results = node._run_backward(grads)
-                if node._post_hooks:
-                    _run_post_hooks(node, results, grads)
+                results = _run_node(node, grads, capture, captured)
             if not retain_graph and node._fn is not None:  # free what backward saved (leaves keep nothing)
                 node._saved = None
                 node._saved_versions = ()
@@ -118,8 +106,7 @@ def run_backward(roots, retain_graph=False, capture=None):
                 remaining = waiting[0] - 1
                 waiting[0] = remaining
                 if remaining == 0:
-                    if (inline_leaves and type(nxt) is AccumulateGrad and len(waiting) == 2
-                            and not (nxt._tensor_pre_hooks or nxt._pre_hooks or nxt._post_hooks)):
+                    if inline_leaves and type(nxt) is AccumulateGrad and not nxt._hooked:
                         # A leaf without hooks would run next anyway (leaves come first); with
                         # nothing to observe the order, sum into its .grad here, off the heap.
                         var = nxt._variable()
@@ -184,6 +171,32 @@ def _conform(grad, shape, dtype):
     if grad.dtype != dtype:
         grad = grad.astype(dtype)
     return grad
+
+
+def _run_node(node, grads, capture, captured):
+    """One node's backward the general way: hooks, captured gradients, several outputs."""
+    empty = all(g is None for g in grads)
+    if empty:
+        grads = None  # no gradient reached this node
+    elif node._tensor_pre_hooks or node._pre_hooks:
+        grads = _run_pre_hooks(node, grads)
+        empty = all(g is None for g in grads)
+    if capture is not None:
+        _capture(capture, captured, node, grads)
+        if node._fn is None:
+            return ()  # a leaf: autograd.grad never touches .grad
+    if empty:
+        return (None,) * len(node._next)
+    if node._op_backward and len(grads) == 1:
+        # a built-in op's node: its backward runs on the arrays directly
+        results = node._fn.backward(node, grads[0])
+        if type(results) is not tuple or len(results) != len(node._next):
+            results = grad_tuple(node, results)
+    else:
+        results = node._run_backward(grads)
+    if node._post_hooks:
+        _run_post_hooks(node, results, grads)
+    return results
 
 
 def _capture(capture, captured, node, grads):

@@ -39,6 +39,7 @@ class Node:
     _tensor_pre_hooks = None  # {output_nr: {handle_id: fn}} from Tensor.register_hook
     _pre_hooks = None
     _post_hooks = None
+    _hooked = False  # set with the first hook of any kind: the engine's one check for "no hooks here"
     _freed = False
     _op_backward = False  # True for built-in ops: the engine calls _fn.backward(node, grad) itself
     needs_input_grad = ()
@@ -91,12 +92,14 @@ class Node:
         """``fn(grad_inputs, grad_outputs)`` runs after this node's backward."""
         if self._post_hooks is None:
             self._post_hooks = {}
+        self._hooked = True
         return _add_hook(self._post_hooks, fn)
 
     def register_prehook(self, fn):
         """``fn(grad_outputs)`` runs before this node's backward; may return new grads."""
         if self._pre_hooks is None:
             self._pre_hooks = {}
+        self._hooked = True
         return _add_hook(self._pre_hooks, fn)
 
     def __repr__(self):

@@ -301,3 +301,34 @@ def test_scalar_backward_entry_matches_an_explicit_gradient():
 def test_scalar_backward_entry_keeps_the_errors(make, message):
     with pytest.raises(RuntimeError, match=message):
         make().backward()
+
+
+@pytest.mark.parametrize("kind", ["post", "pre", "tensor"])
+def test_node_hooks_fire_and_a_removed_hook_leaves_the_plain_result(kind):
+    # Nodes with (or once with) a hook take the engine's general path, the rest its
+    # shortcut; both must give the same gradients.
+    def run(hook_kind, remove):
+        x = leaf([1.0, -2.0, 3.0])
+        h = x * 2
+        y = h.relu()
+        seen = []
+        if hook_kind == "post":
+            handle = y.grad_fn.register_hook(lambda gi, go: seen.append(gi[0].numpy().copy()))
+        elif hook_kind == "pre":
+            handle = y.grad_fn.register_prehook(lambda go: (go[0] * 10,))
+        elif hook_kind == "tensor":
+            handle = h.register_hook(lambda g: g + 1)
+        if remove and hook_kind is not None:
+            handle.remove()
+        (y * y).sum().backward()
+        return x.grad.numpy(), seen
+
+    plain, _ = run(None, False)
+    removed, seen_removed = run(kind, True)
+    np.testing.assert_array_equal(removed, plain)
+    assert seen_removed == []
+    hooked, seen = run(kind, False)
+    expected = {"post": plain, "pre": plain * 10, "tensor": plain + 2}[kind]
+    np.testing.assert_allclose(hooked, expected)
+    if kind == "post":
+        assert len(seen) == 1
