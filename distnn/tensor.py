@@ -3,13 +3,16 @@
 Arithmetic, reductions and shape methods are the functions of ``distnn.ops``
 attached as methods at the end of this file, so ``x.sum(1)`` and
 ``distnn.sum(x, 1)`` are one code path. In-place methods (``add_``,
-``__setitem__``, ...) come from ``_tensor_inplace.py``.
+``__setitem__``, ...) come from ``_tensor_inplace.py``, the autograd methods
+from ``_tensor_autograd.py`` and ``to``/``float``/``new_*`` from ``_tensor_convert.py``.
 """
 
 import numpy as np
 
-from . import _tensor_inplace, backend
+from . import _tensor_autograd, _tensor_convert, _tensor_inplace, backend
 from . import dtypes as _dt
+from ._tensor_autograd import AutogradMethods
+from ._tensor_convert import ConversionMethods, _to_array
 from ._tensor_inplace import InPlaceMethods
 
 
@@ -37,7 +40,7 @@ _TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor", "float16": "
                "int8": "CharTensor", "uint8": "ByteTensor", "bool": "BoolTensor"}
 
 
-class Tensor(InPlaceMethods):
+class Tensor(InPlaceMethods, AutogradMethods, ConversionMethods):
     """A multi-dimensional array that records the operations applied to it."""
 
     # Defaults live on the class: making a tensor (once per op) then sets only
@@ -215,155 +218,6 @@ class Tensor(InPlaceMethods):
         # nothing in distnn sends or stores tensors with pickle).
         return (_rebuild, (backend.to_numpy(self._data), self.requires_grad))
 
-    # --- autograd ----------------------------------------------------------------
-    def requires_grad_(self, requires_grad=True):
-        if requires_grad and self._data.dtype.kind not in "fc":
-            raise RuntimeError("only Tensors of floating point and complex dtype can require gradients")
-        if not requires_grad and self.grad_fn is not None:
-            raise RuntimeError("you can only change requires_grad flags of leaf variables. If you want "
-                               "to use a computed variable in a subgraph that doesn't require "
-                               "differentiation use var_no_grad = var.detach().")
-        self.requires_grad = bool(requires_grad)
-        return self
-
-    def detach(self):
-        out = _wrap(self._data)
-        out._vc = self._vc
-        return out
-
-    def detach_(self):
-        self.grad_fn = None
-        self.requires_grad = False
-        return self
-
-    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
-        _autograd.backward(self, gradient, retain_graph, create_graph, inputs)
-
-    def register_hook(self, hook):
-        """``hook(grad) -> Tensor | None`` runs when this tensor's gradient is computed."""
-        from .autograd.function import _add_hook
-        if not self.requires_grad:
-            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
-        if self.grad_fn is None:
-            if self._backward_hooks is None:
-                self._backward_hooks = {}
-            return _add_hook(self._backward_hooks, hook)
-        node = self.grad_fn
-        if node._tensor_pre_hooks is None:
-            node._tensor_pre_hooks = {}
-        node._hooked = True
-        return _add_hook(node._tensor_pre_hooks.setdefault(self._output_nr, {}), hook)
-
-    def register_post_accumulate_grad_hook(self, hook):
-        """``hook(tensor)`` runs after a leaf's ``.grad`` was accumulated (DDP uses this)."""
-        from .autograd.function import _add_hook
-        if self.grad_fn is not None:
-            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
-        if self._post_accumulate_hooks is None:
-            self._post_accumulate_hooks = {}
-        return _add_hook(self._post_accumulate_hooks, hook)
-
-    def retain_grad(self):
-        if self.grad_fn is None:
-            return
-        if not self.requires_grad:
-            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
-        if self._retains_grad:
-            return
-        self._retains_grad = True
-
-        def store(grad):
-            if self.grad is None:
-                self.grad = _wrap(grad._data.copy())
-            else:
-                self.grad = _wrap(self.grad._data + grad._data)
-        self.register_hook(store)
-
-    @property
-    def retains_grad(self):
-        return bool(self._retains_grad)
-
-    def _get_accumulator(self):
-        acc = self._accumulator
-        if acc is None:
-            from .autograd.function import AccumulateGrad
-            acc = self._accumulator = AccumulateGrad(self)
-        return acc
-
-    # --- conversion ----------------------------------------------------------------
-    def to(self, *args, dtype=None, device=None, non_blocking=False, copy=False):
-        for a in args:
-            if isinstance(a, Tensor):
-                dtype, device = a.dtype, a.device
-            elif isinstance(a, (_dt.dtype, np.dtype)) or a in (float, int, bool):
-                dtype = a
-            elif a is not None:
-                device = a
-        out = self
-        if device is not None and backend.as_device(device) != self.device:
-            out = _ops.to_device(out, backend.as_device(device))
-        if dtype is not None and _dt.to_np(dtype) != self._data.dtype:
-            out = _ops.to_dtype(out, _dt.to_np(dtype))
-        if copy and out is self:
-            out = _ops.clone(self)
-        return out
-
-    def cpu(self):
-        return self.to("cpu")
-
-    def cuda(self, device=None):
-        return self.to(backend.Device("cuda", device if isinstance(device, int) else None)
-                       if not isinstance(device, (str, backend.Device)) else device)
-
-    def float(self):
-        return self.to(_dt.float32)
-
-    def double(self):
-        return self.to(_dt.float64)
-
-    def half(self):
-        return self.to(_dt.float16)
-
-    def long(self):
-        return self.to(_dt.int64)
-
-    def int(self):
-        return self.to(_dt.int32)
-
-    def short(self):
-        return self.to(_dt.int16)
-
-    def byte(self):
-        return self.to(_dt.uint8)
-
-    def bool(self):
-        return self.to(_dt.bool_)
-
-    def type_as(self, other):
-        return self.to(other.dtype)
-
-    def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
-        from .creation import tensor
-        return tensor(data, dtype=dtype or self.dtype, device=device or self.device,
-                      requires_grad=requires_grad)
-
-    def new_zeros(self, *size, dtype=None, device=None):
-        return self._new_filled(size, 0, dtype, device)
-
-    def new_ones(self, *size, dtype=None, device=None):
-        return self._new_filled(size, 1, dtype, device)
-
-    def new_empty(self, *size, dtype=None, device=None):
-        return self._new_filled(size, 0, dtype, device)
-
-    def new_full(self, size, fill_value, dtype=None, device=None):
-        return self._new_filled((size,), fill_value, dtype, device)
-
-    def _new_filled(self, size, value, dtype, device):
-        shape = _shape_from_args(size)
-        xp = backend.xp_for(device) if device is not None else backend.array_module(self._data)
-        return _wrap(xp.full(shape, value, dtype=_dt.to_np(dtype) or self._data.dtype))
-
     # --- operators -------------------------------------------------------------------
     def __add__(self, other):
         return _ops.add(self, other)
@@ -495,61 +349,11 @@ def _wrap_dim(dim, ndim):
     return dim % n
 
 
-def _shape_from_args(size):
-    """Accept ``f(2, 3)``, ``f((2, 3))`` and ``f(torch.Size([2, 3]))``."""
-    if len(size) == 1 and isinstance(size[0], (tuple, list)):
-        size = size[0]
-    return tuple(int(s) for s in size)
-
-
-def _to_array(data, dtype, device):
-    """Copy Python data / arrays / tensors into a new array of ``dtype`` (None: inferred)."""
-    xp = backend.xp_for(device)
-    if isinstance(data, Tensor):
-        data = data._data
-    if isinstance(data, (list, tuple)) and any(isinstance(x, Tensor) for x in _flatten(data)):
-        data = _nested_tensors_to_numpy(data)
-    np_dtype = _dt.to_np(dtype)
-    if np_dtype is None:
-        if hasattr(data, "dtype") and not isinstance(data, np.generic):
-            np_dtype = data.dtype
-            if np_dtype not in _dt._BY_NP:
-                raise TypeError(f"Expect: a supported dtype, Actual: {np_dtype}")
-        else:
-            np_dtype = _infer_dtype(data)
-    return xp.array(backend.to_numpy(data) if xp is np else data, dtype=np_dtype)
-
-
-def _infer_dtype(data):
-    probe = np.asarray(data)
-    if probe.dtype.kind == "f":
-        return _dt.DEFAULT_FLOAT
-    if probe.dtype.kind in "iu":
-        return np.dtype(np.int64)
-    if probe.dtype.kind == "b":
-        return np.dtype(np.bool_)
-    raise TypeError(f"Expect: numbers, bools or nested lists of them, Actual: {probe.dtype} data")
-
-
-def _flatten(data):
-    for x in data:
-        if isinstance(x, (list, tuple)):
-            yield from _flatten(x)
-        else:
-            yield x
-
-
-def _nested_tensors_to_numpy(data):
-    if isinstance(data, Tensor):
-        return backend.to_numpy(data._data)
-    if isinstance(data, (list, tuple)):
-        return np.array([_nested_tensors_to_numpy(x) for x in data])
-    return data
-
-
 from . import ops as _ops  # noqa: E402  (ops import Tensor from this module)
 from . import autograd as _autograd  # noqa: E402  (still loading when this module is; used at call time)
 
 for _name in _ops.TENSOR_METHODS:
     setattr(Tensor, _name, getattr(_ops, _name))
 _tensor_inplace.Tensor, _tensor_inplace._ops = Tensor, _ops
+_tensor_autograd._wrap, _tensor_autograd._autograd = _wrap, _autograd
+_tensor_convert.Tensor, _tensor_convert._ops, _tensor_convert._wrap = Tensor, _ops, _wrap

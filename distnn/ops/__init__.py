@@ -2,20 +2,26 @@
 followed by its functional form. ``TENSOR_METHODS`` lists the functions that
 ``Tensor`` also exposes as methods (``x.sum()`` is ``ops.sum(x)``)."""
 
-from . import (activation, conv, conversion, elementwise, index, linalg, loss, normalization,
-               pool, reduce, shape)
+from . import (activation, classification_loss, conv, conversion, elementwise, embedding, gather_scatter, index,
+               join, linalg, loss, minmax, normalization, pool, reduce, shape)
 from .activation import *  # noqa: F401,F403
+from .classification_loss import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
 from .conversion import *  # noqa: F401,F403
 from .elementwise import *  # noqa: F401,F403
+from .embedding import *  # noqa: F401,F403
+from .gather_scatter import *  # noqa: F401,F403
 from .index import *  # noqa: F401,F403
+from .join import *  # noqa: F401,F403
 from .linalg import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
+from .minmax import *  # noqa: F401,F403
 from .normalization import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403
 from .reduce import *  # noqa: F401,F403
 from .shape import *  # noqa: F401,F403
 
-TENSOR_METHODS = tuple(name for family in (activation, conv, conversion, elementwise, index, linalg,
-                                           loss, normalization, pool, reduce, shape)
+TENSOR_METHODS = tuple(name for family in (activation, classification_loss, conv, conversion, elementwise,
+                                           embedding, gather_scatter, index, join, linalg, loss, minmax,
+                                           normalization, pool, reduce, shape)
                        for name in family.TENSOR_METHODS)

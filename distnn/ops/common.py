@@ -9,6 +9,14 @@ from ..tensor import Tensor, _wrap
 SCALARS = (bool, int, float, np.generic)
 
 
+def renamed_op(cls, name, number=0):
+    """``cls`` under another PyTorch node name, e.g. ``renamed_op(Squeeze, "Squeeze", 1)``
+    prints as ``SqueezeBackward1``; the name is all that differs. PyTorch composes some
+    ops from smaller ones, and its grad_fn is then the last of them (``MeanBackward0``
+    for l1_loss)."""
+    return type(name, (cls,), {"_node_suffix": f"Backward{number}", "__doc__": cls.__doc__})
+
+
 def as_tensor(x, like=None):
     """``x`` as a Tensor (no copy for tensors; arrays and lists are wrapped)."""
     if isinstance(x, Tensor):

@@ -7,7 +7,7 @@ errors name both shapes as PyTorch's do.
 """
 
 from ..autograd.function import Op
-from .shape import renamed_op
+from .common import renamed_op
 
 __all__ = ["matmul", "mm", "bmm", "mv", "dot", "outer", "ger", "linear", "addmm", "baddbmm", "einsum"]
 

@@ -1,9 +1,9 @@
-"""Loss functions as in ``torch.nn.functional``: nll_loss and cross_entropy (class
-indices or class probabilities), the regression losses (mse, l1, smooth_l1, huber),
-binary cross-entropy on probabilities and on logits, and kl_div.
+"""Loss functions as in ``torch.nn.functional``: the regression losses (mse, l1,
+smooth_l1, huber), binary cross-entropy on probabilities and on logits, and kl_div;
+nll_loss and cross_entropy live in ``classification_loss.py``.
 
 Each loss is one fused op with a closed-form backward. Where PyTorch builds a loss
-out of smaller ops, our op is renamed after PyTorch's last one (``_torch_named``)
+out of smaller ops, our op is renamed after PyTorch's last one (``renamed_op``)
 so ``print(loss)`` shows the same ``grad_fn`` (l1_loss: ``MeanBackward0``).
 """
 
@@ -11,66 +11,19 @@ import warnings
 
 import numpy as np
 
-from .. import dtypes
-from ..autograd import grad_mode
 from ..autograd.function import Op
 from ..tensor import Tensor
-from .activation import log_softmax
-from .common import as_tensor, promote_operands
-from .elementwise import add, div, mul
+from .classification_loss import (LabelSmoothingLoss, NllLoss, NllLoss2D, SoftTargetCrossEntropy,  # noqa: F401
+                                  cross_entropy, nll_loss)  # re-exported from their old home
+from .common import as_tensor, promote_operands, renamed_op
+from .elementwise import div, mul
+from .loss_reduction import _reduce, _reduction_arg, _refuse_grad, _upstream
 from .reduce import mean, sum as sum_
 
-__all__ = ["nll_loss", "cross_entropy", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
+__all__ = ["mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
            "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div"]
 
 TENSOR_METHODS = ()
-
-_REDUCTIONS = ("mean", "sum", "none")
-
-
-def _torch_named(op, name, suffix="Backward0"):
-    """``op`` under another node name: PyTorch composes some losses from smaller ops
-    and its grad_fn is the last of them (``MeanBackward0`` for l1_loss)."""
-    return type(name, (op,), {"_node_suffix": suffix, "__doc__": op.__doc__})
-
-
-def _reduction_arg(size_average, reduce, reduction):
-    """The reduction string, honouring the deprecated ``size_average``/``reduce`` flags."""
-    if size_average is None and reduce is None:
-        if reduction in _REDUCTIONS:
-            return reduction
-        if reduction == "elementwise_mean":
-            warnings.warn("reduction='elementwise_mean' is deprecated. Please use reduction='mean' instead.",
-                          stacklevel=3)
-            return "mean"
-        raise ValueError(f"{reduction} is not a valid value for reduction")
-    size_average = True if size_average is None else size_average
-    reduce = True if reduce is None else reduce
-    result = "mean" if size_average and reduce else "sum" if reduce else "none"
-    warnings.warn(f"size_average and reduce args will be deprecated, please use reduction='{result}' "
-                  "instead.", stacklevel=3)
-    return result
-
-
-def _reduce(xp, loss, reduction, divisor=None):
-    """Reduce an elementwise loss array; full reductions come back as 0-dim arrays."""
-    if reduction == "none":
-        return xp.asarray(loss)  # numpy turns 0-dim results into scalars
-    total = loss.sum()
-    if reduction == "mean":
-        total = total / (loss.size if divisor is None else divisor)
-    return xp.asarray(total)
-
-
-def _upstream(g, reduction, n):
-    """The gradient each element of the unreduced loss receives from ``g``."""
-    return g / n if reduction == "mean" else g
-
-
-def _refuse_grad(t, function, argument):
-    if isinstance(t, Tensor) and t.requires_grad and grad_mode.is_grad_enabled():
-        raise RuntimeError(f"The function '{function}' is not differentiable with respect to argument "
-                           f"'{argument}'. This input cannot have requires_grad True.")
 
 
 def _warn_size_mismatch(input, target):
@@ -157,8 +110,8 @@ class HuberLoss(_PointwiseLoss):
         return xp.clip(d, -delta, delta) * up
 
 
-_L1_BY_REDUCTION = {"mean": _torch_named(L1Loss, "Mean"), "sum": _torch_named(L1Loss, "Sum"),
-                    "none": _torch_named(L1Loss, "Abs")}
+_L1_BY_REDUCTION = {"mean": renamed_op(L1Loss, "Mean"), "sum": renamed_op(L1Loss, "Sum"),
+                    "none": renamed_op(L1Loss, "Abs")}
 
 
 def _pointwise(op, input, target, reduction, param=None, weight=None, weighted_mean="weight"):
@@ -321,7 +274,7 @@ def _kl_node_name(reduction, log_target):
     return {"mean": "Mean", "sum": "Sum", "batchmean": "Div"}[reduction]
 
 
-_KL_BY_REDUCTION = {(r, lt): _torch_named(KlDiv, _kl_node_name(r, lt))
+_KL_BY_REDUCTION = {(r, lt): renamed_op(KlDiv, _kl_node_name(r, lt))
                     for r in ("mean", "sum", "batchmean", "none") for lt in (False, True)}
 
 
@@ -356,209 +309,3 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
                       stacklevel=2)
     input, target = promote_operands(input, as_tensor(target, input))
     return _KL_BY_REDUCTION[reduction, bool(log_target)].apply(input, target, reduction, bool(log_target))
-
-
-# --- classification: negative log-likelihood and cross-entropy ------------------------
-
-def _class_axis(x):
-    return 0 if x.ndim == 1 else 1
-
-
-def _weight_along(weight, x, axis):
-    """A per-class weight vector shaped to broadcast along ``x``'s class axis."""
-    return weight.astype(x.dtype, copy=False).reshape((-1,) + (1,) * (x.ndim - axis - 1))
-
-
-class NllLoss(Op):
-    """-w[t] * input[t] for each sample; 'mean' divides by the summed weight of the
-    targets that are not ``ignore_index``, as PyTorch does."""
-
-    @staticmethod
-    def forward(ctx, logp, target, weight, ignore_index, reduction):
-        xp = ctx.xp
-        axis = _class_axis(logp)
-        n_classes = logp.shape[axis]
-        valid = target != ignore_index
-        bad = valid & ((target < 0) | (target >= n_classes))
-        if bool(bad.any()):
-            raise IndexError(f"Target {int(target[bad].reshape(-1)[0])} is out of bounds.")
-        safe = xp.where(valid, target, 0)
-        if logp.ndim == 2:  # the common (N, C) case: plain fancy indexing is cheapest
-            picked = logp[xp.arange(logp.shape[0]), safe]
-        else:
-            picked = xp.take_along_axis(logp, xp.expand_dims(safe, axis), axis=axis).squeeze(axis)
-        if weight is None:
-            w = valid.astype(logp.dtype)
-        else:
-            w = weight.astype(logp.dtype, copy=False)[safe] * valid
-        loss = xp.where(valid, picked, 0) * -w  # where(): an ignored -inf must not give nan
-        ctx.axis, ctx.n_classes, ctx.reduction = axis, n_classes, reduction
-        if reduction != "mean":
-            ctx.save_for_backward(safe, w, None)
-            return _reduce(xp, loss, reduction)
-        with np.errstate(invalid="ignore", divide="ignore"):  # all ignored: nan, as in PyTorch
-            total_weight = w.sum()
-            ctx.save_for_backward(safe, w, 1 / total_weight)
-            return xp.asarray(loss.sum() / total_weight)
-
-    @staticmethod
-    def backward(ctx, g):
-        xp = ctx.xp
-        safe, w, inv_total = ctx.saved_tensors
-        coeff = w * (-g if inv_total is None else -g * inv_total)
-        # scatter into a (samples..., classes) buffer, then view the class axis back in place
-        grad = xp.zeros(safe.shape + (ctx.n_classes,), dtype=w.dtype)
-        flat = grad.reshape(-1, ctx.n_classes)
-        flat[xp.arange(flat.shape[0]), safe.reshape(-1)] = coeff.reshape(-1)
-        return xp.moveaxis(grad, -1, ctx.axis), None, None, None, None
-
-
-class NllLoss2D(NllLoss):
-    """NllLoss for inputs with spatial dims (PyTorch's node is NllLoss2DBackward0)."""
-
-
-_NllLossView = _torch_named(NllLoss2D, "View")  # PyTorch reshapes 3-D / 5-D+ unreduced losses
-
-
-class LabelSmoothingLoss(Op):
-    """The label-smoothing term of cross_entropy: -sum_c w_c logp_c per sample,
-    0 for ignored samples; 'mean' divides by the weight of the counted targets."""
-
-    @staticmethod
-    def forward(ctx, logp, target, weight, ignore_index, reduction):
-        xp = ctx.xp
-        axis = _class_axis(logp)
-        valid = target != ignore_index
-        w = None if weight is None else _weight_along(weight, logp, axis)
-        per_sample = -(logp if w is None else logp * w).sum(axis=axis)
-        loss = xp.where(valid, per_sample, 0)
-        if weight is None:
-            divisor = valid.sum(dtype=logp.dtype)
-        else:
-            divisor = (weight.astype(logp.dtype, copy=False)[xp.where(valid, target, 0)] * valid).sum()
-        ctx.save_for_backward(valid, w, divisor)
-        ctx.shape, ctx.axis, ctx.reduction = logp.shape, axis, reduction
-        return _reduce(xp, loss, reduction, divisor)
-
-    @staticmethod
-    def backward(ctx, g):
-        xp = ctx.xp
-        valid, w, divisor = ctx.saved_tensors
-        up = xp.expand_dims(-_upstream(g, ctx.reduction, divisor) * valid, ctx.axis)
-        return (xp.broadcast_to(up if w is None else up * w, ctx.shape).copy(),
-                None, None, None, None)
-
-
-class SoftTargetCrossEntropy(Op):
-    """Cross-entropy against class probabilities from log-probabilities:
-    -sum_c w_c t_c logp_c per sample; 'mean' divides by the number of samples."""
-
-    @staticmethod
-    def forward(ctx, logp, target, weight, reduction, smoothing):
-        axis = _class_axis(logp)
-        n_classes = logp.shape[axis]
-        if smoothing:
-            target = target * (1 - smoothing) + smoothing / n_classes
-        w = None if weight is None else _weight_along(weight, logp, axis)
-        tw = target if w is None else target * w
-        loss = -(logp * tw).sum(axis=axis)
-        ctx.save_for_backward(logp, target, w)
-        ctx.axis, ctx.reduction, ctx.smoothing = axis, reduction, smoothing
-        ctx.n_samples = logp.size // n_classes if n_classes else 0
-        return _reduce(ctx.xp, loss, reduction, ctx.n_samples)
-
-    @staticmethod
-    def backward(ctx, g):
-        xp = ctx.xp
-        logp, target, w = ctx.saved_tensors
-        up = -_upstream(g, ctx.reduction, ctx.n_samples)
-        if ctx.reduction == "none":
-            up = xp.expand_dims(up, ctx.axis)
-        need_logp, need_target, need_weight = ctx.needs_input_grad[:3]
-        grad_logp = (target if w is None else target * w) * up if need_logp else None
-        grad_target = None
-        if need_target:
-            grad_target = logp * up * (1 - ctx.smoothing)
-            if w is not None:
-                grad_target = grad_target * w
-        grad_weight = None
-        if need_weight:
-            other_axes = tuple(a for a in range(logp.ndim) if a != ctx.axis)
-            grad_weight = (logp * target * up).sum(axis=other_axes)
-        return grad_logp, grad_target, grad_weight, None, None
-
-
-_SOFT_CE_BY_REDUCTION = {"mean": _torch_named(SoftTargetCrossEntropy, "Div", "Backward1"),
-                         "sum": _torch_named(SoftTargetCrossEntropy, "Neg"),
-                         "none": _torch_named(SoftTargetCrossEntropy, "Neg")}
-
-
-def _check_class_targets(input, target, weight):
-    """Shape checks for class-index targets, with PyTorch's messages."""
-    shape, target_shape = input._data.shape, target._data.shape
-    if len(shape) == 0:
-        raise ValueError("Expect: input with a class dimension (1 or more dims), Actual: a 0-dim tensor")
-    if len(shape) == 1:
-        if target_shape != ():
-            raise RuntimeError(f"Expected a 0-dim target (one class index) for an unbatched input of shape "
-                               f"{list(shape)}, got target of shape {list(target_shape)}")
-    elif target_shape != shape[:1] + shape[2:]:
-        if not target_shape or target_shape[0] != shape[0]:
-            actual = target_shape[0] if target_shape else "none, 0-dim target"
-            raise ValueError(f"Expected input batch_size ({shape[0]}) to match target batch_size ({actual}).")
-        raise RuntimeError(f"Expected target size {list(shape[:1] + shape[2:])}, got {list(target_shape)}")
-    n_classes = shape[0 if len(shape) == 1 else 1]
-    if weight is not None and weight.numel() != n_classes:
-        raise RuntimeError(f"weight tensor should be defined either for all {n_classes} classes or no classes "
-                           f"but got weight tensor of shape: {list(weight.shape)}")
-
-
-def _nll(logp, target, weight, ignore_index, reduction):
-    if logp.ndim <= 2:
-        op = NllLoss
-    elif logp.ndim == 4 or reduction != "none":
-        op = NllLoss2D
-    else:
-        op = _NllLossView
-    return op.apply(logp, target, weight, int(ignore_index), reduction)
-
-
-def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
-    reduction = _reduction_arg(size_average, reduce, reduction)
-    if target._data.dtype.kind not in "iu":
-        raise RuntimeError(f"Expected target of dtype int64 (class indices), got {target.dtype}")
-    _check_class_targets(input, target, weight)
-    _refuse_grad(weight, "nll_loss_forward", "weight")
-    return _nll(input, target, weight, ignore_index, reduction)
-
-
-def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-                  reduction="mean", label_smoothing=0.0):
-    """log_softmax over the class dim, then the negative log-likelihood of ``target``:
-    class indices (int64) or class probabilities (float, the input's shape)."""
-    reduction = _reduction_arg(size_average, reduce, reduction)
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
-    target_dtype = target._data.dtype
-    if target_dtype.kind in "iu":
-        _check_class_targets(input, target, weight)
-        _refuse_grad(weight, "nll_loss_forward", "weight")
-        logp = log_softmax(input, _class_axis(input))
-        loss = _nll(logp, target, weight, ignore_index, reduction)
-        if not label_smoothing:
-            return loss
-        smooth = LabelSmoothingLoss.apply(logp, target, weight, int(ignore_index), reduction)
-        n_classes = input.shape[_class_axis(input)]
-        return add(mul(loss, 1 - label_smoothing), mul(smooth, label_smoothing / n_classes))
-    if target_dtype in (dtypes.float32.np, dtypes.float64.np):
-        if target.shape != input.shape:
-            raise RuntimeError(f"Expected a floating-point target (class probabilities) of the input's shape "
-                               f"{list(input.shape)}, got {list(target.shape)}; class-index targets must be "
-                               "int64")
-        if weight is not None and weight.numel() != input.shape[_class_axis(input)]:
-            raise RuntimeError(f"Expect: weight of {input.shape[_class_axis(input)]} elements (one per class), "
-                               f"Actual: shape {list(weight.shape)}")
-        logp = log_softmax(input, _class_axis(input))
-        return _SOFT_CE_BY_REDUCTION[reduction].apply(logp, target, weight, reduction, float(label_smoothing))
-    raise RuntimeError("Expected target of dtype int64 (class indices) or float (class probabilities), "
-                       f"got {target.dtype}")

@@ -1,5 +1,5 @@
-"""Reductions: sum, mean, prod, max/min, amax/amin, argmax/argmin, var/std,
-norm, logsumexp, all/any, count_nonzero, and the scan cumsum.
+"""Reductions: sum, mean, prod, var/std, norm, logsumexp, all/any, count_nonzero, and the
+scan cumsum; max/min, amax/amin and argmax/argmin live in ``minmax.py``.
 
 ``dim`` may be None (all axes), an int or a tuple, negative allowed. Backward
 re-inserts the reduced axes (when ``keepdim`` dropped them) and broadcasts.
@@ -8,79 +8,19 @@ re-inserts the reduced axes (when ``keepdim`` dropped them) and broadcasts.
 import builtins
 import math
 
-import numpy as np
-
 from .. import dtypes
 from ..autograd.function import Op
-from ..tensor import Tensor
 from .common import no_grad_result, normalize_dim
-from .shape import renamed_op
+from .minmax import (Amax, Amin, Max, MaxAll, Min, MinAll, ReturnTypes, amax, amin, argmax, argmin,  # noqa: F401
+                     max, min)  # re-exported from their old home
+from .reduce_dims import _INT64, _as_array, _count, _expand_grad, _reduced_dims, _remember, _unsqueeze_reduced
+from .common import renamed_op
 
-__all__ = ["sum", "mean", "prod", "max", "min", "amax", "amin", "argmax", "argmin", "var", "std",
-           "var_mean", "std_mean", "norm", "logsumexp", "all", "any", "count_nonzero", "cumsum"]
+__all__ = ["sum", "mean", "prod", "var", "std", "var_mean", "std_mean", "norm", "logsumexp", "all", "any",
+           "count_nonzero", "cumsum"]
 
-TENSOR_METHODS = ("sum", "mean", "prod", "max", "min", "amax", "amin", "argmax", "argmin", "var", "std",
-                  "norm", "logsumexp", "all", "any", "count_nonzero", "cumsum")
-
-_INT64 = np.dtype(np.int64)
-
-
-def _as_array(r):
-    """numpy reductions over all axes return numpy scalars; keep every result an array."""
-    return np.asarray(r) if isinstance(r, np.generic) else r
-
-
-def _reduced_dims(dim, ndim):
-    """``dim`` as a sorted tuple of axes; None (or an empty tuple) means all of them."""
-    if dim is None or (isinstance(dim, (tuple, list)) and len(dim) == 0):
-        return tuple(range(ndim))
-    if isinstance(dim, (tuple, list)):
-        axes = [normalize_dim(d, ndim) for d in dim]
-        if len(set(axes)) != len(axes):
-            raise RuntimeError(f"dim {axes[0]} appears multiple times in the list of dims")
-    else:
-        axes = [normalize_dim(dim, ndim)]
-    return tuple(sorted(axes)) if ndim else ()  # a 0-d tensor accepts dim 0 / -1 and has no axes
-
-
-def _unsqueeze_reduced(xp, g, ctx):
-    """A reduced result (or its gradient) with the reduced axes back as size 1."""
-    if ctx.keepdim or not ctx.dims:
-        return g
-    shape = list(ctx.input_shape)
-    for d in ctx.dims:
-        shape[d] = 1
-    return g.reshape(shape)  # a C-level reshape: xp.expand_dims costs microseconds in Python
-
-
-_MATERIALIZE_MAX = 1 << 16
-
-
-def _expand_grad(xp, g, ctx):
-    """Upstream gradient of a reduction broadcast back to the input's shape.
-
-    Small gradients are materialised (one C-level fill beats numpy's Python-level
-    broadcast_to); large ones stay zero-copy broadcast views."""
-    kept = _unsqueeze_reduced(xp, g, ctx)
-    size = 1
-    for n in ctx.input_shape:
-        size *= n
-    if size > _MATERIALIZE_MAX:
-        return xp.broadcast_to(kept, ctx.input_shape)
-    out = xp.empty(ctx.input_shape, g.dtype)
-    out[...] = kept
-    return out
-
-
-def _remember(ctx, a, dims, keepdim):
-    ctx.input_shape, ctx.dims, ctx.keepdim = a.shape, dims, keepdim
-
-
-def _count(shape, dims):
-    n = 1
-    for d in dims:
-        n *= shape[d]
-    return n
+TENSOR_METHODS = ("sum", "mean", "prod", "var", "std", "norm", "logsumexp", "all", "any", "count_nonzero",
+                  "cumsum")
 
 
 # --- sums and products ---------------------------------------------------------
@@ -173,81 +113,6 @@ class Logsumexp(Op):
         a, out = ctx.saved_tensors
         xp = ctx.xp
         return _unsqueeze_reduced(xp, g, ctx) * xp.exp(a - out), None, None
-
-
-# --- max / min -----------------------------------------------------------------
-
-class Amax(Op):
-    """Max over ``dims``; the gradient is split evenly between tied maxima, as in PyTorch."""
-
-    reduce = "max"
-
-    @classmethod
-    def forward(cls, ctx, a, dims, keepdim):
-        _remember(ctx, a, dims, keepdim)
-        out = getattr(a, cls.reduce)(axis=dims, keepdims=True)
-        ctx.save_for_backward(a, out)
-        return out if keepdim else out.squeeze(axis=dims)
-
-    @staticmethod
-    def backward(ctx, g):
-        a, out = ctx.saved_tensors
-        share = (a == out).astype(g.dtype)
-        share /= share.sum(axis=ctx.dims, keepdims=True)
-        return _unsqueeze_reduced(ctx.xp, g, ctx) * share, None, None
-
-
-class Amin(Amax):
-    reduce = "min"
-
-
-MaxAll = renamed_op(Amax, "Max", 1)  # PyTorch names the full max/min reductions MaxBackward1
-MinAll = renamed_op(Amin, "Min", 1)
-
-
-class Max(Op):
-    """``max(x, dim)``: values gathered at precomputed indices; the gradient goes to those indices."""
-
-    @staticmethod
-    def forward(ctx, a, index, dim, keepdim):
-        ctx.input_shape, ctx.dim, ctx.keepdim = a.shape, dim, keepdim
-        ctx.save_for_backward(index)
-        out = ctx.xp.take_along_axis(a, index, axis=dim)
-        return out if keepdim else out.squeeze(dim)
-
-    @staticmethod
-    def backward(ctx, g):
-        (index,) = ctx.saved_tensors
-        xp = ctx.xp
-        n = ctx.input_shape[ctx.dim]
-        positions = xp.arange(n).reshape((n,) + (1,) * (len(ctx.input_shape) - ctx.dim - 1))
-        g = g if ctx.keepdim else xp.expand_dims(g, ctx.dim)
-        return xp.where(positions == index, g, g.dtype.type(0)), None, None, None
-
-
-Min = renamed_op(Max, "Min")
-
-
-class ReturnTypes(tuple):
-    """``(values, indices)`` as PyTorch's ``torch.return_types.max``: a tuple with names."""
-
-    _name = "max"
-
-    def __new__(cls, values, indices, name="max"):
-        self = super().__new__(cls, (values, indices))
-        self._name = name
-        return self
-
-    @property
-    def values(self):
-        return self[0]
-
-    @property
-    def indices(self):
-        return self[1]
-
-    def __repr__(self):
-        return f"torch.return_types.{self._name}(\nvalues={self[0]!r},\nindices={self[1]!r})"
 
 
 # --- variance and norms ----------------------------------------------------------
@@ -385,84 +250,6 @@ def logsumexp(input, dim, keepdim=False):
         from .conversion import to_dtype
         input = to_dtype(input, dtypes.DEFAULT_FLOAT)
     return Logsumexp.apply(input, _reduced_dims(dim, input._data.ndim), keepdim)
-
-
-def _check_nonempty(input, name, dims):
-    shape = input._data.shape
-    for d in dims:
-        if shape[d] == 0:
-            raise IndexError(f"{name}(): Expected reduction dim {d} to have non-zero size.")
-    if not dims and input._data.size == 0:
-        raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0. "
-                           "Specify the reduction dim with the 'dim' argument.")
-
-
-def _max_min(input, dim, keepdim, other, name):
-    if isinstance(dim, Tensor):
-        other = dim
-    if other is not None:
-        from .elementwise import maximum, minimum
-        return (maximum if name == "max" else minimum)(input, other)
-    if dim is None:
-        if input._data.size == 0:
-            raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0. "
-                               "Specify the reduction dim with the 'dim' argument.")
-        return (MaxAll if name == "max" else MinAll).apply(input, tuple(range(input._data.ndim)), False)
-    n = input._data.ndim
-    d = normalize_dim(dim, n)
-    if n == 0:
-        from .conversion import clone
-        from ..creation import zeros
-        return ReturnTypes(clone(input), zeros((), dtype=dtypes.int64, device=input.device), name)
-    _check_nonempty(input, name, (d,))
-    arg = input._data.argmax if name == "max" else input._data.argmin
-    index = arg(axis=d, keepdims=True)
-    values = (Max if name == "max" else Min).apply(input, index, d, keepdim)
-    return ReturnTypes(values, no_grad_result(index if keepdim else index.squeeze(d)), name)
-
-
-def max(input, dim=None, keepdim=False, *, other=None):  # noqa: A001
-    """``max(x)`` -> value; ``max(x, dim)`` -> (values, indices); ``max(x, y)`` -> maximum."""
-    return _max_min(input, dim, keepdim, other, "max")
-
-
-def min(input, dim=None, keepdim=False, *, other=None):  # noqa: A001
-    return _max_min(input, dim, keepdim, other, "min")
-
-
-def amax(input, dim=(), keepdim=False):
-    dims = _reduced_dims(dim, input._data.ndim)
-    _check_nonempty(input, "amax", dims)
-    return Amax.apply(input, dims, keepdim)
-
-
-def amin(input, dim=(), keepdim=False):
-    dims = _reduced_dims(dim, input._data.ndim)
-    _check_nonempty(input, "amin", dims)
-    return Amin.apply(input, dims, keepdim)
-
-
-def _arg_reduce(input, dim, keepdim, name):
-    data = input._data
-    if data.size == 0 and dim is None:
-        raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0.")
-    fn = data.argmax if name == "argmax" else data.argmin
-    if dim is None:
-        index = _as_array(fn())
-        if keepdim:
-            index = index.reshape((1,) * data.ndim)
-    else:
-        d = normalize_dim(dim, data.ndim)
-        index = _as_array(fn(axis=d, keepdims=keepdim)) if data.ndim else _as_array(fn())
-    return no_grad_result(index.astype(_INT64, copy=False))
-
-
-def argmax(input, dim=None, keepdim=False):
-    return _arg_reduce(input, dim, keepdim, "argmax")
-
-
-def argmin(input, dim=None, keepdim=False):
-    return _arg_reduce(input, dim, keepdim, "argmin")
 
 
 def _var_args(dim, unbiased, correction):

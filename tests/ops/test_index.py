@@ -1,6 +1,5 @@
 """Indexing ops: every key kind of ``x[key]`` (views and copies), ``x[key] = v``,
-gather/scatter, masks, index_select, nonzero, embedding and one_hot, against
-gradcheck and PyTorch; repeated indices must accumulate."""
+masks and nonzero, against gradcheck and PyTorch; repeated indices must accumulate."""
 
 import numpy as np
 import pytest
@@ -8,11 +7,6 @@ import pytest
 import distnn
 from distnn.ops import index as index_ops
 from op_check import check_op, make_input, requires_torch, torch
-
-
-def F(lib):
-    """Where embedding/one_hot live: ``torch.nn.functional`` or our index ops."""
-    return index_ops if lib is distnn else lib.nn.functional
 
 
 # Keys written once for both libraries: ``key(lib)`` may build index tensors.
@@ -193,90 +187,6 @@ def test_assign_masked_casts_to_the_array_dtype():
     assert data.tolist() == [1, 1, 1] and data.dtype == np.int64
 
 
-# --- gather / scatter / index_select -------------------------------------------------
-
-GATHER_CASES = [((3, 4), 1, [[0, 0], [3, 1], [2, 2]]), ((3, 4), 0, [[2, 0, 1, 1], [0, 0, 0, 2]]),
-                ((2, 3, 4), -1, [[[1, 1, 3]], [[0, 2, 2]]]), ((5,), 0, [4, 4, 0])]
-
-
-@pytest.mark.parametrize("shape,dim,idx", GATHER_CASES)
-def test_gather(shape, dim, idx):
-    check_op(lambda lib, t: lib.gather(t, dim, lib.tensor(idx)), [make_input(shape)])
-    check_op(lambda lib, t: t.gather(dim, lib.tensor(idx)), [make_input(shape)], gradcheck=False)
-
-
-@pytest.mark.parametrize("input_shape,dim,idx", [((3, 1), 1, [[0], [0], [0]]), ((1, 4), 1, [[3, 0], [1, 1]]),
-                                                 ((2, 3), 0, [[1, 0, 1]])])
-def test_take_along_dim_broadcasts(input_shape, dim, idx):
-    check_op(lambda lib, t: lib.take_along_dim(t, lib.tensor(idx), dim), [make_input(input_shape)])
-
-
-def test_take_along_dim_without_dim_flattens():
-    # torch itself fails on a non-contiguous input here (it calls view(-1)), so compare contiguous only
-    check_op(lambda lib, t: lib.take_along_dim(t, lib.tensor([5, 0, 5])), [make_input((2, 3))],
-             layouts=("contiguous",))
-    x = distnn.arange(6.0).reshape(2, 3).t()
-    assert distnn.take_along_dim(x, distnn.tensor([5, 0, 1])).tolist() == [5.0, 0.0, 3.0]
-
-
-SCATTER_CASES = [(1, [[0, 2], [3, 1], [1, 0]], (3, 2)), (0, [[2, 0, 1, 1]], (1, 4)), (-1, [[1], [2], [0]], (3, 1))]
-# src larger than index: only its leading block is used (torch's own backward fails here: it
-# returns a gradient of the index's shape), so those gradients are checked by gradcheck alone
-LARGER_SRC_CASES = [(0, [[2, 0, 1, 1]], (2, 5)), (-1, [[1], [2], [0]], (3, 3))]
-
-
-@pytest.mark.parametrize("dim,idx,src_shape", SCATTER_CASES)
-def test_scatter_with_src(dim, idx, src_shape):
-    check_op(lambda lib, t, s: lib.scatter(t, dim, lib.tensor(idx), s),
-             [make_input((3, 4)), make_input(src_shape, seed=3)])
-
-
-@pytest.mark.parametrize("name", ["scatter", "scatter_add"])
-@pytest.mark.parametrize("dim,idx,src_shape", LARGER_SRC_CASES)
-def test_scatter_with_larger_src(name, dim, idx, src_shape):
-    check_op(lambda lib, t, s: getattr(lib, name)(t, dim, lib.tensor(idx), s),
-             [make_input((3, 4)), make_input(src_shape, seed=3)], check_grad=False)
-
-
-def test_scatter_with_value():
-    check_op(lambda lib, t: t.scatter(1, lib.tensor([[0, 2], [3, 1], [1, 0]]), 2.5), [make_input((3, 4))])
-    y = distnn.scatter(distnn.zeros(2, 3, requires_grad=True), 1, distnn.tensor([[0], [2]]), 1.0)
-    assert y.grad_fn.name() == "ScatterBackward1"
-
-
-@pytest.mark.parametrize("dim,idx,src_shape", [(1, [[0, 0, 0], [3, 1, 3], [1, 1, 0]], (3, 3)),
-                                               (0, [[2, 2, 1, 2], [0, 2, 0, 0]], (2, 4))])
-def test_scatter_add_accumulates_repeats(dim, idx, src_shape):
-    check_op(lambda lib, t, s: lib.scatter_add(t, dim, lib.tensor(idx), s),
-             [make_input((3, 4)), make_input(src_shape, seed=3)])
-
-
-@pytest.mark.parametrize("shape,dim,idx", [((4, 3), 0, [3, 0, 3, 3]), ((4, 3), 1, [2, 0]), ((2, 3, 4), -1, [1]),
-                                           ((4, 3), 0, 2)])
-def test_index_select(shape, dim, idx):
-    check_op(lambda lib, t: lib.index_select(t, dim, lib.tensor(idx)), [make_input(shape)])
-    check_op(lambda lib, t: t.index_select(dim, lib.tensor(idx)), [make_input(shape)], gradcheck=False)
-
-
-@pytest.mark.parametrize("call,error,match", [
-    (lambda x: distnn.gather(x, 1, distnn.tensor([0, 1])), RuntimeError, "same number of dimensions"),
-    (lambda x: distnn.gather(x, 1, distnn.tensor([[4]])), RuntimeError,
-     "index 4 is out of bounds for dimension 1 with size 4"),
-    (lambda x: distnn.gather(x, 1, distnn.tensor([[-1]])), RuntimeError, "index -1 is out of bounds"),
-    (lambda x: distnn.gather(x, 1, distnn.tensor([[0]] * 4)), RuntimeError, "Size does not match at dimension 0"),
-    (lambda x: distnn.gather(x, 1, distnn.tensor([[0.0]])), RuntimeError, "int64"),
-    (lambda x: distnn.scatter(x, 0, distnn.tensor([[0, 1]]), distnn.ones(1, 1)), RuntimeError, "smaller than src"),
-    (lambda x: distnn.scatter_add(x, 0, distnn.tensor([[0]]), distnn.ones(1, 1, dtype=distnn.float64)),
-     RuntimeError, "Expect: float32, Actual: float64"),
-    (lambda x: distnn.index_select(x, 0, distnn.tensor([3])), IndexError, "index out of range"),
-    (lambda x: distnn.index_select(x, 0, distnn.tensor([[0]])), IndexError, "vector"),
-    (lambda x: distnn.index_select(x, 2, distnn.tensor([0])), IndexError, "Dimension out of range"),
-])
-def test_gather_family_errors(call, error, match):
-    with pytest.raises(error, match=match):
-        call(distnn.zeros(3, 4))
-
-
 # --- masks, nonzero ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mask_shape", [(3, 4), (4,), (3, 1)])
@@ -324,65 +234,3 @@ def test_nonzero_matches_torch(values, as_tuple):
 def test_where_with_condition_only_is_nonzero():
     rows, cols = distnn.where(distnn.tensor([[0, 1], [1, 1]]) > 0)
     assert rows.tolist() == [0, 1, 1] and cols.tolist() == [1, 0, 1]
-
-
-# --- embedding, one_hot ----------------------------------------------------------------------
-
-@pytest.mark.parametrize("kwargs", [{}, {"padding_idx": 2}, {"padding_idx": -1}, {"scale_grad_by_freq": True}])
-@pytest.mark.parametrize("idx", [[[0, 2, 0], [4, 2, 2]], [3], 1])
-def test_embedding(kwargs, idx):
-    # padding_idx and scale_grad_by_freq change the gradient on purpose: torch is the only reference
-    check_op(lambda lib, w: F(lib).embedding(lib.tensor(idx), w, **kwargs), [make_input((5, 3))],
-             gradcheck=not kwargs)
-
-
-def test_embedding_gradient_accumulates_and_skips_padding():
-    w = distnn.ones(4, 2, requires_grad=True)
-    out = index_ops.embedding(distnn.tensor([[1, 1], [0, 1]]), w, padding_idx=0)
-    assert out.grad_fn.name() == "EmbeddingBackward0" and out.shape == (2, 2, 2)
-    out.sum().backward()
-    assert w.grad[:, 0].tolist() == [0.0, 3.0, 0.0, 0.0]
-
-
-@requires_torch
-def test_embedding_max_norm_renormalises_weight_like_torch():
-    w_np = make_input((5, 3), low=-3, high=3).astype(np.float32)
-    idx = [[0, 3], [3, 4]]
-    ours_w, theirs_w = distnn.tensor(w_np, requires_grad=True), torch.tensor(w_np, requires_grad=True)
-    ours = index_ops.embedding(distnn.tensor(idx), ours_w, max_norm=1.0)
-    theirs = torch.nn.functional.embedding(torch.tensor(idx), theirs_w, max_norm=1.0)
-    np.testing.assert_allclose(ours.detach().numpy(), theirs.detach().numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(ours_w.detach().numpy(), theirs_w.detach().numpy(), rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("call,error,match", [
-    (lambda w: index_ops.embedding(distnn.tensor([0.0]), w), RuntimeError, "Long, Int"),
-    (lambda w: index_ops.embedding(distnn.tensor([5]), w), IndexError, "index out of range"),
-    (lambda w: index_ops.embedding(distnn.tensor([-1]), w), IndexError, "index out of range"),
-    (lambda w: index_ops.embedding(distnn.tensor([0]), w, padding_idx=5), ValueError, "within num_embeddings"),
-    (lambda w: index_ops.embedding(distnn.tensor([0]), w[0]), RuntimeError, "weight.ndim == 2"),
-])
-def test_embedding_errors(call, error, match):
-    with pytest.raises(error, match=match):
-        call(distnn.zeros(5, 3))
-
-
-@requires_torch
-@pytest.mark.parametrize("values,num_classes", [([0, 2, 1], -1), ([[0, 1], [3, 3]], 5), ([], 3), (2, 4)])
-def test_one_hot_matches_torch(values, num_classes):
-    ours = index_ops.one_hot(distnn.tensor(values, dtype=distnn.int64), num_classes)
-    theirs = torch.nn.functional.one_hot(torch.tensor(values, dtype=torch.int64), num_classes)
-    assert ours.dtype == distnn.int64 and tuple(ours.shape) == tuple(theirs.shape)
-    assert ours.tolist() == theirs.tolist()
-
-
-@pytest.mark.parametrize("values,num_classes,match", [([0, 3], 2, "smaller than num_classes"),
-                                                      ([-1], 3, "non-negative"), ([], -1, "empty tensor")])
-def test_one_hot_errors(values, num_classes, match):
-    with pytest.raises(RuntimeError, match=match):
-        index_ops.one_hot(distnn.tensor(values, dtype=distnn.int64), num_classes)
-
-
-def test_one_hot_requires_int64():
-    with pytest.raises(RuntimeError, match="LongTensor"):
-        index_ops.one_hot(distnn.tensor([0, 1], dtype=distnn.int32))

@@ -1,5 +1,5 @@
-"""Loading a ``state_dict`` into a module tree (``Module.load_state_dict``): in-place
-copies under ``no_grad``, and PyTorch's missing/unexpected/size-mismatch report."""
+"""``Module``'s state dict: saving it with dotted names and hooks, and loading it
+back (in-place copies under ``no_grad``, PyTorch's missing/unexpected/size-mismatch report)."""
 
 import itertools
 from collections import OrderedDict, namedtuple
@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from ...autograd import grad_mode
 from ...tensor import Tensor
 from ..parameter import Parameter
+from ._hooks import add_hook
 
 EXTRA_STATE_KEY_SUFFIX = "_extra_state"
 
@@ -117,3 +118,85 @@ def load_state_dict(root, state_dict, strict=True, assign=False):
         raise RuntimeError("Error(s) in loading state_dict for {}:\n\t{}".format(
             type(root).__name__, "\n\t".join(error_msgs)))
     return _IncompatibleKeys(missing_keys, unexpected_keys)
+
+
+class StateDictMethods:
+    """Mixed into ``Module``: ``state_dict``, ``load_state_dict`` and their hooks."""
+
+    def register_state_dict_pre_hook(self, hook):
+        """``hook(module, prefix, keep_vars)`` before this module saves its state."""
+        return add_hook(self._state_dict_pre_hooks, hook)
+
+    def register_state_dict_post_hook(self, hook):
+        """``hook(module, state_dict, prefix, local_metadata)`` after; must return None."""
+        return add_hook(self._state_dict_hooks, hook)
+
+    def register_load_state_dict_pre_hook(self, hook):
+        """``hook(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors)``."""
+        return add_hook(self._load_state_dict_pre_hooks, hook)
+
+    def _register_load_state_dict_pre_hook(self, hook, with_module=False):
+        """The private form: ``hook`` gets the module first only when ``with_module``."""
+        return add_hook(self._load_state_dict_pre_hooks,
+                        hook if with_module else (lambda module, *args: hook(*args)))
+
+    def register_load_state_dict_post_hook(self, hook):
+        """``hook(module, incompatible_keys)``; may edit the key lists in place."""
+        return add_hook(self._load_state_dict_post_hooks, hook)
+
+    def get_extra_state(self):
+        raise RuntimeError("get_extra_state() is called only on modules that override it")
+
+    def set_extra_state(self, state):
+        raise RuntimeError("set_extra_state() is called only on modules that override it")
+
+    def _has_extra_state(self, method):
+        return getattr(type(self), method) is not getattr(StateDictMethods, method)
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        for name, param in self._parameters.items():
+            if param is not None:
+                destination[prefix + name] = param if keep_vars else param.detach()
+        for name, buf in self._buffers.items():
+            if buf is not None and name not in self._non_persistent_buffers_set:
+                destination[prefix + name] = buf if keep_vars else buf.detach()
+        if self._has_extra_state("get_extra_state"):
+            destination[prefix + EXTRA_STATE_KEY_SUFFIX] = self.get_extra_state()
+
+    def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
+        """Parameters and persistent buffers under dotted names, detached unless ``keep_vars``."""
+        if args:  # the deprecated positional form state_dict(destination, prefix, keep_vars)
+            destination = args[0] if destination is None else destination
+            prefix = args[1] if len(args) > 1 and prefix == "" else prefix
+            keep_vars = args[2] if len(args) > 2 and not keep_vars else keep_vars
+        if destination is None:
+            destination = OrderedDict()
+            destination._metadata = OrderedDict()
+        local_metadata = dict(version=self._version)
+        if hasattr(destination, "_metadata"):
+            destination._metadata[prefix[:-1]] = local_metadata
+        for hook in self._state_dict_pre_hooks.values():
+            hook(self, prefix, keep_vars)
+        self._save_to_state_dict(destination, prefix, keep_vars)
+        for name, module in self._modules.items():
+            if module is not None:
+                module.state_dict(destination=destination, prefix=prefix + name + ".", keep_vars=keep_vars)
+        for hook in self._state_dict_hooks.values():
+            if hook(self, destination, prefix, local_metadata) is not None:
+                raise RuntimeError("state_dict post-hook must return None")
+        return destination
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        """Copy this module's own entries of ``state_dict`` in place; subclasses may override
+        (to convert an old checkpoint format, say) and call this for the rest."""
+        load_own_state(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                       unexpected_keys, error_msgs)
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        """Copy ``state_dict`` into this module's parameters and buffers (in place unless ``assign``).
+
+        Returns ``IncompatibleKeys(missing_keys, unexpected_keys)``; with
+        ``strict`` any mismatch raises a RuntimeError listing all of them.
+        """
+        return load_state_dict(self, state_dict, strict, assign)

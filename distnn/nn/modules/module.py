@@ -1,7 +1,7 @@
 """``Module``, the base class of every layer, with ``torch.nn.Module``'s semantics:
-attribute routing of parameters, buffers and submodules, the ``named_*``
-iterators, forward/backward hooks, ``state_dict``/``load_state_dict``,
-``train``/``eval``, ``to`` and the nested repr.
+attribute routing of parameters, buffers and submodules, forward/backward hooks,
+``train``/``eval``, ``to`` and the nested repr. The ``named_*`` iterators come from
+``_traversal.py``, ``state_dict``/``load_state_dict`` from ``_state_dict.py``.
 """
 
 from collections import OrderedDict
@@ -16,7 +16,8 @@ from ._hooks import (_global_backward_hooks, _global_backward_pre_hooks, _global
 from ._hooks import (register_module_backward_hook, register_module_forward_hook,  # noqa: F401
                      register_module_forward_pre_hook, register_module_full_backward_hook,
                      register_module_full_backward_pre_hook)
-from ._state_dict import EXTRA_STATE_KEY_SUFFIX, load_own_state, load_state_dict
+from ._state_dict import StateDictMethods
+from ._traversal import TraversalMethods
 
 __all__ = ["Module"]
 
@@ -41,7 +42,7 @@ def _forward_unimplemented(self, *input):
     raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
 
 
-class Module:
+class Module(TraversalMethods, StateDictMethods):
     """Base class for all neural network modules; subclasses define ``forward``."""
 
     dump_patches = False
@@ -210,89 +211,6 @@ class Module:
                 + list(self._modules) + list(self._buffers))
         return sorted(k for k in keys if not k[0].isdigit())
 
-    # --- iteration ----------------------------------------------------------------
-    def _named_members(self, get_members, prefix="", recurse=True, remove_duplicate=True):
-        memo = set()
-        modules = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) if recurse \
-            else [(prefix, self)]
-        for module_prefix, module in modules:
-            for k, v in get_members(module):
-                if v is None or v in memo:
-                    continue
-                if remove_duplicate:
-                    memo.add(v)
-                yield (module_prefix + ("." if module_prefix else "") + k, v)
-
-    def parameters(self, recurse=True):
-        if type(self).named_parameters is not Module.named_parameters:  # an override decides
-            for _, param in self.named_parameters(recurse=recurse):
-                yield param
-            return
-        # named_parameters without building the names or a generator per module (every
-        # step's zero_grad and update loop walk this): the same pre-order walk as
-        # named_modules, children read as lazily as it reads them.
-        memo = set()
-        for param in self._parameters.values():
-            if param is not None and param not in memo:
-                memo.add(param)
-                yield param
-        if not recurse:
-            return
-        seen = {self}
-        stack = [iter(self._modules.values())]
-        while stack:
-            for module in stack[-1]:
-                if module is None or module in seen:
-                    continue
-                seen.add(module)
-                for param in module._parameters.values():
-                    if param is not None and param not in memo:
-                        memo.add(param)
-                        yield param
-                if module._modules:
-                    stack.append(iter(module._modules.values()))
-                    break
-            else:
-                stack.pop()
-
-    def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
-        yield from self._named_members(lambda m: m._parameters.items(), prefix, recurse, remove_duplicate)
-
-    def buffers(self, recurse=True):
-        for _, buf in self.named_buffers(recurse=recurse):
-            yield buf
-
-    def named_buffers(self, prefix="", recurse=True, remove_duplicate=True):
-        yield from self._named_members(lambda m: m._buffers.items(), prefix, recurse, remove_duplicate)
-
-    def children(self):
-        for _, module in self.named_children():
-            yield module
-
-    def named_children(self):
-        memo = set()
-        for name, module in self._modules.items():
-            if module is not None and module not in memo:
-                memo.add(module)
-                yield name, module
-
-    def modules(self, remove_duplicate=True):
-        for _, module in self.named_modules(remove_duplicate=remove_duplicate):
-            yield module
-
-    def named_modules(self, memo=None, prefix="", remove_duplicate=True):
-        if memo is None:
-            memo = set()
-        if self in memo:
-            return
-        if remove_duplicate:
-            memo.add(self)
-        yield prefix, self
-        for name, module in self._modules.items():
-            if module is not None:
-                yield from module.named_modules(memo, prefix + ("." if prefix else "") + name,
-                                                remove_duplicate)
-
     # --- modes and gradients --------------------------------------------------------
     def train(self, mode=True):
         if not isinstance(mode, bool):
@@ -404,85 +322,6 @@ class Module:
         return self.forward(*args, **kwargs)
 
     _call_impl = __call__
-
-    # --- state dict -----------------------------------------------------------------------
-    def register_state_dict_pre_hook(self, hook):
-        """``hook(module, prefix, keep_vars)`` before this module saves its state."""
-        return add_hook(self._state_dict_pre_hooks, hook)
-
-    def register_state_dict_post_hook(self, hook):
-        """``hook(module, state_dict, prefix, local_metadata)`` after; must return None."""
-        return add_hook(self._state_dict_hooks, hook)
-
-    def register_load_state_dict_pre_hook(self, hook):
-        """``hook(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors)``."""
-        return add_hook(self._load_state_dict_pre_hooks, hook)
-
-    def _register_load_state_dict_pre_hook(self, hook, with_module=False):
-        """The private form: ``hook`` gets the module first only when ``with_module``."""
-        return add_hook(self._load_state_dict_pre_hooks,
-                        hook if with_module else (lambda module, *args: hook(*args)))
-
-    def register_load_state_dict_post_hook(self, hook):
-        """``hook(module, incompatible_keys)``; may edit the key lists in place."""
-        return add_hook(self._load_state_dict_post_hooks, hook)
-
-    def get_extra_state(self):
-        raise RuntimeError("get_extra_state() is called only on modules that override it")
-
-    def set_extra_state(self, state):
-        raise RuntimeError("set_extra_state() is called only on modules that override it")
-
-    def _has_extra_state(self, method):
-        return getattr(type(self), method) is not getattr(Module, method)
-
-    def _save_to_state_dict(self, destination, prefix, keep_vars):
-        for name, param in self._parameters.items():
-            if param is not None:
-                destination[prefix + name] = param if keep_vars else param.detach()
-        for name, buf in self._buffers.items():
-            if buf is not None and name not in self._non_persistent_buffers_set:
-                destination[prefix + name] = buf if keep_vars else buf.detach()
-        if self._has_extra_state("get_extra_state"):
-            destination[prefix + EXTRA_STATE_KEY_SUFFIX] = self.get_extra_state()
-
-    def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
-        """Parameters and persistent buffers under dotted names, detached unless ``keep_vars``."""
-        if args:  # the deprecated positional form state_dict(destination, prefix, keep_vars)
-            destination = args[0] if destination is None else destination
-            prefix = args[1] if len(args) > 1 and prefix == "" else prefix
-            keep_vars = args[2] if len(args) > 2 and not keep_vars else keep_vars
-        if destination is None:
-            destination = OrderedDict()
-            destination._metadata = OrderedDict()
-        local_metadata = dict(version=self._version)
-        if hasattr(destination, "_metadata"):
-            destination._metadata[prefix[:-1]] = local_metadata
-        for hook in self._state_dict_pre_hooks.values():
-            hook(self, prefix, keep_vars)
-        self._save_to_state_dict(destination, prefix, keep_vars)
-        for name, module in self._modules.items():
-            if module is not None:
-                module.state_dict(destination=destination, prefix=prefix + name + ".", keep_vars=keep_vars)
-        for hook in self._state_dict_hooks.values():
-            if hook(self, destination, prefix, local_metadata) is not None:
-                raise RuntimeError("state_dict post-hook must return None")
-        return destination
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):
-        """Copy this module's own entries of ``state_dict`` in place; subclasses may override
-        (to convert an old checkpoint format, say) and call this for the rest."""
-        load_own_state(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                       unexpected_keys, error_msgs)
-
-    def load_state_dict(self, state_dict, strict=True, assign=False):
-        """Copy ``state_dict`` into this module's parameters and buffers (in place unless ``assign``).
-
-        Returns ``IncompatibleKeys(missing_keys, unexpected_keys)``; with
-        ``strict`` any mismatch raises a RuntimeError listing all of them.
-        """
-        return load_state_dict(self, state_dict, strict, assign)
 
     # --- repr ------------------------------------------------------------------------------
     def _get_name(self):
