@@ -362,16 +362,44 @@ def recv(tensor, src=None, group=None, tag=0):
 
 # --- objects (msgpack only: nothing received is unpickled) --------------------------------
 
+_TUPLE_EXT = 1  # msgpack has no tuple; tuples travel as an extension type holding a list
+
+
 def _pack(obj):
     try:
-        return np.frombuffer(msgpack.packb(obj, use_bin_type=True), np.uint8).copy()  # writable
+        return np.frombuffer(_packb(obj), np.uint8).copy()  # writable
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"object collectives carry only msgpack-serialisable data (numbers, str, bytes, "
-                        f"lists, dicts): {exc}") from None
+        raise TypeError(f"object collectives carry only msgpack-serialisable data (None, bool, numbers, "
+                        f"str, bytes, lists, tuples, dicts): {exc}") from None
+
+
+def _packb(obj):
+    return msgpack.packb(obj, use_bin_type=True, strict_types=True, default=_encode_other)
+
+
+def _encode_other(obj):
+    """What strict msgpack leaves out: tuples (kept as tuples), and subclasses of the
+    plain types (OrderedDict, IntEnum, ...) as their base type."""
+    if isinstance(obj, tuple):
+        return msgpack.ExtType(_TUPLE_EXT, _packb(list(obj)))
+    for base in (bool, int, float, str, bytes, list, dict):
+        if isinstance(obj, base):
+            return base(obj)
+    raise TypeError(f"cannot serialise a {type(obj).__name__}")
 
 
 def _unpack(array):
-    return msgpack.unpackb(array.tobytes(), raw=False, strict_map_key=False)
+    return _unpackb(array.tobytes())
+
+
+def _unpackb(data):
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_decode_ext)
+
+
+def _decode_ext(code, data):
+    if code != _TUPLE_EXT:
+        raise DistributedError(f"object collective: unknown msgpack extension type {code}")
+    return tuple(_unpackb(data))
 
 
 def broadcast_object_list(object_list, src=0, group=None, device=None):

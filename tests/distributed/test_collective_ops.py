@@ -80,6 +80,34 @@ def test_64_mib():
 
 # --- in this process: the API around the collectives -------------------------------------------
 
+def test_object_encoding_keeps_tuples_and_plain_base_types():
+    import collections
+    import enum
+
+    from distnn.distributed.collective_ops import _pack, _unpack
+    Pair = collections.namedtuple("Pair", "a b")
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+    obj = {"t": (1, "x", (1.5, [2, (None,)])), "pair": Pair(1, 2), "ordered": collections.OrderedDict(a=1),
+           "level": Level.HIGH, "flag": True, "list": [1, (2,)], "key": {(1, 2): "tuple key"}}
+    out = _unpack(_pack(obj))
+    assert out == {"t": (1, "x", (1.5, [2, (None,)])), "pair": (1, 2), "ordered": {"a": 1}, "level": 3,
+                   "flag": True, "list": [1, (2,)], "key": {(1, 2): "tuple key"}}
+    assert type(out["t"][2]) is tuple and type(out["list"]) is list and type(out["pair"]) is tuple
+    assert type(out["flag"]) is bool and type(out["level"]) is int and type(out["ordered"]) is dict
+    with pytest.raises(TypeError, match="cannot serialise a set"):
+        _pack({"s": {1, 2}})
+
+
+def test_object_decoding_refuses_unknown_extension_types():
+    import msgpack
+
+    from distnn.distributed.collective_ops import _unpack
+    with pytest.raises(dist.DistributedError, match="unknown msgpack extension type 9"):
+        _unpack(np.frombuffer(msgpack.packb(msgpack.ExtType(9, b"")), np.uint8))
+
+
 @pytest.fixture
 def world_of_one():
     dist.init_process_group(init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1,

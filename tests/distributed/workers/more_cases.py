@@ -80,7 +80,8 @@ def section_async(run, rank, world, large):
 
 def payload(rank):
     return {"rank": rank, "floats": [0.5, -1.25, 1e300], "text": "ü" * rank * 300,
-            "nested": [[rank], {"k": None}], "blob": bytes(range(rank, rank + 10))}
+            "nested": [[rank], {"k": None}], "blob": bytes(range(rank, rank + 10)),
+            "tuples": (rank, "x", (0.5, [True, ()]))}  # come back as tuples, not lists
 
 
 def broadcast_object_case(rank, world, src):
