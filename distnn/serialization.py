@@ -34,6 +34,7 @@ import numpy as np
 
 from . import backend
 from . import dtypes as _dt
+from ._process import process_running
 from .tensor import Size, Tensor, _wrap
 
 __all__ = ["save", "load", "SerializationError"]
@@ -186,21 +187,11 @@ def _remove_stale_temps(directory, prefix):
         return
     for name in names:
         match = re.fullmatch(r"(\d+)\.[0-9a-f]{12}\.tmp", name[len(prefix):]) if name.startswith(prefix) else None
-        if match and not _pid_alive(int(match.group(1))):
+        if match and not process_running(int(match.group(1))):
             try:
                 os.unlink(os.path.join(directory, name))
             except OSError:
                 pass
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _fsync_directory(directory):

@@ -22,8 +22,8 @@ import re
 
 import numpy as np
 
+from .._process import process_running
 from .errors import DistributedError
-from .transport import process_running
 
 SHM_DIR = "/dev/shm"
 HALF_BYTES = 4 << 20  # one step stages at most this much per rank; a region holds two

@@ -20,6 +20,7 @@ from collections import deque
 import numpy as np
 import zmq
 
+from .._process import process_running
 from . import wire
 from .errors import DistributedError, DistributedTimeoutError
 
@@ -237,20 +238,3 @@ class Transport:
                 self._aborted = (f"rank {self.rank}: rank {r} (pid {pid}) exited while this rank was "
                                  f"waiting for it in {describe}")
                 raise DistributedError(self._aborted)
-
-
-def process_running(pid):
-    """False once ``pid`` has exited, even while it waits unreaped as a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
-    except FileNotFoundError:
-        return False
-    except (OSError, IndexError):  # no /proc (not Linux): ask the kernel directly
-        try:
-            os.kill(pid, 0)
-            return True
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True

@@ -1,0 +1,21 @@
+"""Whether a process still runs, for cleaning up after one that was killed (stale
+checkpoint temp files, shared-memory regions) and for noticing a dead peer."""
+
+import os
+
+
+def process_running(pid):
+    """False once ``pid`` has exited, even while it waits unreaped as a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):  # no /proc (not Linux): ask the kernel directly
+        try:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
