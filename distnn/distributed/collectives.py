@@ -58,6 +58,17 @@ def handshake(ex):
             ex.recv_array(peer, 0)
 
 
+def shm_handshake(ex, shm):
+    """``handshake`` for a step staged in shared memory: by signals in the regions once
+    the first step has mapped them all (where signals work), else by messages."""
+    if not shm.signals:
+        return handshake(ex)
+    count = ex.post_signal()
+    for peer in range(ex.size):
+        if peer != ex.rank:
+            ex.await_signal(peer, count)
+
+
 def all_reduce(ex, buf, op):
     """In-place reduction of flat ``buf`` across the group."""
     if ex.size == 1:
@@ -144,7 +155,7 @@ def shm_all_reduce(ex, buf, ufunc):
 
 def _shm_one_round(ex, shm, part, staged, parity, ufunc):
     staged[...] = part
-    handshake(ex)  # every rank's data is staged
+    shm_handshake(ex, shm)  # every rank's data is staged
     if shm.steps_done:  # peers that announced this step have read the last one: all mapped ours
         shm.unlink()
     regions = [staged if p == ex.rank else ex.shm_peer(p, parity, part.dtype, part.size) for p in range(ex.size)]
@@ -160,7 +171,7 @@ def _shm_two_rounds(ex, shm, part, staged, parity, ufunc):
     for p, (a, b) in enumerate(bounds):
         if p != r:
             staged[a:b] = part[a:b]
-    handshake(ex)  # every rank's data is staged
+    shm_handshake(ex, shm)  # every rank's data is staged
     regions = [staged if p == r else ex.shm_peer(p, parity, part.dtype, part.size) for p in range(n)]
     a, b = bounds[r]
     sources = [part[a:b] if p == r else regions[p][a:b] for p in range(n)]
@@ -171,7 +182,7 @@ def _shm_two_rounds(ex, shm, part, staged, parity, ufunc):
         sources = [acc, sources[-1]]
     ufunc(sources[0], sources[1], out=staged[a:b])
     part[a:b] = staged[a:b]
-    handshake(ex)  # every chunk is reduced, and every peer has mapped our region
+    shm_handshake(ex, shm)  # every chunk is reduced, and every peer has mapped our region
     shm.unlink()  # a killed job now leaves no file
     for p, (a, b) in enumerate(bounds):
         if p != r:

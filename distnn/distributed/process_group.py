@@ -220,7 +220,8 @@ class World:
         self._group_ids = 0
 
     def _rendezvous(self):
-        info = dict(self.transport.endpoint_info(), world=self.size, rank=self.rank, shm=shm.available())
+        info = dict(self.transport.endpoint_info(), world=self.size, rank=self.rank, shm=shm.available(),
+                    shm_signals=shm.signals_available())
         # Keys name the generation (this process's count of worlds joined so far), so a rank
         # that re-initialises fast never meets the previous generation's members in a store
         # that has not shut down yet, while a retried join keeps its generation.
@@ -245,6 +246,10 @@ class World:
         """Whether every rank in ``ranks`` runs on this host and can map shared memory."""
         mine = self.members[self.rank]["host"]
         return all(self.members[r]["host"] == mine and self.members[r].get("shm") is True for r in ranks)
+
+    def signals_with(self, ranks):
+        """Whether every rank in ``ranks`` can order shared-memory steps by signals."""
+        return all(self.members[r].get("shm_signals") is True for r in ranks)
 
     def next_group_id(self):
         self._group_ids += 1
@@ -294,7 +299,8 @@ class ProcessGroup:
         member is on another host or cannot use shared memory."""
         if self._shm is None and self._shm_capable:
             self._shm = shm.SharedMemoryGroup(self.world.job.hex(), self.world.generation, self.id,
-                                              [(r, self.world.members[r]["pid"]) for r in self.ranks], self.rank)
+                                              [(r, self.world.members[r]["pid"]) for r in self.ranks], self.rank,
+                                              self.world.signals_with(self.ranks))
             self.world.shared_memory.append(self._shm)
         return self._shm
 
@@ -364,6 +370,7 @@ class Exchange:
         self._sent, self._received = {}, {}
         self._trackers = []
         self.empty = np.empty(0, self.dtype)
+        self._fingerprint = None
 
     def send(self, dst, payload):
         seg = self._sent.get(dst, 0)
@@ -381,12 +388,78 @@ class Exchange:
             self._received[src] = seg + 1
         expect = {"op": self.op, "seq": self.seq, "dtype": self.dtype_name, "shape": self.shape,
                   "seg": seg, "nbytes": count * dtype.itemsize}
+        watch = None
+        if channel == "coll" and self.shm is not None and self.shm.signals:
+            watch = lambda: self._check_no_signal(src)  # noqa: E731
         try:
             payload = self._transport.recv(self.group.id, self.group.ranks[src], channel, expect,
-                                           self.group.world.timeout, self.describe())
+                                           self.group.world.timeout, self.describe(), watch)
         except OutOfOrderMessage as exc:
             raise self.group.explain_out_of_order(exc.header) or exc from None
         return np.frombuffer(payload, dtype=dtype, count=count)
+
+    @property
+    def fingerprint(self):
+        """63 bits of (op, dtype, shape): what a shared-memory signal is compared by."""
+        if self._fingerprint is None:
+            text = f"{self.op}|{self.dtype_name}|{self.shape}".encode()
+            self._fingerprint = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
+        return self._fingerprint
+
+    def post_signal(self):
+        """Signal the next shared-memory step to every peer (see shm.py); returns its count.
+        The slot carries the header a message would, for a peer to name a mismatch."""
+        world = self.group.world
+        header = wire.encode_header(world.job, self.group.id, self.op, self.seq, world.rank, self.dtype_name,
+                                    self.shape, 0, 0)
+        return self.shm.post(self.seq, self.fingerprint, header)
+
+    def await_signal(self, src, count):
+        """Wait for rank ``src``'s signal ``count``, and check it is for this collective.
+        Between sleeps: abort notices, a dead peer, the timeout, and a message from ``src``
+        (a peer that ran a socket collective instead) end the wait with their error."""
+        world, transport = self.group.world, self._transport
+        peer = self.group.ranks[src]
+        deadline = time.monotonic() + world.timeout
+
+        def check():
+            transport.drain()  # raises an abort notice
+            if transport.has_message(self.group.id, peer, "coll") and not self.shm.reached(src, count):
+                self.recv_array(src, 0)  # names what differs
+                raise DistributedError(f"rank {world.rank}: {self.describe()}: rank {peer} sent a message where "
+                                       "a shared-memory signal was expected")
+            transport.check_alive([peer], self.describe())
+            if time.monotonic() > deadline:
+                raise DistributedTimeoutError(f"rank {world.rank}: timed out after {world.timeout:.1f}s in "
+                                              f"{self.describe()} waiting for rank(s) [{peer}]")
+
+        seq, fingerprint, raw = self.shm.wait(src, count, check)
+        if seq != self.seq or fingerprint != self.fingerprint:
+            self._signal_mismatch(src, raw)
+
+    def _check_no_signal(self, src):
+        """While this rank waits for a message from ``src``: a signal of this very collective
+        in ``src``'s region means ``src`` staged it in shared memory, which this rank did not."""
+        raw = self.shm.latest_signal(src, self.seq)
+        if raw is not None:
+            self._signal_mismatch(src, raw)
+
+    def _signal_mismatch(self, src, raw):
+        """Raise the error for rank ``src``'s signal ``raw`` (its header) that differs from ours."""
+        world, peer = self.group.world, self.group.ranks[src]
+        try:
+            header = wire.decode_header(raw, world.job, world.size)
+        except wire.MalformedMessage as exc:
+            raise DistributedError(f"rank {world.rank}: {self.describe()}: rank {peer}'s shared-memory signal "
+                                   f"is unreadable: {exc}") from None
+        if header["seq"] != self.seq:
+            raise self.group.explain_out_of_order(header) or DistributedError(
+                f"rank {world.rank}: out-of-order signal from rank {peer}: got {header['op']} sequence "
+                f"{header['seq']}, expected {self.op} sequence {self.seq} (ranks called collectives in "
+                "different orders)")
+        wire.check_expected(header, {"op": self.op, "seq": self.seq, "dtype": self.dtype_name, "shape": self.shape,
+                                     "nbytes": 0}, world.rank)
+        raise DistributedError(f"rank {world.rank}: {self.describe()}: rank {peer}'s signal does not match")
 
     def shm_peer(self, src, parity, dtype, count):
         """Rank ``src``'s staging half, as ``SharedMemoryGroup.peer``. A region that is gone

@@ -8,6 +8,20 @@ bulk data moves by memcpy and the reduction reads peers' halves in place, while
 ZeroMQ still carries the small signals that order the steps, so mismatched
 collectives, timeouts and dead peers are caught exactly as on the socket path.
 
+Once the first step has mapped every region, the steps of a collective are
+ordered by signals in the regions themselves rather than socket messages: after
+staging, a rank writes a signal (a count of its signals, the collective's
+sequence number, a fingerprint of its op, dtype and shape, and its full message
+header for error reports) and wakes any peer sleeping on it with a futex. A
+waiting peer spins on the count for up to ``DISTNN_SHM_SPIN_US`` microseconds
+(default 1000), then sleeps on the futex, waking every half second to check for
+abort notices, a dead owner, a peer that ran a socket collective instead, and
+the timeout. A socket hop wakes two ZeroMQ I/O threads and costs 100-200 us on
+a busy host; the signal costs a store and a system call. It relies on x86's
+memory model (stores become visible to other cores in program order) and
+Linux futexes; elsewhere the socket messages order the steps. Spinning needs a
+core per rank, so groups larger than this process's cores never spin.
+
 The region files are created 0600 by their owner and checked for owner and mode by
 every peer. The owner unlinks its file as soon as every peer has mapped it (after
 the first collective that used it) or the group fails, so only a process killed
@@ -15,10 +29,13 @@ in that short window leaves a file behind; the next region created on the host
 removes such files once their owner (the pid in the name) is gone.
 """
 
+import ctypes
 import errno
 import mmap
 import os
+import platform
 import re
+import time
 
 import numpy as np
 
@@ -27,6 +44,13 @@ from .errors import DistributedError
 
 SHM_DIR = "/dev/shm"
 HALF_BYTES = 4 << 20  # one step stages at most this much per rank; a region holds two
+# After the two halves, the owner's signal: the count of signals posted, then per
+# parity of the count a slot of (sequence number, fingerprint, header length, header).
+_SLOT_BYTES = 2048
+SIGNAL_BYTES = 64 + 2 * _SLOT_BYTES
+REGION_BYTES = 2 * HALF_BYTES + SIGNAL_BYTES
+DEFAULT_SPIN_US = 1000
+WAKE_CHECK_S = 0.05  # a sleeping waiter checks for aborts, dead peers and timeouts this often
 
 
 def available():
@@ -41,7 +65,7 @@ class _Region:
 
     def __init__(self, path, create):
         self.path = path
-        nbytes = 2 * HALF_BYTES
+        nbytes = REGION_BYTES
         if create:
             fd = _create_exclusive(path)
         else:
@@ -61,13 +85,14 @@ class _Region:
         finally:
             os.close(fd)
         self.bytes = np.frombuffer(self._map, np.uint8)
+        self.signal = self.bytes[2 * HALF_BYTES:].view(np.int64)
 
     def half(self, parity, dtype, count):
         start = parity * HALF_BYTES
         return self.bytes[start:start + count * dtype.itemsize].view(dtype)
 
     def close(self):
-        self.bytes = None
+        self.bytes = self.signal = None
         try:
             self._map.close()
         except BufferError:  # a view is still alive somewhere: the mapping goes with it
@@ -75,6 +100,63 @@ class _Region:
 
 
 _NAME = re.compile(r"distnn-[0-9a-f]{16}-\d+-\d+-\d+-(\d+)$")
+
+
+def spin_seconds(ranks):
+    """How long a rank spins on a peer's signal before sleeping: ``DISTNN_SHM_SPIN_US``,
+    but never when the group has more ranks than this process may use cores (a
+    spinning rank would take the core of the peer it waits for)."""
+    raw = os.environ.get("DISTNN_SHM_SPIN_US", str(DEFAULT_SPIN_US)).strip()
+    try:
+        micros = float(raw)
+    except ValueError:
+        micros = -1
+    if not micros >= 0:
+        raise DistributedError(f"DISTNN_SHM_SPIN_US must be a number of microseconds >= 0, got {raw!r}")
+    return micros / 1e6 if ranks <= len(os.sched_getaffinity(0)) else 0.0
+
+
+class _Futex:
+    """FUTEX_WAIT / FUTEX_WAKE on a 32-bit word of a shared mapping, through libc's syscall()."""
+
+    _SYS_FUTEX = 202  # x86_64
+    _WAIT, _WAKE = 0, 1
+
+    class _Timespec(ctypes.Structure):
+        _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+    def __init__(self):
+        self._syscall = ctypes.CDLL(None, use_errno=True).syscall
+        self._syscall.restype = ctypes.c_long
+
+    def wait(self, address, expected, seconds):
+        """Sleep while the word at ``address`` holds ``expected``, at most ``seconds``."""
+        ts = self._Timespec(int(seconds), int(seconds % 1 * 1e9))
+        self._syscall(ctypes.c_long(self._SYS_FUTEX), ctypes.c_void_p(address), ctypes.c_int(self._WAIT),
+                      ctypes.c_int(expected), ctypes.byref(ts), None, ctypes.c_int(0))
+
+    def wake(self, address):
+        self._syscall(ctypes.c_long(self._SYS_FUTEX), ctypes.c_void_p(address), ctypes.c_int(self._WAKE),
+                      ctypes.c_int(0x7FFFFFFF), None, None, ctypes.c_int(0))
+
+
+def _futex():
+    """The futex, where signals are safe: Linux on x86-64 (in-order stores); else None.
+    ``DISTNN_SHM_SIGNAL=0`` keeps the socket messages."""
+    if os.environ.get("DISTNN_SHM_SIGNAL", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    if platform.system() != "Linux" or platform.machine().lower() not in ("x86_64", "amd64"):
+        return None
+    try:
+        return _Futex()
+    except (OSError, AttributeError):
+        return None
+
+
+def signals_available():
+    """Whether this process can order shared-memory steps by signals (every rank of a
+    group must, or none uses them: the rendezvous compares)."""
+    return _futex() is not None
 
 
 def remove_orphans():
@@ -122,8 +204,9 @@ def _reserve(fd, path, nbytes):
 class SharedMemoryGroup:
     """The regions of one process group's members, mapped lazily, alternating halves."""
 
-    def __init__(self, job_hex, generation, group_id, members, rank):
-        """``members``: (global rank, pid) of each group member, in group-rank order."""
+    def __init__(self, job_hex, generation, group_id, members, rank, signals):
+        """``members``: (global rank, pid) of each group member, in group-rank order;
+        ``signals``: whether every member can use signals."""
         self.rank = rank
         self.paths = [os.path.join(SHM_DIR, f"distnn-{job_hex}-{generation}-{group_id}-{g}-{pid}")
                       for g, pid in members]
@@ -131,6 +214,9 @@ class SharedMemoryGroup:
         self._parity = 0
         self._own_linked = False
         self.steps_done = 0  # staging steps completed; peers have mapped our region after the first
+        self._futex = _futex() if signals else None
+        self.spin_s = spin_seconds(len(members)) if self._futex else 0.0
+        self._posted = 0  # signals written to our region
 
     def half_elems(self, itemsize):
         return HALF_BYTES // itemsize
@@ -153,6 +239,68 @@ class SharedMemoryGroup:
             self._regions[member] = _Region(self.paths[member], create=False)
         return self._regions[member].half(parity, dtype, count)
 
+    @property
+    def signals(self):
+        """Whether steps are ordered by signals (after the first, which maps every region)."""
+        return self._futex is not None and self.steps_done > 0
+
+    def post(self, seq, fingerprint, header):
+        """Signal that this rank reached its next step; returns the signal's count. The
+        count is written last: a peer that sees it sees the data and slot before it."""
+        if len(header) > _SLOT_BYTES - 24:
+            raise DistributedError(f"a message header of {len(header)} bytes does not fit a shared-memory signal")
+        count = self._posted + 1
+        self._posted = count
+        region = self._regions[self.rank]
+        words, start = _slot(count)
+        region.signal[words:words + 3] = (seq, fingerprint, len(header))
+        region.bytes[start:start + len(header)] = np.frombuffer(header, np.uint8)
+        region.signal[0] = count
+        self._futex.wake(region.signal.ctypes.data)
+        return count
+
+    def reached(self, member, count):
+        return self._regions[member].signal[0] >= count
+
+    def latest_signal(self, member, seq):
+        """The header of ``member``'s latest signal when it is for collective ``seq`` and
+        newer than ours (``member`` staged that collective and waits for us), else None."""
+        signal = self._regions[member].signal
+        count = int(signal[0])
+        if count <= self._posted:
+            return None
+        words, start = _slot(count)
+        if int(signal[words]) != seq:
+            return None
+        return self._read_header(member, words, start)
+
+    def wait(self, member, count, check):
+        """Wait until ``member`` posts signal ``count``; returns its (sequence number,
+        fingerprint, header bytes). ``check()`` runs after each sleep and raises to give up.
+        A peer is at most one signal ahead (it waits for ours before its next), so its
+        slot for ``count`` is intact even when its count has moved on."""
+        region = self._regions[member]
+        signal = region.signal
+        if signal[0] < count and self.spin_s:
+            clock = time.perf_counter
+            deadline = clock() + self.spin_s
+            while signal[0] < count and clock() < deadline:
+                pass
+        while True:
+            seen = int(signal[0])
+            if seen >= count:
+                break
+            self._futex.wait(signal.ctypes.data, ctypes.c_int32(seen & 0xFFFFFFFF).value, WAKE_CHECK_S)
+            if signal[0] < count:
+                check()
+        words, start = _slot(count)
+        return int(signal[words]), int(signal[words + 1]), self._read_header(member, words, start)
+
+    def _read_header(self, member, words, start):
+        region = self._regions[member]
+        length = min(max(int(region.signal[words + 2]), 0), _SLOT_BYTES - 24)
+        return region.bytes[start:start + length].tobytes()
+
     def unlink(self):
         """Remove our region's name: every peer has mapped it, or the group failed."""
         if self._own_linked:
@@ -165,6 +313,12 @@ class SharedMemoryGroup:
             if region is not None:
                 region.close()
         self._regions = [None] * len(self._regions)
+
+
+def _slot(count):
+    """(first int64 word, first header byte) of the signal slot for ``count``, in the region."""
+    offset = 64 + (count & 1) * _SLOT_BYTES
+    return offset // 8, 2 * HALF_BYTES + offset + 24
 
 
 def _unlink(path):

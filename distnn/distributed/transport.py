@@ -143,15 +143,17 @@ class Transport:
                 pass
 
     # --- receiving --------------------------------------------------------------------
-    def recv(self, group, src, channel, expect, timeout, describe):
+    def recv(self, group, src, channel, expect, timeout, describe, watch=None):
         """The next message from ``src`` on (group, channel), validated against ``expect``
-        (a dict with op, seq, dtype, shape, nbytes, seg). Returns the payload frame."""
+        (a dict with op, seq, dtype, shape, nbytes, seg). Returns the payload frame.
+        ``watch()``, when given, runs whenever the wait finds nothing for a while, and
+        raises to end it."""
         if self._aborted:
             raise DistributedError(self._aborted)
         queue = self._queues.get((group, src, channel))
         deadline = time.monotonic() + timeout
         while not queue:
-            self._pump(deadline, timeout, describe, [src])
+            self._pump(deadline, timeout, describe, [src], watch)
             queue = self._queues.get((group, src, channel))
         header, payload = queue.popleft()
         if header["seq"] != expect["seq"] or header["seg"] != expect["seg"]:
@@ -164,6 +166,10 @@ class Transport:
             raise DistributedError(f"rank {self.rank}: rank {src} announced {expect['nbytes']} bytes but "
                                    f"sent {len(payload)}")
         return payload
+
+    def has_message(self, group, src, channel):
+        """Whether a message from ``src`` on (group, channel) has been received."""
+        return bool(self._queues.get((group, src, channel)))
 
     def take(self, group, srcs, channel):
         """(src, header, payload) of a message already received from one of ``srcs``, or None."""
@@ -196,7 +202,7 @@ class Transport:
                     return src, header, payload
             self._pump(deadline, timeout, describe, srcs)
 
-    def _pump(self, deadline, timeout, describe, waiting_for):
+    def _pump(self, deadline, timeout, describe, waiting_for, watch=None):
         """Receive at least one message (or fail): sort it into its queue."""
         while True:
             if self._aborted:
@@ -212,6 +218,8 @@ class Transport:
                     return
             else:
                 self.check_alive(waiting_for, describe)
+                if watch is not None:
+                    watch()
 
     def _accept(self, frames):
         if len(frames) != 2:

@@ -32,6 +32,11 @@ MISMATCHES = [  # (kind, elements, world_size, the rank that differs, how the ca
     ("empty", 7, 3, 1, "sync"), ("empty", 100000, 2, 0, "sync"),
     ("shape", 7, 3, 1, "async"), ("dtype", 100000, 3, 2, "async"),
     ("shape", 7, 4, 1, "sync"), ("dtype", 7, 4, 3, "async"),  # recursive doubling: not all ranks meet
+    # After a matching shared-memory all_reduce, steps are ordered by signals in the regions:
+    # 2 ranks spin on them, 3 (more than the cores CI has) sleep on a futex.
+    ("shape", 100000, 2, 0, "warm"), ("dtype", 100000, 3, 1, "warm"), ("op", 100000, 2, 1, "warm"),
+    ("collective", 100000, 2, 1, "warm"),  # the socket broadcast's message ends the signal wait
+    ("empty", 100000, 3, 2, "warm"), ("shape", 7, 2, 1, "warm"),
 ]
 
 
@@ -69,18 +74,20 @@ def test_failed_ranks_exit_promptly():
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("n", [7, 100000], ids=["direct", "ring"])
-def test_late_rank_times_out_the_others_naming_it(n):
+@pytest.mark.parametrize("n, warm", [(7, False), (100000, False), (100000, True)],
+                         ids=["direct", "large", "shm-signals"])
+def test_late_rank_times_out_the_others_naming_it(n, warm):
     """Rank 2 arrives 3 s late with a 2 s group timeout: the others time out naming
-    the rank they waited for; the late rank then hears of it."""
-    results = run_ranks(WORKER, 3, ["slow", 2, 3, n], timeout=45,
+    the rank they waited for; the late rank then hears of it. ``warm``: after one
+    shared-memory all_reduce, so the wait is for a signal in rank 2's region."""
+    results = run_ranks(WORKER, 3, ["slow", 2, 3, n] + (["warm"] if warm else []), timeout=45,
                         env={"DISTNN_TEST_TIMEOUT": "2", "DISTNN_TEST_FAST_EXIT": "1"})
     got = reports(results)
     for rank in (0, 1):
         rep = got[rank]
         assert rep.get("is_distributed") and "timed out after 2.0s" in rep["message"], rep
         assert rep["message"].startswith(f"rank {rank}:") and 1.5 < rep["elapsed"] < 8, rep
-        if n == 7:  # every rank waits for every other directly
+        if n == 7 or warm:  # every rank waits for every other directly
             assert "waiting for rank(s) [2]" in rep["message"], rep
     assert got[2].get("is_distributed") and got[2]["message"].startswith("rank 2:"), got[2]
     assert "timed out" in got[2]["message"], got[2]

@@ -2,11 +2,12 @@
 misuse point to point. Each rank prints one JSON line: the error it got
 (cases.report_error) or {"ok": ...}; the test decides what was right.
 
-    python faults.py mismatch KIND ODD_RANK N [sync|async]  # ODD_RANK's collective differs in KIND
+    python faults.py mismatch KIND ODD_RANK N [sync|async|warm]  # ODD_RANK's collective differs in KIND
+                                                  # (warm: after one matching shared-memory all_reduce)
     python faults.py join                         # rendezvous, one barrier, exit
     python faults.py kill VICTIM COLLECTIVE N     # VICTIM SIGKILLs itself in the 4th call
     python faults.py p2p PATTERN                  # irecv posted before the matching send
-    python faults.py slow LATE_RANK SECONDS N     # LATE_RANK sleeps before its all_reduce
+    python faults.py slow LATE_RANK SECONDS N [warm]  # LATE_RANK sleeps before its all_reduce
     python faults.py reinit TIMES                 # init, all_reduce, destroy; repeated
     python faults.py retry_init LATE_S            # rank 0 starts late; the others retry init
 """
@@ -23,7 +24,13 @@ import distnn.distributed as dist
 from cases import data, emit, init, report_error
 
 
-def mismatch(kind, odd, n, async_op=False):
+def warm_up():
+    """One matching all_reduce large enough for shared memory: later steps there are
+    ordered by signals in the regions, not by messages (distnn/distributed/shm.py)."""
+    dist.all_reduce(np.ones(100000, np.float32))
+
+
+def mismatch(kind, odd, n, async_op=False, warm=False):
     rank, world = init()
     differs = rank == odd
     if kind not in ("shape", "empty", "dtype", "op", "collective"):
@@ -34,6 +41,8 @@ def mismatch(kind, odd, n, async_op=False):
     started = time.monotonic()
     work, wait_failed = None, False
     try:
+        if warm:  # a fast rank may fail its second call before a slow one has left this
+            warm_up()
         if differs and kind == "collective":
             work = dist.broadcast(x, 0, async_op=async_op)
         else:
@@ -114,8 +123,10 @@ def p2p(pattern):
     emit(rank=rank, ok=bool(np.array_equal(out, expected)))
 
 
-def slow(late, seconds, n):
+def slow(late, seconds, n, warm=False):
     rank, world = init()
+    if warm:
+        warm_up()
     x = data(rank, n, "float32")
     if rank == late:
         time.sleep(seconds)
@@ -177,7 +188,7 @@ def retry_init(late_s):
 if __name__ == "__main__":
     scenario, args = sys.argv[1], sys.argv[2:]
     if scenario == "mismatch":
-        mismatch(args[0], int(args[1]), int(args[2]), async_op=args[3:] == ["async"])
+        mismatch(args[0], int(args[1]), int(args[2]), async_op=args[3:] == ["async"], warm=args[3:] == ["warm"])
     elif scenario == "join":
         join()
     elif scenario == "kill":
@@ -185,7 +196,7 @@ if __name__ == "__main__":
     elif scenario == "p2p":
         p2p(args[0])
     elif scenario == "slow":
-        slow(int(args[0]), float(args[1]), int(args[2]))
+        slow(int(args[0]), float(args[1]), int(args[2]), warm=args[3:] == ["warm"])
     elif scenario == "reinit":
         reinit(int(args[0]))
     elif scenario == "retry_init":

@@ -298,6 +298,16 @@ def shm_name_released_case(rank, world):
     return None
 
 
+def shm_signals_case(rank, world, expect_signals):
+    """After the staged all-reduces: their steps were ordered by signals in the regions
+    exactly when every rank can use them (the same count on every rank), else by messages."""
+    from distnn.distributed import collective_ops
+    posted = collective_ops._group(None).shm._posted
+    if (posted > 0) != expect_signals:
+        raise AssertionError(f"Expect: signals {'used' if expect_signals else 'unused'}, Actual: {posted} posted")
+    return digest(np.array([posted]))
+
+
 def section_shm(run, rank, world, large):
     """Sizes past the direct path's limit: one staging half, several halves (with an
     uneven last one), and chunks that do not divide evenly; every reduce op."""
@@ -313,6 +323,7 @@ def section_shm(run, rank, world, large):
         run.case(f"shm.all_reduce.{op}.{dtype}", all_reduce_case, op, dtype, half // 4 + 7, "numpy")
     if expect_shm:
         run.case("shm.name_released", shm_name_released_case)
+        run.case("shm.signals", shm_signals_case, os.environ.get("EXPECT_SIGNALS") == "1")
 
 
 SECTIONS = {"async": section_async, "objects": section_objects, "groups": section_groups,
