@@ -13,7 +13,8 @@ import threading
 import numpy as np
 
 from . import grad_mode
-from .function import AccumulateGrad, _apply_tensor_hooks, accumulate_into, grad_tuple
+from .function import (AccumulateGrad, _apply_tensor_hooks, accumulate_into, grad_tuple,
+                       run_post_accumulate_hooks)
 
 
 _NUMPY_SCALARS = frozenset(np.sctypeDict.values()) - {np.ndarray}
@@ -107,13 +108,16 @@ def run_backward(roots, retain_graph=False, capture=None):
                 waiting[0] = remaining
                 if remaining == 0:
                     if inline_leaves and type(nxt) is AccumulateGrad and not nxt._hooked:
-                        # A leaf without hooks would run next anyway (leaves come first); with
-                        # nothing to observe the order, sum into its .grad here, off the heap.
+                        # A leaf would run next anyway (leaves come first): unless a hook may
+                        # change its gradient, sum into its .grad here, off the heap, and run its
+                        # post-accumulate hooks (DDP's) as that node would.
                         var = nxt._variable()
-                        if var is not None and not (var._backward_hooks or var._post_accumulate_hooks):
+                        if var is not None and not var._backward_hooks:
                             del pending[nxt]
                             if waiting[1] is not None:
                                 accumulate_into(var, waiting[1])
+                                if var._post_accumulate_hooks:
+                                    run_post_accumulate_hooks(var)
                             continue
                     heappush(heap, (nxt._seq, nxt))
         while _callbacks.queue:  # run in order; a callback may queue another

@@ -130,9 +130,14 @@ class AccumulateGrad(Node):
         if var._backward_hooks:
             g = _apply_tensor_hooks(var._backward_hooks.values(), g)
         accumulate_into(var, g)
-        for hook in tuple(var._post_accumulate_hooks.values()) if var._post_accumulate_hooks else ():
-            hook(var)
+        if var._post_accumulate_hooks:
+            run_post_accumulate_hooks(var)
         return ()
+
+
+def run_post_accumulate_hooks(var):
+    for hook in tuple(var._post_accumulate_hooks.values()):
+        hook(var)
 
 
 def accumulate_into(var, g):

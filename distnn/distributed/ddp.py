@@ -38,6 +38,9 @@ class DistributedDataParallel(Module):
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         self._check_same_parameters(named)
         self._params = [p for _, p in named]
+        # Buffers are listed once, as PyTorch's DDP does: walking the module tree on every
+        # forward costs more than a small model's all-reduce. ``load_state_dict`` relists.
+        self._module_buffers = list(module.buffers())
         self._sync_module_state()
         self.reducer = Reducer(self._params, process_group, bucket_cap_mb, self.world_size)
         self._require_sync = True
@@ -61,7 +64,7 @@ class DistributedDataParallel(Module):
 
     # --- training -----------------------------------------------------------------------
     def forward(self, *inputs, **kwargs):
-        if self.broadcast_buffers and self.world_size > 1:
+        if self.broadcast_buffers and self.world_size > 1 and self._module_buffers:
             self._broadcast_buffers()
         if self.check_consistency_every and self._steps % self.check_consistency_every == 0:
             self.check_consistency()
@@ -75,7 +78,7 @@ class DistributedDataParallel(Module):
     def _broadcast_buffers(self):
         """Rank 0's buffers to all, without in-place writes to arrays autograd may have
         saved: each buffer gets a fresh array."""
-        for buf in self.module.buffers():
+        for buf in self._module_buffers:
             fresh = buf._data.copy()
             collective_ops.broadcast(fresh, self._root, group=self.process_group)
             buf._data = fresh
@@ -112,7 +115,9 @@ class DistributedDataParallel(Module):
     def load_state_dict(self, state_dict, strict=True, assign=False):
         if state_dict and all(k.startswith("module.") for k in state_dict):
             state_dict = type(state_dict)((k[len("module."):], v) for k, v in state_dict.items())
-        return self.module.load_state_dict(state_dict, strict=strict, assign=assign)
+        result = self.module.load_state_dict(state_dict, strict=strict, assign=assign)
+        self._module_buffers = list(self.module.buffers())
+        return result
 
 
 def _describe_difference(reference, theirs, rank):

@@ -266,18 +266,23 @@ def test_view_ops_with_no_or_one_output(split):
 ])
 @pytest.mark.parametrize("existing_grad", [False, True])
 def test_leaf_summed_in_the_engine_matches_the_accumulate_node(make, existing_grad):
-    """A leaf with no hooks is summed into .grad while its gradient is sent; a post-accumulate
-    hook sends it through AccumulateGrad instead, with the same result."""
+    """A leaf is summed into .grad while its gradient is sent, and a post-accumulate hook
+    then sees that .grad: the same result as without the hook."""
     values = np.arange(6, dtype=np.float32).reshape(2, 3) / 7
     results = []
     for hooked in (False, True):
         x, w = leaf(values), leaf(values[::-1].copy())
         if existing_grad:
             x.grad, w.grad = distnn.ones(2, 3), distnn.ones(2, 3)
+        seen = {}
         if hooked:
-            for t in (x, w):
-                t.register_post_accumulate_grad_hook(lambda t: None)
+            for name, t in (("x", x), ("w", w)):
+                t.register_post_accumulate_grad_hook(lambda t, name=name: seen.setdefault(name, t.grad.numpy().copy()))
         make(x, w).backward()
+        if hooked:
+            assert seen.keys() == {"x", "w"}
+            np.testing.assert_array_equal(seen["x"], x.grad.numpy())
+            np.testing.assert_array_equal(seen["w"], w.grad.numpy())
         for t in (x, w):
             assert t.grad._data.flags.c_contiguous and t.grad._data.flags.writeable
         results.append((x.grad.numpy(), w.grad.numpy()))

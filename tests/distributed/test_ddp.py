@@ -37,3 +37,11 @@ def test_ddp_matches_single_process(tmp_path, flags):
         for name in reference:
             diff = np.abs(ours[name].numpy() - reference[name].numpy()).max()
             assert diff <= 1e-5, f"{name}: max abs diff {diff} with {world_size} workers"
+
+
+@pytest.mark.timeout(120)
+def test_buffers_follow_rank_0_at_every_forward(tmp_path):
+    """BatchNorm running statistics: each rank updates its own, and DDP's forward hands
+    every rank rank 0's first (broadcast_buffers=True, as in PyTorch)."""
+    results = run_ranks(WORKER, 3, args=[tmp_path / "bn.dt", 3, 24, "--batchnorm"], timeout=100)
+    assert all(r.returncode == 0 for r in results), format_results(results)
