@@ -1,9 +1,12 @@
 """Train-step time of the seed models, distnn beside PyTorch (when importable).
 
-    python bench/step_time.py [--repeat 30] [--threads 1]
+    python bench/step_time.py [--repeat 30] [--threads 1] [--rounds 3]
 
 Each row is one full step (forward, loss, zero_grad, backward, update) with
-one BLAS thread by default; the table shows median milliseconds.
+one BLAS thread by default; the table shows median milliseconds. Each library
+runs ``--rounds`` times in a fresh process, the rounds of the two interleaved,
+so a slow spell of a shared machine hits both alike; each cell is the median
+over rounds of the per-round medians.
 """
 
 import argparse
@@ -110,25 +113,37 @@ def measure_in_subprocess(name, repeat, threads):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _median_over_rounds(results):
+    """{case: median ms over rounds} from one {case: ms} per round."""
+    return {case: sorted(r[case] for r in results)[len(results) // 2] for case in results[0]}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=["distnn", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.only:
         import json
         print(json.dumps(run_library(args.only, args.repeat, args.threads)))
         return
-    ours = measure_in_subprocess("distnn", args.repeat, args.threads)
-    theirs = measure_in_subprocess("torch", args.repeat, args.threads) or {}
+    rounds = {"distnn": [], "torch": []}
+    for _ in range(args.rounds):
+        rounds["distnn"].append(measure_in_subprocess("distnn", args.repeat, args.threads))
+        if rounds["torch"] is not None:
+            got = measure_in_subprocess("torch", args.repeat, args.threads)
+            rounds["torch"] = None if got is None else rounds["torch"] + [got]
+    ours = _median_over_rounds(rounds["distnn"])
+    theirs = _median_over_rounds(rounds["torch"]) if rounds["torch"] else {}
     print(f"{'case':<36} {'distnn ms':>10} {'torch ms':>10} {'ratio':>7}")
     for name, ms in ours.items():
         t = theirs.get(name)
         ratio = f"{ms / t:7.2f}" if t else "      -"
         print(f"{name:<36} {ms:10.2f} {(f'{t:10.2f}' if t else '         -')} {ratio}")
-    print(f"({args.threads} BLAS thread(s), median of {args.repeat}, each library in its own process; "
-          "ratio = distnn / torch, lower is better)")
+    print(f"({args.threads} BLAS thread(s), median of {args.repeat} steps, median of {args.rounds} interleaved "
+          "rounds, each in a fresh process; ratio = distnn / torch, lower is better)")
 
 
 if __name__ == "__main__":
