@@ -129,14 +129,15 @@ def main(argv=None):
         import json
         print(json.dumps(run_library(args.only, args.repeat, args.threads)))
         return
-    rounds = {"distnn": [], "torch": []}
+    ours, theirs, have_torch = [], [], True
     for _ in range(args.rounds):
-        rounds["distnn"].append(measure_in_subprocess("distnn", args.repeat, args.threads))
-        if rounds["torch"] is not None:
+        ours.append(measure_in_subprocess("distnn", args.repeat, args.threads))
+        if have_torch:
             got = measure_in_subprocess("torch", args.repeat, args.threads)
-            rounds["torch"] = None if got is None else rounds["torch"] + [got]
-    ours = _median_over_rounds(rounds["distnn"])
-    theirs = _median_over_rounds(rounds["torch"]) if rounds["torch"] else {}
+            have_torch = got is not None
+            theirs += [got] if have_torch else []
+    ours = _median_over_rounds(ours)
+    theirs = _median_over_rounds(theirs) if theirs else {}
     print(f"{'case':<36} {'distnn ms':>10} {'torch ms':>10} {'ratio':>7}")
     for name, ms in ours.items():
         t = theirs.get(name)

@@ -64,7 +64,7 @@ class DistributedDataParallel(Module):
 
     # --- training -----------------------------------------------------------------------
     def forward(self, *inputs, **kwargs):
-        if self.broadcast_buffers and self.world_size > 1 and self._module_buffers:
+        if self.broadcast_buffers and self.world_size > 1:
             self._broadcast_buffers()
         if self.check_consistency_every and self._steps % self.check_consistency_every == 0:
             self.check_consistency()

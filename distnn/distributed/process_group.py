@@ -333,15 +333,7 @@ class ProcessGroup:
         """A peer's message for a collective this rank ran differently: say which field
         differs, as for any mismatch (None when this rank never ran that sequence)."""
         mine = self._history.get(header["seq"])
-        if mine is None:
-            return None
-        for field in ("op", "dtype", "shape"):
-            if mine[field] != header[field]:
-                return DistributedError(
-                    f"rank {self.world.rank}: mismatched collective with rank {header['src']} (sequence "
-                    f"{header['seq']}): {field} differs: this rank has {mine[field]!r}, rank {header['src']} "
-                    f"has {header[field]!r}")
-        return None
+        return None if mine is None else wire.mismatch(header, mine, self.world.rank, header["seq"])
 
     def next_p2p_seq(self, peer, received):
         """Point-to-point messages are numbered per peer pair and direction."""
@@ -386,8 +378,7 @@ class Exchange:
         if seg is None:
             seg = self._received.get(src, 0)
             self._received[src] = seg + 1
-        expect = {"op": self.op, "seq": self.seq, "dtype": self.dtype_name, "shape": self.shape,
-                  "seg": seg, "nbytes": count * dtype.itemsize}
+        expect = self._expect(seg, count * dtype.itemsize)
         watch = None
         if channel == "coll" and self.shm is not None and self.shm.signals:
             watch = lambda: self._check_no_signal(src)  # noqa: E731
@@ -397,6 +388,11 @@ class Exchange:
         except OutOfOrderMessage as exc:
             raise self.group.explain_out_of_order(exc.header) or exc from None
         return np.frombuffer(payload, dtype=dtype, count=count)
+
+    def _expect(self, seg, nbytes):
+        """The header a peer's message (or signal) for this collective must carry."""
+        return {"op": self.op, "seq": self.seq, "dtype": self.dtype_name, "shape": self.shape, "seg": seg,
+                "nbytes": nbytes}
 
     @property
     def fingerprint(self):
@@ -457,8 +453,7 @@ class Exchange:
                 f"rank {world.rank}: out-of-order signal from rank {peer}: got {header['op']} sequence "
                 f"{header['seq']}, expected {self.op} sequence {self.seq} (ranks called collectives in "
                 "different orders)")
-        wire.check_expected(header, {"op": self.op, "seq": self.seq, "dtype": self.dtype_name, "shape": self.shape,
-                                     "nbytes": 0}, world.rank)
+        wire.check_expected(header, self._expect(0, 0), world.rank)
         raise DistributedError(f"rank {world.rank}: {self.describe()}: rank {peer}'s signal does not match")
 
     def shm_peer(self, src, parity, dtype, count):

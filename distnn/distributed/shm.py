@@ -4,9 +4,8 @@ Sockets copy every byte into the kernel and out again, which caps a ring at the
 speed of one stream. Ranks that share a host can instead read each other's data
 directly: each rank owns, per process group, one region in /dev/shm (two halves,
 used alternately by successive steps) that its peers map read-only in spirit. The
-bulk data moves by memcpy and the reduction reads peers' halves in place, while
-ZeroMQ still carries the small signals that order the steps, so mismatched
-collectives, timeouts and dead peers are caught exactly as on the socket path.
+bulk data moves by memcpy and the reduction reads peers' halves in place. The
+first step is ordered by ZeroMQ messages, with their checked headers.
 
 Once the first step has mapped every region, the steps of a collective are
 ordered by signals in the regions themselves rather than socket messages: after
@@ -14,9 +13,10 @@ staging, a rank writes a signal (a count of its signals, the collective's
 sequence number, a fingerprint of its op, dtype and shape, and its full message
 header for error reports) and wakes any peer sleeping on it with a futex. A
 waiting peer spins on the count for up to ``DISTNN_SHM_SPIN_US`` microseconds
-(default 1000), then sleeps on the futex, waking every half second to check for
-abort notices, a dead owner, a peer that ran a socket collective instead, and
-the timeout. A socket hop wakes two ZeroMQ I/O threads and costs 100-200 us on
+(default 1000), then sleeps on the futex, waking every ``WAKE_CHECK_S`` to check
+for abort notices, a dead owner, a peer that ran a socket collective instead,
+and the timeout, so mismatches, timeouts and dead peers end in the same errors
+as on the socket path. A socket hop wakes two ZeroMQ I/O threads and costs 100-200 us on
 a busy host; the signal costs a store and a system call. It relies on x86's
 memory model (stores become visible to other cores in program order) and
 Linux futexes; elsewhere the socket messages order the steps. Spinning needs a

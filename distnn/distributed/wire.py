@@ -77,14 +77,23 @@ def decode_header(frame, job, world_size):
     return header
 
 
+def mismatch(header, mine, my_rank, seq):
+    """The error naming the first of op, dtype and shape where the peer's collective
+    (``header``) differs from ours (``mine``), or None when they agree."""
+    for field in ("op", "dtype", "shape"):
+        if header[field] != mine[field]:
+            return DistributedError(
+                f"rank {my_rank}: mismatched collective with rank {header['src']} "
+                f"(sequence {seq}): {field} differs: this rank has {mine[field]!r}, "
+                f"rank {header['src']} has {header[field]!r}")
+    return None
+
+
 def check_expected(header, expect, my_rank):
     """Raise ``DistributedError`` if the peer's collective differs from ours."""
-    for field in ("op", "dtype", "shape"):
-        if header[field] != expect[field]:
-            raise DistributedError(
-                f"rank {my_rank}: mismatched collective with rank {header['src']} "
-                f"(sequence {expect['seq']}): {field} differs: this rank has {expect[field]!r}, "
-                f"rank {header['src']} has {header[field]!r}")
+    error = mismatch(header, expect, my_rank, expect["seq"])
+    if error is not None:
+        raise error
     if header["nbytes"] != expect["nbytes"]:
         raise DistributedError(
             f"rank {my_rank}: rank {header['src']} sent {header['nbytes']} bytes for segment "
