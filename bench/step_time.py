@@ -1,6 +1,6 @@
 """Train-step time of the seed models, distnn beside PyTorch (when importable).
 
-    python bench/step_time.py [--repeat 30] [--threads 1] [--rounds 3]
+    python bench/step_time.py [--repeat 30] [--threads 1] [--rounds 3] [--device cuda]
 
 Each row is one full step (forward, loss, zero_grad, backward, update) with
 one BLAS thread by default; the table shows median milliseconds. Each library
@@ -20,13 +20,14 @@ def _set_threads(n):
         os.environ[var] = str(n)
 
 
-def build_cases(lib):
+def build_cases(lib, device):
     """The benchmark models, written once against the shared torch-style API."""
     import models
     nn = lib.nn
 
     def classifier_step(model, batch, in_shape):
-        x, y = lib.randn(batch, *in_shape), lib.randint(0, 10, (batch,))
+        model.to(device)
+        x, y = lib.randn(batch, *in_shape, device=device), lib.randint(0, 10, (batch,), device=device)
         opt = lib.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         loss_fn = nn.CrossEntropyLoss()
 
@@ -37,8 +38,8 @@ def build_cases(lib):
         return step
 
     def two_layer_step():
-        x, y = lib.randn(64, 1000), lib.randn(64, 10)
-        model = nn.Sequential(nn.Linear(1000, 100), nn.ReLU(), nn.Linear(100, 10))
+        x, y = lib.randn(64, 1000, device=device), lib.randn(64, 10, device=device)
+        model = nn.Sequential(nn.Linear(1000, 100), nn.ReLU(), nn.Linear(100, 10)).to(device)
         loss_fn = nn.MSELoss(reduction="sum")
 
         def step():
@@ -51,8 +52,9 @@ def build_cases(lib):
         return step
 
     def rnn_step():
-        rnn, loss_fn = models.seed_rnn(lib, 50, 20, 10), nn.MSELoss()
-        batch, hidden0, target = lib.randn(10, 50), lib.zeros(10, 20), lib.zeros(10, 10)
+        rnn, loss_fn = models.seed_rnn(lib, 50, 20, 10).to(device), nn.MSELoss()
+        batch = lib.randn(10, 50, device=device)
+        hidden0, target = lib.zeros(10, 20, device=device), lib.zeros(10, 10, device=device)
 
         def step():
             rnn.zero_grad()
@@ -73,20 +75,24 @@ def build_cases(lib):
     ]
 
 
-def median_ms(step, repeat, warmup=5):
+def median_ms(step, repeat, sync, warmup=5):
+    """Median wall time of ``step``; ``sync`` waits for queued GPU work, so a GPU
+    step is timed to its end, not to its launch."""
     import time
     for _ in range(warmup):
         step()
+    sync()
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         step()
+        sync()
         times.append((time.perf_counter() - t0) * 1e3)
     times.sort()
     return times[len(times) // 2]
 
 
-def run_library(name, repeat, threads):
+def run_library(name, repeat, threads, device):
     """Median ms per case for one library, in this process."""
     _set_threads(threads)
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -96,16 +102,17 @@ def run_library(name, repeat, threads):
         import torch as lib
         lib.set_num_threads(threads)
     lib.manual_seed(0)
-    return {case: median_ms(step, repeat) for case, step in build_cases(lib)}
+    sync = lib.cuda.synchronize if device == "cuda" else (lambda: None)
+    return {case: median_ms(step, repeat, sync) for case, step in build_cases(lib, device)}
 
 
-def measure_in_subprocess(name, repeat, threads):
+def measure_in_subprocess(name, repeat, threads, device):
     """Each library runs in a fresh process, so neither inherits the other's
     allocator state or thread pools. None when the library is not importable."""
     import json
     import subprocess
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--only", name, "--repeat", str(repeat),
-                           "--threads", str(threads)], capture_output=True, text=True)
+                           "--threads", str(threads), "--device", device], capture_output=True, text=True)
     if proc.returncode != 0:
         if "No module named" in proc.stderr:
             return None
@@ -123,17 +130,19 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cuda: distnn on CuPy beside torch on CUDA, each step synchronized")
     parser.add_argument("--only", choices=["distnn", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.only:
         import json
-        print(json.dumps(run_library(args.only, args.repeat, args.threads)))
+        print(json.dumps(run_library(args.only, args.repeat, args.threads, args.device)))
         return
     ours, theirs, have_torch = [], [], True
     for _ in range(args.rounds):
-        ours.append(measure_in_subprocess("distnn", args.repeat, args.threads))
+        ours.append(measure_in_subprocess("distnn", args.repeat, args.threads, args.device))
         if have_torch:
-            got = measure_in_subprocess("torch", args.repeat, args.threads)
+            got = measure_in_subprocess("torch", args.repeat, args.threads, args.device)
             have_torch = got is not None
             theirs += [got] if have_torch else []
     ours = _median_over_rounds(ours)
@@ -143,7 +152,7 @@ def main(argv=None):
         t = theirs.get(name)
         ratio = f"{ms / t:7.2f}" if t else "      -"
         print(f"{name:<36} {ms:10.2f} {(f'{t:10.2f}' if t else '         -')} {ratio}")
-    print(f"({args.threads} BLAS thread(s), median of {args.repeat} steps, median of {args.rounds} interleaved "
+    print(f"({args.device}, {args.threads} BLAS thread(s), median of {args.repeat} steps, median of {args.rounds} interleaved "
           "rounds, each in a fresh process; ratio = distnn / torch, lower is better)")
 
 

@@ -37,14 +37,12 @@ def get_default_dtype():
 
 
 class cuda:
-    """``distnn.cuda.is_available()`` and ``device_count()``, as in PyTorch."""
+    """``distnn.cuda``: the device queries and controls PyTorch's ``torch.cuda`` has
+    that a training script uses (GPUs are driven through CuPy, in backend.py)."""
 
-    @staticmethod
-    def is_available():
-        from .backend import cuda_is_available
-        return cuda_is_available()
-
-    @staticmethod
-    def device_count():
-        from .backend import cuda_device_count
-        return cuda_device_count()
+    is_available = staticmethod(_backend.cuda_is_available)
+    device_count = staticmethod(_backend.cuda_device_count)
+    current_device = staticmethod(_backend.cuda_current_device)
+    set_device = staticmethod(_backend.cuda_set_device)
+    synchronize = staticmethod(_backend.cuda_synchronize)
+    get_device_name = staticmethod(_backend.cuda_device_name)

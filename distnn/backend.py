@@ -12,6 +12,7 @@ import sys
 import numpy as np
 
 _cupy = None
+_current_cuda = 0  # what a bare "cuda" means; set by cuda_set_device
 
 
 def _import_cupy():
@@ -40,6 +41,41 @@ def cuda_device_count():
     return _import_cupy().cuda.runtime.getDeviceCount() if cuda_is_available() else 0
 
 
+def _cuda_index(device):
+    """The GPU index ``device`` (None, an int, a string or a Device) names, checked to exist."""
+    index = _current_cuda if device is None else as_device(device).index
+    if device is not None and as_device(device).type != "cuda":
+        raise ValueError(f"Expected a CUDA device, got {device!r}")
+    count = cuda_device_count()
+    if not 0 <= index < count:
+        raise RuntimeError(f"CUDA device {index} requested, but {count} GPU(s) are visible"
+                           if count else "CUDA device requested, but CuPy sees no GPU")
+    return index
+
+
+def cuda_set_device(device):
+    """Make ``device`` what a bare "cuda" means from now on, and CuPy's current GPU."""
+    global _current_cuda
+    index = _cuda_index(device if not isinstance(device, int) else Device("cuda", device))
+    _import_cupy().cuda.Device(index).use()
+    _current_cuda = index
+
+
+def cuda_current_device():
+    return _current_cuda
+
+
+def cuda_synchronize(device=None):
+    """Wait until every kernel queued on the GPU has finished."""
+    with _import_cupy().cuda.Device(_cuda_index(device)) as dev:
+        dev.synchronize()
+
+
+def cuda_device_name(device=None):
+    name = _import_cupy().cuda.runtime.getDeviceProperties(_cuda_index(device))["name"]
+    return name.decode() if isinstance(name, bytes) else name
+
+
 class Device:
     """A place where tensors live: ``Device("cpu")`` or ``Device("cuda:0")``."""
 
@@ -59,7 +95,7 @@ class Device:
                 raise RuntimeError(f"device index given twice: {spec!r} and index={index}")
             index = int(idx)
         if kind == "cuda" and index is None:
-            index = 0
+            index = _current_cuda
         if kind == "cpu":
             index = None
         self.type, self.index = kind, index
@@ -108,6 +144,11 @@ def array_module(array):
     if type(array) is np.ndarray or _cupy is None:
         return np
     return _cupy.get_array_module(array)
+
+
+def is_gpu_array(obj):
+    """True for a CuPy array (never imports CuPy to find out)."""
+    return _cupy is not None and isinstance(obj, _cupy.ndarray)
 
 
 def device_of(array):

@@ -1,11 +1,12 @@
 """One helper the layer tests share: build a distnn layer and its PyTorch twin, copy
 PyTorch's parameters and buffers into ours, then require the same repr, outputs,
-input gradients, parameter gradients and buffers (float32)."""
+input gradients, parameter gradients and buffers (float32). ``DISTNN_TEST_DEVICE=cuda`` runs our layer on the GPU, as op_check does."""
 
 import numpy as np
 import pytest
 
 import distnn
+from op_check import DEVICE, host
 
 try:
     import torch
@@ -19,16 +20,13 @@ def load_torch_state(ours, theirs):
     """Copy every parameter and buffer of torch module ``theirs`` into ``ours``."""
     state = {k: distnn.from_numpy(v.detach().numpy().copy()) for k, v in theirs.state_dict().items()}
     ours.load_state_dict(state)
+    ours.to(DEVICE)
 
 
 def _flat(out):
     if isinstance(out, (tuple, list)):
         return [leaf for item in out for leaf in _flat(item)]
     return [out]
-
-
-def _np(t):
-    return t.detach().numpy()
 
 
 def compare_module(ours, theirs, arrays, rtol=1e-5, atol=1e-6, backward=True, copy_state=True):
@@ -38,7 +36,8 @@ def compare_module(ours, theirs, arrays, rtol=1e-5, atol=1e-6, backward=True, co
     """
     if copy_state:
         load_torch_state(ours, theirs)
-    ins_o = [distnn.from_numpy(a.copy()) for a in arrays]
+    ours.to(DEVICE)
+    ins_o = [distnn.from_numpy(a.copy()).to(DEVICE) for a in arrays]
     ins_t = [torch.from_numpy(a.copy()) for a in arrays]
     for o, t in zip(ins_o, ins_t):
         if o.is_floating_point() and backward:
@@ -49,20 +48,21 @@ def compare_module(ours, theirs, arrays, rtol=1e-5, atol=1e-6, backward=True, co
     for o, t in zip(outs_o, outs_t):
         assert tuple(o.shape) == tuple(t.shape), f"output shape {tuple(o.shape)} != torch {tuple(t.shape)}"
         assert str(o.dtype) == str(t.dtype)
-        np.testing.assert_allclose(_np(o), _np(t), rtol=rtol, atol=atol, err_msg="forward differs from torch")
+        np.testing.assert_allclose(host(o), t.detach().numpy(), rtol=rtol, atol=atol,
+                                   err_msg="forward differs from torch")
     for name, buf in theirs.named_buffers():
-        np.testing.assert_allclose(_np(ours.get_buffer(name)), _np(buf), rtol=rtol, atol=atol,
+        np.testing.assert_allclose(host(ours.get_buffer(name)), buf.detach().numpy(), rtol=rtol, atol=atol,
                                    err_msg=f"buffer {name} differs from torch")
     if not backward:
         return outs_o, outs_t
     rng = np.random.default_rng(1)
     weights = [rng.uniform(0.5, 1.5, size=tuple(t.shape)).astype(np.float32) for t in outs_t]
     pairs = [(o, t, w) for o, t, w in zip(outs_o, outs_t, weights) if t.requires_grad]
-    sum((o * distnn.from_numpy(w)).sum() for o, _, w in pairs).backward()
+    sum((o * distnn.from_numpy(w).to(DEVICE)).sum() for o, _, w in pairs).backward()
     sum((t * torch.from_numpy(w)).sum() for _, t, w in pairs).backward()
     for i, (o, t) in enumerate(zip(ins_o, ins_t)):
         if t.grad is not None:
-            np.testing.assert_allclose(o.grad.numpy(), t.grad.numpy(), rtol=rtol, atol=atol,
+            np.testing.assert_allclose(host(o.grad), t.grad.numpy(), rtol=rtol, atol=atol,
                                        err_msg=f"gradient of input {i} differs from torch")
     torch_params = dict(theirs.named_parameters())
     ours_params = dict(ours.named_parameters())
@@ -71,7 +71,7 @@ def compare_module(ours, theirs, arrays, rtol=1e-5, atol=1e-6, backward=True, co
         tp = torch_params[name]
         assert (p.grad is None) == (tp.grad is None), f"gradient presence of {name} differs"
         if tp.grad is not None:
-            np.testing.assert_allclose(p.grad.numpy(), tp.grad.numpy(), rtol=rtol, atol=atol,
+            np.testing.assert_allclose(host(p.grad), tp.grad.numpy(), rtol=rtol, atol=atol,
                                        err_msg=f"gradient of parameter {name} differs from torch")
     return outs_o, outs_t
 
@@ -83,7 +83,7 @@ def make_pair(name, *args, **kwargs):
 
 def assert_uniform(t, bound):
     """Values of ``t`` look like U(-bound, bound): in range, mean ~ 0, std ~ bound / sqrt(3)."""
-    a = t.detach().numpy().astype(np.float64).ravel()
+    a = t.detach().cpu().numpy().astype(np.float64).ravel()
     assert t.dtype == distnn.float32
     edge = float(np.float32(bound)) * (1 + 1e-6)  # the bound itself, rounded to float32
     assert a.min() >= -edge and a.max() <= edge
@@ -95,7 +95,7 @@ def assert_uniform(t, bound):
 
 
 def assert_normal(t, mean, std):
-    a = t.detach().numpy().astype(np.float64).ravel()
+    a = t.detach().cpu().numpy().astype(np.float64).ravel()
     assert t.dtype == distnn.float32
     assert abs(a.mean() - mean) < 5 * std / np.sqrt(a.size)
     assert abs(a.std() / std - 1) < 0.05

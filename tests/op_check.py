@@ -4,12 +4,19 @@ and non-contiguous inputs.
 
 A test states only the inputs and the function, written once against the
 shared API: ``fn(lib, *tensors)`` where ``lib`` is ``distnn`` or ``torch``.
+
+``DISTNN_TEST_DEVICE=cuda`` runs our side on the GPU (CuPy) against the same
+CPU oracle; outputs and gradients must also stay on that device.
 """
+
+import os
 
 import numpy as np
 import pytest
 
 import distnn
+
+DEVICE = distnn.device(os.environ.get("DISTNN_TEST_DEVICE", "cpu"))
 
 try:
     import torch
@@ -40,13 +47,26 @@ def to_distnn(arrays, requires_grad, dtype):
     for a, rg in zip(arrays, requires_grad):
         if isinstance(a, np.ndarray):
             arr = a.astype(dtype) if a.dtype.kind == "f" else a
-            t = distnn.from_numpy(arr)
+            t = distnn.from_numpy(arr).to(DEVICE)
             if rg and arr.dtype.kind == "f":
                 t.requires_grad_(True)
             out.append(t)
         else:
             out.append(a)
     return out
+
+
+def host(t):
+    """A tensor's values as a NumPy array, wherever it lives; checks it lives on DEVICE."""
+    assert t.device == DEVICE, f"result on {t.device}, inputs on {DEVICE}"
+    return t.detach().cpu().numpy()
+
+
+def const(lib, data):
+    """A constant tensor (indices, a mask) built inside ``fn``: on DEVICE for distnn,
+    on the CPU for the torch oracle."""
+    t = lib.tensor(data)
+    return t.to(DEVICE) if lib is distnn else t
 
 
 def run_gradcheck(fn, arrays, requires_grad=None, eps=1e-6, atol=1e-5, rtol=1e-3):
@@ -65,7 +85,7 @@ def _scalarize(out, lib, weights):
     for o, w in zip(outs, weights):
         if o.dtype not in (lib.float32, lib.float64):
             continue
-        term = (o * lib.tensor(w.astype(np.float64), dtype=o.dtype)).sum()
+        term = (o * lib.tensor(w.astype(np.float64), dtype=o.dtype, device=o.device)).sum()
         total = term if total is None else total + term
     return total
 
@@ -98,7 +118,7 @@ def compare_with_torch(fn, arrays, requires_grad=None, rtol=1e-5, atol=1e-6, che
         for o, t in zip(outs_o, outs_t):
             assert tuple(o.shape) == tuple(t.shape), f"shape {tuple(o.shape)} != torch {tuple(t.shape)}"
             assert str(o.dtype) == str(t.dtype), f"dtype {o.dtype} != torch {t.dtype}"
-            np.testing.assert_allclose(o.detach().numpy().astype(np.float64),
+            np.testing.assert_allclose(host(o).astype(np.float64),
                                        t.detach().numpy().astype(np.float64), rtol=rtol, atol=atol,
                                        err_msg=f"forward differs from torch ({layout})")
         if not check_grad:
@@ -114,7 +134,7 @@ def compare_with_torch(fn, arrays, requires_grad=None, rtol=1e-5, atol=1e-6, che
             if isinstance(a, distnn.Tensor) and a.requires_grad:
                 assert (a.grad is None) == (b.grad is None), f"input {i}: grad presence differs"
                 if a.grad is not None:
-                    np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=rtol, atol=atol,
+                    np.testing.assert_allclose(host(a.grad), b.grad.numpy(), rtol=rtol, atol=atol,
                                                err_msg=f"gradient of input {i} differs from torch ({layout})")
 
 

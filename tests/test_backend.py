@@ -56,3 +56,73 @@ def test_same_seed_same_numbers_on_cpu_and_gpu():
 def test_device_mismatch_is_reported():
     with pytest.raises(RuntimeError, match="same device"):
         distnn.ones(2) + distnn.ones(2, device="cuda")
+
+
+def test_cuda_controls_without_a_gpu_are_clear_errors():
+    if backend.cuda_is_available():
+        pytest.skip("a GPU is present")
+    for call in (distnn.cuda.synchronize, distnn.cuda.get_device_name, lambda: distnn.cuda.set_device(0)):
+        with pytest.raises(RuntimeError, match="CuPy|GPU"):
+            call()
+    assert distnn.cuda.current_device() == 0
+
+
+@gpu
+def test_cuda_controls_on_gpu():
+    count = distnn.cuda.device_count()
+    assert count >= 1
+    distnn.cuda.set_device(count - 1)
+    try:
+        assert distnn.zeros(2, device="cuda").device == backend.Device("cuda", count - 1)
+        assert distnn.cuda.current_device() == count - 1
+    finally:
+        distnn.cuda.set_device(0)
+    with pytest.raises(RuntimeError, match=f"{count} GPU"):
+        distnn.cuda.set_device(count)
+    with pytest.raises(ValueError, match="CUDA device"):
+        distnn.cuda.synchronize("cpu")
+    x = distnn.ones(1000, device="cuda") * 2
+    distnn.cuda.synchronize()
+    assert float(x.sum().item()) == 2000.0
+    assert isinstance(distnn.cuda.get_device_name(), str) and distnn.cuda.get_device_name()
+
+
+@gpu
+def test_numpy_of_a_gpu_tensor_asks_for_cpu_first():
+    with pytest.raises((TypeError, RuntimeError), match="cpu"):
+        distnn.ones(2, device="cuda").numpy()
+
+
+def _convnet_steps(device, steps=5):
+    """Parameters after ``steps`` SGD-momentum steps of a small ConvNet on ``device``."""
+    nn = distnn.nn
+    distnn.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(4 * 5 * 5, 10), nn.LogSoftmax(dim=1)).to(device)
+    opt = distnn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x, y = distnn.randn(8, 1, 12, 12), distnn.randint(0, 10, (8,))
+    for _ in range(steps):
+        opt.zero_grad()
+        distnn.nn.functional.nll_loss(model(x.to(device)), y.to(device)).backward()
+        opt.step()
+    return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+
+
+@gpu
+def test_training_steps_on_gpu_match_cpu():
+    cpu, gpu_state = _convnet_steps("cpu"), _convnet_steps("cuda")
+    assert sorted(cpu) == sorted(gpu_state)
+    for name in cpu:
+        np.testing.assert_allclose(gpu_state[name], cpu[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+@gpu
+def test_gpu_checkpoint_round_trip(tmp_path):
+    model = distnn.nn.Linear(3, 2).cuda()
+    distnn.save(model.state_dict(), tmp_path / "m.pt")
+    back = distnn.load(tmp_path / "m.pt")
+    assert all(v.device.type == "cuda" for v in back.values())
+    on_cpu = distnn.load(tmp_path / "m.pt", map_location="cpu")
+    for k, v in model.state_dict().items():
+        assert on_cpu[k].device.type == "cpu"
+        np.testing.assert_array_equal(on_cpu[k].numpy(), v.cpu().numpy())

@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ import pytest
 import distnn
 from multiproc import REPO, kill_tree, processes_with_env, start
 
-DATA = REPO.parent / "shared" / "data" / "mnist-10k"
+DATA = Path(os.environ.get("DISTNN_TEST_MNIST", REPO.parent / "shared" / "data" / "mnist-10k"))
 EXAMPLE = str(REPO / "examples" / "mnist.py")
 needs_mnist = pytest.mark.skipif(not (DATA / "train-images-idx3-ubyte.gz").exists(),
                                  reason=f"MNIST test data not found at {DATA}")
@@ -26,7 +27,8 @@ def _env(tag):
     scrub = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
              "DISTNN_JOB_TOKEN", "DISTNN_RESTART_COUNT"}
     env = {k: v for k, v in os.environ.items() if k not in scrub}
-    env.update(PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", **{TAG: tag})
+    env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+               PYTHONUNBUFFERED="1", **{TAG: tag})
     return env
 
 
@@ -63,6 +65,16 @@ def test_single_process_and_one_worker_runs(tmp_path):
     for cmd in ([sys.executable, EXAMPLE], launcher(1)):
         code, out, err = run([*cmd, "--data-dir", DATA, "--epochs", "1", "--metrics", tmp_path / "m.jsonl"],
                              tmp_path)
+        assert code == 0, err
+        assert accuracy(out) > 85.0
+
+
+@needs_mnist
+@pytest.mark.skipif(not distnn.cuda.is_available(), reason="needs CuPy and a CUDA GPU")
+@pytest.mark.timeout(300)
+def test_single_process_and_two_workers_train_on_gpu(tmp_path):
+    for cmd in ([sys.executable, EXAMPLE], launcher(2)):
+        code, out, err = run([*cmd, "--data-dir", DATA, "--epochs", "1", "--device", "cuda"], tmp_path)
         assert code == 0, err
         assert accuracy(out) > 85.0
 

@@ -217,7 +217,8 @@ def _edge_of(t):
 
 
 def _check_same_device(arrays):
-    devices = {str(device_of(a)) for a in arrays if hasattr(a, "shape") and not isinstance(a, np.generic)}
+    devices = {str(device_of(a)) for a in arrays
+               if type(a) is np.ndarray or hasattr(a, "__cuda_array_interface__")}
     if len(devices) > 1:
         a, b = sorted(devices)[:2]
         raise RuntimeError("Expected all tensors to be on the same device, but found at least "
@@ -349,7 +350,7 @@ class Op(Function):
             type(d) is not np.ndarray and hasattr(d, "__cuda_array_interface__") for d in arrays)
         if foreign:
             _check_same_device(arrays)
-            ctx.xp = array_module(next(d for d in arrays if type(d) is not np.ndarray and hasattr(d, "shape")))
+            ctx.xp = array_module(next(d for d in arrays if hasattr(d, "__cuda_array_interface__")))
         out = cls.forward(ctx, *arrays, **kwargs)
         if type(out) is tuple:
             if not foreign:
@@ -357,7 +358,7 @@ class Op(Function):
             result = outs = tuple(_wrap(o, record, ctx if record else None, i) for i, o in enumerate(out))
         else:
             if type(out) is not np.ndarray and not foreign:
-                out = np.asarray(out)
+                out = _as_array(out)
             result = _new_tensor(Tensor)  # _wrap, inlined
             result._data = out
             result._vc = [0]
@@ -406,11 +407,18 @@ class Op(Function):
         return grad_tuple(ctx, result)
 
 
-def _as_arrays(out):
-    """numpy reductions return scalars (np.float32), not 0-dim arrays; a Tensor always holds an array."""
-    if type(out) is tuple:
-        return tuple(o if type(o) is np.ndarray else np.asarray(o) for o in out)
+def _as_array(out):
+    """numpy reductions return scalars (np.float32), not 0-dim arrays; a Tensor always
+    holds an array. A GPU array made from host inputs (a copy to the device) stays."""
+    if type(out) is np.ndarray or hasattr(out, "__cuda_array_interface__"):
+        return out
     return np.asarray(out)
+
+
+def _as_arrays(out):
+    if type(out) is tuple:
+        return tuple(_as_array(o) for o in out)
+    return _as_array(out)
 
 
 # A saved tensor's version record: (shared counter, version when saved, array,

@@ -137,10 +137,11 @@ class _Buffer:
     def __init__(self, obj, name="tensor"):
         if isinstance(obj, Tensor):
             self._tensor, array = obj, obj._data
-        elif isinstance(obj, np.ndarray):
-            self._tensor, array = None, obj
+        elif isinstance(obj, np.ndarray) or backend.is_gpu_array(obj):
+            self._tensor, array = None, obj  # a GPU array travels through a host copy
         else:
-            raise TypeError(f"Expect: {name} to be a distnn Tensor or numpy array, Actual: {type(obj).__name__}")
+            raise TypeError(f"Expect: {name} to be a distnn Tensor or a NumPy or CuPy array, "
+                            f"Actual: {type(obj).__name__}")
         if wire.dtype_name(array.dtype) is None:
             raise TypeError(f"Expect: {name} dtype among {sorted(WIRE_DTYPES)}, Actual: {array.dtype}")
         self._array = array

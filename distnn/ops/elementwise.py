@@ -5,6 +5,8 @@ Broadcasting is numpy's; the engine reduces each gradient back to its input's
 shape, so backward here is written for the broadcast shape.
 """
 
+import math
+
 import numpy as np
 
 from ..autograd import grad_mode
@@ -102,7 +104,11 @@ class Pow(Op):
         if need_a:
             ga = g * b * a ** (b - 1) if not (isinstance(b, SCALARS) and b == 0) else xp.zeros_like(g)
         if need_b:
-            gb = g * out * xp.log(xp.where(a > 0, a, 1))  # d/db a^b; 0 where a <= 0, as PyTorch
+            # d/db a^b; 0 where a <= 0, as PyTorch
+            if isinstance(a, SCALARS):
+                gb = g * out * math.log(a) if a > 0 else xp.zeros_like(g)
+            else:
+                gb = g * out * xp.log(xp.where(a > 0, a, 1))
         return ga, gb
 
 

@@ -39,6 +39,19 @@ def test_ddp_matches_single_process(tmp_path, flags):
             assert diff <= 1e-5, f"{name}: max abs diff {diff} with {world_size} workers"
 
 
+@pytest.mark.skipif(not distnn.cuda.is_available(), reason="needs CuPy and a CUDA GPU")
+@pytest.mark.timeout(300)
+def test_ddp_on_gpu_matches_single_process_on_cpu(tmp_path):
+    """Gradients in CuPy buckets go through host copies; the result is still the
+    one-process result (to GPU-versus-CPU float32 round-off)."""
+    reference = _train(tmp_path, 1, "--plain")
+    ours = _train(tmp_path, 2, "--cuda", "--buckets")
+    assert set(ours) == set(reference)
+    for name in reference:
+        diff = np.abs(ours[name].numpy() - reference[name].numpy()).max()
+        assert diff <= 1e-4, f"{name}: max abs diff {diff}"
+
+
 @pytest.mark.timeout(120)
 def test_buffers_follow_rank_0_at_every_forward(tmp_path):
     """BatchNorm running statistics: each rank updates its own, and DDP's forward hands

@@ -9,7 +9,7 @@ import pytest
 import distnn
 import distnn.nn as nn
 from layer_check import assert_uniform, compare_module, make_pair, requires_torch, torch
-from op_check import make_input
+from op_check import DEVICE, host, make_input
 
 # torch's own note that it copies the input for an even 'same' kernel
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
@@ -61,13 +61,13 @@ def test_conv_transpose_output_size():
     ours, theirs = make_pair("ConvTranspose2d", 2, 3, 3, stride=2)
     x = make_input((1, 2, 4, 4)).astype(np.float32)
     compare_module(ours, theirs, [x], backward=False)  # also copies torch's weights into ours
-    out = ours(distnn.from_numpy(x), output_size=[10, 10])
+    out = ours(distnn.from_numpy(x).to(DEVICE), output_size=[10, 10])
     ref = theirs(torch.from_numpy(x), output_size=[10, 10])
     assert tuple(out.shape) == tuple(ref.shape) == (1, 3, 10, 10)
-    np.testing.assert_allclose(out.detach().numpy(), ref.detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(host(out), ref.detach().numpy(), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match=r"requested an output size of \[12, 12\], but valid sizes range "
                                          r"from \[9, 9\] to \[10, 10\]"):
-        ours(distnn.from_numpy(x), output_size=[12, 12])
+        ours(distnn.from_numpy(x).to(DEVICE), output_size=[12, 12])
 
 
 @pytest.mark.parametrize("name,args,fan_in", [

@@ -6,7 +6,7 @@ import pytest
 
 import distnn
 from distnn.ops import embedding as embedding_ops
-from op_check import check_op, make_input, requires_torch, torch
+from op_check import check_op, const, make_input, requires_torch, torch
 
 
 def F(lib):
@@ -18,7 +18,7 @@ def F(lib):
 @pytest.mark.parametrize("idx", [[[0, 2, 0], [4, 2, 2]], [3], 1])
 def test_embedding(kwargs, idx):
     # padding_idx and scale_grad_by_freq change the gradient on purpose: torch is the only reference
-    check_op(lambda lib, w: F(lib).embedding(lib.tensor(idx), w, **kwargs), [make_input((5, 3))],
+    check_op(lambda lib, w: F(lib).embedding(const(lib, idx), w, **kwargs), [make_input((5, 3))],
              gradcheck=not kwargs)
 
 

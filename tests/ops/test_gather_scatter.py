@@ -4,7 +4,7 @@ PyTorch, and their argument errors; repeated indices must accumulate."""
 import pytest
 
 import distnn
-from op_check import check_op, make_input
+from op_check import check_op, const, make_input
 
 
 GATHER_CASES = [((3, 4), 1, [[0, 0], [3, 1], [2, 2]]), ((3, 4), 0, [[2, 0, 1, 1], [0, 0, 0, 2]]),
@@ -13,19 +13,19 @@ GATHER_CASES = [((3, 4), 1, [[0, 0], [3, 1], [2, 2]]), ((3, 4), 0, [[2, 0, 1, 1]
 
 @pytest.mark.parametrize("shape,dim,idx", GATHER_CASES)
 def test_gather(shape, dim, idx):
-    check_op(lambda lib, t: lib.gather(t, dim, lib.tensor(idx)), [make_input(shape)])
-    check_op(lambda lib, t: t.gather(dim, lib.tensor(idx)), [make_input(shape)], gradcheck=False)
+    check_op(lambda lib, t: lib.gather(t, dim, const(lib, idx)), [make_input(shape)])
+    check_op(lambda lib, t: t.gather(dim, const(lib, idx)), [make_input(shape)], gradcheck=False)
 
 
 @pytest.mark.parametrize("input_shape,dim,idx", [((3, 1), 1, [[0], [0], [0]]), ((1, 4), 1, [[3, 0], [1, 1]]),
                                                  ((2, 3), 0, [[1, 0, 1]])])
 def test_take_along_dim_broadcasts(input_shape, dim, idx):
-    check_op(lambda lib, t: lib.take_along_dim(t, lib.tensor(idx), dim), [make_input(input_shape)])
+    check_op(lambda lib, t: lib.take_along_dim(t, const(lib, idx), dim), [make_input(input_shape)])
 
 
 def test_take_along_dim_without_dim_flattens():
     # torch itself fails on a non-contiguous input here (it calls view(-1)), so compare contiguous only
-    check_op(lambda lib, t: lib.take_along_dim(t, lib.tensor([5, 0, 5])), [make_input((2, 3))],
+    check_op(lambda lib, t: lib.take_along_dim(t, const(lib, [5, 0, 5])), [make_input((2, 3))],
              layouts=("contiguous",))
     x = distnn.arange(6.0).reshape(2, 3).t()
     assert distnn.take_along_dim(x, distnn.tensor([5, 0, 1])).tolist() == [5.0, 0.0, 3.0]
@@ -39,19 +39,19 @@ LARGER_SRC_CASES = [(0, [[2, 0, 1, 1]], (2, 5)), (-1, [[1], [2], [0]], (3, 3))]
 
 @pytest.mark.parametrize("dim,idx,src_shape", SCATTER_CASES)
 def test_scatter_with_src(dim, idx, src_shape):
-    check_op(lambda lib, t, s: lib.scatter(t, dim, lib.tensor(idx), s),
+    check_op(lambda lib, t, s: lib.scatter(t, dim, const(lib, idx), s),
              [make_input((3, 4)), make_input(src_shape, seed=3)])
 
 
 @pytest.mark.parametrize("name", ["scatter", "scatter_add"])
 @pytest.mark.parametrize("dim,idx,src_shape", LARGER_SRC_CASES)
 def test_scatter_with_larger_src(name, dim, idx, src_shape):
-    check_op(lambda lib, t, s: getattr(lib, name)(t, dim, lib.tensor(idx), s),
+    check_op(lambda lib, t, s: getattr(lib, name)(t, dim, const(lib, idx), s),
              [make_input((3, 4)), make_input(src_shape, seed=3)], check_grad=False)
 
 
 def test_scatter_with_value():
-    check_op(lambda lib, t: t.scatter(1, lib.tensor([[0, 2], [3, 1], [1, 0]]), 2.5), [make_input((3, 4))])
+    check_op(lambda lib, t: t.scatter(1, const(lib, [[0, 2], [3, 1], [1, 0]]), 2.5), [make_input((3, 4))])
     y = distnn.scatter(distnn.zeros(2, 3, requires_grad=True), 1, distnn.tensor([[0], [2]]), 1.0)
     assert y.grad_fn.name() == "ScatterBackward1"
 
@@ -59,15 +59,15 @@ def test_scatter_with_value():
 @pytest.mark.parametrize("dim,idx,src_shape", [(1, [[0, 0, 0], [3, 1, 3], [1, 1, 0]], (3, 3)),
                                                (0, [[2, 2, 1, 2], [0, 2, 0, 0]], (2, 4))])
 def test_scatter_add_accumulates_repeats(dim, idx, src_shape):
-    check_op(lambda lib, t, s: lib.scatter_add(t, dim, lib.tensor(idx), s),
+    check_op(lambda lib, t, s: lib.scatter_add(t, dim, const(lib, idx), s),
              [make_input((3, 4)), make_input(src_shape, seed=3)])
 
 
 @pytest.mark.parametrize("shape,dim,idx", [((4, 3), 0, [3, 0, 3, 3]), ((4, 3), 1, [2, 0]), ((2, 3, 4), -1, [1]),
                                            ((4, 3), 0, 2)])
 def test_index_select(shape, dim, idx):
-    check_op(lambda lib, t: lib.index_select(t, dim, lib.tensor(idx)), [make_input(shape)])
-    check_op(lambda lib, t: t.index_select(dim, lib.tensor(idx)), [make_input(shape)], gradcheck=False)
+    check_op(lambda lib, t: lib.index_select(t, dim, const(lib, idx)), [make_input(shape)])
+    check_op(lambda lib, t: t.index_select(dim, const(lib, idx)), [make_input(shape)], gradcheck=False)
 
 
 @pytest.mark.parametrize("call,error,match", [

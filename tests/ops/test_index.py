@@ -6,7 +6,7 @@ import pytest
 
 import distnn
 from distnn.ops import index as index_ops
-from op_check import check_op, make_input, requires_torch, torch
+from op_check import check_op, const, make_input, requires_torch, torch
 
 
 # Keys written once for both libraries: ``key(lib)`` may build index tensors.
@@ -43,7 +43,7 @@ def test_getitem(name):
 def test_getitem_full_bool_mask(shape):
     x = make_input(shape, seed=6)
     mask = make_input(shape, seed=7) > 0
-    check_op(lambda lib, t: t[lib.from_numpy(mask.copy())], [x])
+    check_op(lambda lib, t: t[const(lib, mask)], [x])
 
 
 def test_repeated_indices_accumulate():
@@ -192,14 +192,14 @@ def test_assign_masked_casts_to_the_array_dtype():
 @pytest.mark.parametrize("mask_shape", [(3, 4), (4,), (3, 1)])
 def test_masked_fill(mask_shape):
     mask = make_input(mask_shape, seed=11) > 0
-    check_op(lambda lib, t: lib.masked_fill(t, lib.from_numpy(mask.copy()), -2.0), [make_input((3, 4))])
-    check_op(lambda lib, t: t.masked_fill(lib.from_numpy(mask.copy()), 0.5), [make_input((3, 4))],
+    check_op(lambda lib, t: lib.masked_fill(t, const(lib, mask), -2.0), [make_input((3, 4))])
+    check_op(lambda lib, t: t.masked_fill(const(lib, mask), 0.5), [make_input((3, 4))],
              gradcheck=False)
 
 
 def test_masked_fill_with_tensor_value_is_differentiable():
     mask = make_input((3, 4), seed=12) > 0
-    check_op(lambda lib, t, v: lib.masked_fill(t, lib.from_numpy(mask.copy()), v.sum()),
+    check_op(lambda lib, t, v: lib.masked_fill(t, const(lib, mask), v.sum()),
              [make_input((3, 4)), make_input((2,), seed=2)])
 
 
@@ -215,7 +215,7 @@ def test_masked_fill_casts_value_and_rejects_bad_masks():
 @pytest.mark.parametrize("shape,mask_shape", [((3, 4), (3, 4)), ((3, 4), (4,)), ((4,), (2, 4))])
 def test_masked_select(shape, mask_shape):
     mask = make_input(mask_shape, seed=13) > 0
-    check_op(lambda lib, t: lib.masked_select(t, lib.from_numpy(mask.copy())), [make_input(shape)])
+    check_op(lambda lib, t: lib.masked_select(t, const(lib, mask)), [make_input(shape)])
 
 
 @requires_torch

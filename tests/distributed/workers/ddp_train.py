@@ -1,7 +1,7 @@
 """DDP exactness worker: trains the seed ConvNet for a few SGD-momentum steps on a
 fixed global batch, this rank taking its slice, and saves the final parameters.
 
-    ddp_train.py OUT_PATH STEPS GLOBAL_BATCH [--no-sync] [--unused] [--buckets] [--plain]
+    ddp_train.py OUT_PATH STEPS GLOBAL_BATCH [--no-sync] [--unused] [--buckets] [--plain] [--cuda]
     ddp_train.py OUT_PATH STEPS GLOBAL_BATCH --batchnorm
 
 ``--plain`` trains without DDP on the whole batch (the single-process reference);
@@ -12,6 +12,7 @@ buckets of ~4 KiB, so several are reduced asynchronously while backward runs
 BatchNorm2d, whose running statistics each rank updates from its own slice, and
 checks that every forward starts from rank 0's: after an eval forward (which
 updates nothing) every rank holds rank 0's buffers, which it did not before.
+``--cuda`` trains on the GPU (parameters, gradients and buckets in CuPy arrays).
 """
 
 import sys
@@ -57,6 +58,8 @@ def main():
     if "--buckets" in flags:
         from distnn.distributed import reducer
         reducer.FIRST_BUCKET_BYTES = 4096
+    device = "cuda" if "--cuda" in flags else "cpu"
+    model.to(device)
     net = model if plain else dist.DistributedDataParallel(model, bucket_cap_mb=4096 / 2**20)
     if not plain and "--buckets" in flags and len(net.reducer.buckets) < 4:
         raise SystemExit(f"Expect: several buckets, Actual: {len(net.reducer.buckets)}")
@@ -66,7 +69,7 @@ def main():
         x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
         y = rng.integers(0, 10, batch)
         lo, hi = rank * batch // world, (rank + 1) * batch // world
-        xs, ys = distnn.from_numpy(x[lo:hi]), distnn.from_numpy(y[lo:hi])
+        xs, ys = distnn.from_numpy(x[lo:hi]).to(device), distnn.from_numpy(y[lo:hi]).to(device)
         opt.zero_grad()
         if "--no-sync" in flags:
             half = (hi - lo) // 2
@@ -80,7 +83,7 @@ def main():
     if "--batchnorm" in flags:
         _check_buffers_follow_rank0(net, model, xs, world)
     if rank == 0:
-        distnn.save(model.state_dict(), out_path)
+        distnn.save({k: v.cpu() for k, v in model.state_dict().items()}, out_path)
     if not plain:
         dist.destroy_process_group()
 
