@@ -290,6 +290,7 @@ class ProcessGroup:
         self._p2p_sent = {}
         self._p2p_received = {}
         self._history = {}  # recent sequence numbers -> (op, dtype, shape), to explain mismatches
+        self._signal_ids = {}  # (op, dtype, shape) -> (fingerprint, header) of shared-memory signals
         self._shm_capable = self.size > 1 and world.shares_memory_with(self.ranks)
         self._shm = None
 
@@ -362,7 +363,6 @@ class Exchange:
         self._sent, self._received = {}, {}
         self._trackers = []
         self.empty = np.empty(0, self.dtype)
-        self._fingerprint = None
 
     def send(self, dst, payload):
         seg = self._sent.get(dst, 0)
@@ -394,21 +394,29 @@ class Exchange:
         return {"op": self.op, "seq": self.seq, "dtype": self.dtype_name, "shape": self.shape, "seg": seg,
                 "nbytes": nbytes}
 
-    @property
-    def fingerprint(self):
-        """63 bits of (op, dtype, shape): what a shared-memory signal is compared by."""
-        if self._fingerprint is None:
+    def _signal_id(self):
+        """(fingerprint, header) of this kind of collective's shared-memory signals, made
+        once per (op, dtype, shape): 63 bits of a hash that peers compare, and the header a
+        message would carry (sequence number 0: the slot holds the real one), for a peer to
+        name a mismatch."""
+        key = (self.op, self.dtype_name, tuple(self.shape))
+        known = self.group._signal_ids
+        found = known.get(key)
+        if found is None:
             text = f"{self.op}|{self.dtype_name}|{self.shape}".encode()
-            self._fingerprint = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
-        return self._fingerprint
+            fingerprint = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
+            world = self.group.world
+            header = wire.encode_header(world.job, self.group.id, self.op, 0, world.rank, self.dtype_name,
+                                        self.shape, 0, 0)
+            if len(known) >= 256:  # a program cycling through shapes keeps no more than this
+                known.clear()
+            found = known[key] = (fingerprint, header)
+        return found
 
     def post_signal(self):
-        """Signal the next shared-memory step to every peer (see shm.py); returns its count.
-        The slot carries the header a message would, for a peer to name a mismatch."""
-        world = self.group.world
-        header = wire.encode_header(world.job, self.group.id, self.op, self.seq, world.rank, self.dtype_name,
-                                    self.shape, 0, 0)
-        return self.shm.post(self.seq, self.fingerprint, header)
+        """Signal the next shared-memory step to every peer (see shm.py); returns its count."""
+        fingerprint, header = self._signal_id()
+        return self.shm.post(self.seq, fingerprint, header)
 
     def await_signal(self, src, count):
         """Wait for rank ``src``'s signal ``count``, and check it is for this collective.
@@ -429,25 +437,27 @@ class Exchange:
                 raise DistributedTimeoutError(f"rank {world.rank}: timed out after {world.timeout:.1f}s in "
                                               f"{self.describe()} waiting for rank(s) [{peer}]")
 
-        seq, fingerprint, raw = self.shm.wait(src, count, check)
-        if seq != self.seq or fingerprint != self.fingerprint:
-            self._signal_mismatch(src, raw)
+        seq, fingerprint = self.shm.wait(src, count, check)
+        if seq != self.seq or fingerprint != self._signal_id()[0]:
+            self._signal_mismatch(src, seq, self.shm.signal_header(src, count))
 
     def _check_no_signal(self, src):
         """While this rank waits for a message from ``src``: a signal of this very collective
         in ``src``'s region means ``src`` staged it in shared memory, which this rank did not."""
         raw = self.shm.latest_signal(src, self.seq)
         if raw is not None:
-            self._signal_mismatch(src, raw)
+            self._signal_mismatch(src, self.seq, raw)
 
-    def _signal_mismatch(self, src, raw):
-        """Raise the error for rank ``src``'s signal ``raw`` (its header) that differs from ours."""
+    def _signal_mismatch(self, src, seq, raw):
+        """Raise the error for rank ``src``'s signal of collective ``seq`` with header ``raw``
+        that differs from ours."""
         world, peer = self.group.world, self.group.ranks[src]
         try:
             header = wire.decode_header(raw, world.job, world.size)
         except wire.MalformedMessage as exc:
             raise DistributedError(f"rank {world.rank}: {self.describe()}: rank {peer}'s shared-memory signal "
                                    f"is unreadable: {exc}") from None
+        header["seq"] = seq
         if header["seq"] != self.seq:
             raise self.group.explain_out_of_order(header) or DistributedError(
                 f"rank {world.rank}: out-of-order signal from rank {peer}: got {header['op']} sequence "

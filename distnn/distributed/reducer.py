@@ -35,6 +35,7 @@ class GradBucket:
         for p in params:
             self.offsets.append(total)
             total += p.numel()
+        self.xp = xp
         self.buffer = xp.zeros(total, dtype=params[0]._data.dtype)
         self.pending = len(params)
         self.work = None
@@ -45,18 +46,22 @@ class GradBucket:
         self.work = None
         self.used = [False] * len(self.params)
 
-    def pack(self):
-        """Copy every gradient into the buffer (zeros for parameters without one)."""
+    def pack(self, world_size):
+        """Copy every gradient into the buffer divided by ``world_size`` (zeros for
+        parameters without one), so the all-reduced sum is the average: the division
+        rides on the copy instead of taking a pass of its own after the reduce."""
+        scale = 1.0 / world_size
         for p, off in zip(self.params, self.offsets):
             view = self.buffer[off:off + p.numel()]
             if p.grad is None:
                 view[...] = 0
-            elif p.grad._data.base is not self.buffer:  # already our view: nothing to copy
-                view[...] = p.grad._data.reshape(-1)
+            elif p.grad._data.base is not self.buffer:
+                self.xp.multiply(p.grad._data.reshape(-1), scale, out=view)
+            else:  # already our view (gradients kept since the last step)
+                view *= scale
 
-    def unpack(self, world_size):
-        """Average in place and hand each parameter a view of its slice as ``.grad``."""
-        self.buffer /= world_size
+    def unpack(self):
+        """Hand each parameter a view of its slice of the reduced buffer as ``.grad``."""
         for p, off in zip(self.params, self.offsets):
             view = self.buffer[off:off + p.numel()].reshape(p._data.shape)
             if p.grad is None:
@@ -113,7 +118,7 @@ class Reducer:
             self._launch(self.buckets[self._next_to_launch])
 
     def _launch(self, bucket, async_op=True):
-        bucket.pack()
+        bucket.pack(self.world_size)
         bucket.work = collective_ops.all_reduce(bucket.buffer, group=self.group, async_op=async_op)
         self._next_to_launch += 1
 
@@ -127,7 +132,7 @@ class Reducer:
         for bucket in self.buckets:
             if bucket.work is not None:
                 bucket.work.wait()
-            bucket.unpack(self.world_size)
+            bucket.unpack()
         self.comm_wait_seconds += time.perf_counter() - start
         self._armed = False
 

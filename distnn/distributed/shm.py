@@ -31,6 +31,7 @@ removes such files once their owner (the pid in the name) is gone.
 
 import ctypes
 import errno
+import functools
 import mmap
 import os
 import platform
@@ -135,9 +136,11 @@ class _Futex:
         self._syscall(ctypes.c_long(self._SYS_FUTEX), ctypes.c_void_p(address), ctypes.c_int(self._WAIT),
                       ctypes.c_int(expected), ctypes.byref(ts), None, ctypes.c_int(0))
 
-    def wake(self, address):
-        self._syscall(ctypes.c_long(self._SYS_FUTEX), ctypes.c_void_p(address), ctypes.c_int(self._WAKE),
-                      ctypes.c_int(0x7FFFFFFF), None, None, ctypes.c_int(0))
+    def waker(self, address):
+        """A call that wakes every sleeper on the word at ``address``, its arguments built once
+        (building them took most of a post)."""
+        return functools.partial(self._syscall, ctypes.c_long(self._SYS_FUTEX), ctypes.c_void_p(address),
+                                 ctypes.c_int(self._WAKE), ctypes.c_int(0x7FFFFFFF), None, None, ctypes.c_int(0))
 
 
 def _futex():
@@ -217,6 +220,8 @@ class SharedMemoryGroup:
         self._futex = _futex() if signals else None
         self.spin_s = spin_seconds(len(members)) if self._futex else 0.0
         self._posted = 0  # signals written to our region
+        self._wake = None  # FUTEX_WAKE on our count word, once our region exists
+        self._slot_headers = [None, None]  # the header each slot holds (rewritten only when it changes)
 
     def half_elems(self, itemsize):
         return HALF_BYTES // itemsize
@@ -246,17 +251,27 @@ class SharedMemoryGroup:
 
     def post(self, seq, fingerprint, header):
         """Signal that this rank reached its next step; returns the signal's count. The
-        count is written last: a peer that sees it sees the data and slot before it."""
-        if len(header) > _SLOT_BYTES - 24:
-            raise DistributedError(f"a message header of {len(header)} bytes does not fit a shared-memory signal")
+        count is written last: a peer that sees it sees the data and slot before it.
+        ``header`` (its sequence number aside) is written only when the slot holds another."""
         count = self._posted + 1
-        self._posted = count
         region = self._regions[self.rank]
         words, start = _slot(count)
-        region.signal[words:words + 3] = (seq, fingerprint, len(header))
-        region.bytes[start:start + len(header)] = np.frombuffer(header, np.uint8)
-        region.signal[0] = count
-        self._futex.wake(region.signal.ctypes.data)
+        signal = region.signal
+        signal[words] = seq
+        signal[words + 1] = fingerprint
+        parity = count & 1
+        if header != self._slot_headers[parity]:
+            if len(header) > _SLOT_BYTES - 24:
+                raise DistributedError(f"a message header of {len(header)} bytes does not fit a "
+                                       "shared-memory signal")
+            signal[words + 2] = len(header)
+            region.bytes[start:start + len(header)] = np.frombuffer(header, np.uint8)
+            self._slot_headers[parity] = header
+        self._posted = count
+        signal[0] = count
+        if self._wake is None:
+            self._wake = self._futex.waker(signal.ctypes.data)
+        self._wake()
         return count
 
     def reached(self, member, count):
@@ -276,9 +291,9 @@ class SharedMemoryGroup:
 
     def wait(self, member, count, check):
         """Wait until ``member`` posts signal ``count``; returns its (sequence number,
-        fingerprint, header bytes). ``check()`` runs after each sleep and raises to give up.
-        A peer is at most one signal ahead (it waits for ours before its next), so its
-        slot for ``count`` is intact even when its count has moved on."""
+        fingerprint); ``signal_header`` reads its header. ``check()`` runs after each sleep
+        and raises to give up. A peer is at most one signal ahead (it waits for ours
+        before its next), so its slot for ``count`` is intact even when its count has moved on."""
         region = self._regions[member]
         signal = region.signal
         if signal[0] < count and self.spin_s:
@@ -293,8 +308,12 @@ class SharedMemoryGroup:
             self._futex.wait(signal.ctypes.data, ctypes.c_int32(seen & 0xFFFFFFFF).value, WAKE_CHECK_S)
             if signal[0] < count:
                 check()
-        words, start = _slot(count)
-        return int(signal[words]), int(signal[words + 1]), self._read_header(member, words, start)
+        words = _slot(count)[0]
+        return int(signal[words]), int(signal[words + 1])
+
+    def signal_header(self, member, count):
+        """The header in ``member``'s slot for signal ``count`` (for naming a mismatch)."""
+        return self._read_header(member, *_slot(count))
 
     def _read_header(self, member, words, start):
         region = self._regions[member]
@@ -309,6 +328,7 @@ class SharedMemoryGroup:
 
     def close(self):
         self.unlink()
+        self._wake = None
         for region in self._regions:
             if region is not None:
                 region.close()

@@ -148,14 +148,21 @@ def _never(calls):
 def test_a_signal_carries_its_collective_and_a_peer_at_most_one_ahead(regions):
     a, b = _signalling_pair(regions)
     assert a.post(7, 1234, b"header-7") == 1
-    assert b.wait(0, 1, _never([])) == (7, 1234, b"header-7")
+    assert b.wait(0, 1, _never([])) == (7, 1234) and b.signal_header(0, 1) == b"header-7"
     assert a.post(8, 99, b"header-8") == 2  # a moved on: its slot for signal 1 is the other one
-    assert b.wait(0, 1, _never([])) == (7, 1234, b"header-7")
-    assert b.wait(0, 2, _never([])) == (8, 99, b"header-8")
+    assert b.wait(0, 1, _never([])) == (7, 1234) and b.signal_header(0, 1) == b"header-7"
+    assert b.wait(0, 2, _never([])) == (8, 99) and b.signal_header(0, 2) == b"header-8"
     assert b.latest_signal(0, 8) == b"header-8" and b.latest_signal(0, 7) is None
+    # a slot's header is written only when it changes, and a shorter one leaves no tail
+    assert a.post(9, 1234, b"header-7") == 3 and b.signal_header(0, 3) == b"header-7"
+    assert a.post(10, 5, b"h10") == 4 and b.wait(0, 4, _never([])) == (10, 5)
+    assert b.signal_header(0, 4) == b"h10"
     b.post(8, 99, b"x")
     b.post(9, 5, b"y")
-    assert b.latest_signal(0, 8) is None  # a's latest is not newer than b's own
+    assert b.latest_signal(0, 10) == b"h10"
+    b.post(10, 5, b"z")
+    b.post(11, 5, b"z")
+    assert b.latest_signal(0, 10) is None  # a's latest is not newer than b's own
 
 
 @needs_signals
@@ -174,7 +181,7 @@ def test_a_missing_signal_ends_in_check_and_a_late_one_wakes_the_sleeper(regions
     import threading
     threading.Timer(0.05, a.post, (3, 4, b"late")).start()
     calls = []
-    assert b.wait(0, 1, _never(calls)) == (3, 4, b"late") and calls == []
+    assert b.wait(0, 1, _never(calls)) == (3, 4) and calls == []
 
 
 def test_spin_time_comes_from_the_environment(monkeypatch):
