@@ -18,7 +18,6 @@ import zmq
 
 from .errors import DistributedError, DistributedTimeoutError
 
-_POLL_MS = 50
 _RESEND_S = 1.0
 _MAX_REQUEST = 1 << 20
 
@@ -45,21 +44,37 @@ class StoreServer:
             self._socket.close()
             raise DistributedError(f"rank 0 could not serve the rendezvous store at {self.address}: "
                                    f"{exc} (is another job using MASTER_PORT {port}?)") from None
-        self._stop = threading.Event()
+        # The thread sleeps until a request or close() arrives: a timed poll would wake it
+        # (and take the GIL from training) many times a second for the whole job.
+        stop_address = f"inproc://distnn-store-stop-{id(self)}"
+        self._stop_rx = context.socket(zmq.PAIR)
+        self._stop_rx.bind(stop_address)
+        self._stop_tx = context.socket(zmq.PAIR)
+        self._stop_tx.setsockopt(zmq.LINGER, 0)
+        self._stop_tx.connect(stop_address)
         self._thread = threading.Thread(target=self._serve, name="distnn-store", daemon=True)
         self._thread.start()
 
     def close(self):
-        self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._stop_tx.send(b"")
+            self._thread.join(timeout=5)
+        self._stop_tx.close(linger=0)
 
     def _serve(self):
+        poller = zmq.Poller()
+        poller.register(self._socket, zmq.POLLIN)
+        poller.register(self._stop_rx, zmq.POLLIN)
         try:
-            while not self._stop.is_set():
-                if self._socket.poll(_POLL_MS):
+            while True:
+                ready = dict(poller.poll())
+                if self._stop_rx in ready:
+                    return
+                if self._socket in ready:
                     self._handle(self._socket.recv_multipart(copy=True))
         finally:
             self._socket.close(linger=0)
+            self._stop_rx.close(linger=0)
 
     def _handle(self, frames):
         if len(frames) != 2:
