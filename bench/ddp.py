@@ -1,6 +1,6 @@
 """Data-parallel training throughput: distnn DDP beside torch DDP (gloo).
 
-    python bench/ddp.py [--workers 1 2 4] [--steps 100] [--batch 64] [--rounds 3]
+    python bench/ddp.py [--workers 1 2 4] [--steps 100] [--batch 64] [--rounds 5]
 
 Each run trains the tutorial MNIST ConvNet on random data with ``--batch``
 samples per worker and one BLAS thread per worker, and reports samples/s over
@@ -94,7 +94,7 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
     try:
         import torch  # noqa: F401
