@@ -271,6 +271,10 @@ def gather(tensor, gather_list=None, dst=0, group=None, async_op=False):
         if gather_list is None or len(gather_list) != g.size:
             raise ValueError(f"Expect: gather_list of {g.size} tensors on the destination rank")
         outs = [_Buffer(t, "gather_list[i]") for t in gather_list]
+        for i, o in enumerate(outs):
+            if o.flat.size != part.flat.size or o.dtype != part.dtype:
+                raise ValueError(f"Expect: gather_list[{i}] of {part.flat.size} {part.dtype} elements (as the "
+                                 f"input tensor), Actual: {o.flat.size} {o.dtype}")
 
     def run(ex):
         collectives.gather(ex, part.flat, [o.flat for o in outs] if outs else None, root)
@@ -311,7 +315,7 @@ def isend(tensor, dst, group=None, tag=0):
     payload = buf.flat.copy()  # the caller may reuse its tensor as soon as isend returns
 
     def run(ex):
-        ex.send(peer, payload)
+        collectives.send_segmented(ex, peer, payload)
         ex.finish()
     return g.submit_p2p(peer, "send", run, True, buf.dtype, buf.shape)
 
@@ -330,23 +334,34 @@ def irecv(tensor, src=None, group=None, tag=0):
         sources = [r for r in g.ranks if r != world.rank]
     work = Work(f"recv from {'rank %d' % src if src is not None else 'any rank'} on rank {world.rank}",
                 world.timeout)
+    pieces = collectives.message_segments(buf.flat)
+    got = {"sender": None, "seq": None, "segments": 0}  # the message being taken, once begun
 
     def attempt():
-        found = world.transport.take(g.id, sources, "p2p")
-        if found is None:
-            return False
-        sender, header, payload = found
-        # Numbered when matched: posted receives take each peer's messages in posting order.
-        expected_seq = g.next_p2p_seq(g.ranks.index(sender), received=True)
-        if header["seq"] != expected_seq:
-            raise DistributedError(f"rank {world.rank}: rank {sender} sent its message number "
-                                   f"{header['seq']}, this rank expected number {expected_seq} "
-                                   "(sends and receives between them do not pair up)")
-        check_expected(header, {"op": "send", "seq": expected_seq, "dtype": buf.dtype.name,
-                                "shape": list(buf.shape), "nbytes": buf.flat.nbytes}, world.rank)
-        buf.flat[...] = np.frombuffer(payload, dtype=buf.dtype, count=buf.flat.size)
+        """Take what has arrived of the message; True once all its segments are in."""
+        # Posted receives are tried in posting order after each drain of the socket, so a
+        # receive that has begun a sender's message takes all of it that has arrived before
+        # a later receive looks at that sender: segments of two messages never mix.
+        while got["segments"] < len(pieces):
+            found = world.transport.take(g.id, sources if got["sender"] is None else [got["sender"]], "p2p")
+            if found is None:
+                return False
+            sender, header, payload = found
+            if got["sender"] is None:
+                # Numbered when matched: posted receives take each peer's messages in posting order.
+                got.update(sender=sender, seq=g.next_p2p_seq(g.ranks.index(sender), received=True))
+            seq, index = got["seq"], got["segments"]
+            if header["seq"] != seq or header["seg"] != index:
+                raise DistributedError(f"rank {world.rank}: rank {sender} sent segment {header['seg']} of its "
+                                       f"message number {header['seq']}, this rank expected segment {index} of "
+                                       f"number {seq} (sends and receives between them do not pair up)")
+            sl = pieces[index]
+            check_expected(header, {"op": "send", "seq": seq, "dtype": buf.dtype.name, "shape": list(buf.shape),
+                                    "nbytes": (sl.stop - sl.start) * buf.dtype.itemsize}, world.rank)
+            buf.flat[sl] = np.frombuffer(payload, dtype=buf.dtype, count=sl.stop - sl.start)
+            got["segments"] = index + 1
         buf.commit()
-        work._result = sender
+        work._result = got["sender"]
         return True
     world.comm.post(work, attempt)
     return work

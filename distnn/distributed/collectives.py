@@ -17,7 +17,10 @@ and the all-gather copies one rank's reduced values to all.
 
 import numpy as np
 
-SEGMENT_BYTES = 1 << 20  # pipelining granularity (gloo uses <= 1 MiB)
+from .wire import MAX_FRAME_BYTES
+
+SEGMENT_BYTES = 1 << 20  # pipelining granularity (gloo uses <= 1 MiB), and the most one message carries
+assert SEGMENT_BYTES <= MAX_FRAME_BYTES
 DIRECT_MAX_BYTES = 64 * 1024  # per rank and message, for worlds of 3 or more
 # Measured on 2 cores: a staging round costs more than reading the whole data from every
 # rank, up to about 4 MiB per rank with 4 ranks, and at every size with 2 (where both
@@ -45,6 +48,26 @@ def segments(start, stop, seg_elems):
 
 def _segment_elems(buf):
     return max(1, SEGMENT_BYTES // max(buf.itemsize, 1))
+
+
+def message_segments(flat):
+    """The slices of flat array ``flat`` that travel as one message each (one empty
+    message for an empty array)."""
+    return segments(0, flat.size, _segment_elems(flat)) or [slice(0, 0)]
+
+
+def send_segmented(ex, dst, arr):
+    """Send contiguous ``arr`` to ``dst`` in messages of at most ``SEGMENT_BYTES``."""
+    flat = arr.reshape(-1)
+    for sl in message_segments(flat):
+        ex.send(dst, flat[sl])
+
+
+def recv_segmented(ex, src, out):
+    """Receive ``send_segmented``'s messages from ``src`` into contiguous ``out``."""
+    flat = out.reshape(-1)
+    for sl in message_segments(flat):
+        flat[sl] = ex.recv_array(src, sl.stop - sl.start)
 
 
 def handshake(ex):
@@ -279,10 +302,12 @@ def gather(ex, part, out_parts, dst):
     """Rank ``dst`` receives every rank's ``part`` into ``out_parts`` (a list of arrays)."""
     if ex.rank == dst:
         for peer in range(ex.size):
-            out_parts[peer][...] = part if peer == dst else \
-                ex.recv_array(peer, part.size).reshape(part.shape)
+            if peer == dst:
+                out_parts[peer][...] = part
+            else:
+                recv_segmented(ex, peer, out_parts[peer])
     else:
-        ex.send(dst, part)
+        send_segmented(ex, dst, part)
         ex.finish()
 
 
@@ -290,8 +315,8 @@ def scatter(ex, out, in_parts, src):
     if ex.rank == src:
         for peer in range(ex.size):
             if peer != src:
-                ex.send(peer, np.ascontiguousarray(in_parts[peer]))
+                send_segmented(ex, peer, np.ascontiguousarray(in_parts[peer]))
         out[...] = in_parts[src]
         ex.finish()
     else:
-        out[...] = ex.recv_array(src, out.size).reshape(out.shape)
+        recv_segmented(ex, src, out)

@@ -71,6 +71,7 @@ class Transport:
         self._pull.setsockopt(zmq.LINGER, 0)
         self._pull.setsockopt(zmq.RCVHWM, 0)
         self._pull.setsockopt(zmq.RCVBUF, _SOCKET_BUFFER)
+        self._pull.setsockopt(zmq.MAXMSGSIZE, wire.MAX_FRAME_BYTES)
         self.ipc_endpoint = f"ipc://{ipc_dir}/{rank}.sock"
         self._ipc_path = f"{ipc_dir}/{rank}.sock"
         for attempt in range(3):

@@ -18,6 +18,11 @@ WIRE_DTYPES = {name: np.dtype(name) for name in
 
 _NAMES = {dtype: name for name, dtype in WIRE_DTYPES.items()}
 
+# The largest frame a rank accepts (ZMQ_MAXMSGSIZE on its data port; a bigger one
+# disconnects its sender): payloads travel in segments of at most 1 MiB, so a
+# stranger cannot make a rank allocate more than this per message.
+MAX_FRAME_BYTES = 4 << 20
+
 
 def dtype_name(dtype):
     """The wire name of a numpy dtype, or None when it cannot travel. A dict lookup:

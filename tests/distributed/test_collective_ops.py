@@ -44,9 +44,11 @@ def test_every_collective_matches_numpy(world_size, tmp_path):
 @pytest.mark.parametrize("world_size", [2, 3])
 def test_point_to_point_patterns(world_size):
     """Posted receives: all-to-all posting every irecv first, an irecv pending across
-    collectives, posted receives matched in posting order, and p2p inside a subgroup."""
+    collectives, posted receives matched in posting order, receives from any rank of
+    interleaved multi-segment messages, and p2p inside a subgroup."""
     results = run_ranks(WORKER, world_size, ["p2p_patterns"], timeout=45, env={"DISTNN_TEST_TIMEOUT": "10"})
-    check_cases(results, min_cases=4)
+    hashes = check_cases(results, min_cases=5)
+    assert "p2p.any_source_segmented" in hashes
 
 
 @pytest.mark.timeout(60)

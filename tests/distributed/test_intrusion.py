@@ -181,3 +181,33 @@ def test_second_job_on_a_taken_port_fails_clearly_and_the_first_is_unaffected(tm
     assert rank0.get("is_distributed") and f"MASTER_PORT {port}" in rank0["message"], rank0
     assert rank1.get("is_distributed") and "wrong job token" in rank1["message"], rank1
     assert rank0["elapsed"] < 8 and rank1["elapsed"] < 8, (rank0, rank1)
+
+
+@pytest.mark.timeout(30)
+def test_data_port_refuses_a_frame_over_the_cap(tmp_path, capfd):
+    """A stranger's oversized frame is cut off by ZeroMQ (MAXMSGSIZE) before it is
+    buffered; a frame at the cap still arrives (and, being garbage, is dropped)."""
+    from distnn.distributed import wire
+    from distnn.distributed.transport import Transport
+    context = zmq.Context()
+    transport = Transport(context, 0, 1, b"\x00" * 8, "127.0.0.1", str(tmp_path / "ipc"))
+    senders = []  # kept open: a collected socket would drop its unsent frame
+
+    try:
+        def push(nbytes):
+            sock = context.socket(zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(transport.tcp_endpoint)
+            sock.send(b"\x00" * nbytes)
+            senders.append(sock)
+        push(wire.MAX_FRAME_BYTES + 1)
+        transport.wait_readable(1500)
+        transport.drain()
+        assert "dropped" not in capfd.readouterr().err, "a frame over the cap was delivered"
+        push(wire.MAX_FRAME_BYTES)
+        transport.wait_readable(5000)
+        transport.drain()
+        assert "dropped a message with 1 frames" in capfd.readouterr().err, "a frame at the cap did not arrive"
+    finally:
+        transport.close()
+        context.destroy(linger=0)

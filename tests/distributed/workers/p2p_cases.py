@@ -134,6 +134,24 @@ def any_then_specific_case(rank, world):
     return None
 
 
+def any_source_segmented_case(rank, world):
+    """Receives from any rank, all posted before messages of twelve segments arrive
+    from every peer at once: each receive ends with one sender's whole message."""
+    n = 3000017  # float32: twelve segments of at most 1 MiB
+    if rank != 0:
+        dist.send(data(rank, n, "float32", salt=rank), 0)
+    else:
+        outs = [np.zeros(n, np.float32) for _ in range(world - 1)]
+        works = [dist.irecv(out) for out in outs]
+        senders = [w.result() for w in works]
+        if sorted(senders) != list(range(1, world)):
+            raise AssertionError(f"senders {senders}, expected each of 1..{world - 1} once")
+        for out, src in zip(outs, senders):
+            check(out, data(src, n, "float32", salt=src), f"segmented message from {src}")
+    dist.barrier()
+    return None
+
+
 def irecv_across_collectives_case(rank, world):
     """A receive stays posted across collectives of every kind, sync and async."""
     out = np.zeros(4, np.float64)
@@ -179,6 +197,7 @@ def section_p2p_patterns(run, rank, world, large):
         run.case("p2p.all_to_all_posted_first", all_to_all_posted_first_case)
         run.case("p2p.irecv_across_collectives", irecv_across_collectives_case)
         run.case("p2p.any_then_specific", any_then_specific_case)
+        run.case("p2p.any_source_segmented", any_source_segmented_case)
         run.case("p2p.subgroup", subgroup_case)
 
 
