@@ -78,7 +78,10 @@ class Node:
                     "one of the variables needed for gradient computation has been modified by "
                     f"an inplace operation: {_describe(record, self)}, is at "
                     f"version {counter[0]}; expected version {version} instead.")
-        return self._saved
+        saved = self._saved
+        if any(type(s) is _OwnOutput for s in saved):
+            saved = tuple(s.unpack(self) if type(s) is _OwnOutput else s for s in saved)
+        return saved
 
     # --- graph inspection, as in PyTorch ----------------------------------
     def name(self):
@@ -278,6 +281,8 @@ class Function:
                                  for o in wrapped)
         saved = ctx._saved or ()
         ctx._saved_versions = tuple(_version_record(t, ctx) for t in saved if isinstance(t, Tensor))
+        if any(isinstance(t, Tensor) and t.grad_fn is ctx for t in saved):
+            ctx._saved = tuple(_OwnOutput(t) if isinstance(t, Tensor) and t.grad_fn is ctx else t for t in saved)
         return wrapped[0] if single else tuple(wrapped)
 
     @classmethod
@@ -426,6 +431,23 @@ def _as_arrays(out):
 # The producer of an op's own output is the node holding the record, named by
 # this marker rather than a reference to itself (a cycle only the GC could free).
 _THIS_NODE = object()
+
+
+class _OwnOutput:
+    """A Function's own output among its saved tensors, kept without the tensor (whose
+    ``grad_fn`` is the node: a cycle only the garbage collector could free); rebuilt,
+    sharing data and version counter, when backward asks for it (as PyTorch does)."""
+
+    __slots__ = ("data", "version_counter", "output_nr")
+
+    def __init__(self, t):
+        self.data, self.version_counter, self.output_nr = t._data, t._vc, t._output_nr
+
+    def unpack(self, node):
+        t = _wrap(self.data)
+        t._vc = self.version_counter
+        t.requires_grad, t.grad_fn, t._output_nr = True, node, self.output_nr
+        return t
 
 
 def _version_record(t, node):

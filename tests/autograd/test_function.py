@@ -112,6 +112,43 @@ def test_op_graph_that_saves_outputs_is_freed_without_the_garbage_collector(buil
             gc.enable()
 
 
+class _ExpSavingOutput(autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = x.exp()
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        assert y.grad_fn is ctx and y.requires_grad  # the output itself, as PyTorch hands it back
+        return g * y
+
+
+def test_function_that_saves_its_output_is_freed_without_the_garbage_collector():
+    import gc
+    import weakref
+    x = distnn.tensor([1.0, 2.0], requires_grad=True)
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        y = _ExpSavingOutput.apply(x * 1)
+        node = weakref.ref(y.grad_fn)
+        del y
+        assert node() is None
+    finally:
+        if was_enabled:
+            gc.enable()
+    y = _ExpSavingOutput.apply(x)
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), np.exp([1.0, 2.0]), rtol=1e-6)
+    y = _ExpSavingOutput.apply(x)
+    y.add_(1)  # the saved output changed: backward must refuse, naming it
+    with pytest.raises(RuntimeError, match="output 0 of _ExpSavingOutputBackward, is at version 1"):
+        y.sum().backward()
+
+
 def test_wrong_number_of_gradients_is_reported():
     class Bad(autograd.Function):
         @staticmethod
