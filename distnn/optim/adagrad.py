@@ -17,14 +17,11 @@ class Adagrad(Optimizer):
                     "initial_accumulator_value": initial_accumulator_value, "foreach": foreach,
                     "maximize": maximize, "differentiable": differentiable, "fused": fused}
         super().__init__(params, defaults)
-        for group in self.param_groups:
+        for group in self.param_groups:  # PyTorch's Adagrad makes its state up front
             for p in group["params"]:
-                self._init_state(p, group)
+                self._init_state(backend.array_module(p._data), p._data, self.state[p], group)
 
-    def _init_state(self, p, group):
-        param = p._data
-        xp = backend.array_module(param)
-        state = self.state[p]
+    def _init_state(self, xp, param, state, group):
         state["step"] = new_step_counter()
         state["sum"] = _wrap(xp.full_like(param, group["initial_accumulator_value"]))
 
@@ -32,14 +29,7 @@ class Adagrad(Optimizer):
         lr = float(group["lr"])
         lr_decay, eps, weight_decay, maximize = (group["lr_decay"], group["eps"], group["weight_decay"],
                                                  group["maximize"])
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            param = p._data
-            xp = backend.array_module(param)
-            state = self.state[p]
-            if not state:  # a group added after construction
-                self._init_state(p, group)
+        for p, param, xp, state in self._params_with_grad(group):
             step = advance_step(state)
             grad, _ = effective_grad(xp, param, p.grad._data, weight_decay, maximize)
             clr = lr / (1 + (step - 1) * lr_decay)

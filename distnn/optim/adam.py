@@ -1,7 +1,6 @@
 """``Adam`` and ``AdamW`` (Adam with decoupled weight decay): PyTorch's
 single-tensor update, including amsgrad and maximize."""
 
-from .. import backend
 from ..tensor import _wrap
 from .optimizer import Optimizer, advance_step, effective_grad, new_step_counter, require_nonnegative
 
@@ -24,23 +23,19 @@ class Adam(Optimizer):
                     "decoupled_weight_decay": decoupled_weight_decay}
         super().__init__(params, defaults)
 
+    def _init_state(self, xp, param, state, group):
+        state["step"] = new_step_counter()
+        state["exp_avg"] = _wrap(xp.zeros_like(param))
+        state["exp_avg_sq"] = _wrap(xp.zeros_like(param))
+        if group["amsgrad"]:
+            state["max_exp_avg_sq"] = _wrap(xp.zeros_like(param))
+
     def _update_group(self, group):
         lr = float(group["lr"])
         beta1, beta2 = (float(b) for b in group["betas"])
         eps, weight_decay = group["eps"], group["weight_decay"]
         amsgrad, maximize, decoupled = group["amsgrad"], group["maximize"], group["decoupled_weight_decay"]
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            param = p._data
-            xp = backend.array_module(param)
-            state = self.state[p]
-            if not state:
-                state["step"] = new_step_counter()
-                state["exp_avg"] = _wrap(xp.zeros_like(param))
-                state["exp_avg_sq"] = _wrap(xp.zeros_like(param))
-                if amsgrad:
-                    state["max_exp_avg_sq"] = _wrap(xp.zeros_like(param))
+        for p, param, xp, state in self._params_with_grad(group):
             step = advance_step(state)
             if weight_decay != 0 and decoupled:
                 param *= 1 - lr * weight_decay

@@ -135,6 +135,30 @@ class Optimizer:
     def _update_group(self, group):
         raise NotImplementedError(f"{type(self).__name__} must implement step()")
 
+    def _params_with_grad(self, group):
+        """(parameter, its array, that array's module, its state) for every parameter of
+        ``group`` that has a gradient; an empty state is filled by ``_init_state`` first.
+        The state is None where ``_keeps_state(group)`` says there is none (as in PyTorch's
+        state_dict)."""
+        keeps_state = self._keeps_state(group)
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            param = p._data
+            xp = backend.array_module(param)
+            state = None
+            if keeps_state:
+                state = self.state[p]
+                if not state:
+                    self._init_state(xp, param, state, group)
+            yield p, param, xp, state
+
+    def _keeps_state(self, group):
+        return True
+
+    def _init_state(self, xp, param, state, group):
+        """Fill a parameter's empty state (nothing by default)."""
+
     # --- checkpoints -----------------------------------------------------------------
     def state_dict(self):
         """``{'state': {index: {...}}, 'param_groups': [{..., 'params': [indices]}]}``.

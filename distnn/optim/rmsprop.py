@@ -1,7 +1,6 @@
 """``RMSprop``: divide the gradient by a running root-mean-square of recent
 gradients, optionally centered and with momentum; PyTorch's update."""
 
-from .. import backend
 from ..tensor import _wrap
 from .optimizer import Optimizer, advance_step, effective_grad, new_step_counter, require_nonnegative
 
@@ -17,23 +16,19 @@ class RMSprop(Optimizer):
                     "maximize": maximize, "differentiable": differentiable}
         super().__init__(params, defaults)
 
+    def _init_state(self, xp, param, state, group):
+        state["step"] = new_step_counter()
+        state["square_avg"] = _wrap(xp.zeros_like(param))
+        if group["momentum"] > 0:
+            state["momentum_buffer"] = _wrap(xp.zeros_like(param))
+        if group["centered"]:
+            state["grad_avg"] = _wrap(xp.zeros_like(param))
+
     def _update_group(self, group):
         lr = float(group["lr"])
         alpha, eps, weight_decay = group["alpha"], group["eps"], group["weight_decay"]
         momentum, centered, maximize = group["momentum"], group["centered"], group["maximize"]
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            param = p._data
-            xp = backend.array_module(param)
-            state = self.state[p]
-            if not state:
-                state["step"] = new_step_counter()
-                state["square_avg"] = _wrap(xp.zeros_like(param))
-                if momentum > 0:
-                    state["momentum_buffer"] = _wrap(xp.zeros_like(param))
-                if centered:
-                    state["grad_avg"] = _wrap(xp.zeros_like(param))
+        for p, param, xp, state in self._params_with_grad(group):
             advance_step(state)
             grad, _ = effective_grad(xp, param, p.grad._data, weight_decay, maximize)
             square_avg = state["square_avg"]._data

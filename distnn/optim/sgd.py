@@ -1,7 +1,6 @@
 """``SGD``: stochastic gradient descent with optional momentum, dampening,
 Nesterov momentum, weight decay and maximize; PyTorch's update, step for step."""
 
-from .. import backend
 from ..tensor import _wrap
 from .optimizer import Optimizer, effective_grad, require_nonnegative
 
@@ -19,18 +18,16 @@ class SGD(Optimizer):
                     "differentiable": differentiable, "fused": fused}
         super().__init__(params, defaults)
 
+    def _keeps_state(self, group):
+        return group["momentum"] != 0  # the momentum buffer, made from the first gradient
+
     def _update_group(self, group):
         lr = float(group["lr"])
         momentum, dampening = group["momentum"], group["dampening"]
         weight_decay, nesterov, maximize = group["weight_decay"], group["nesterov"], group["maximize"]
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            param = p._data
-            xp = backend.array_module(param)
+        for p, param, xp, state in self._params_with_grad(group):
             grad, owned = effective_grad(xp, param, p.grad._data, weight_decay, maximize)
             if momentum != 0:
-                state = self.state[p]
                 buf = state.get("momentum_buffer")
                 if buf is None:
                     buf = grad if owned else grad.copy()
