@@ -46,6 +46,7 @@ def _cuda_index(device):
     index = _current_cuda if device is None else as_device(device).index
     if device is not None and as_device(device).type != "cuda":
         raise ValueError(f"Expected a CUDA device, got {device!r}")
+    _import_cupy()  # CuPy missing altogether: say so, and how to install it
     count = cuda_device_count()
     if not 0 <= index < count:
         raise RuntimeError(f"CUDA device {index} requested, but {count} GPU(s) are visible"

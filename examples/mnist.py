@@ -131,7 +131,7 @@ def main(argv=None):
         dist.init_process_group()
     rank = dist.get_rank() if world > 1 else 0
     if args.device == "cuda":  # one GPU per worker on this host, as with torchrun
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % max(1, torch.cuda.device_count()))
     torch.manual_seed(args.seed)
     train_set, test_set = load_data(args.data_dir, rank)
     model = MNISTConvNet().to(args.device)

@@ -80,6 +80,15 @@ def test_single_process_and_two_workers_train_on_gpu(tmp_path):
 
 
 @needs_mnist
+@pytest.mark.skipif(distnn.cuda.is_available(), reason="checks the error on a machine without a GPU")
+@pytest.mark.timeout(120)
+def test_device_cuda_without_a_gpu_is_a_clear_error(tmp_path):
+    code, _, err = run([sys.executable, EXAMPLE, "--data-dir", DATA, "--device", "cuda", "--dry-run"], tmp_path)
+    assert code != 0
+    assert "CuPy is not installed" in err or "CuPy sees no GPU" in err, err
+
+
+@needs_mnist
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_four_workers_reach_97_percent_in_five_epochs(tmp_path):
