@@ -7,7 +7,8 @@ samples per worker and one BLAS thread per worker, and reports samples/s over
 all workers, the speed-up over one worker, and (for distnn) the share of step
 time that backward spent waiting for gradient all-reduces. Every configuration
 runs ``--rounds`` times, the rounds interleaved so that a slow spell of a shared
-machine hits all of them alike; the table shows the median round.
+machine hits all of them alike; the table shows the median round, and the range of
+the speed-up over the rounds (each round against its own first configuration).
 """
 
 import argparse
@@ -116,11 +117,16 @@ def main(argv=None):
         rows.append((world, ours, comm, theirs))
     print(f"MNIST ConvNet, batch {args.batch} per worker, 1 BLAS thread per worker, {args.steps} steps, "
           f"median of {args.rounds} rounds")
-    print(f"{'workers':>7} | {'distnn samples/s':>16} {'vs 1 worker':>11} {'comm wait':>9} | "
+    print(f"{'workers':>7} | {'distnn samples/s':>16} {'vs 1 worker':>11} {'per round':>11} {'comm wait':>9} | "
           f"{'torch DDP samples/s':>19} {'vs 1 worker':>11} | {'distnn/torch':>12}")
+    first = args.workers[0]
     for world, ours, comm, theirs in rows:
         comm_s = "-" if comm is None else f"{100 * comm:.0f}%"
-        line = f"{world:>7} | {ours:16.0f} {ours / base['distnn']:10.2f}x {comm_s:>9} | "
+        # Each round's speed-up against the same round's first configuration: how far the
+        # machine's noise moves the ratio.
+        ratios = [r[0] / b[0] for r, b in zip(runs[("distnn", world)], runs[("distnn", first)])]
+        spread = f"{min(ratios):.2f}-{max(ratios):.2f}"
+        line = f"{world:>7} | {ours:16.0f} {ours / base['distnn']:10.2f}x {spread:>11} {comm_s:>9} | "
         if theirs:
             line += f"{theirs:19.0f} {theirs / base['torch']:10.2f}x | {ours / theirs:11.2f}x"
         else:
