@@ -57,7 +57,7 @@ def _cuda_index(device):
 def cuda_set_device(device):
     """Make ``device`` what a bare "cuda" means from now on, and CuPy's current GPU."""
     global _current_cuda
-    index = _cuda_index(device if not isinstance(device, int) else Device("cuda", device))
+    index = _cuda_index(device)
     _import_cupy().cuda.Device(index).use()
     _current_cuda = index
 
@@ -153,7 +153,7 @@ def is_gpu_array(obj):
 
 
 def device_of(array):
-    if type(array) is np.ndarray or _cupy is None or not isinstance(array, _cupy.ndarray):
+    if type(array) is np.ndarray or not is_gpu_array(array):
         return CPU
     return Device("cuda", array.device.id)
 

@@ -14,7 +14,7 @@ import weakref
 import numpy as np
 
 from .. import backend
-from ..backend import array_module, device_of
+from ..backend import array_module, device_of, is_gpu_array
 from . import grad_mode
 
 # The engine's ready queue pops the smallest ``_seq`` first, so sequence numbers
@@ -221,7 +221,7 @@ def _edge_of(t):
 
 def _check_same_device(arrays):
     devices = {str(device_of(a)) for a in arrays
-               if type(a) is np.ndarray or hasattr(a, "__cuda_array_interface__")}
+               if type(a) is np.ndarray or is_gpu_array(a)}
     if len(devices) > 1:
         a, b = sorted(devices)[:2]
         raise RuntimeError("Expected all tensors to be on the same device, but found at least "
@@ -351,11 +351,10 @@ class Op(Function):
         ctx = cls._Node()
         ctx.needs_input_grad = needs
         # Arrays other than numpy's exist only once CuPy has been loaded.
-        foreign = backend._cupy is not None and any(
-            type(d) is not np.ndarray and hasattr(d, "__cuda_array_interface__") for d in arrays)
+        foreign = backend._cupy is not None and any(is_gpu_array(d) for d in arrays)
         if foreign:
             _check_same_device(arrays)
-            ctx.xp = array_module(next(d for d in arrays if hasattr(d, "__cuda_array_interface__")))
+            ctx.xp = array_module(next(d for d in arrays if is_gpu_array(d)))
         out = cls.forward(ctx, *arrays, **kwargs)
         if type(out) is tuple:
             if not foreign:
@@ -415,7 +414,7 @@ class Op(Function):
 def _as_array(out):
     """numpy reductions return scalars (np.float32), not 0-dim arrays; a Tensor always
     holds an array. A GPU array made from host inputs (a copy to the device) stays."""
-    if type(out) is np.ndarray or hasattr(out, "__cuda_array_interface__"):
+    if type(out) is np.ndarray or is_gpu_array(out):
         return out
     return np.asarray(out)
 
