@@ -18,6 +18,14 @@ path writes a temp file in the same directory, fsyncs it and renames it over
 the target (then fsyncs the directory), so a crash leaves the old file or the
 new one, never a mix. The temp file's name carries the host and pid of its
 writer, so the next save to the same path removes one left by a killed process.
+
+Loading trusts no size in the file: before anything is allocated, the sizes the
+zip directory declares must add up to no more than the file itself (every entry
+we read is stored, and compressed entries are refused unread, so no inflation
+ratio arises), an array's dtype x shape must equal its entry's size, and each
+entry is decoded at most once (a shared tensor's equal nodes load as one object),
+so a checkpoint never decodes to more bytes than it holds. Entries are read in
+bounded chunks, never past their declared size.
 """
 
 import io
@@ -40,6 +48,7 @@ from .tensor import Size, Tensor, _wrap
 __all__ = ["save", "load", "SerializationError"]
 
 FORMAT, VERSION, MANIFEST = "distnn.save", 1, "manifest.json"
+_READ_CHUNK = 1 << 20  # an entry is copied in pieces of this size, never through a full-size temporary
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # zip's earliest timestamp: output depends only on the object
 _KEY_TYPES = (str, int, float, bool, type(None), tuple)
 
@@ -229,13 +238,15 @@ def load(f, map_location=None, *, weights_only=None):
         if MANIFEST not in zf.namelist():
             raise SerializationError(f"{name}: not a distnn checkpoint (a zip archive without {MANIFEST})")
         try:
-            manifest = json.loads(_Decoder(zf, name, map_location).read_entry(MANIFEST).decode("utf-8"))
+            decoder = _Decoder(zf, name, map_location)
+            decoder.check_declared_sizes()
+            manifest = json.loads(decoder.read_entry(MANIFEST).decode("utf-8"))
             if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
                 raise SerializationError(f"{name}: not a distnn checkpoint (no '{FORMAT}' manifest)")
             if manifest.get("version") != VERSION:
                 raise SerializationError(f"{name}: Expect: format version {VERSION}, "
                                          f"Actual: {manifest.get('version')!r}")
-            return _Decoder(zf, name, map_location).decode(manifest["root"])
+            return decoder.decode(manifest["root"])
         except SerializationError:
             raise
         except (KeyError, TypeError, ValueError, IndexError, RecursionError, EOFError, OSError,
@@ -247,9 +258,32 @@ class _Decoder:
     def __init__(self, zf, name, map_location):
         self.zf, self.name, self.map_location = zf, name, map_location
         self._tensors = {}  # entry -> Tensor, so a tensor saved once loads as one object
+        self._claimed = {}  # entry -> the node that decoded it; a second claim is refused
 
     def fail(self, what):
         raise SerializationError(f"{self.name}: corrupted checkpoint ({what})")
+
+    def check_declared_sizes(self):
+        """The directory's sizes against the file's, before any of them is allocated."""
+        file_size = self.zf.fp.seek(0, os.SEEK_END)
+        total = 0
+        for info in self.zf.infolist():
+            if info.compress_type != zipfile.ZIP_STORED:
+                continue  # refused unread if the manifest names it (_info)
+            if info.file_size != info.compress_size:
+                self.fail(f"stored entry {info.filename!r} declares {info.file_size} bytes but stores "
+                          f"{info.compress_size}")
+            total += info.file_size
+        if total > file_size:
+            self.fail(f"its entries declare {total} bytes in total, more than the {file_size} bytes "
+                      "of the whole file")
+
+    def _claim(self, entry, node):
+        # Decoding an entry once bounds the decoded total by the file's size (see
+        # check_declared_sizes), however often a hostile manifest names the entry.
+        if entry in self._claimed:
+            self.fail(f"entry {entry!r} is referenced twice; save() stores each array once")
+        self._claimed[entry] = node
 
     def _info(self, entry):
         try:
@@ -260,8 +294,25 @@ class _Decoder:
             self.fail(f"entry {entry!r} is compressed; distnn.save never compresses")
         return info
 
-    def read_entry(self, entry):
-        return self.zf.read(self._info(entry))
+    def read_entry(self, entry, node=None):
+        self._claim(entry, node)
+        info = self._info(entry)
+        out = bytearray(info.file_size)
+        self._read_into(info, memoryview(out))
+        return bytes(out)
+
+    def _read_into(self, info, out):
+        """Exactly ``len(out)`` bytes of the entry, which must hold no more and no fewer."""
+        with self.zf.open(info) as src:
+            filled = 0
+            while filled < len(out):
+                chunk = src.read(min(_READ_CHUNK, len(out) - filled))
+                if not chunk:
+                    self.fail(f"entry {info.filename!r} ends after {filled} of its {len(out)} bytes")
+                out[filled:filled + len(chunk)] = chunk
+                filled += len(chunk)
+            if src.read(1):
+                self.fail(f"entry {info.filename!r} holds more than its {len(out)} bytes")
 
     def decode(self, node):
         if node is None or type(node) in (bool, int, str, float):
@@ -290,7 +341,7 @@ class _Decoder:
         if kind == "npscalar":
             return self._array(node)[()]
         if kind == "bytes":
-            return self.read_entry(node["entry"])
+            return self.read_entry(node["entry"], node)
         if kind == "float":
             return float(node["v"])
         if kind == "dtype":
@@ -306,20 +357,21 @@ class _Decoder:
         shape = node["shape"]
         if type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape):
             self.fail(f"invalid shape {shape!r}")
+        self._claim(node["entry"], node)
         info = self._info(node["entry"])
         nbytes = dtype.itemsize * int(np.prod(shape, dtype=object))
         if info.file_size != nbytes:
             self.fail(f"entry {node['entry']!r} holds {info.file_size} bytes, a {dtype} array of shape "
                       f"{tuple(shape)} needs {nbytes}")
         out = np.empty(shape, dtype=dtype)
-        with self.zf.open(info) as src:
-            if src.readinto(memoryview(out.reshape(-1).view(np.uint8))) != nbytes or src.read(1):
-                self.fail(f"entry {node['entry']!r} is shorter or longer than its header says")
+        self._read_into(info, memoryview(out.reshape(-1).view(np.uint8)))
         return out.astype(dtype.newbyteorder("="), copy=False)
 
     def _tensor(self, node):
         entry = node["entry"]
         if entry in self._tensors:
+            if node != self._claimed[entry]:  # save() writes a shared tensor's node twice, equal
+                self.fail(f"entry {entry!r} is referenced twice, by different tensor nodes")
             return self._tensors[entry]
         array = self._array(node)
         _dt.from_numpy_dtype(array.dtype)

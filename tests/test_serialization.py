@@ -6,6 +6,8 @@ import io
 import json
 import math
 import os
+import re
+import struct
 import zipfile
 
 import numpy as np
@@ -184,6 +186,8 @@ BAD_FILES = {
     "size_mismatch": (lambda: _zip_with({"manifest.json": _manifest({"$": "ndarray", "dtype": "<f4", "shape": [3],
                                                                      "entry": "arrays/0"}),
                                          "arrays/0": b"\x00" * 8}), "holds 8 bytes, .* needs 12"),
+    "declared_size_smaller": (lambda: _patch_sizes(_array_zip([4], b"\1" * 8), "arrays/0", file_size=4),
+                              "entry 'arrays/0' declares 4 bytes but stores 8"),
     "negative_shape": (lambda: _zip_with({"manifest.json": _manifest({"$": "ndarray", "dtype": "<f4", "shape": [-1],
                                                                       "entry": "arrays/0"})}), "invalid shape"),
 }
@@ -197,6 +201,117 @@ def test_bad_files_raise_serialization_error_naming_the_file(tmp_path, name):
     with pytest.raises(SerializationError, match=match) as info:
         load(path)
     assert str(path) in str(info.value) and isinstance(info.value, RuntimeError)
+
+
+# --- files built to exhaust memory: sizes are checked against the file before allocating ----
+
+def _patch_sizes(data, entry, file_size=None, compress_size=None):
+    """``data`` with the central directory record of ``entry`` claiming other sizes."""
+    i = -1
+    while True:
+        i = data.index(b"PK\x01\x02", i + 1)
+        name_length = struct.unpack_from("<H", data, i + 28)[0]
+        if data[i + 46:i + 46 + name_length] == entry.encode():
+            break
+    out = bytearray(data)
+    for offset, size in ((20, compress_size), (24, file_size)):
+        if size is not None:
+            struct.pack_into("<I", out, i + offset, size)
+    return bytes(out)
+
+
+def _array_zip(shape, data):
+    root = {"$": "ndarray", "dtype": "|u1", "shape": shape, "entry": "arrays/0"}
+    return _zip_with({"manifest.json": _manifest(root), "arrays/0": data})
+
+
+_HUGE = 0xF000_0000  # 3.75 GiB: a size the central directory claims, far beyond the file
+_MiB = 1 << 20
+HOSTILE_FILES = {
+    "one_entry_decoded_1024_times": (  # 1 MiB on disk, 1 GiB decoded before the fix
+        lambda: _zip_with({"manifest.json": _manifest({"$": "list", "v": [
+            {"$": "ndarray", "dtype": "|u1", "shape": [_MiB], "entry": "arrays/0"}] * 1024}),
+            "arrays/0": b"\0" * _MiB}),
+        r"entry 'arrays/0' is referenced twice"),
+    "declared_size_larger_than_file": (
+        lambda: _patch_sizes(_array_zip([_HUGE], b"\0" * 8), "arrays/0", _HUGE, _HUGE),
+        r"entries declare \d+ bytes in total, more than the \d+ bytes of the whole file"),
+    "declared_size_only_in_file_size": (
+        lambda: _patch_sizes(_array_zip([_HUGE], b"\0" * 8), "arrays/0", file_size=_HUGE),
+        rf"entry 'arrays/0' declares {_HUGE} bytes but stores 8"),
+    "manifest_declared_larger_than_file": (
+        lambda: _patch_sizes(_zip_with({"manifest.json": _manifest(None)}), "manifest.json", _HUGE, _HUGE),
+        r"entries declare \d+ bytes in total, more than the \d+ bytes of the whole file"),
+}
+
+
+_LOAD_WITH_MEMORY_CAP = """
+import re, resource, sys
+import distnn
+address_space = int(re.search(r"VmSize:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) << 10
+limit = address_space + (256 << 20)  # a quarter of what the smallest attack decodes to
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+try:
+    distnn.serialization.load(sys.argv[1])
+except Exception as exc:
+    print(type(exc).__name__, exc)
+else:
+    print("loaded")
+"""
+
+
+def load_with_memory_cap(path):
+    """What ``load(path)`` raises in a process allowed 256 MiB more address space than
+    distnn needs to import: a decoder that allocates what the file claims dies with
+    MemoryError there instead of thrashing this machine."""
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(distnn.__file__)))
+    proc = subprocess.run([sys.executable, "-c", _LOAD_WITH_MEMORY_CAP, str(path)], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": root})
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="measures address space through Linux /proc")
+@pytest.mark.parametrize("name", sorted(HOSTILE_FILES))
+def test_hostile_sizes_are_refused_before_allocating(tmp_path, name):
+    make, match = HOSTILE_FILES[name]
+    path = tmp_path / f"{name}.dn"
+    path.write_bytes(make())
+    outcome = load_with_memory_cap(path)
+    assert outcome.startswith(f"SerializationError {path}: corrupted checkpoint"), outcome
+    assert re.search(match, outcome), outcome
+
+
+def test_shared_tensor_entry_loads_once_but_may_not_change_its_description(tmp_path):
+    t = distnn.arange(4).float()
+    buf = io.BytesIO()
+    save([t, t], buf)  # one entry, referenced by two equal tensor nodes
+    data = buf.getvalue()
+    out = load(io.BytesIO(data))
+    assert out[0] is out[1]
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+        array = zf.read("arrays/0")
+    manifest["root"]["v"][1]["shape"] = [2, 2]
+    (tmp_path / "x").write_bytes(_zip_with({"manifest.json": json.dumps(manifest), "arrays/0": array}))
+    with pytest.raises(SerializationError, match="entry 'arrays/0' is referenced twice"):
+        load(tmp_path / "x")
+
+
+def test_compressed_entries_are_refused_without_inflating_them(tmp_path, monkeypatch):
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w") as zf:
+        zf.writestr("manifest.json", _manifest({"$": "bytes", "entry": "arrays/0"}))
+        zf.writestr("arrays/0", b"\0" * (64 * _MiB), compress_type=zipfile.ZIP_DEFLATED)
+    (tmp_path / "x").write_bytes(_patch_sizes(bomb.getvalue(), "arrays/0", file_size=100))
+    opened, real_open = [], zipfile.ZipFile.open
+    monkeypatch.setattr(zipfile.ZipFile, "open",
+                        lambda zf, info, *args, **kw: opened.append(info) or real_open(zf, info, *args, **kw))
+    with pytest.raises(SerializationError, match="entry 'arrays/0' is compressed; distnn.save never compresses"):
+        load(tmp_path / "x")
+    assert [getattr(info, "filename", info) for info in opened] == ["manifest.json"]
 
 
 class StreamOnly(io.RawIOBase):

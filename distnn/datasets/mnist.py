@@ -13,7 +13,9 @@ the raw ``uint8`` 28x28 ndarray instead (``transforms.ToTensor()`` alone gives
 
 import gzip
 import hashlib
+import math
 import os
+import struct
 import tempfile
 import zlib
 from pathlib import Path
@@ -38,6 +40,11 @@ RESOURCES = {
             ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c")),
 }
 
+# The largest IDX payload read_idx accepts: EMNIST's biggest file holds 0.55 GB, so a
+# header claiming more is a damaged or hostile file, refused before anything is read.
+MAX_IDX_BYTES = 2 << 30
+_READ_CHUNK = 1 << 20  # payload bytes inflated per read
+
 _IDX_DTYPES = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
                0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
@@ -52,31 +59,59 @@ class IDXFormatError(ValueError):
 
 def read_idx(path):
     """The array stored in IDX file ``path`` (gzip-compressed when it ends in .gz),
-    in native byte order. Raises ``IDXFormatError`` naming the file and the fault."""
+    in native byte order. Raises ``IDXFormatError`` naming the file and the fault.
+
+    The gzip stream is inflated as it is read: the header comes first, its dims fix
+    the payload size (at most ``MAX_IDX_BYTES``), exactly that many bytes are read
+    in chunks, and a stream holding more or fewer is refused, so a small file that
+    inflates to gigabytes costs no more memory than its header claims."""
     path = Path(path)
-    raw = path.read_bytes()
-    if path.suffix == ".gz":
+    compressed = path.suffix == ".gz"
+    with (gzip.open if compressed else open)(path, "rb") as stream:
         try:
-            raw = gzip.decompress(raw)
+            return _read_idx_stream(stream, path, None if compressed else os.fstat(stream.fileno()).st_size)
         except (OSError, EOFError, zlib.error) as exc:
+            if not compressed:
+                raise
             raise IDXFormatError(f"{path}: corrupt or truncated gzip data ({exc})") from None
-    if len(raw) < 4:
-        raise IDXFormatError(f"{path}: too short for an IDX header: {len(raw)} bytes")
-    zero0, zero1, code, ndim = raw[:4]
+
+
+def _read_idx_stream(stream, path, file_size):
+    """``file_size``: the stream's length when known (uncompressed files), checked
+    against the header before any payload is read."""
+    magic = stream.read(4)
+    if len(magic) < 4:
+        raise IDXFormatError(f"{path}: too short for an IDX header: {len(magic)} bytes")
+    zero0, zero1, code, ndim = magic
     if zero0 or zero1 or code not in _IDX_DTYPES or ndim == 0:
-        raise IDXFormatError(f"{path}: not an IDX file: magic number 0x{raw[:4].hex()}, "
+        raise IDXFormatError(f"{path}: not an IDX file: magic number 0x{magic.hex()}, "
                              "expected 0x0000TTNN with type TT in {08,09,0b,0c,0d,0e} and NN >= 1 dims")
     header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise IDXFormatError(f"{path}: truncated header: {ndim} dims need {header} bytes, file has {len(raw)}")
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    raw_dims = stream.read(4 * ndim)
+    if len(raw_dims) < 4 * ndim:
+        raise IDXFormatError(f"{path}: truncated header: {ndim} dims need {header} bytes, "
+                             f"file has {4 + len(raw_dims)}")
+    dims = struct.unpack(f">{ndim}I", raw_dims)
     dtype = _IDX_DTYPES[code]
-    expected, found = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize, len(raw) - header
-    if found != expected:
-        fault = "truncated" if found < expected else "trailing data"
-        raise IDXFormatError(f"{path}: dims {dims} of {dtype.name} need {expected} data bytes, "
-                             f"found {found} ({fault})")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: four u32 dims overflow int64
+    need = f"{path}: dims {dims} of {dtype.name} need {expected} data bytes"
+    if expected > MAX_IDX_BYTES:
+        raise IDXFormatError(f"{need}, more than the limit of {MAX_IDX_BYTES} (mnist.MAX_IDX_BYTES)")
+    if file_size is not None and file_size - header != expected:
+        found = file_size - header
+        raise IDXFormatError(f"{need}, found {found} ({'truncated' if found < expected else 'trailing data'})")
+    payload = np.empty(expected, dtype=np.uint8)
+    filled = 0
+    while filled < expected:
+        got = stream.readinto(memoryview(payload)[filled:filled + _READ_CHUNK])
+        if not got:
+            raise IDXFormatError(f"{need}, found {filled} (truncated)")
+        filled += got
+    extra = len(stream.read(_READ_CHUNK + 1))  # a bomb's tail is sampled, never inflated whole
+    if extra:
+        found = f"more than {expected + _READ_CHUNK}" if extra > _READ_CHUNK else expected + extra
+        raise IDXFormatError(f"{need}, found {found} (trailing data)")
+    return payload.view(dtype).reshape(dims).astype(dtype.newbyteorder("="), copy=False)
 
 
 class DigitImages(Dataset):

@@ -2,6 +2,10 @@
 smooth_l1, huber), binary cross-entropy on probabilities and on logits, and kl_div;
 nll_loss and cross_entropy live in ``classification_loss.py``.
 
+Operand dtypes follow PyTorch: mse, smooth_l1 and huber compute in the operands'
+result type and refuse a non-floating one (``"mse_cpu" not implemented for 'Long'``);
+l1_loss is ``(input - target).abs()`` then the reduction, so integers stay integers.
+
 Each loss is one fused op with a closed-form backward. Where PyTorch builds a loss
 out of smaller ops, our op is renamed after PyTorch's last one (``renamed_op``)
 so ``print(loss)`` shows the same ``grad_fn`` (l1_loss: ``MeanBackward0``).
@@ -11,14 +15,16 @@ import warnings
 
 import numpy as np
 
+from .. import dtypes
 from ..autograd.function import Op
 from ..tensor import Tensor
 from .classification_loss import (LabelSmoothingLoss, NllLoss, NllLoss2D, SoftTargetCrossEntropy,  # noqa: F401
                                   cross_entropy, nll_loss)  # re-exported from their old home
 from .common import as_tensor, promote_operands, renamed_op
-from .elementwise import div, mul
+from .conversion import to_dtype
+from .elementwise import abs as abs_, div, mul, sub
 from .loss_reduction import _reduce, _reduction_arg, _refuse_grad, _upstream
-from .reduce import mean, sum as sum_
+from .reduce import _type_name, mean, sum as sum_
 
 __all__ = ["mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
            "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div"]
@@ -43,7 +49,10 @@ def _warn_size_mismatch(input, target):
 
 class _PointwiseLoss(Op):
     """``value(d)`` elementwise on d = input - target, then reduced; ``grad(d, up)``
-    is its derivative times the upstream gradient ``up``."""
+    is its derivative times the upstream gradient ``up``. ``kernel``: PyTorch's kernel
+    name, for its error on non-floating operands (None: l1, which accepts integers)."""
+
+    kernel = None
 
     @classmethod
     def forward(cls, ctx, input, target, reduction, param):
@@ -61,6 +70,8 @@ class _PointwiseLoss(Op):
 
 
 class MseLoss(_PointwiseLoss):
+    kernel = "mse"
+
     @classmethod
     def forward(cls, ctx, input, target, reduction, param):
         # the hot path of every regression step: one subtraction and one dot product
@@ -89,6 +100,8 @@ class L1Loss(_PointwiseLoss):
 
 
 class SmoothL1Loss(_PointwiseLoss):
+    kernel = "smooth_l1"
+
     @staticmethod
     def value(xp, d, beta):
         ad = xp.abs(d)
@@ -100,6 +113,8 @@ class SmoothL1Loss(_PointwiseLoss):
 
 
 class HuberLoss(_PointwiseLoss):
+    kernel = "huber"
+
     @staticmethod
     def value(xp, d, delta):
         ad = xp.abs(d)
@@ -114,15 +129,34 @@ _L1_BY_REDUCTION = {"mean": renamed_op(L1Loss, "Mean"), "sum": renamed_op(L1Loss
                     "none": renamed_op(L1Loss, "Abs")}
 
 
-def _pointwise(op, input, target, reduction, param=None, weight=None, weighted_mean="weight"):
+def _pointwise(op, input, target, reduction, param=None, weight=None, weighted_mean="weight", out_dtype=None):
+    """``op`` on the operands promoted to their result type; ``out_dtype``: the dtype
+    the elementwise loss is stored in before weighting and reduction (huber's)."""
     target = as_tensor(target, input)
     _warn_size_mismatch(input, target)
-    input, target = promote_operands(input, target)
-    if weight is None:
-        return op.apply(input, target, reduction, param)
-    if weight.shape != input.shape:
+    if weight is not None and weight.shape != input.shape:
         raise ValueError("Weights and input must have the same size.")
-    weighted = mul(op.apply(input, target, "none", param), weight)
+    common = dtypes.promote(input._data, target._data)
+    if op.kernel is None:  # l1: PyTorch's (input - target).abs(), so integers stay integers
+        _refuse_bool_subtraction(input, target)
+        if common.kind != "f":
+            return _weighted_reduction(abs_(sub(input, target)), reduction, weight, weighted_mean)
+    elif common.kind != "f":  # an int64 mse is an error in PyTorch, not a float64 loss
+        raise NotImplementedError(f"\"{op.kernel}_{input.device.type}\" not implemented for '{_type_name(common)}'")
+    input, target = promote_operands(input, target)
+    out_dtype = common if out_dtype is None else out_dtype
+    if weight is None and out_dtype == common:
+        return op.apply(input, target, reduction, param)
+    loss = op.apply(input, target, "none", param)
+    if out_dtype != common:
+        loss = to_dtype(loss, out_dtype)
+    return _weighted_reduction(loss, reduction, weight, weighted_mean)
+
+
+def _weighted_reduction(loss, reduction, weight, weighted_mean):
+    if weight is None:
+        return loss if reduction == "none" else sum_(loss) if reduction == "sum" else mean(loss)
+    weighted = mul(loss, weight)
     if reduction == "none":
         return weighted
     if reduction == "sum":
@@ -131,10 +165,26 @@ def _pointwise(op, input, target, reduction, param=None, weight=None, weighted_m
     return div(sum_(weighted), sum_(weight)) if weighted_mean == "weight" else mean(weighted)
 
 
+def _refuse_bool_subtraction(input, target):
+    bools = (input._data.dtype.kind == "b") + (target._data.dtype.kind == "b")
+    if bools == 2:
+        raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported. "
+                           "Use the `^` or `logical_xor()` operator instead.")
+    if bools == 1:
+        raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not supported. "
+                           "If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.")
+
+
+def _can_cast(source, target):
+    """PyTorch's canCast: never floating -> integral, never non-bool -> bool."""
+    return not (source.kind == "f" and target.kind in "biu") and not (source.kind != "b" and target.kind == "b")
+
+
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     if (weight is None and size_average is None and reduce is None and isinstance(target, Tensor)
             and (reduction == "mean" or reduction == "sum" or reduction == "none")
-            and input._data.shape == target._data.shape and input._data.dtype is target._data.dtype):
+            and input._data.shape == target._data.shape and input._data.dtype is target._data.dtype
+            and input._data.dtype.kind == "f"):
         return MseLoss.apply(input, target, reduction, None)  # what _pointwise comes to, unchecked
     reduction = _reduction_arg(size_average, reduce, reduction)
     return _pointwise(MseLoss, input, target, reduction, weight=weight)
@@ -158,7 +208,14 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     reduction = _reduction_arg(None, None, reduction)
     if delta <= 0:
         raise RuntimeError("huber_loss does not support non-positive values for delta.")
-    return _pointwise(HuberLoss, input, target, reduction, float(delta), weight, weighted_mean="count")
+    # PyTorch writes the loss into a tensor of the input's dtype: a float16 input with a
+    # float32 target gives float16, and an integer input cannot hold a float loss.
+    target = as_tensor(target, input)
+    common, out_dtype = dtypes.promote(input._data, target._data), input._data.dtype
+    if not _can_cast(common, out_dtype):
+        raise RuntimeError(f"result type {_type_name(common)} can't be cast to the desired output type "
+                           f"{_type_name(out_dtype)}")
+    return _pointwise(HuberLoss, input, target, reduction, float(delta), weight, "count", out_dtype)
 
 
 # --- binary cross-entropy and KL divergence -------------------------------------------

@@ -5,6 +5,7 @@ the transforms, and SyntheticDigits (determinism, balance, learnability)."""
 import gzip
 import hashlib
 import io
+import re
 import shutil
 import struct
 from pathlib import Path
@@ -122,6 +123,74 @@ def test_read_idx_rejects_malformed_files(tmp_path, payload, match):
     with pytest.raises(IDXFormatError, match=match) as info:
         read_idx(path)
     assert str(path) in str(info.value)
+
+
+def gzip_bomb(header, zero_members):
+    """gzip data whose stream is ``header`` then ``zero_members`` MiB of zeros: one
+    1 KiB member per MiB, so a 1 GiB stream costs 1 MB and no time to build."""
+    return gzip.compress(header) + gzip.compress(bytes(1 << 20)) * zero_members
+
+
+def idx_header(code, dims):
+    return bytes([0, 0, code, len(dims)]) + struct.pack(f">{len(dims)}I", *dims)
+
+
+_READ_WITH_MEMORY_CAP = """
+import re, resource, sys, time
+from distnn.datasets import read_idx
+address_space = int(re.search(r"VmSize:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) << 10
+limit = address_space + (256 << 20)  # a quarter of what the bomb inflates to
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+start = time.perf_counter()
+try:
+    read_idx(sys.argv[1])
+except Exception as exc:
+    print(f"{time.perf_counter() - start:.3f}", type(exc).__name__, exc)
+else:
+    print("-1 read")
+"""
+
+
+def read_idx_with_memory_cap(path):
+    """(seconds, outcome) of ``read_idx(path)`` in a process allowed 256 MiB more
+    address space than it needs to import distnn: inflating a bomb whole dies there."""
+    import os
+    import subprocess
+    import sys
+    root = Path(distnn.__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", _READ_WITH_MEMORY_CAP, str(path)], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.returncode == 0, proc.stderr
+    seconds, outcome = proc.stdout.strip().split(" ", 1)
+    return float(seconds), outcome
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="measures address space through Linux /proc")
+@pytest.mark.parametrize("header, zero_mib, match", [
+    # 10,000 28x28 images (7.84 MB) claimed, 1 GiB of zeros inflated
+    (idx_header(0x08, (10000, 28, 28)), 1024,
+     r"dims \(10000, 28, 28\) of uint8 need 7840000 data bytes, found more than 8888576 \(trailing data\)"),
+    # dims that multiply to 1e13 bytes: refused from the header alone
+    (idx_header(0x08, (100000, 100000, 1000)), 1024,
+     r"dims \(100000, 100000, 1000\) of uint8 need 10000000000000 data bytes, more than the limit of "
+     r"\d+ \(mnist.MAX_IDX_BYTES\)"),
+])
+def test_gzip_bomb_is_refused_without_inflating_it(tmp_path, header, zero_mib, match):
+    path = tmp_path / "bomb-idx3-ubyte.gz"
+    path.write_bytes(gzip_bomb(header, zero_mib))
+    assert path.stat().st_size < 2 << 20
+    seconds, outcome = read_idx_with_memory_cap(path)
+    assert outcome.startswith(f"IDXFormatError {path}: "), outcome
+    assert re.search(match, outcome), outcome
+    assert seconds < 5  # inflating all of it takes longer; reading 8 MB does not
+
+
+def test_uncompressed_idx_size_is_checked_before_reading(tmp_path, monkeypatch):
+    path = tmp_path / "big-idx3-ubyte"
+    path.write_bytes(idx_header(0x0C, (1000, 1000, 100)) + b"\0" * 12)
+    monkeypatch.setattr(np, "empty", None)  # no buffer may be allocated for what the header claims
+    with pytest.raises(IDXFormatError, match=r"need 400000000 data bytes, found 12 \(truncated\)"):
+        read_idx(path)
 
 
 def test_read_idx_round_trip_big_endian_types(tmp_path):

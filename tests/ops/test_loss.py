@@ -102,6 +102,76 @@ def test_smooth_l1_and_huber_parameter_errors():
         distnn.ops.mse_loss(x, x, weight=distnn.ones(3))
 
 
+# Integer and bool operands: torch's kernels refuse them (mse, smooth_l1, huber), l1_loss
+# is (input - target).abs() then a reduction, and huber writes into the input's dtype.
+REGRESSION_LOSSES = [("mse_loss", {}), ("l1_loss", {}), ("smooth_l1_loss", {}), ("smooth_l1_loss", {"beta": 0.0}),
+                     ("huber_loss", {})]
+DTYPE_PAIRS = [("int64", "int64"), ("int32", "int32"), ("uint8", "int8"), ("int32", "int64"), ("bool", "bool"),
+               ("int64", "bool"), ("bool", "int64"), ("float32", "int64"), ("int64", "float32"),
+               ("float32", "bool"), ("bool", "float32"), ("float16", "int64"), ("float16", "float32"),
+               ("float32", "float64"), ("int32", "float64")]
+
+
+def loss_outcome(lib, name, kw, input_dtype, target_dtype, reduction):
+    """(dtype name, values) of the loss, or (exception type, message) when it raises."""
+    x = lib.tensor([1, 0, 3], dtype=getattr(lib, input_dtype))
+    y = lib.tensor([1, 1, 0], dtype=getattr(lib, target_dtype))
+    try:
+        out = getattr(F(lib), name)(x, y, reduction=reduction, **kw)
+    except RuntimeError as exc:
+        return type(exc).__name__, str(exc)
+    return str(out.dtype).rsplit(".", 1)[-1], out.tolist()
+
+
+@requires_torch
+@pytest.mark.parametrize("name,kw", REGRESSION_LOSSES)
+@pytest.mark.parametrize("input_dtype,target_dtype", DTYPE_PAIRS)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_regression_losses_on_integer_and_mixed_dtypes_match_torch(name, kw, input_dtype, target_dtype, reduction):
+    args = (name, kw, input_dtype, target_dtype, reduction)
+    assert loss_outcome(distnn, *args) == loss_outcome(torch, *args)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda x, y: distnn.ops.mse_loss(x, y), NotImplementedError, "\"mse_cpu\" not implemented for 'Long'"),
+    (lambda x, y: distnn.nn.MSELoss()(x.int(), y.int()), NotImplementedError,
+     "\"mse_cpu\" not implemented for 'Int'"),
+    (lambda x, y: distnn.ops.mse_loss(x.bool(), y.bool()), NotImplementedError,
+     "\"mse_cpu\" not implemented for 'Bool'"),
+    (lambda x, y: distnn.ops.smooth_l1_loss(x, y), NotImplementedError,
+     "\"smooth_l1_cpu\" not implemented for 'Long'"),
+    (lambda x, y: distnn.ops.huber_loss(x, y), NotImplementedError, "\"huber_cpu\" not implemented for 'Long'"),
+    (lambda x, y: distnn.ops.huber_loss(x, y.float()), RuntimeError,
+     "result type Float can't be cast to the desired output type Long"),
+    (lambda x, y: distnn.ops.l1_loss(x, y), RuntimeError, "mean(): could not infer output dtype. Input dtype must "
+                                                          "be either a floating point or complex dtype. Got: Long"),
+    (lambda x, y: distnn.ops.l1_loss(x.float(), y.bool()), RuntimeError,
+     "Subtraction, the `-` operator, with a bool tensor is not supported."),
+])
+def test_integer_regression_losses_raise_like_torch(call, error, message):
+    """The same checks without the oracle: torch 2.13's exception types and messages."""
+    with pytest.raises(error) as info:
+        call(distnn.tensor([1, 2]), distnn.tensor([1, 4]))
+    assert str(info.value).startswith(message) and isinstance(info.value, RuntimeError)
+
+
+def test_integer_regression_losses_torch_accepts():
+    x, y = distnn.tensor([1, 2]), distnn.tensor([1, 4])
+    mixed = distnn.ops.mse_loss(x.float(), y)
+    assert mixed.dtype == distnn.float32 and mixed.item() == 2.0
+    assert distnn.ops.mse_loss(x, y.double()).dtype == distnn.float64
+    assert distnn.ops.l1_loss(x.int(), y.int(), reduction="none").dtype == distnn.int32
+    total = distnn.ops.l1_loss(x.to(distnn.uint8), y.to(distnn.uint8), reduction="sum")
+    assert total.dtype == distnn.int64 and total.item() == 254  # uint8 wraps in the subtraction, as in torch
+    half = distnn.ops.huber_loss(x.half(), y.float(), reduction="none")
+    assert half.dtype == distnn.float16 and half.tolist() == [0.0, 1.5]
+    # the cast to the input's dtype is differentiable (torch 2.13's own backward fails here,
+    # "Found dtype Double but expected Float")
+    w = distnn.tensor([1.0, 2.0], requires_grad=True)
+    distnn.ops.huber_loss(w, distnn.tensor([1.0, 4.0], dtype=distnn.float64)).backward()
+    assert w.grad.dtype == distnn.float32 and w.grad.tolist() == [0.0, -0.5]
+
+
 # --- binary cross-entropy and KL ------------------------------------------------------
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
