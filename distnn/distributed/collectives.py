@@ -239,11 +239,21 @@ def _ring_gather_phase(ex, buf, chunk_segs, left, right):
                 ex.send(right, buf[sl])
 
 
+def agree(ex):
+    """Before a rooted collective: a rank that only sends (a broadcast or scatter root, a
+    gather leaf) would never see a peer's header, so ranks that disagree about the root
+    could finish with different data, or wait for each other until the timeout. One
+    handshake first compares op (which names the root), dtype and shape on every pair."""
+    if ex.size > 1:
+        handshake(ex)
+
+
 def broadcast(ex, buf, root):
     if ex.size == 1:
         return
+    agree(ex)
     if buf.size == 0:
-        return handshake(ex)
+        return
     if buf.nbytes <= DIRECT_MAX_BYTES:
         if ex.rank == root:
             for peer in range(ex.size):
@@ -300,6 +310,7 @@ def reduce_scatter(ex, work, op):
 
 def gather(ex, part, out_parts, dst):
     """Rank ``dst`` receives every rank's ``part`` into ``out_parts`` (a list of arrays)."""
+    agree(ex)
     if ex.rank == dst:
         for peer in range(ex.size):
             if peer == dst:
@@ -312,6 +323,7 @@ def gather(ex, part, out_parts, dst):
 
 
 def scatter(ex, out, in_parts, src):
+    agree(ex)
     if ex.rank == src:
         for peer in range(ex.size):
             if peer != src:

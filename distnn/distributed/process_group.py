@@ -14,7 +14,6 @@ import ipaddress
 import os
 import queue
 import socket
-import tempfile
 import threading
 import time
 
@@ -27,6 +26,7 @@ from .store import StoreClient, StoreServer
 from .transport import OutOfOrderMessage, Transport
 
 _LINGER_MS = 5000  # closing waits this long for queued messages to leave
+_ABORT_LINGER_MS = 1000  # and this long for a failed rank's abort notices
 _HISTORY = 64  # collectives remembered per group, to explain a peer that fell out of step
 
 
@@ -193,33 +193,32 @@ class World:
         self.broken = None
         self.shared_memory = []  # SharedMemoryGroup of every group that staged data, closed with us
         host, port = master
-        self.job = hashlib.sha256(token + f"{host}:{port}".encode()).digest()[:8]
-        # A rank whose rendezvous timed out keeps its data sockets for the retry: peers may
-        # already have been told these endpoints, and must still reach this process there.
-        spare = World._spare_sockets.pop((self.job, rank, world_size), None)
+        # The key under which a rank whose rendezvous timed out keeps its data sockets for the
+        # retry: peers may already have been told these endpoints, and must still reach it there.
+        claim = (hashlib.sha256(token + f"{host}:{port}".encode()).digest(), rank, world_size)
+        spare = World._spare_sockets.pop(claim, None)
         if spare is not None:
             self.context, self.transport = spare
         else:
             self.context = zmq.Context()
-            ipc_dir = os.path.join(tempfile.gettempdir(), f"distnn-{self.job.hex()}")
-            self.transport = Transport(self.context, rank, world_size, self.job, _bind_host(host), ipc_dir)
+            self.transport = Transport(self.context, rank, world_size, _bind_host(host))
         self._server = None
         self.store = None
         try:
             self._server = StoreServer(self.context, host, port, token, world_size) if rank == 0 else None
             self.store = StoreClient(self.context, f"tcp://{_bracket(host)}:{port}", token, timeout)
-            self._rendezvous()
+            self._rendezvous(host, port)
         except BaseException:
             if self.store is not None:
                 self.store.close()
             if self._server is not None:
                 self._server.close()
-            World._spare_sockets[(self.job, rank, world_size)] = (self.context, self.transport)
+            World._spare_sockets[claim] = (self.context, self.transport)
             raise
         self.comm = _CommThread(self)
         self._group_ids = 0
 
-    def _rendezvous(self):
+    def _rendezvous(self, host, port):
         info = dict(self.transport.endpoint_info(), world=self.size, rank=self.rank, shm=shm.available(),
                     shm_signals=shm.signals_available())
         # Keys name the generation (this process's count of worlds joined so far), so a rank
@@ -238,6 +237,10 @@ class World:
         if members[self.rank]["pid"] != os.getpid() or members[self.rank]["host"] != info["host"]:
             raise DistributedError(f"rank {self.rank} was claimed by two processes (pid {os.getpid()} and "
                                    f"pid {members[self.rank]['pid']}): check RANK of every worker")
+        # The job id names the job in every header and shared-memory file; it derives from the
+        # secret (the token, or the one the store handed out), so it is not guessable.
+        self.job = hashlib.sha256(self.store.secret + f"{host}:{port}".encode()).digest()[:8]
+        self.transport.authenticate(self.job, self.store.secret)
         self.transport.connect(members)
         self.members = members
         self.generation = World.generation = generation
@@ -264,13 +267,16 @@ class World:
                 regions.unlink()
 
     def close(self, flush=True):
-        flush = flush and self.broken is None  # a failed job has nothing worth waiting to deliver
+        # A failed job has nothing worth waiting to deliver but its abort notices: without a
+        # moment's linger, a rank that exits at once would drop them, and its peers would
+        # learn only that it exited, not why.
+        linger = _ABORT_LINGER_MS if self.broken is not None else _LINGER_MS if flush else 0
         if getattr(self, "comm", None) is not None:
             self.comm.stop()
             self.comm = None
         for regions in self.shared_memory:
             regions.close()
-        self.transport.close(linger=_LINGER_MS if flush else 0)
+        self.transport.close(linger=linger)
         self.store.close()
         if self._server is not None:
             self._server.close()

@@ -3,35 +3,43 @@ and the client every rank uses (DEALER).
 
 Ranks publish their data endpoints here and wait until every rank has done
 so. Every request carries the job token; a request with a wrong token is
-refused and logged, so two jobs on one host can never merge. Requests are
-msgpack maps; garbage is logged and dropped, never trusted.
+refused and counted, so two jobs on one host can never merge. Requests are
+msgpack maps; garbage is counted and dropped (logged at a bounded rate),
+never trusted.
+
+A job started without a token (by hand, srun, mpirun) still gets a secret:
+rank 0 draws one, and the store hands it to each rank in its join reply. Then
+only ``join`` (and ``missing``, which names the ranks not yet joined) is open
+to requests without the secret, a rank's slot goes to
+its first claimant (a second claim is refused, naming the first, so a stranger
+who races a rank makes the job fail loudly, never join it), and every other
+request must carry the secret.
 """
 
 import hmac
 import itertools
-import sys
+import secrets
 import threading
 import time
 
 import msgpack
 import zmq
 
+from .auth import DropLog
 from .errors import DistributedError, DistributedTimeoutError
 
 _RESEND_S = 1.0
 _MAX_REQUEST = 1 << 20
 
 
-def _log(message):
-    print(f"[distnn store] {message}", file=sys.stderr, flush=True)
-
-
 class StoreServer:
     """The store itself: a thread in rank 0 answering set/get/add/wait requests."""
 
     def __init__(self, context, host, port, token, world_size):
-        self._token = token
+        self._secret = token or secrets.token_bytes(32)
+        self._open_join = not token
         self._world_size = world_size
+        self.drops = DropLog("store: ")
         self._data = {}
         self._waiters = []  # (identity, request id, keys)
         self._socket = context.socket(zmq.ROUTER)
@@ -60,6 +68,7 @@ class StoreServer:
             self._stop_tx.send(b"")
             self._thread.join(timeout=5)
         self._stop_tx.close(linger=0)
+        self.drops.flush()
 
     def _serve(self):
         poller = zmq.Poller()
@@ -78,7 +87,7 @@ class StoreServer:
 
     def _handle(self, frames):
         if len(frames) != 2:
-            _log(f"dropped a malformed request ({len(frames)} frames)")
+            self.drops.drop("malformed request(s)", f"{len(frames)} frames")
             return
         identity, payload = frames
         try:
@@ -86,16 +95,17 @@ class StoreServer:
             if not isinstance(request, dict) or not isinstance(request.get("op"), str):
                 raise ValueError("not a request map")
         except Exception as exc:  # garbage on the port: never trusted, never fatal
-            _log(f"dropped undecodable bytes on the store port ({type(exc).__name__})")
+            self.drops.drop("undecodable request(s)", type(exc).__name__)
             return
         rid = request.get("id")
         token = request.get("token", b"")
-        if not isinstance(token, bytes) or not hmac.compare_digest(token, self._token):
-            _log(f"refused a {request['op']!r} request with a wrong job token "
-                 "(another job on the same MASTER_PORT?)")
+        op, key = request["op"], request.get("key")
+        authorized = isinstance(token, bytes) and hmac.compare_digest(token, self._secret)
+        if not authorized and not (self._open_join and op in ("join", "missing") and token == b""):
+            self.drops.drop("request(s) with a wrong job token (another job on the same MASTER_PORT?)",
+                            repr(op))
             self._reply(identity, rid, error="refused: wrong job token for this rendezvous")
             return
-        op, key = request["op"], request.get("key")
         if op == "set" and isinstance(key, str):
             self._data[key] = request.get("value")
             self._reply(identity, rid, value=True)
@@ -110,6 +120,12 @@ class StoreServer:
         elif op == "join" and isinstance(key, list) and len(key) == 2 and isinstance(key[0], str) \
                 and isinstance(key[1], list) and all(isinstance(k, str) for k in key[1]):
             # Register and wait in one request, so a retry after a store restart redoes both.
+            claimed = self._data.get(key[0])
+            if self._open_join and claimed is not None and claimed != request.get("value"):
+                self.drops.drop("second claim(s) of a rank", key[0])
+                self._reply(identity, rid, error=f"refused: {key[0]} was already claimed by "
+                                                 f"{_claimant(claimed)}: check RANK of every worker")
+                return
             self._data[key[0]] = request.get("value")
             self._waiters.append((identity, rid, key[1]))
             self._wake_waiters()
@@ -122,14 +138,24 @@ class StoreServer:
         pending = []
         for identity, rid, keys in self._waiters:
             if all(k in self._data for k in keys):
-                self._reply(identity, rid, value=[self._data[k] for k in keys])
+                # A job without a token learns its secret here (a token job already has it).
+                self._reply(identity, rid, value=[self._data[k] for k in keys],
+                            secret=self._secret if self._open_join else None)
             else:
                 pending.append((identity, rid, keys))
         self._waiters = pending
 
-    def _reply(self, identity, rid, value=None, error=None):
-        self._socket.send_multipart([identity, msgpack.packb({"id": rid, "value": value, "error": error},
-                                                             use_bin_type=True)])
+    def _reply(self, identity, rid, value=None, error=None, secret=None):
+        reply = {"id": rid, "value": value, "error": error}
+        if secret is not None:
+            reply["secret"] = secret
+        self._socket.send_multipart([identity, msgpack.packb(reply, use_bin_type=True)])
+
+
+def _claimant(value):
+    if isinstance(value, dict):
+        return f"pid {value.get('pid')} on host {value.get('host')}"
+    return "another process"
 
 
 class StoreClient:
@@ -140,6 +166,7 @@ class StoreClient:
     def __init__(self, context, address, token, timeout):
         self.address = address
         self._token = token
+        self.secret = token or None  # a job without a token learns its secret on join
         self.timeout = timeout
         self._socket = context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
@@ -175,6 +202,8 @@ class StoreClient:
                 continue  # a late answer to an earlier, timed-out request
             if reply.get("error"):
                 raise DistributedError(f"rendezvous at {self.address} {reply['error']}")
+            if not self._token and isinstance(reply.get("secret"), bytes):
+                self._token = self.secret = reply["secret"]
             return reply["value"]
 
     def set(self, key, value):

@@ -8,12 +8,15 @@ peer it expects. Every receive validates the header against what this rank
 expects, honours the group timeout, notices same-host peers that died, and
 turns an abort notice from any peer into an error here. All sockets belong to
 the one communication thread.
+
+A connection to the data port is admitted only if it proves the job's secret
+(see ``auth``); the ipc socket lives in a fresh 0700 folder of its own.
 """
 
-import errno
 import os
+import re
 import socket
-import sys
+import tempfile
 import time
 from collections import deque
 
@@ -21,12 +24,15 @@ import numpy as np
 import zmq
 
 from .._process import process_running
-from . import wire
+from . import auth, wire
 from .errors import DistributedError, DistributedTimeoutError
 
 ZERO_COPY_MIN = 64 * 1024  # below this, copying the payload is cheaper than tracking it
 _SOCKET_BUFFER = 4 * 1024 * 1024
 _LIVENESS_CHECK_S = 0.5
+_HANDSHAKE_MS = 10_000  # a connection that has not authenticated by then is dropped
+_IPC_PREFIX = "distnn-ipc-"
+_IPC_NAME = re.compile(re.escape(_IPC_PREFIX) + r"(\d+)-[A-Za-z0-9_]+$")
 
 
 class OutOfOrderMessage(DistributedError):
@@ -47,49 +53,69 @@ def host_identity():
     return f"{socket.gethostname()}/{boot}"
 
 
-def _log(message):
-    print(f"[distnn] {message}", file=sys.stderr, flush=True)
+def ipc_directory(runtime_dir=None):
+    """A fresh private (0700, random name) folder for this rank's ipc socket, under
+    ``runtime_dir`` (the launcher's private folder, $DISTNN_RUNTIME_DIR) or the temp
+    folder; folders that earlier ranks of this user left behind (killed before they
+    could remove them) are swept first. Nothing in its name grants anything: peers
+    learn the path from the store and must still prove the job's credential."""
+    base = runtime_dir or os.environ.get("DISTNN_RUNTIME_DIR") or tempfile.gettempdir()
+    sweep_ipc_directories(base)
+    return tempfile.mkdtemp(prefix=f"{_IPC_PREFIX}{os.getpid()}-", dir=base)
 
 
-def private_directory(path):
-    """Create (or reuse) a 0700 directory owned by this user for the job's ipc sockets;
-    refuse one that another user created first."""
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    info = os.stat(path)
-    if info.st_uid != os.getuid() or info.st_mode & 0o077:
-        raise DistributedError(f"{path} belongs to another user or is open to others (owner uid "
-                               f"{info.st_uid}, mode {oct(info.st_mode & 0o777)}); set DISTNN_JOB_TOKEN "
-                               "to a secret so the job gets a private socket folder")
-    return path
+def sweep_ipc_directories(base):
+    """Remove this user's ipc folders in ``base`` whose rank (the pid in the name) is gone."""
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        match = _IPC_NAME.match(name)
+        if match is None or process_running(int(match.group(1))):
+            continue
+        path = os.path.join(base, name)
+        try:
+            if os.lstat(path).st_uid != os.getuid():
+                continue
+            for entry in os.listdir(path):
+                os.unlink(os.path.join(path, entry))
+            os.rmdir(path)
+        except OSError:
+            pass  # another rank swept it first, or it is not ours to remove
 
 
 class Transport:
-    def __init__(self, context, rank, world_size, job, bind_host, ipc_dir):
-        self.rank, self.world_size, self.job = rank, world_size, job
+    def __init__(self, context, rank, world_size, bind_host, runtime_dir=None):
+        self.rank, self.world_size = rank, world_size
+        self.job = None  # known once the rendezvous has told this rank the job's secret
+        self._password = None
         self._context = context
+        self.drops = auth.DropLog(f"rank {rank}: ")
         self._pull = context.socket(zmq.PULL)
         self._pull.setsockopt(zmq.LINGER, 0)
         self._pull.setsockopt(zmq.RCVHWM, 0)
         self._pull.setsockopt(zmq.RCVBUF, _SOCKET_BUFFER)
         self._pull.setsockopt(zmq.MAXMSGSIZE, wire.MAX_FRAME_BYTES)
-        self.ipc_endpoint = f"ipc://{ipc_dir}/{rank}.sock"
-        self._ipc_path = f"{ipc_dir}/{rank}.sock"
-        for attempt in range(3):
-            try:
-                private_directory(ipc_dir)
-                self._pull.bind(self.ipc_endpoint)
-                break
-            except (zmq.ZMQError, FileNotFoundError) as exc:
-                # The last rank of a previous world with this job id removes the folder
-                # on its way out, and may do so just before we bind: make it again.
-                if exc.errno != errno.ENOENT or attempt == 2:
-                    raise
+        self._pull.setsockopt(zmq.HANDSHAKE_IVL, _HANDSHAKE_MS)
+        auth.configure_server(self._pull)
+        self._zap = auth.ZapHandler(context, self.drops, self._pull)
+        ipc_dir = ipc_directory(runtime_dir)
+        self._ipc_path = os.path.join(ipc_dir, f"{rank}.sock")
+        self.ipc_endpoint = f"ipc://{self._ipc_path}"
+        self._pull.bind(self.ipc_endpoint)
         port = self._pull.bind_to_random_port(f"tcp://{bind_host}")
         self.tcp_endpoint = f"tcp://{bind_host}:{port}"
         self._push = {}
         self._peer_pids = {}
         self._queues = {}
         self._aborted = None
+
+    def authenticate(self, job, secret):
+        """Admit peers that prove the job's secret, and prove it to them."""
+        self.job = job
+        self._password = auth.credential(secret, job)
+        self._zap.admit(self._password)
 
     # --- setup ------------------------------------------------------------------
     def endpoint_info(self):
@@ -106,6 +132,7 @@ class Transport:
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.SNDHWM, 0)
             sock.setsockopt(zmq.SNDBUF, _SOCKET_BUFFER)
+            auth.configure_client(sock, self._password)
             same_host = info["host"] == mine
             sock.connect(info["ipc"] if same_host else info["tcp"])
             self._push[peer] = sock
@@ -116,10 +143,13 @@ class Transport:
         """Close every socket; ``linger`` ms lets queued messages to peers still leave."""
         for sock in self._push.values():
             sock.close(linger=linger)
+        self._pull.disable_monitor()
         self._pull.close(linger=0)
-        for remove in (os.unlink, os.rmdir):  # the last rank out also removes the job's folder
+        self._zap.close()
+        self.drops.flush()
+        for remove, path in ((os.unlink, self._ipc_path), (os.rmdir, os.path.dirname(self._ipc_path))):
             try:
-                remove(self._ipc_path if remove is os.unlink else os.path.dirname(self._ipc_path))
+                remove(path)
             except OSError:
                 pass
 
@@ -224,12 +254,12 @@ class Transport:
 
     def _accept(self, frames):
         if len(frames) != 2:
-            _log(f"rank {self.rank}: dropped a message with {len(frames)} frames on the data port")
+            self.drops.drop("message(s) with the wrong number of frames on the data port", f"{len(frames)} frames")
             return False
         try:
             header = wire.decode_header(frames[0].bytes, self.job, self.world_size)
         except wire.MalformedMessage as exc:
-            _log(f"rank {self.rank}: dropped a malformed message on the data port: {exc}")
+            self.drops.drop("malformed message(s) on the data port", str(exc))
             return False
         if header["op"] == wire.ABORT_OP:
             self._aborted = f"rank {self.rank}: rank {header['src']} failed: {header['dtype']}"

@@ -84,14 +84,35 @@ def decode_header(frame, job, world_size):
 
 def mismatch(header, mine, my_rank, seq):
     """The error naming the first of op, dtype and shape where the peer's collective
-    (``header``) differs from ours (``mine``), or None when they agree."""
+    (``header``) differs from ours (``mine``), or None when they agree. An op names its
+    arguments (``broadcast.from0``, ``reduce.sum.to1``), so when only one of them differs
+    the error names that argument too."""
     for field in ("op", "dtype", "shape"):
         if header[field] != mine[field]:
+            argument = _differing_argument(mine[field], header[field]) if field == "op" else ""
             return DistributedError(
                 f"rank {my_rank}: mismatched collective with rank {header['src']} "
                 f"(sequence {seq}): {field} differs: this rank has {mine[field]!r}, "
-                f"rank {header['src']} has {header[field]!r}")
+                f"rank {header['src']} has {header[field]!r}{argument}")
     return None
+
+
+_ARGUMENT_PREFIXES = (("from", "src"), ("to", "dst"))
+
+
+def _differing_argument(mine, theirs):
+    """' (src differs: 0 vs 1)' when two op names differ in one argument, else ''."""
+    a, b = mine.split("."), theirs.split(".")
+    if len(a) != len(b) or a[0] != b[0]:
+        return ""
+    diffs = [(x, y) for x, y in zip(a, b) if x != y]
+    if len(diffs) != 1:
+        return ""
+    x, y = diffs[0]
+    for prefix, name in _ARGUMENT_PREFIXES:
+        if x.startswith(prefix) and y.startswith(prefix):
+            return f" ({name} differs: this rank has {x[len(prefix):]}, the peer has {y[len(prefix):]})"
+    return f" (reduce op differs: this rank has {x}, the peer has {y})"
 
 
 def check_expected(header, expect, my_rank):

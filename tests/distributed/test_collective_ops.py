@@ -4,17 +4,16 @@ float round-off for floats), bit-identical on every rank, for every dtype, sizes
 0/1/7/1000003, Tensors and numpy arrays, non-contiguous views, async handles,
 point to point, objects and subgroups. The worker is workers/collectives.py."""
 
-import tempfile
+import os
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import distnn
 import distnn.distributed as dist
-from multiproc import check_cases, free_port, job_id, run_ranks, shm_files
+from multiproc import check_cases, free_port, run_ranks, shm_files
 
 WORKER = "tests/distributed/workers/collectives.py"
 CORE = "all_reduce,broadcast,gather,scatter,barrier,p2p,async,groups,noncontiguous,local_errors"
@@ -59,15 +58,17 @@ def test_object_collectives(world_size):
 
 
 @pytest.mark.timeout(60)
-def test_clean_job_leaves_no_files_behind():
-    # A token of its own: the job id (and folder) derives from token and address, and crashed
-    # jobs of other tests may have left sockets under the shared test token.
+def test_clean_job_leaves_no_files_behind(tmp_path):
+    # A token of its own: shared-memory file names derive from the job id (token and address),
+    # and crashed jobs of other tests may have left files under the shared test token.
     port, token = free_port(), f"clean-{uuid.uuid4().hex}"
-    hashes = check_cases(run_ranks(WORKER, 2, ["smoke", 300000], timeout=45, port=port, token=token), min_cases=6)
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    hashes = check_cases(run_ranks(WORKER, 2, ["smoke", 300000], timeout=45, port=port, token=token,
+                                   env={"DISTNN_RUNTIME_DIR": str(runtime)}), min_cases=6)
     assert "all_reduce.sum.float32.n300000" in hashes  # large enough for shared memory
-    # World keeps its ipc:// sockets in a per-job directory named after the job id.
-    leftover = Path(tempfile.gettempdir(), f"distnn-{job_id(token, port)}")
-    assert not leftover.exists(), f"{leftover} left behind: {sorted(f.name for f in leftover.iterdir())}"
+    # Each rank keeps its ipc:// socket in a private folder of its own under DISTNN_RUNTIME_DIR.
+    assert sorted(os.listdir(runtime)) == [], "ipc folders left behind"
     assert shm_files(token, port) == []
 
 

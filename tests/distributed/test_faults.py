@@ -10,7 +10,8 @@ import pytest
 from multiproc import collect, format_results, free_port, json_lines, run_ranks, shm_files, start_rank
 
 WORKER = "tests/distributed/workers/faults.py"
-FIELD = {"shape": "shape", "empty": "shape", "dtype": "dtype", "op": "op", "collective": "op"}
+FIELD = {"shape": "shape", "empty": "shape", "dtype": "dtype", "op": "op", "collective": "op", "src": "src",
+         "dst": "dst"}
 
 
 def reports(results):
@@ -37,6 +38,10 @@ MISMATCHES = [  # (kind, elements, world_size, the rank that differs, how the ca
     ("shape", 100000, 2, 0, "warm"), ("dtype", 100000, 3, 1, "warm"), ("op", 100000, 2, 1, "warm"),
     ("collective", 100000, 2, 1, "warm"),  # the socket broadcast's message ends the signal wait
     ("empty", 100000, 3, 2, "warm"), ("shape", 7, 2, 1, "warm"),
+    # Ranks that disagree about the root: a root only sends, so without a check first
+    # nobody would notice (two roots each finish with their own data).
+    ("src", 7, 2, 1, "sync"), ("src", 7, 3, 2, "sync"), ("src", 100000, 3, 0, "sync"), ("src", 7, 4, 1, "async"),
+    ("dst", 7, 2, 0, "sync"), ("dst", 100000, 3, 1, "sync"),
 ]
 
 

@@ -147,6 +147,17 @@ def test_check_expected_names_field_ranks_and_values(field, mine, theirs):
         assert part in message, message
 
 
+@pytest.mark.parametrize("mine, theirs, argument", [
+    ("broadcast.from0", "broadcast.from2", "src differs: this rank has 0, the peer has 2"),
+    ("gather.to1", "gather.to0", "dst differs: this rank has 1, the peer has 0"),
+    ("all_reduce.max", "all_reduce.sum", "reduce op differs: this rank has max, the peer has sum"),
+])
+def test_mismatch_names_the_argument_that_differs(mine, theirs, argument):
+    header = dict(expect(op=theirs), src=1)
+    message = str(wire.mismatch(header, expect(op=mine), 3, 3))
+    assert "op differs" in message and argument in message, message
+
+
 def test_check_expected_names_byte_count():
     with pytest.raises(DistributedError) as info:
         wire.check_expected(good(nbytes=36), expect(), my_rank=0)

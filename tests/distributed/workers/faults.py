@@ -3,6 +3,8 @@ misuse point to point. Each rank prints one JSON line: the error it got
 (cases.report_error) or {"ok": ...}; the test decides what was right.
 
     python faults.py mismatch KIND ODD_RANK N [sync|async|warm]  # ODD_RANK's collective differs in KIND
+                                                  # (src/dst: ODD_RANK names itself a broadcast's
+                                                  # root or a gather's destination)
                                                   # (warm: after one matching shared-memory all_reduce)
     python faults.py join                         # rendezvous, one barrier, exit
     python faults.py kill VICTIM COLLECTIVE N     # VICTIM SIGKILLs itself in the 4th call
@@ -33,7 +35,7 @@ def warm_up():
 def mismatch(kind, odd, n, async_op=False, warm=False):
     rank, world = init()
     differs = rank == odd
-    if kind not in ("shape", "empty", "dtype", "op", "collective"):
+    if kind not in ("shape", "empty", "dtype", "op", "collective", "src", "dst"):
         sys.exit(f"unknown mismatch kind {kind!r}")
     size = {"shape": n + 1, "empty": 0}.get(kind, n) if differs else n
     x = data(rank, size, "float64" if differs and kind == "dtype" else "float32")
@@ -45,6 +47,12 @@ def mismatch(kind, odd, n, async_op=False, warm=False):
             warm_up()
         if differs and kind == "collective":
             work = dist.broadcast(x, 0, async_op=async_op)
+        elif kind == "src":  # every rank broadcasts; the odd one names itself the root
+            work = dist.broadcast(x, odd if differs else (odd + 1) % world, async_op=async_op)
+        elif kind == "dst":  # every rank gathers; the odd one names itself the destination
+            dst = odd if differs else (odd + 1) % world
+            gather_list = [np.empty_like(x) for _ in range(world)] if rank == dst else None
+            work = dist.gather(x, gather_list, dst=dst, async_op=async_op)
         else:
             work = dist.all_reduce(x, op=op, async_op=async_op)
         if async_op:
