@@ -4,6 +4,16 @@ checkpoint temp files, shared-memory regions) and for noticing a dead peer."""
 import os
 
 
+def process_state(pid):
+    """The state letter of ``pid`` in /proc (R, S, D, T for stopped, t for traced, Z), or
+    None when it is gone or there is no /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0].decode()
+    except (OSError, IndexError):
+        return None
+
+
 def process_running(pid):
     """False once ``pid`` has exited, even while it waits unreaped as a zombie."""
     try:

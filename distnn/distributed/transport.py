@@ -23,13 +23,14 @@ from collections import deque
 import numpy as np
 import zmq
 
-from .._process import process_running
+from .._process import process_running, process_state
 from . import auth, wire
 from .errors import DistributedError, DistributedTimeoutError
 
 ZERO_COPY_MIN = 64 * 1024  # below this, copying the payload is cheaper than tracking it
 _SOCKET_BUFFER = 4 * 1024 * 1024
 _LIVENESS_CHECK_S = 0.5
+_ABORT_GRACE_S = 0.3  # how long a dead peer's abort notice may still be on its way
 _HANDSHAKE_MS = 10_000  # a connection that has not authenticated by then is dropped
 _IPC_PREFIX = "distnn-ipc-"
 _IPC_NAME = re.compile(re.escape(_IPC_PREFIX) + r"(\d+)-[A-Za-z0-9_]+$")
@@ -242,7 +243,7 @@ class Transport:
             if remaining <= 0:
                 raise DistributedTimeoutError(
                     f"rank {self.rank}: timed out after {timeout:.1f}s in {describe} waiting for "
-                    f"rank(s) {sorted(waiting_for)}")
+                    f"rank(s) {sorted(waiting_for)}{self.stopped_peers()}")
             if self._pull.poll(min(remaining, _LIVENESS_CHECK_S) * 1000):
                 frames = self._pull.recv_multipart(copy=False)
                 if self._accept(frames):
@@ -270,10 +271,22 @@ class Transport:
         return True
 
     def check_alive(self, ranks, describe):
-        """Raise if a same-host peer among ``ranks`` has exited (a zombie counts as exited)."""
+        """Raise if a same-host peer among ``ranks`` has exited (a zombie counts as exited).
+        A peer that failed sends its abort notice before it exits: that, when it arrives
+        within a moment, is the better error."""
         for r in ranks:
             pid = self._peer_pids.get(r)
             if pid is not None and not process_running(pid):
+                deadline = time.monotonic() + _ABORT_GRACE_S
+                while self._pull.poll(max(deadline - time.monotonic(), 0) * 1000):
+                    self.drain()  # raises the abort notice
                 self._aborted = (f"rank {self.rank}: rank {r} (pid {pid}) exited while this rank was "
                                  f"waiting for it in {describe}")
                 raise DistributedError(self._aborted)
+
+    def stopped_peers(self):
+        """'; rank 2 (pid N) is stopped (state T)' for same-host peers that a signal stopped:
+        the rank everyone ends up waiting for, whichever neighbour a rank waits on."""
+        stopped = [f"rank {r} (pid {pid}) is stopped (state {state}) and makes no progress"
+                   for r, pid in sorted(self._peer_pids.items()) if (state := process_state(pid)) in ("T", "t")]
+        return "; " + "; ".join(stopped) if stopped else ""

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from multiproc import collect, format_results, free_port, json_lines, run_ranks, shm_files, start_rank
+from multiproc import collect, format_results, free_port, json_lines, kill_tree, run_ranks, shm_files, start_rank
 
 WORKER = "tests/distributed/workers/faults.py"
 FIELD = {"shape": "shape", "empty": "shape", "dtype": "dtype", "op": "op", "collective": "op", "src": "src",
@@ -181,3 +181,22 @@ def test_posted_irecv_does_not_block_later_calls(pattern):
                         env={"DISTNN_TEST_TIMEOUT": "2", "DISTNN_TEST_FAST_EXIT": "1"})
     for rank, rep in reports(results).items():
         assert rep.get("ok") is True, f"rank {rank}: {rep}"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("n, shm", [(100000, "0"), (100000, "1"), (7, "1")])
+def test_a_stopped_rank_is_named_by_every_rank_that_times_out(n, shm):
+    """A ring waits on its neighbour, so without a look at the peers every rank would blame
+    a different, healthy one: each timeout names the rank that a signal stopped."""
+    port, world_size, victim = free_port(), 4, 2
+    env = {"DISTNN_TEST_TIMEOUT": "4", "DISTNN_SHM": shm}
+    procs = [start_rank(WORKER, r, world_size, port, ["stop", victim, n], env=env) for r in range(world_size)]
+    try:
+        others = collect([p for r, p in enumerate(procs) if r != victim], timeout=40,
+                         ranks=[r for r in range(world_size) if r != victim])
+    finally:
+        kill_tree(procs[victim], grace=0)
+    got = reports(others)
+    for rank, rep in got.items():  # a timeout, or the abort notice of the rank that timed out first
+        assert rep.get("is_distributed") and "timed out" in rep["message"], f"rank {rank}: {rep}"
+        assert f"rank {victim} (pid {procs[victim].pid}) is stopped" in rep["message"], rep

@@ -10,6 +10,7 @@ misuse point to point. Each rank prints one JSON line: the error it got
     python faults.py kill VICTIM COLLECTIVE N     # VICTIM SIGKILLs itself in the 4th call
     python faults.py p2p PATTERN                  # irecv posted before the matching send
     python faults.py slow LATE_RANK SECONDS N [warm]  # LATE_RANK sleeps before its all_reduce
+    python faults.py stop VICTIM N                # VICTIM SIGSTOPs itself before an all_reduce
     python faults.py reinit TIMES                 # init, all_reduce, destroy; repeated
     python faults.py retry_init LATE_S            # rank 0 starts late; the others retry init
 """
@@ -148,6 +149,21 @@ def slow(late, seconds, n, warm=False):
     emit(rank=rank, ok="no error raised")
 
 
+def stop(victim, n):
+    """Rank ``victim`` stops itself (SIGSTOP) before an all_reduce; the others time out."""
+    rank, world = init()
+    x = data(rank, n, "float32")
+    if rank == victim:
+        os.kill(os.getpid(), signal.SIGSTOP)
+    started = time.monotonic()
+    try:
+        dist.all_reduce(x)
+    except Exception as exc:
+        report_error(exc, started)
+        return
+    emit(rank=rank, ok="no error raised")
+
+
 def reinit(times):
     """destroy_process_group then init_process_group again, as test suites do."""
     for attempt in range(times):
@@ -205,6 +221,8 @@ if __name__ == "__main__":
         p2p(args[0])
     elif scenario == "slow":
         slow(int(args[0]), float(args[1]), int(args[2]), warm=args[3:] == ["warm"])
+    elif scenario == "stop":
+        stop(int(args[0]), int(args[1]))
     elif scenario == "reinit":
         reinit(int(args[0]))
     elif scenario == "retry_init":

@@ -57,11 +57,16 @@ def forged_messages(job, world_size):
     return frame(data, more=True) + frame(b"\x00\x00\x80\x7f" * 7) + frame(abort, more=True) + frame(b"")
 
 
-def attempt(host, port, mechanism, handshake, payload):
-    """Connect, handshake, push ``payload``; what the server sent back and whether it hung up."""
+def attempt(host, port, mechanism, handshake, payload, wait=True):
+    """Connect, handshake, push ``payload``; what the server sent back and whether it hung up.
+    Without ``wait`` (a flood: bench/under_attack.py) everything is sent at once and the
+    connection dropped."""
     received = b""
     try:
         with socket.create_connection((host, port), timeout=3) as s:
+            if not wait:
+                s.sendall(greeting(mechanism) + handshake + payload)
+                return {"closed": None}
             s.sendall(greeting(mechanism))
             s.settimeout(1.0)
             try:
