@@ -1,8 +1,11 @@
 """Where a process learns its rank and world: explicit arguments, the launcher's
 environment (RANK, WORLD_SIZE, ...), or a cluster engine's (Slurm's srun,
-Open MPI's mpirun, PMI), in that order."""
+Open MPI's mpirun, PMI), in that order; and where the rendezvous store is
+(MASTER_ADDR/MASTER_PORT or ``init_method``), checked before any socket opens."""
 
+import ipaddress
 import os
+import socket
 
 _SOURCES = (
     ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"),
@@ -64,13 +67,37 @@ def resolve_master(init_method=None, environ=None):
         host, sep, port = init_method[len("tcp://"):].rpartition(":")
         if not sep or not host:
             raise ValueError(f"Expect: init_method 'tcp://host:port', Actual: {init_method!r}")
-        return host.strip("[]"), _port(port, f"the port of init_method {init_method!r}")
+        port = _port(port, f"the port of init_method {init_method!r}")
+        return _master_host(host.strip("[]"), f"the host of init_method={init_method!r}"), port
     host, port = environ.get("MASTER_ADDR"), environ.get("MASTER_PORT")
     if host is None or port is None:
         missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if environ.get(v) is None]
         raise ValueError(f"environment variable(s) {', '.join(missing)} not set: the rendezvous address "
                          "is unknown (the launcher sets them; or pass init_method='tcp://host:port')")
-    return host, _port(port, f"MASTER_PORT={port!r}")
+    port = _port(port, f"MASTER_PORT={port!r}")
+    return _master_host(host.strip("[]"), f"MASTER_ADDR={host!r}"), port
+
+
+def _master_host(host, what):
+    """``host`` once it is a plausible host name or IP address that resolves.
+
+    Checked here, where the variable that holds it is known: later a bad host only
+    surfaces as a socket error (or, empty, as a rendezvous that waits for nothing)."""
+    if not host or not all(c.isalnum() or c in "._-:%" for c in host):
+        raise ValueError(f"Expect: a host name or IP address of the machine running rank 0 as "
+                         f"{what.split('=')[0]}, Actual: {what}")
+    try:
+        ipaddress.ip_address(host)
+        return host  # a literal address needs no lookup
+    except ValueError:
+        pass
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        # "node:29500" is the usual slip; an address with a colon is IPv6 and parsed above.
+        hint = "; the port goes in MASTER_PORT or init_method's ':port'" if ":" in host else ""
+        raise ValueError(f"{what} does not resolve to an address ({exc}{hint})") from None
+    return host
 
 
 def _port(text, what):

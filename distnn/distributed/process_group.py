@@ -201,6 +201,7 @@ class World:
             self.context, self.transport = spare
         else:
             self.context = zmq.Context()
+            self.context.setsockopt(zmq.IPV6, 1)  # sockets made from it reach IPv6 masters (and IPv4 too)
             self.transport = Transport(self.context, rank, world_size, _bind_host(host))
         self._server = None
         self.store = None
@@ -441,7 +442,8 @@ class Exchange:
             transport.check_alive([peer], self.describe())
             if time.monotonic() > deadline:
                 raise DistributedTimeoutError(f"rank {world.rank}: timed out after {world.timeout:.1f}s in "
-                                              f"{self.describe()} waiting for rank(s) [{peer}]")
+                                              f"{self.describe()} waiting for rank(s) [{peer}]"
+                                              f"{transport.stopped_peers()}")
 
         seq, fingerprint = self.shm.wait(src, count, check)
         if seq != self.seq or fingerprint != self._signal_id()[0]:
@@ -513,25 +515,40 @@ def _bracket(host):
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
+def _master_addresses(host):
+    """(family, sockaddr) of each address ``host`` resolves to, IPv4 first: the data
+    sockets bind IPv6 only for a master that has no IPv4 address."""
+    try:
+        found = socket.getaddrinfo(host, 9, type=socket.SOCK_DGRAM)
+    except (OSError, UnicodeError) as exc:
+        raise ValueError(f"the master address {host!r} does not resolve to an address ({exc})") from None
+    return sorted(((family, sockaddr) for family, _, _, _, sockaddr in found),
+                  key=lambda a: a[0] != socket.AF_INET)
+
+
 def _is_loopback(host):
     if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        try:
-            return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
-        except OSError:
-            return False
+        return all(ipaddress.ip_address(a[1][0].split("%")[0]).is_loopback for a in _master_addresses(host))
 
 
 def _bind_host(master_host):
-    """Loopback jobs bind loopback only; others the interface that reaches the master."""
+    """Where this rank's data socket binds, as a tcp:// endpoint spells it (IPv6 in
+    brackets): loopback for a loopback master, else the interface that reaches it."""
     if _is_loopback(master_host):
         return "127.0.0.1"
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.connect((socket.gethostbyname(master_host), 9))  # no packet is sent
-        return probe.getsockname()[0]
+    family, sockaddr = _master_addresses(master_host)[0]
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(sockaddr)  # UDP: picks the route and source address, sends nothing
+        except OSError as exc:
+            raise DistributedError(f"the master address {master_host!r} is not reachable from this host "
+                                   f"({exc}): check MASTER_ADDR (or init_method's host)") from None
+        local = probe.getsockname()[0]
+    return f"[{local}]" if family == socket.AF_INET6 else local
 
 
 _active_worlds = []

@@ -50,8 +50,12 @@ class StoreServer:
             self._socket.bind(self.address)
         except zmq.ZMQError as exc:
             self._socket.close()
+            # The hint names the setting to fix: a guess at the port misleads when the address is wrong.
+            hint = {zmq.EADDRINUSE: f" (is another job using MASTER_PORT {port}?)",
+                    zmq.EADDRNOTAVAIL: f"; MASTER_ADDR={host} is not an address of this host (rank 0 serves "
+                                       "the store there; set MASTER_ADDR to this host's address)"}
             raise DistributedError(f"rank 0 could not serve the rendezvous store at {self.address}: "
-                                   f"{exc} (is another job using MASTER_PORT {port}?)") from None
+                                   f"{exc}{hint.get(exc.errno, '')}") from None
         # The thread sleeps until a request or close() arrives: a timed poll would wake it
         # (and take the GIL from training) many times a second for the whole job.
         stop_address = f"inproc://distnn-store-stop-{id(self)}"

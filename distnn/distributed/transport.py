@@ -33,6 +33,7 @@ _LIVENESS_CHECK_S = 0.5
 _ABORT_GRACE_S = 0.3  # how long a dead peer's abort notice may still be on its way
 _HANDSHAKE_MS = 10_000  # a connection that has not authenticated by then is dropped
 _IPC_PREFIX = "distnn-ipc-"
+_MAX_SOCKET_PATH = 107
 _IPC_NAME = re.compile(re.escape(_IPC_PREFIX) + r"(\d+)-[A-Za-z0-9_]+$")
 
 
@@ -61,6 +62,8 @@ def ipc_directory(runtime_dir=None):
     could remove them) are swept first. Nothing in its name grants anything: peers
     learn the path from the store and must still prove the job's credential."""
     base = runtime_dir or os.environ.get("DISTNN_RUNTIME_DIR") or tempfile.gettempdir()
+    if len(os.path.join(base, f"{_IPC_PREFIX}{os.getpid()}-12345678", "65535.sock")) > _MAX_SOCKET_PATH:
+        base = "/tmp"  # a deep TMPDIR: a unix socket's path holds at most 107 bytes
     sweep_ipc_directories(base)
     return tempfile.mkdtemp(prefix=f"{_IPC_PREFIX}{os.getpid()}-", dir=base)
 

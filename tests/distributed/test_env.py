@@ -75,9 +75,12 @@ def test_unknown_rank_says_how_to_start():
 
 @pytest.mark.parametrize("init_method, environ, expected", [
     (None, {"MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500"}, ("10.0.0.1", 29500)),
-    ("env://", {"MASTER_ADDR": "node7", "MASTER_PORT": "1234"}, ("node7", 1234)),
+    ("env://", {"MASTER_ADDR": "localhost", "MASTER_PORT": "1234"}, ("localhost", 1234)),
     ("tcp://127.0.0.1:23456", {"MASTER_ADDR": "ignored", "MASTER_PORT": "1"}, ("127.0.0.1", 23456)),
     ("tcp://[::1]:23456", {}, ("::1", 23456)),
+    (None, {"MASTER_ADDR": "::1", "MASTER_PORT": "29500"}, ("::1", 29500)),
+    (None, {"MASTER_ADDR": "[::1]", "MASTER_PORT": "29500"}, ("::1", 29500)),  # as init_method spells it
+    (None, {"MASTER_ADDR": "fe80::1%eth0", "MASTER_PORT": "29500"}, ("fe80::1%eth0", 29500)),
 ])
 def test_master_address(init_method, environ, expected):
     assert env.resolve_master(init_method, environ=environ) == expected
@@ -103,6 +106,37 @@ def test_missing_master_names_the_variables(environ, missing):
     ("tcp://localhost:x", {}, ["tcp://localhost:x"]),
 ])
 def test_bad_master_names_the_value(init_method, environ, names):
+    with pytest.raises(ValueError) as info:
+        env.resolve_master(init_method, environ=environ)
+    for name in names:
+        assert name in str(info.value)
+
+
+@pytest.mark.parametrize("host", ["", " ", "node 7", " node7", "node7\n", "tcp://10.0.0.1", "node/7",
+                                  "user@node7", "[]"])
+def test_implausible_master_addr_is_refused_naming_it(host):
+    # Refused before any socket opens: an empty MASTER_ADDR used to make rank 0 wait at tcp://:port.
+    with pytest.raises(ValueError) as info:
+        env.resolve_master(environ={"MASTER_ADDR": host, "MASTER_PORT": "29500"})
+    assert "MASTER_ADDR" in str(info.value) and repr(host) in str(info.value)
+
+
+@pytest.mark.parametrize("init_method", ["tcp://node 7:29500", "tcp://[]:29500", "tcp://no/de:29500"])
+def test_implausible_init_method_host_is_refused_naming_it(init_method):
+    with pytest.raises(ValueError) as info:
+        env.resolve_master(init_method, environ={"MASTER_ADDR": "localhost", "MASTER_PORT": "1"})
+    assert f"init_method={init_method!r}" in str(info.value)
+
+
+@pytest.mark.parametrize("init_method, environ, names", [
+    (None, {"MASTER_ADDR": "no-such-host.invalid", "MASTER_PORT": "29500"},
+     ["MASTER_ADDR='no-such-host.invalid'", "does not resolve"]),
+    ("tcp://no-such-host.invalid:29500", {}, ["init_method='tcp://no-such-host.invalid:29500'", "does not resolve"]),
+    (None, {"MASTER_ADDR": "no-such-host.invalid:29500", "MASTER_PORT": "29500"},
+     ["MASTER_ADDR='no-such-host.invalid:29500'", "the port goes in MASTER_PORT"]),
+])
+def test_unresolvable_master_names_the_variable(init_method, environ, names):
+    # .invalid never resolves (RFC 2606); this used to surface later as a bare socket.gaierror.
     with pytest.raises(ValueError) as info:
         env.resolve_master(init_method, environ=environ)
     for name in names:

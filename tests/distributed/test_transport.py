@@ -35,6 +35,16 @@ def test_ipc_folder_is_private_and_leftovers_of_dead_ranks_are_swept(tmp_path):
     assert alive.exists() and unrelated.exists(), "a live rank's (or a foreign) folder was removed"
 
 
+def test_ipc_folder_falls_back_to_tmp_where_the_socket_path_would_be_too_long(tmp_path):
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    made = ipc_directory(str(deep))
+    try:
+        assert os.path.dirname(made) == "/tmp" and len(os.path.join(made, "65535.sock")) <= 107, made
+    finally:
+        os.rmdir(made)
+
+
 @pytest.mark.timeout(30)
 def test_only_the_jobs_credential_opens_the_data_port(tmp_path):
     context = zmq.Context()
