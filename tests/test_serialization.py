@@ -16,6 +16,7 @@ import pytest
 import distnn
 from distnn import serialization
 from distnn.serialization import SerializationError, load, save
+from memory_limit import call_with_memory_cap, needs_proc_status
 
 
 def assert_same(a, b, path="obj"):
@@ -245,41 +246,13 @@ HOSTILE_FILES = {
 }
 
 
-_LOAD_WITH_MEMORY_CAP = """
-import re, resource, sys
-import distnn
-address_space = int(re.search(r"VmSize:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) << 10
-limit = address_space + (256 << 20)  # a quarter of what the smallest attack decodes to
-resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-try:
-    distnn.serialization.load(sys.argv[1])
-except Exception as exc:
-    print(type(exc).__name__, exc)
-else:
-    print("loaded")
-"""
-
-
-def load_with_memory_cap(path):
-    """What ``load(path)`` raises in a process allowed 256 MiB more address space than
-    distnn needs to import: a decoder that allocates what the file claims dies with
-    MemoryError there instead of thrashing this machine."""
-    import subprocess
-    import sys
-    root = os.path.dirname(os.path.dirname(os.path.abspath(distnn.__file__)))
-    proc = subprocess.run([sys.executable, "-c", _LOAD_WITH_MEMORY_CAP, str(path)], capture_output=True,
-                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": root})
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip()
-
-
-@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="measures address space through Linux /proc")
+@needs_proc_status
 @pytest.mark.parametrize("name", sorted(HOSTILE_FILES))
 def test_hostile_sizes_are_refused_before_allocating(tmp_path, name):
     make, match = HOSTILE_FILES[name]
     path = tmp_path / f"{name}.dn"
     path.write_bytes(make())
-    outcome = load_with_memory_cap(path)
+    _, outcome = call_with_memory_cap(load, path)
     assert outcome.startswith(f"SerializationError {path}: corrupted checkpoint"), outcome
     assert re.search(match, outcome), outcome
 

@@ -17,6 +17,7 @@ import distnn
 from distnn.datasets import MNIST, DatasetNotFoundError, IDXFormatError, SyntheticDigits, read_idx, transforms
 from distnn.datasets import mnist as mnist_module
 from distnn.utils.data import DataLoader, default_collate
+from memory_limit import call_with_memory_cap, needs_proc_status
 
 MNIST_10K = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mnist-10k"
 needs_mnist = pytest.mark.skipif(not (MNIST_10K / "t10k-labels-idx1-ubyte.gz").is_file(),
@@ -135,37 +136,7 @@ def idx_header(code, dims):
     return bytes([0, 0, code, len(dims)]) + struct.pack(f">{len(dims)}I", *dims)
 
 
-_READ_WITH_MEMORY_CAP = """
-import re, resource, sys, time
-from distnn.datasets import read_idx
-address_space = int(re.search(r"VmSize:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) << 10
-limit = address_space + (256 << 20)  # a quarter of what the bomb inflates to
-resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-start = time.perf_counter()
-try:
-    read_idx(sys.argv[1])
-except Exception as exc:
-    print(f"{time.perf_counter() - start:.3f}", type(exc).__name__, exc)
-else:
-    print("-1 read")
-"""
-
-
-def read_idx_with_memory_cap(path):
-    """(seconds, outcome) of ``read_idx(path)`` in a process allowed 256 MiB more
-    address space than it needs to import distnn: inflating a bomb whole dies there."""
-    import os
-    import subprocess
-    import sys
-    root = Path(distnn.__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, "-c", _READ_WITH_MEMORY_CAP, str(path)], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "PYTHONPATH": str(root)})
-    assert proc.returncode == 0, proc.stderr
-    seconds, outcome = proc.stdout.strip().split(" ", 1)
-    return float(seconds), outcome
-
-
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="measures address space through Linux /proc")
+@needs_proc_status
 @pytest.mark.parametrize("header, zero_mib, match", [
     # 10,000 28x28 images (7.84 MB) claimed, 1 GiB of zeros inflated
     (idx_header(0x08, (10000, 28, 28)), 1024,
@@ -179,7 +150,7 @@ def test_gzip_bomb_is_refused_without_inflating_it(tmp_path, header, zero_mib, m
     path = tmp_path / "bomb-idx3-ubyte.gz"
     path.write_bytes(gzip_bomb(header, zero_mib))
     assert path.stat().st_size < 2 << 20
-    seconds, outcome = read_idx_with_memory_cap(path)
+    seconds, outcome = call_with_memory_cap(read_idx, path)
     assert outcome.startswith(f"IDXFormatError {path}: "), outcome
     assert re.search(match, outcome), outcome
     assert seconds < 5  # inflating all of it takes longer; reading 8 MB does not
