@@ -14,9 +14,11 @@ files is an error, never a silent fallback.
 
 Rank 0 logs per-epoch metrics to ``--metrics`` (JSONL) and, with
 ``--save-model``, writes a checkpoint atomically after every epoch (model,
-optimizer, epoch, sampler). ``--resume PATH`` continues from one, bit-identical
-to an uninterrupted run with the same world size; a restart by the launcher
-(``--max-restarts``) resumes from ``--checkpoint`` automatically.
+optimizer, epoch, sampler, and the launcher's ``DISTNN_RUN_ID``). ``--resume
+PATH`` continues from one, of any run, bit-identical to an uninterrupted run
+with the same world size; a restart by the launcher (``--max-restarts``)
+resumes from ``--checkpoint`` automatically, but only from one its own launch
+wrote: another run's is ignored (and said so), never resumed by accident.
 """
 
 import argparse
@@ -72,6 +74,8 @@ def parse_args(argv=None):
     p.add_argument("--resume", default=None, metavar="PATH", help="continue from this checkpoint")
     p.add_argument("--metrics", default="runs/mnist_metrics.jsonl", help="JSONL file of per-epoch metrics")
     p.add_argument("--dry-run", action="store_true", help="one batch per epoch, to check the pipeline")
+    # a test hook: a crash before this launch has saved anything, to check what its restart resumes from
+    p.add_argument("--crash-first-attempt", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -118,10 +122,31 @@ def progress(iterable, enabled, total, desc):
     return iterable
 
 
-def save_checkpoint(path, model, optimizer, sampler, epoch, world):
+def save_checkpoint(path, model, optimizer, sampler, epoch, world, run_id):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                "sampler": sampler.state_dict(), "world_size": world}, path)
+                "sampler": sampler.state_dict(), "world_size": world, "run_id": run_id}, path)
+
+
+def resume_point(args, run_id, rank):
+    """(path, checkpoint) to continue from, or (None, None) to start from scratch.
+
+    This launch's own last checkpoint wins (a restart carries on where it
+    stopped); else ``--resume``. The run id tells the launch's own file from a
+    stale one: it is the same for every attempt of one ``python -m launcher``
+    and new for each, and a run outside the launcher has none, so it never
+    resumes by itself."""
+    if args.save_model and run_id is not None and os.path.exists(args.checkpoint):
+        state = torch.load(args.checkpoint)
+        if state.get("run_id") == run_id:
+            return args.checkpoint, state
+        if rank == 0 and args.resume is None:
+            print(f"Ignoring checkpoint {args.checkpoint}: it was written by another run (run id "
+                  f"{state.get('run_id') or 'none'}, this run is {run_id}); training from scratch and "
+                  f"overwriting it (--resume {args.checkpoint} would continue from it)", flush=True)
+    if args.resume is not None:
+        return args.resume, torch.load(args.resume)
+    return None, None
 
 
 def main(argv=None):
@@ -138,18 +163,17 @@ def main(argv=None):
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
     start_epoch = 1
-    resume = args.resume
-    if resume is None and args.save_model and int(os.environ.get("DISTNN_RESTART_COUNT", "0")) > 0 \
-            and os.path.exists(args.checkpoint):
-        resume = args.checkpoint  # restarted by the launcher: carry on from the last epoch saved
+    run_id = os.environ.get("DISTNN_RUN_ID")
+    resume, state = resume_point(args, run_id, rank)
     if resume is not None:
-        state = torch.load(resume)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         sampler.load_state_dict(state["sampler"])
         start_epoch = state["epoch"] + 1
         if rank == 0:
             print(f"Resumed from {resume} after epoch {state['epoch']}")
+    if args.crash_first_attempt and rank == 0 and os.environ.get("DISTNN_RESTART_COUNT", "0") == "0":
+        raise RuntimeError("--crash-first-attempt: rank 0 fails before its first epoch")
     net = dist.DistributedDataParallel(model) if world > 1 else model
     loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler)
     loss_fn = nn.CrossEntropyLoss()
@@ -186,7 +210,7 @@ def main(argv=None):
                 with open(args.metrics, "a") as f:
                     f.write(json.dumps(record) + "\n")
             if args.save_model:
-                save_checkpoint(args.checkpoint, model, optimizer, sampler, epoch, world)
+                save_checkpoint(args.checkpoint, model, optimizer, sampler, epoch, world, run_id)
         if world > 1:
             dist.barrier()  # nobody races ahead of rank 0's checkpoint
     if accuracy is None:

@@ -25,6 +25,9 @@ environment of every worker:
                           every node to fix it, otherwise a new one is made per attempt
   DISTNN_TIMEOUT          --timeout, in seconds, for the workers' own rendezvous
   DISTNN_RESTART_COUNT, DISTNN_MAX_RESTARTS      this attempt's number, --max-restarts
+  DISTNN_RUN_ID           one id per launch, the same in every attempt and on every node
+                          (examples/mnist.py resumes only checkpoints of its own run)
+  DISTNN_RUNTIME_DIR      a private (0700) folder for the job's sockets, removed on every exit
   OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS
                           max(1, cores // workers) unless already set
   PYTHONUNBUFFERED=1      unless already set, so output arrives line by line

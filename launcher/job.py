@@ -5,14 +5,13 @@ port and token, tells the other nodes to start, watches its own workers and
 the other launchers, stops everything on the first failure, and restarts or
 gives up with the summary. The other nodes follow node 0's messages:
 
-    node 0 -> others: start {restart_count, master_port, token}, stop, finish {rc, summary}, abort {reason}
+    node 0 -> others: start {restart_count, master_port, token, run_id}, alive (every few seconds while
+                      it watches), stop, finish {rc, summary}, abort {reason}
     others -> node 0: done, failed {rank}, stopped {failures, stopped}, interrupted {signal}
 """
 
 import os
-import shutil
 import signal
-import tempfile
 import time
 
 from . import process_tree, rendezvous
@@ -64,7 +63,7 @@ class Signals:
 class Node:
     """This node's launcher: the safety nets, the output pump and the run directory."""
 
-    def __init__(self, cfg, launch_id, front_pid, front_died):
+    def __init__(self, cfg, launch_id, front_pid, front_died, workspace):
         self.cfg = cfg
         self.launch_id = launch_id
         process_tree.become_subreaper()
@@ -73,16 +72,16 @@ class Node:
         if os.getppid() != front_pid:  # the front died before the line above
             self.signals.front_gone()
         self.pump = OutputPump(cfg.echo)
-        self._temp_dir = None if cfg.log_dir else tempfile.mkdtemp(prefix="distnn-launcher-")
-        self.run_dir = cfg.log_dir or self._temp_dir
+        self.run_dir = cfg.log_dir or workspace.path  # the front removes the workspace, however we end
+        self.runtime_dir = workspace.runtime_dir
         self.fixed_token = os.environ.get(TOKEN_VAR) or None
 
     def log(self, message):
         log(message, self.cfg.node_rank if self.cfg.multi_node else None)
 
-    def start_group(self, restart_count, master_port, token):
+    def start_group(self, restart_count, master_port, token, run_id):
         group = WorkerGroup(self.cfg, restart_count, master_port, token, launch_id=self.launch_id,
-                            pump=self.pump, run_dir=self.run_dir)
+                            pump=self.pump, run_dir=self.run_dir, run_id=run_id, runtime_dir=self.runtime_dir)
         try:
             group.start()
         except OSError:
@@ -97,16 +96,14 @@ class Node:
 
     def close(self):
         self.pump.close()
-        if self._temp_dir:
-            shutil.rmtree(self._temp_dir, ignore_errors=True)
 
     def interrupted_status(self):
         return 128 + self.signals.signum
 
 
-def run(cfg, launch_id, front_pid, front_died):
+def run(cfg, launch_id, front_pid, front_died, workspace):
     """This node's exit status (runs in the supervisor process, see ``launcher.front``)."""
-    node = Node(cfg, launch_id, front_pid, front_died)
+    node = Node(cfg, launch_id, front_pid, front_died, workspace)
     try:
         if cfg.node_rank == 0:
             peers = {}
@@ -183,11 +180,13 @@ class Driver:
         return record.reason or "the attempt failed"
 
     def attempt(self, restart_count, master_port):
-        """One attempt on every node: "success", "failure" or "lost" (a node is gone: no restart)."""
+        """One attempt on every node: "success", "failure" or "lost" (a node is gone: no restart).
+        The run id is node 0's launch id: new for each launch, the same for all its attempts."""
         token = self.node.fixed_token or new_token()
+        run_id = self.node.launch_id
         self.broadcast({"type": "start", "restart_count": restart_count, "master_port": master_port,
-                        "token": None if self.node.fixed_token else token})
-        group = self.node.start_group(restart_count, master_port, token)
+                        "token": None if self.node.fixed_token else token, "run_id": run_id})
+        group = self.node.start_group(restart_count, master_port, token, run_id)
         outcome, trigger, reason = self.watch(group)
         if outcome == "success":
             self.node.stop(group)  # leftovers of finished workers
@@ -196,23 +195,41 @@ class Driver:
         stopped = self.node.stop(group)
         failures = group.failures()
         remote_failures, remote_stopped, lost_reason = self.collect_stopped()
-        record = AttemptRecord(restart_count, root_cause_first(failures + remote_failures, trigger),
-                               sorted(stopped + remote_stopped), reason or lost_reason)
+        failures = root_cause_first(failures + remote_failures, trigger)
+        frozen = {f.rank for f in failures if f.frozen_state is not None}  # named as failures, not as stopped
+        record = AttemptRecord(restart_count, failures, sorted(set(stopped + remote_stopped) - frozen),
+                               reason or lost_reason)
         self.records.append(record)
         return "lost" if reason or lost_reason else outcome  # a node is gone: a restart could only hang
 
     def watch(self, group):
-        """Until all nodes are done or something fails: (outcome, (node, rank) that failed first, reason)."""
+        """Until all nodes are done or something fails: (outcome, (node, rank) that failed first, reason).
+        Meanwhile tells every other node ``alive`` every few seconds, so a node whose workers are done
+        can tell a node 0 still watching its own from one that went silent (see ``_follow_attempt``)."""
         done = set()
+        missing = sorted(set(range(1, self.cfg.nnodes)) - set(self.peers))
+        if missing:  # dropped by the broadcast of ``start``: it would never say done
+            return "lost", None, f"node {missing[0]}'s launcher is gone (it could not be told to start)"
+        next_beat = time.monotonic() + rendezvous.HEARTBEAT
         while True:
             if self.node.signals.interrupted():
                 return "interrupted", None, None
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + rendezvous.HEARTBEAT
+                for channel in list(self.peers.values()):
+                    try:
+                        channel.send({"type": "alive"})
+                    except ChannelClosed as e:
+                        self.peers.pop(channel.node_rank, None)
+                        channel.close()
+                        return "lost", None, f"node {channel.node_rank}'s launcher is gone ({e})"
             newly_failed, all_done = group.poll()
             if newly_failed:
                 return "failure", (0, newly_failed[0].rank), None
             if all_done:
                 done.add(0)
-            for channel, message in rendezvous.receive_any(list(self.peers.values()), self.cfg.monitor_interval):
+            wait = min(self.cfg.monitor_interval, max(0.0, next_beat - time.monotonic()))
+            for channel, message in rendezvous.receive_any(list(self.peers.values()), wait):
                 if isinstance(message, ChannelClosed):
                     self.peers.pop(channel.node_rank, None)
                     channel.close()
@@ -266,7 +283,7 @@ def follow(node, channel):
             return message.get("rc", 1)
         if kind == "start":
             token = node.fixed_token or message["token"]
-            group = node.start_group(message["restart_count"], message["master_port"], token)
+            group = node.start_group(message["restart_count"], message["master_port"], token, message.get("run_id"))
             status = _follow_attempt(node, channel, group)
             if status is not None:
                 return status
@@ -290,9 +307,16 @@ def _next_message(node, channel, timeout):
 
 
 def _follow_attempt(node, channel, group):
-    """Watch this node's workers until node 0 says stop or finish; None to wait for the next start."""
+    """Watch this node's workers until node 0 says stop or finish; None to wait for the next start.
+
+    Once this node has reported (failed or done), node 0 must answer within the grace period and
+    a few seconds: ``stop`` after a failure; ``alive``, ``stop`` or ``finish`` after done (node 0
+    sends ``alive`` while its own workers run). A silent node 0 is given up on, because behind a
+    partition TCP retransmits for ~15 minutes before the socket reports anything."""
     cfg = node.cfg
     told_failed = told_done = False
+    answer_within = cfg.grace_period + rendezvous.ANSWER_SLACK
+    answer_by = None  # when node 0 counts as lost, once this node has reported
     try:
         while True:
             if node.signals.interrupted():
@@ -304,12 +328,23 @@ def _follow_attempt(node, channel, group):
             if newly_failed and not told_failed:
                 channel.send({"type": "failed", "rank": newly_failed[0].rank})
                 told_failed = True
+                answer_by = time.monotonic() + answer_within
+                reported = f"rank {newly_failed[0].rank} failed"
             if all_done and not told_done:
                 channel.send({"type": "done"})
                 told_done = True
+                answer_by = time.monotonic() + answer_within
+                reported = "its workers finished"
+            if answer_by is not None and time.monotonic() > answer_by:
+                node.stop(group)
+                node.log(f"error: lost node 0's launcher ({cfg.master_addr}:{cfg.master_port}): no answer within "
+                         f"{answer_within:g}s after this node reported {reported}; this node's workers stopped")
+                return 1
             message = channel.receive(timeout=cfg.monitor_interval)
             if message is None:
                 continue
+            if told_done and not told_failed:  # node 0 is alive; after a failure only its stop counts
+                answer_by = time.monotonic() + answer_within
             if message["type"] == "stop":
                 stopped = node.stop(group)
                 channel.send({"type": "stopped", "failures": [f.to_json() for f in group.failures()],

@@ -9,6 +9,8 @@ Three nets, because each misses something the others catch:
 - the supervisor is a child subreaper, so orphans of dead workers (even ones
   in their own session with a scrubbed environment) are reparented to it,
   not to init, and it kills them.
+Where cgroups work, the job's cgroup (``launcher.cgroup``) holds all of it
+too, and catches what these miss once the supervisor itself is gone.
 
 Process ids get reused. A worker's pid is safe to use as a process-group id
 only while the worker is unreaped (see ``launcher.workers``); any other pid
@@ -90,6 +92,22 @@ def children(table, exclude=()):
     """Live children of this process in the snapshot (for the subreaper: adopted orphans)."""
     me = os.getpid()
     return [pid for pid, proc in table.items() if proc.ppid == me and pid not in exclude and proc.state != "Z"]
+
+
+def is_running(pid):
+    """Whether process ``pid`` exists and has not exited (a zombie has); True where that cannot be told."""
+    if pid <= 0:
+        return True  # not a process id: never take it for a dead one
+    proc = _stat(pid)
+    if proc is not None:
+        return proc.state != "Z"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def is_child(pid):

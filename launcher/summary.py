@@ -1,5 +1,6 @@
-"""The failure summary: for every attempt, the root-cause rank (the earliest
-failure), its exit code or signal, the end of its traceback (or of its
+"""The failure summary: for every attempt, the root-cause rank (a worker found
+stopped, else the earliest failure that is not a timeout, else the earliest
+timeout), its exit code or signal, the end of its traceback (or of its
 stderr), the other ranks that failed and the ones the launcher stopped.
 """
 
@@ -29,15 +30,31 @@ class AttemptRecord:
                    record["stopped"], record["reason"])
 
 
-def root_cause_first(failures, trigger=None):
-    """Failures ordered for the summary: the one that stopped the job first, then by time.
+def is_timeout(failure):
+    """Whether the worker gave up waiting (its error's type names a timeout, e.g.
+    DistributedTimeoutError): it waited on another rank, which is the likelier culprit."""
+    return "timeout" in str((failure.error or {}).get("exc_type") or "").lower()
 
-    ``trigger`` is the (node rank, rank) whose failure was noticed first. Within a
-    node, exit times decide; across nodes, clocks differ, so the node whose
-    failure reached node 0 first wins."""
-    ordered = sorted(failures, key=lambda f: f.time)
-    if trigger is not None:
-        first_node = [f for f in ordered if f.node_rank == trigger[0]]
+
+def _suspicion(failure):
+    """0: found stopped, so everyone waited on it; 1: failed by itself; 2: timed out waiting."""
+    if failure.frozen_state is not None:
+        return 0
+    return 2 if is_timeout(failure) else 1
+
+
+def root_cause_first(failures, trigger=None):
+    """Failures ordered for the summary: the root cause first, then by suspicion and time.
+
+    A worker found stopped comes before any failure, and a timeout after every
+    other failure: which rank gave up waiting first says little about whom they
+    all waited on. Among equals, ``trigger``, the (node rank, rank) whose failure
+    was noticed first, decides: within a node, exit times decide; across nodes,
+    clocks differ, so the node whose failure reached node 0 first wins."""
+    ordered = sorted(failures, key=lambda f: (_suspicion(f), f.time))
+    if trigger is not None and ordered:
+        best = _suspicion(ordered[0])
+        first_node = [f for f in ordered if f.node_rank == trigger[0] and _suspicion(f) == best]
         if first_node:
             ordered.remove(first_node[0])
             ordered.insert(0, first_node[0])
@@ -49,10 +66,12 @@ def _ranks(ranks):
     return f"rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))}"
 
 
-def describe_failure(failure):
-    """Lines naming one failed worker, its exit, its error and the end of its traceback."""
+def describe_failure(failure, timed_out=()):
+    """Lines naming one failed worker, its exit, its error and the end of its traceback;
+    ``timed_out``: the ranks that gave up waiting (on it, presumably)."""
+    waiting = f"; {_ranks(timed_out)} timed out waiting" if timed_out else ""
     lines = [f"rank {failure.rank} (node {failure.node_rank}, local rank {failure.local_rank}, "
-             f"pid {failure.pid}): {failure.exit_description}",
+             f"pid {failure.pid}): {failure.exit_description}{waiting}",
              f"  at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(failure.time))}"]
     error = failure.error
     if error and error.get("traceback"):
@@ -72,13 +91,20 @@ def describe_failure(failure):
 def _attempt_lines(record):
     lines = []
     if record.failures:
-        lines.append("root cause: " + "\n".join(describe_failure(record.failures[0])))
-        for other in record.failures[1:]:
-            lines.append(f"also failed: rank {other.rank} (node {other.node_rank}): {other.exit_description}")
+        root, others = record.failures[0], record.failures[1:]
+        timed_out = [] if is_timeout(root) else [f.rank for f in others if is_timeout(f)]
+        lines.append("root cause: " + "\n".join(describe_failure(root, timed_out)))
+        for other in others:
+            error = f" ({other.error['exc_type']})" if (other.error or {}).get("exc_type") else ""
+            lines.append(f"also failed: rank {other.rank} (node {other.node_rank}): {other.exit_description}{error}")
     if record.reason:
         lines.append(f"reason: {record.reason}")
     if record.stopped:
         lines.append(f"stopped by the launcher: {_ranks(record.stopped)}")
+        if record.failures and is_timeout(record.failures[0]):
+            lines.append(f"suspect{'s' if len(record.stopped) > 1 else ''}: {_ranks(record.stopped)}, still "
+                         f"running when every failed rank had timed out: the others may have waited on "
+                         f"{'one of them' if len(record.stopped) > 1 else 'it'}")
     return lines
 
 

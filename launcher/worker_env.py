@@ -1,6 +1,6 @@
 """The contract with workers: the environment each one starts with (ranks,
-rendezvous address, job token, restart count, BLAS thread caps), the job
-token itself, and the free port rank 0 will serve the store on.
+rendezvous address, job token, run id, restart count, BLAS thread caps), the
+job token itself, and the free port rank 0 will serve the store on.
 """
 
 import os
@@ -30,8 +30,10 @@ def threads_per_worker(local_workers, cores=None):
 
 
 def worker_env(base, cfg, local_rank, *, restart_count, master_port, token, error_file, launch_id,
-               launcher_pid):
-    """The environment of local worker ``local_rank`` for one attempt."""
+               launcher_pid, run_id, runtime_dir):
+    """The environment of local worker ``local_rank`` for one attempt. ``run_id`` names
+    the launch: new for each ``python -m launcher`` (node 0's), the same for all its
+    attempts and nodes, so a restart can tell its own checkpoints from older runs'."""
     env = dict(base)
     env.update(
         RANK=str(cfg.node_rank * cfg.workers + local_rank),
@@ -44,10 +46,12 @@ def worker_env(base, cfg, local_rank, *, restart_count, master_port, token, erro
         MASTER_PORT=str(master_port),
         DISTNN_TIMEOUT=f"{cfg.timeout:g}",
         DISTNN_RESTART_COUNT=str(restart_count),
+        DISTNN_RUN_ID=run_id,
         DISTNN_MAX_RESTARTS=str(cfg.max_restarts),
         DISTNN_ERROR_FILE=error_file,
         DISTNN_LAUNCH_ID=launch_id,
         DISTNN_LAUNCHER_PID=str(launcher_pid),
+        DISTNN_RUNTIME_DIR=runtime_dir,  # private to the job (0700), removed with it: ipc sockets go there
     )
     env[TOKEN_VAR] = token
     threads = str(threads_per_worker(cfg.workers))

@@ -29,9 +29,14 @@ class WorkerFailure:
     time: float  # wall-clock seconds, comparable across the ranks of one node
     error: dict | None = None  # the bootstrap's error file: exc_type, message, traceback
     stderr_tail: list = field(default_factory=list)
+    frozen_state: str | None = None  # "T" or "t": found stopped, not exited, when the launcher stopped the group
 
     @property
     def exit_description(self):
+        if self.frozen_state is not None:
+            how = ("SIGSTOP or another stop signal, state T" if self.frozen_state == "T"
+                   else "by a tracer such as a debugger, state t")
+            return f"stopped ({how}) and made no progress"
         if self.returncode < 0:
             try:
                 name = signal.Signals(-self.returncode).name
@@ -84,8 +89,10 @@ class _Worker:
 class WorkerGroup:
     """The local workers of one attempt."""
 
-    def __init__(self, cfg, restart_count, master_port, token, *, launch_id, pump, run_dir):
+    def __init__(self, cfg, restart_count, master_port, token, *, launch_id, pump, run_dir, run_id, runtime_dir):
         self.cfg = cfg
+        self.runtime_dir = runtime_dir
+        self.run_id = run_id
         self.restart_count = restart_count
         self.master_port = master_port
         self.token = token
@@ -95,6 +102,7 @@ class WorkerGroup:
         self.workers = []
         self.stopping = False
         self._failed = []  # _Workers that failed before any stop began, in the order seen
+        self._frozen = {}  # _Worker -> (state, time): stopped (SIGSTOP, a debugger) when the stop began
 
     def start(self):
         """Spawn every local worker, from the main thread: PR_SET_PDEATHSIG is
@@ -108,7 +116,8 @@ class WorkerGroup:
             error_file = os.path.join(rank_dir, "error.json")
             env = worker_env(os.environ, self.cfg, local_rank, restart_count=self.restart_count,
                              master_port=self.master_port, token=self.token, error_file=error_file,
-                             launch_id=self.launch_id, launcher_pid=os.getpid())
+                             launch_id=self.launch_id, launcher_pid=os.getpid(), run_id=self.run_id,
+                             runtime_dir=self.runtime_dir)
             process = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                        stderr=subprocess.PIPE, start_new_session=True)
             self.workers.append(_Worker(local_rank, rank, process, error_file))
@@ -152,7 +161,9 @@ class WorkerGroup:
         self.stopping = True
         grace = self.cfg.grace_period if grace is None else grace
         stopped = self.running_ranks()
+        self._note_frozen()
         self._signal_all(signum, process_tree.processes(), orphans=False)
+        self._continue_groups()
         deadline = time.monotonic() + grace
         while self._leftovers() and time.monotonic() < deadline and not hurry():
             time.sleep(_POLL)
@@ -169,6 +180,21 @@ class WorkerGroup:
             except subprocess.TimeoutExpired:
                 pass  # unkillable (stuck in the kernel): never hang the launcher on it
         return stopped
+
+    def _note_frozen(self):
+        """Remember the running workers that are stopped (/proc state T or t): while the others
+        time out waiting, such a worker is what they wait on, and it never fails by itself."""
+        table = process_tree.processes()
+        for worker in self.workers:
+            proc = table.get(worker.pid)
+            if not worker.check_exit() and proc is not None and proc.state in ("T", "t"):
+                self._frozen[worker] = (proc.state, time.time())
+
+    def _continue_groups(self):
+        """SIGCONT every worker's group: a stopped process acts on a SIGTERM only once continued."""
+        for worker in self.workers:
+            if not worker.reaped:
+                process_tree.signal_group(worker.pid, signal.SIGCONT)
 
     def _signal_all(self, signum, table, orphans):
         for worker in self.workers:
@@ -197,19 +223,20 @@ class WorkerGroup:
         return None
 
     def failures(self):
-        """The failures seen before any stop, with their error files and stderr tails
-        (call after ``stop``, when every pipe has reached end of file)."""
-        self.pump.wait_closed([w.rank for w in self._failed], timeout=2.0)
+        """The failures seen before any stop, and the workers found stopped (frozen) when it
+        began, with their error files and stderr tails (call after ``stop``, when every pipe
+        has reached end of file)."""
+        self.pump.wait_closed([w.rank for w in [*self._failed, *self._frozen]], timeout=2.0)
         reports = []
-        for worker in self._failed:
+        for worker in [*self._failed, *self._frozen]:
             error = _read_error_file(worker.error_file)
-            when = worker.exit_time
+            state, when = self._frozen.get(worker, (None, worker.exit_time))
             if error is not None and isinstance(error.get("timestamp"), (int, float)):
                 when = min(when, error["timestamp"])
             reports.append(WorkerFailure(rank=worker.rank, local_rank=worker.local_rank,
                                          node_rank=self.cfg.node_rank, pid=worker.pid,
                                          returncode=worker.returncode, time=when, error=error,
-                                         stderr_tail=self.pump.tail(worker.rank, "stderr")))
+                                         stderr_tail=self.pump.tail(worker.rank, "stderr"), frozen_state=state))
         return sorted(reports, key=lambda f: f.time)
 
 

@@ -1,6 +1,7 @@
 """examples/mnist.py end to end: single process, under the launcher, data-parallel
-accuracy on real MNIST, bit-identical resume, and recovery from a killed worker
-(--max-restarts with --save-model)."""
+accuracy on real MNIST, bit-identical resume, recovery from a killed worker
+(--max-restarts with --save-model), and restarts that never pick up another
+run's checkpoint."""
 
 import os
 import re
@@ -23,19 +24,21 @@ needs_mnist = pytest.mark.skipif(not (DATA / "train-images-idx3-ubyte.gz").exist
 TAG = "DISTNN_MNIST_TEST_TAG"
 
 
-def _env(tag):
+def _env(tag, extra=None):
     scrub = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
-             "DISTNN_JOB_TOKEN", "DISTNN_RESTART_COUNT"}
+             "DISTNN_JOB_TOKEN", "DISTNN_RESTART_COUNT", "DISTNN_RUN_ID"}
     env = {k: v for k, v in os.environ.items() if k not in scrub}
     env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
                PYTHONUNBUFFERED="1", **{TAG: tag})
+    env.update(extra or {})
     return env
 
 
-def run(cmd, tmp_path, timeout=240, on_start=None):
-    """Run ``cmd``; returns (exit code, stdout, stderr). Nothing it started survives."""
+def run(cmd, tmp_path, timeout=240, on_start=None, env=None):
+    """Run ``cmd`` (with ``env`` added to a scrubbed environment); returns (exit code, stdout,
+    stderr). Nothing it started survives."""
     tag = uuid.uuid4().hex
-    proc = start(cmd, _env(tag), cwd=tmp_path)
+    proc = start(cmd, _env(tag, env), cwd=tmp_path)
     try:
         if on_start is not None:
             on_start(proc, tag)
@@ -138,6 +141,40 @@ def test_killed_worker_restarts_from_last_checkpoint(tmp_path):
     assert "Resumed from" in out, out
     assert accuracy(out) >= 97.0
     assert distnn.load(checkpoint)["epoch"] == 5
+
+
+@needs_mnist
+@pytest.mark.timeout(300)
+def test_restart_ignores_a_checkpoint_from_an_earlier_run(tmp_path):
+    checkpoint = tmp_path / "ck.dt"
+    code, _, err = run([sys.executable, EXAMPLE, "--data-dir", DATA, "--epochs", "1", "--dry-run", "--save-model",
+                        "--checkpoint", checkpoint, "--metrics", tmp_path / "old.jsonl"], tmp_path)
+    assert code == 0, err
+    earlier = distnn.load(checkpoint)
+    code, out, err = run(launcher(2, "--data-dir", DATA, "--epochs", 1, "--save-model", "--checkpoint", checkpoint,
+                                  "--metrics", tmp_path / "m.jsonl", "--crash-first-attempt",
+                                  options=("--max-restarts", 1)), tmp_path)
+    assert code == 0, out + err
+    assert "--crash-first-attempt: rank 0 fails" in err, err  # attempt 0 crashed before saving anything
+    assert "Resumed from" not in out, out
+    assert f"Ignoring checkpoint {checkpoint}: it was written by another run" in out, out
+    assert "Epoch 1: test loss" in out, out  # the restart trained its epoch
+    assert accuracy(out) > 85.0
+    latest = distnn.load(checkpoint)
+    assert latest["epoch"] == 1 and latest["run_id"] not in (None, earlier.get("run_id"))
+
+
+@needs_mnist
+@pytest.mark.timeout(120)
+def test_a_run_outside_the_launcher_never_resumes_by_itself(tmp_path):
+    checkpoint = tmp_path / "ck.dt"
+    common = [sys.executable, EXAMPLE, "--data-dir", DATA, "--epochs", "1", "--dry-run", "--save-model",
+              "--checkpoint", checkpoint, "--metrics", tmp_path / "m.jsonl"]
+    code, _, err = run(common, tmp_path)
+    assert code == 0, err
+    code, out, err = run(common, tmp_path, env={"DISTNN_RESTART_COUNT": "1"})  # a leftover export
+    assert code == 0, err
+    assert "Resumed from" not in out and "Epoch 1: test loss" in out, out
 
 
 def _rank_of(pid):

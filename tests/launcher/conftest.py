@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from multiproc import REPO, kill_tree, processes_with_env, start
+from multiproc import REPO, free_port, kill_tree, processes_with_env, start
 
 TAG = "DISTNN_LAUNCHER_TEST_TAG"
+BEHAVE = "tests/launcher/workers/behave.py"
 _SCRUBBED = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
              "DISTNN_JOB_TOKEN", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONUNBUFFERED")
 
@@ -61,6 +62,18 @@ class Launch:
 
     def run(self, *args, timeout=30.0, **kwargs):
         return self.finish(self.start(*args, **kwargs), timeout)
+
+    def start_nodes(self, tmp_path, nnodes, flags=(), worker_flags=(), nodes=None, port=None, env=None):
+        """One launcher of workers/behave.py per node rank (``nodes``: which ranks to start; all by
+        default), ``env[node]`` added to that node's environment; their processes and pid dirs."""
+        port = port or free_port()
+        procs, dirs = {}, {}
+        for node in (range(nnodes) if nodes is None else nodes):
+            dirs[node] = tmp_path / f"node{node}"
+            dirs[node].mkdir(exist_ok=True)
+            procs[node] = self.start("--nnodes", nnodes, "--node-rank", node, "--master-port", port, *flags,
+                                     BEHAVE, "--pid-dir", dirs[node], *worker_flags, env=(env or {}).get(node))
+        return procs, dirs
 
 
 @pytest.fixture

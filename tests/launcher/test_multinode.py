@@ -13,19 +13,6 @@ from multiproc import free_port, read_pid_files, wait_for_files, wait_gone
 BEHAVE = "tests/launcher/workers/behave.py"
 
 
-def start_nodes(launch, tmp_path, nnodes, flags=(), worker_flags=(), nodes=None, port=None, env=None):
-    """One launcher per node rank (``nodes``: which ranks to start); their processes and pid dirs."""
-    port = port or free_port()
-    procs, dirs = {}, {}
-    for node in (range(nnodes) if nodes is None else nodes):
-        dirs[node] = tmp_path / f"node{node}"
-        dirs[node].mkdir()
-        procs[node] = launch.start("--nnodes", nnodes, "--node-rank", node, "--master-port", port, *flags,
-                                   BEHAVE, "--pid-dir", dirs[node], *worker_flags,
-                                   env=(env or {}).get(node))
-    return procs, dirs
-
-
 def worker_envs(dirs, restart=0):
     found = {}
     for d in dirs.values():
@@ -35,7 +22,7 @@ def worker_envs(dirs, restart=0):
 
 
 def test_two_nodes_of_two_workers(launch, tmp_path):
-    procs, dirs = start_nodes(launch, tmp_path, 2, ["--workers", 2], ["--meet"])
+    procs, dirs = launch.start_nodes(tmp_path, 2, ["--workers", 2], ["--meet"])
     results = {node: launch.finish(p) for node, p in procs.items()}
     assert [r.returncode for r in results.values()] == [0, 0], "\n".join(map(str, results.values()))
     assert "[rank 0] hello from rank 0" in results[0].stdout and "[rank 1] hello from rank 1" in results[0].stdout
@@ -49,7 +36,7 @@ def test_two_nodes_of_two_workers(launch, tmp_path):
 
 
 def test_missing_node_is_named_after_the_timeout(launch, tmp_path):
-    procs, _ = start_nodes(launch, tmp_path, 3, ["--timeout", 1], nodes=[0, 1])
+    procs, _ = launch.start_nodes(tmp_path, 3, ["--timeout", 1], nodes=[0, 1])
     results = {node: launch.finish(p) for node, p in procs.items()}
     for node, result in results.items():
         assert result.returncode == 1, result
@@ -60,7 +47,7 @@ def test_missing_node_is_named_after_the_timeout(launch, tmp_path):
 
 def test_joiner_without_node_0_gives_up(launch, tmp_path):
     port = free_port()
-    procs, _ = start_nodes(launch, tmp_path, 2, ["--timeout", 1], nodes=[1], port=port)
+    procs, _ = launch.start_nodes(tmp_path, 2, ["--timeout", 1], nodes=[1], port=port)
     result = launch.finish(procs[1])
     assert result.returncode == 1
     assert f"could not reach node 0's launcher at 127.0.0.1:{port} within --timeout 1s" in result.stderr
@@ -71,7 +58,7 @@ def test_joiner_without_node_0_gives_up(launch, tmp_path):
     ({0: {"DISTNN_JOB_TOKEN": "a"}}, "DISTNN_JOB_TOKEN is set on node 0 but not on node 1"),
 ])
 def test_nodes_that_disagree_on_the_token_do_not_start(launch, tmp_path, env, message):
-    procs, dirs = start_nodes(launch, tmp_path, 2, ["--timeout", 5], env=env)
+    procs, dirs = launch.start_nodes(tmp_path, 2, ["--timeout", 5], env=env)
     results = [launch.finish(p) for p in procs.values()]
     for result in results:
         assert result.returncode == 1 and message in result.stderr, result
@@ -89,13 +76,13 @@ def test_nodes_that_disagree_on_workers_do_not_start(launch, tmp_path):
 
 def test_fixed_token_is_used_and_never_sent(launch, tmp_path):
     env = {n: {"DISTNN_JOB_TOKEN": "shared-secret"} for n in (0, 1)}
-    procs, dirs = start_nodes(launch, tmp_path, 2, ["--workers", 1], env=env)
+    procs, dirs = launch.start_nodes(tmp_path, 2, ["--workers", 1], env=env)
     assert [launch.finish(p).returncode for p in procs.values()] == [0, 0]
     assert {e["DISTNN_JOB_TOKEN"] for e in worker_envs(dirs).values()} == {"shared-secret"}
 
 
 def test_failure_on_one_node_stops_every_node(launch, tmp_path):
-    procs, dirs = start_nodes(launch, tmp_path, 2, ["--workers", 2], ["--fail-rank", 3, "--sleep", 60])
+    procs, dirs = launch.start_nodes(tmp_path, 2, ["--workers", 2], ["--fail-rank", 3, "--sleep", 60])
     results = {node: launch.finish(p) for node, p in procs.items()}
     for result in results.values():
         assert result.returncode == 1, result
@@ -108,7 +95,7 @@ def test_failure_on_one_node_stops_every_node(launch, tmp_path):
 
 
 def test_restart_across_nodes(launch, tmp_path):
-    procs, dirs = start_nodes(launch, tmp_path, 2, ["--workers", 2, "--max-restarts", 1],
+    procs, dirs = launch.start_nodes(tmp_path, 2, ["--workers", 2, "--max-restarts", 1],
                               ["--fail-first-attempt", "--meet"])
     results = {node: launch.finish(p) for node, p in procs.items()}
     assert [r.returncode for r in results.values()] == [0, 0], "\n".join(map(str, results.values()))
@@ -124,7 +111,7 @@ def test_restart_across_nodes(launch, tmp_path):
     ("supervisor", "reason: node 1's launcher is gone"),
 ])
 def test_losing_a_nodes_launcher_stops_the_job(launch, tmp_path, victim, reason):
-    procs, dirs = start_nodes(launch, tmp_path, 2, ["--workers", 1], ["--sleep", 60])
+    procs, dirs = launch.start_nodes(tmp_path, 2, ["--workers", 1], ["--sleep", 60])
     wait_for_files(tmp_path, "node*/ready_*", 2)
     supervisor = int(worker_envs(dirs)[1]["DISTNN_LAUNCHER_PID"])
     os.kill(procs[1].pid if victim == "front" else supervisor, signal.SIGKILL)

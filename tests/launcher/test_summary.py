@@ -6,9 +6,13 @@ from launcher.summary import AttemptRecord, describe_failure, format_summary, ro
 from launcher.workers import WorkerFailure
 
 
-def failure(rank, node=0, time=0.0, returncode=1, error=None, tail=()):
+def failure(rank, node=0, time=0.0, returncode=1, error=None, tail=(), frozen=None):
     return WorkerFailure(rank=rank, local_rank=rank % 2, node_rank=node, pid=100 + rank, returncode=returncode,
-                         time=time, error=error, stderr_tail=list(tail))
+                         time=time, error=error, stderr_tail=list(tail), frozen_state=frozen)
+
+
+TIMED_OUT = {"exc_type": "DistributedTimeoutError", "message": "waiting for rank(s) [2]", "traceback": "T\n"}
+PEER_GONE = {"exc_type": "DistributedError", "message": "rank 0 is gone", "traceback": "T\n"}
 
 
 @pytest.mark.parametrize("times, trigger, expected", [
@@ -18,6 +22,22 @@ def failure(rank, node=0, time=0.0, returncode=1, error=None, tail=()):
 ])
 def test_root_cause_first(times, trigger, expected):
     failures = [failure(rank, node=rank // 2, time=t) for rank, t in times.items()]
+    assert [f.rank for f in root_cause_first(failures, trigger)] == expected
+
+
+@pytest.mark.parametrize("kinds, trigger, expected", [
+    # rank 0 timed out first, but rank 3 failed by itself
+    ({0: (1.0, TIMED_OUT), 3: (2.0, None)}, (0, 0), [3, 0]),
+    ({0: (1.0, TIMED_OUT), 1: (2.0, PEER_GONE), 3: (3.0, TIMED_OUT)}, (0, 0), [1, 0, 3]),
+    # a rank found stopped beats every failure, timeouts and their fallout alike
+    ({0: (1.0, TIMED_OUT), 1: (2.0, PEER_GONE), 2: (9.0, "T"), 3: (3.0, TIMED_OUT)}, (0, 0), [2, 1, 0, 3]),
+    ({0: (1.0, TIMED_OUT), 3: (9.0, "t")}, (0, 0), [3, 0]),
+    # among timeouts only, the triggering node's earliest still comes first
+    ({0: (5.0, TIMED_OUT), 3: (1.0, TIMED_OUT)}, (0, 0), [0, 3]),
+])
+def test_root_cause_prefers_stopped_ranks_then_failures_then_timeouts(kinds, trigger, expected):
+    failures = [failure(rank, node=rank // 2, time=t, error=None if kind in ("T", "t") else kind,
+                        frozen=kind if kind in ("T", "t") else None) for rank, (t, kind) in kinds.items()]
     assert [f.rank for f in root_cause_first(failures, trigger)] == expected
 
 
@@ -46,3 +66,22 @@ def test_summary_of_several_attempts_round_trips_through_json():
     assert "also failed: rank 0 (node 0): exit code 2\nstopped by the launcher: ranks 2, 3" in text
     assert "reason: node 1's launcher is gone\nstopped by the launcher: ranks 0, 1" in text
     assert "per-rank logs: /logs/attempt_<n>/rank_<r>/" in text
+
+
+def test_summary_names_the_stopped_rank_and_the_ranks_that_waited_on_it():
+    failures = root_cause_first([failure(0, time=1.0, error=TIMED_OUT), failure(1, time=2.0, error=PEER_GONE),
+                                 failure(2, time=9.0, returncode=-15, frozen="T")], (0, 0))
+    text = format_summary([AttemptRecord(0, failures, [3])], max_restarts=0)
+    assert ("root cause: rank 2 (node 0, local rank 0, pid 102): stopped (SIGSTOP or another stop signal, "
+            "state T) and made no progress; rank 0 timed out waiting\n") in text
+    assert "also failed: rank 1 (node 0): exit code 1 (DistributedError)\n" in text
+    assert "also failed: rank 0 (node 0): exit code 1 (DistributedTimeoutError)\n" in text
+    assert "suspect" not in text
+
+
+def test_summary_of_timeouts_only_names_the_ranks_still_running_as_suspects():
+    text = format_summary([AttemptRecord(0, [failure(0, error=TIMED_OUT), failure(1, time=1.0, error=TIMED_OUT)],
+                                         [2])], max_restarts=0)
+    assert "root cause: rank 0 " in text and "timed out waiting" not in text
+    assert ("stopped by the launcher: rank 2\nsuspect: rank 2, still running when every failed rank had timed "
+            "out: the others may have waited on it\n") in text

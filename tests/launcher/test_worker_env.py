@@ -20,7 +20,7 @@ SCRIPT = str(REPO / "tests" / "launcher" / "workers" / "probe.py")
 def env_for(argv, local_rank, base=None, **kwargs):
     cfg = parse_args([*argv, SCRIPT])
     args = dict(restart_count=0, master_port=1234, token="t" * 64, error_file="/tmp/e.json", launch_id="L",
-                launcher_pid=99)
+                launcher_pid=99, run_id="R", runtime_dir="/tmp/distnn-launcher-1-x/runtime")
     args.update(kwargs)
     return worker_env(base or {}, cfg, local_rank, **args)
 
@@ -33,7 +33,8 @@ def env_for(argv, local_rank, base=None, **kwargs):
              MASTER_ADDR="10.0.0.1")),
     (["--max-restarts", "3", "--timeout", "12.5"], 0,
      dict(DISTNN_MAX_RESTARTS="3", DISTNN_TIMEOUT="12.5", DISTNN_RESTART_COUNT="0", DISTNN_JOB_TOKEN="t" * 64,
-          DISTNN_ERROR_FILE="/tmp/e.json", DISTNN_LAUNCH_ID="L", DISTNN_LAUNCHER_PID="99", PYTHONUNBUFFERED="1")),
+          DISTNN_ERROR_FILE="/tmp/e.json", DISTNN_LAUNCH_ID="L", DISTNN_LAUNCHER_PID="99", DISTNN_RUN_ID="R",
+          DISTNN_RUNTIME_DIR="/tmp/distnn-launcher-1-x/runtime", PYTHONUNBUFFERED="1")),
 ])
 def test_worker_environment(argv, local_rank, expected):
     env = env_for(argv, local_rank)
