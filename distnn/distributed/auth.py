@@ -21,6 +21,8 @@ import time
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from .wakeup import Wakeup
+
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # fixed by the ZAP specification (RFC 27)
 DATA_DOMAIN = b"distnn-data"
 USERNAME = b"distnn"
@@ -108,39 +110,32 @@ class ZapHandler:
         self._socket = context.socket(zmq.ROUTER)  # a ROUTER, to hold requests while we wait
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.bind(ZAP_ENDPOINT)
-        address = f"inproc://distnn-zap-control-{id(self)}"
-        self._control_rx = context.socket(zmq.PAIR)
-        self._control_rx.bind(address)
-        self._control_tx = context.socket(zmq.PAIR)
-        self._control_tx.setsockopt(zmq.LINGER, 0)
-        self._control_tx.connect(address)
+        self._control = Wakeup(context, "zap-control")
         self._monitor = guarded.get_monitor_socket(self._FAILED_HANDSHAKES)
-        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._serve, name="distnn-zap", daemon=True)
         self._thread.start()
 
     def admit(self, password):
         """From now on, admit connections that present ``password``."""
-        with self._lock:
-            self._control_tx.send(password)
+        self._control.send(password)
 
     def close(self):
-        with self._lock:
-            if self._thread.is_alive():
-                self._control_tx.send(b"")
-                self._thread.join(timeout=5)
-            self._control_tx.close(linger=0)
+        if self._thread.is_alive():
+            self._control.send(b"")
+            self._thread.join(timeout=5)
+        self._control.close(self._thread)
 
     def _serve(self):
+        control = self._control.receiver
         poller = zmq.Poller()
         poller.register(self._socket, zmq.POLLIN)
-        poller.register(self._control_rx, zmq.POLLIN)
+        poller.register(control, zmq.POLLIN)
         poller.register(self._monitor, zmq.POLLIN)
         try:
             while True:
                 ready = dict(poller.poll())
-                if self._control_rx in ready:
-                    password = self._control_rx.recv()
+                if control in ready:
+                    password = control.recv()
                     if not password:
                         return
                     self._password = password
@@ -159,7 +154,6 @@ class ZapHandler:
                         self._answer(request)
         finally:
             self._socket.close(linger=0)
-            self._control_rx.close(linger=0)
             self._monitor.close(linger=0)
 
     def _answer(self, request):

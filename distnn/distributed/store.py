@@ -27,6 +27,7 @@ import zmq
 
 from .auth import DropLog
 from .errors import DistributedError, DistributedTimeoutError
+from .wakeup import Wakeup
 
 _RESEND_S = 1.0
 _MAX_REQUEST = 1 << 20
@@ -56,38 +57,30 @@ class StoreServer:
                                        "the store there; set MASTER_ADDR to this host's address)"}
             raise DistributedError(f"rank 0 could not serve the rendezvous store at {self.address}: "
                                    f"{exc}{hint.get(exc.errno, '')}") from None
-        # The thread sleeps until a request or close() arrives: a timed poll would wake it
-        # (and take the GIL from training) many times a second for the whole job.
-        stop_address = f"inproc://distnn-store-stop-{id(self)}"
-        self._stop_rx = context.socket(zmq.PAIR)
-        self._stop_rx.bind(stop_address)
-        self._stop_tx = context.socket(zmq.PAIR)
-        self._stop_tx.setsockopt(zmq.LINGER, 0)
-        self._stop_tx.connect(stop_address)
+        self._stop = Wakeup(context, "store-stop")  # the thread sleeps until a request or close()
         self._thread = threading.Thread(target=self._serve, name="distnn-store", daemon=True)
         self._thread.start()
 
     def close(self):
         if self._thread.is_alive():
-            self._stop_tx.send(b"")
+            self._stop.send()
             self._thread.join(timeout=5)
-        self._stop_tx.close(linger=0)
+        self._stop.close(self._thread)
         self.drops.flush()
 
     def _serve(self):
         poller = zmq.Poller()
         poller.register(self._socket, zmq.POLLIN)
-        poller.register(self._stop_rx, zmq.POLLIN)
+        poller.register(self._stop.receiver, zmq.POLLIN)
         try:
             while True:
                 ready = dict(poller.poll())
-                if self._stop_rx in ready:
+                if self._stop.receiver in ready:
                     return
                 if self._socket in ready:
                     self._handle(self._socket.recv_multipart(copy=True))
         finally:
             self._socket.close(linger=0)
-            self._stop_rx.close(linger=0)
 
     def _handle(self, frames):
         if len(frames) != 2:

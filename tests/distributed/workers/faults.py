@@ -155,13 +155,19 @@ def stop(victim, n):
     x = data(rank, n, "float32")
     if rank == victim:
         os.kill(os.getpid(), signal.SIGSTOP)
+    if all_reduce_or_report(x):
+        emit(rank=rank, ok="no error raised")
+
+
+def all_reduce_or_report(x):
+    """all_reduce ``x``; False after reporting the error it raised."""
     started = time.monotonic()
     try:
         dist.all_reduce(x)
     except Exception as exc:
         report_error(exc, started)
-        return
-    emit(rank=rank, ok="no error raised")
+        return False
+    return True
 
 
 def reinit(times):
@@ -200,13 +206,8 @@ def retry_init(late_s):
             return
     rank, world = dist.get_rank(), dist.get_world_size()
     x = data(rank, 5, "int64")
-    started = time.monotonic()
-    try:
-        dist.all_reduce(x)
-    except Exception as exc:
-        report_error(exc, started)
-        return
-    emit(rank=rank, ok=bool(np.array_equal(x, sum(data(q, 5, "int64") for q in range(world)))))
+    if all_reduce_or_report(x):
+        emit(rank=rank, ok=bool(np.array_equal(x, sum(data(q, 5, "int64") for q in range(world)))))
 
 
 if __name__ == "__main__":
