@@ -32,8 +32,10 @@ class AttemptRecord:
 
 def is_timeout(failure):
     """Whether the worker gave up waiting (its error's type names a timeout, e.g.
-    DistributedTimeoutError): it waited on another rank, which is the likelier culprit."""
-    return "timeout" in str((failure.error or {}).get("exc_type") or "").lower()
+    DistributedTimeoutError, or its message says it timed out, as when a peer's timeout
+    reached it as an abort notice): it waited on another rank, the likelier culprit."""
+    error = failure.error or {}
+    return "timeout" in str(error.get("exc_type") or "").lower() or "timed out" in str(error.get("message") or "")
 
 
 def _suspicion(failure):

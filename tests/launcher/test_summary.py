@@ -13,6 +13,8 @@ def failure(rank, node=0, time=0.0, returncode=1, error=None, tail=(), frozen=No
 
 TIMED_OUT = {"exc_type": "DistributedTimeoutError", "message": "waiting for rank(s) [2]", "traceback": "T\n"}
 PEER_GONE = {"exc_type": "DistributedError", "message": "rank 0 is gone", "traceback": "T\n"}
+PEER_TIMED_OUT = {"exc_type": "DistributedError", "message": "rank 1: rank 0 failed: rank 0: timed out after 4.0s",
+                  "traceback": "T\n"}  # a peer's timeout, heard as its abort notice
 
 
 @pytest.mark.parametrize("times, trigger, expected", [
@@ -32,6 +34,7 @@ def test_root_cause_first(times, trigger, expected):
     # a rank found stopped beats every failure, timeouts and their fallout alike
     ({0: (1.0, TIMED_OUT), 1: (2.0, PEER_GONE), 2: (9.0, "T"), 3: (3.0, TIMED_OUT)}, (0, 0), [2, 1, 0, 3]),
     ({0: (1.0, TIMED_OUT), 3: (9.0, "t")}, (0, 0), [3, 0]),
+    ({1: (1.0, PEER_TIMED_OUT), 2: (2.0, PEER_GONE)}, (0, 1), [2, 1]),
     # among timeouts only, the triggering node's earliest still comes first
     ({0: (5.0, TIMED_OUT), 3: (1.0, TIMED_OUT)}, (0, 0), [0, 3]),
 ])
