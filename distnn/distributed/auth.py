@@ -27,6 +27,7 @@ ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # fixed by the ZAP specification (RFC 2
 DATA_DOMAIN = b"distnn-data"
 USERNAME = b"distnn"
 _LOG_EVERY_S = 10.0
+_FLOOD_COUNT_S = 1.0
 
 
 def credential(secret, job):
@@ -131,21 +132,33 @@ class ZapHandler:
         poller.register(self._socket, zmq.POLLIN)
         poller.register(control, zmq.POLLIN)
         poller.register(self._monitor, zmq.POLLIN)
+        # Waking for every failed handshake of a flood would take the GIL from training
+        # thousands of times a second: after one, the monitor is not watched but read once a
+        # second until the flood stops. (It queues a few thousand events: a lower bound.)
+        next_count = None
         try:
             while True:
-                ready = dict(poller.poll())
+                ready = dict(poller.poll(None if next_count is None else
+                                         max(next_count - time.monotonic(), 0) * 1000))
                 if control in ready:
                     password = control.recv()
                     if not password:
+                        self._count_failed_handshakes()
                         return
                     self._password = password
                     for request in self._held:
                         self._answer(request)
                     self._held.clear()
                 if self._monitor in ready:
-                    event = recv_monitor_message(self._monitor)
-                    if event["event"] != zmq.EVENT_HANDSHAKE_FAILED_AUTH:  # those were counted below
-                        self._drops.drop("connection(s) that are not distnn peers (failed handshake)")
+                    self._count_failed_handshakes()
+                    poller.unregister(self._monitor)
+                    next_count = time.monotonic() + _FLOOD_COUNT_S
+                elif next_count is not None and time.monotonic() >= next_count:
+                    if self._count_failed_handshakes():
+                        next_count = time.monotonic() + _FLOOD_COUNT_S
+                    else:
+                        poller.register(self._monitor, zmq.POLLIN)
+                        next_count = None
                 if self._socket in ready:
                     request = self._socket.recv_multipart()
                     if self._password is None and len(self._held) < 1024:
@@ -155,6 +168,14 @@ class ZapHandler:
         finally:
             self._socket.close(linger=0)
             self._monitor.close(linger=0)
+
+    def _count_failed_handshakes(self):
+        counted = 0
+        while self._monitor.poll(0):
+            if recv_monitor_message(self._monitor)["event"] != zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                self._drops.drop("connection(s) that are not distnn peers (failed handshake)")  # AUTH: in _answer
+            counted += 1
+        return counted
 
     def _answer(self, request):
         # ROUTER envelope: identity, empty delimiter, then the ZAP frames:
