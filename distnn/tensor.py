@@ -11,6 +11,7 @@ import numpy as np
 
 from . import _tensor_autograd, _tensor_convert, _tensor_inplace, backend
 from . import dtypes as _dt
+from ._dims import normalize_dim
 from ._tensor_autograd import AutogradMethods
 from ._tensor_convert import ConversionMethods, _to_array
 from ._tensor_inplace import InPlaceMethods
@@ -77,7 +78,7 @@ class Tensor(InPlaceMethods, AutogradMethods, ConversionMethods):
     def size(self, dim=None):
         if dim is None:
             return Size(self._data.shape)
-        return self._data.shape[_wrap_dim(dim, self._data.ndim)]
+        return self._data.shape[normalize_dim(dim, self._data.ndim)]
 
     @property
     def dtype(self):
@@ -108,7 +109,7 @@ class Tensor(InPlaceMethods, AutogradMethods, ConversionMethods):
 
     def stride(self, dim=None):
         strides = tuple(s // self._data.itemsize for s in self._data.strides)
-        return strides if dim is None else strides[_wrap_dim(dim, self._data.ndim)]
+        return strides if dim is None else strides[normalize_dim(dim, self._data.ndim)]
 
     def is_contiguous(self):
         return bool(self._data.flags.c_contiguous)
@@ -340,13 +341,6 @@ def _rebuild(array, requires_grad):
     t = _wrap(array)
     t.requires_grad = requires_grad
     return t
-
-
-def _wrap_dim(dim, ndim):
-    n = max(ndim, 1)
-    if not -n <= dim < n:
-        raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})")
-    return dim % n
 
 
 from . import ops as _ops  # noqa: E402  (ops import Tensor from this module)

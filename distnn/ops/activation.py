@@ -15,7 +15,7 @@ import numpy as np
 from .. import dtypes
 from ..autograd import grad_mode
 from ..autograd.function import Op
-from .common import normalize_dim
+from .._dims import normalize_dim
 from .elementwise import abs as _abs, add, div, mul, neg, sub
 from .index import getitem
 

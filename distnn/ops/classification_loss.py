@@ -6,7 +6,7 @@ import numpy as np
 from .. import dtypes
 from ..autograd.function import Op
 from .activation import log_softmax
-from .common import renamed_op
+from .common import as_array, renamed_op
 from .elementwise import add, mul
 from .loss_reduction import _reduce, _reduction_arg, _refuse_grad, _upstream
 
@@ -50,11 +50,11 @@ class NllLoss(Op):
         ctx.axis, ctx.n_classes, ctx.reduction = axis, n_classes, reduction
         if reduction != "mean":
             ctx.save_for_backward(safe, w, None)
-            return _reduce(xp, loss, reduction)
+            return _reduce(loss, reduction)
         with np.errstate(invalid="ignore", divide="ignore"):  # all ignored: nan, as in PyTorch
             total_weight = w.sum()
             ctx.save_for_backward(safe, w, 1 / total_weight)
-            return xp.asarray(loss.sum() / total_weight)
+            return as_array(loss.sum() / total_weight)
 
     @staticmethod
     def backward(ctx, g):
@@ -93,7 +93,7 @@ class LabelSmoothingLoss(Op):
             divisor = (weight.astype(logp.dtype, copy=False)[xp.where(valid, target, 0)] * valid).sum()
         ctx.save_for_backward(valid, w, divisor)
         ctx.shape, ctx.axis, ctx.reduction = logp.shape, axis, reduction
-        return _reduce(xp, loss, reduction, divisor)
+        return _reduce(loss, reduction, divisor)
 
     @staticmethod
     def backward(ctx, g):
@@ -120,7 +120,7 @@ class SoftTargetCrossEntropy(Op):
         ctx.save_for_backward(logp, target, w)
         ctx.axis, ctx.reduction, ctx.smoothing = axis, reduction, smoothing
         ctx.n_samples = logp.size // n_classes if n_classes else 0
-        return _reduce(ctx.xp, loss, reduction, ctx.n_samples)
+        return _reduce(loss, reduction, ctx.n_samples)
 
     @staticmethod
     def backward(ctx, g):

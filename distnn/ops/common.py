@@ -1,5 +1,5 @@
-"""Argument handling every op family shares: turning operands into tensors,
-PyTorch type promotion, and normalising ``dim`` arguments."""
+"""Argument handling every op family shares: turning operands into tensors, PyTorch
+type promotion, and keeping numpy's scalar results arrays (``dim`` arguments: ``.._dims``)."""
 
 import numpy as np
 
@@ -7,6 +7,7 @@ from .. import dtypes
 from ..tensor import Tensor, _wrap
 
 SCALARS = (bool, int, float, np.generic)
+_NDARRAY, _NUMPY_SCALAR, _asarray = np.ndarray, np.generic, np.asarray  # as_array runs in every op
 
 
 def renamed_op(cls, name, number=0):
@@ -73,21 +74,10 @@ def _cast_operand(x, target):
     return x
 
 
-def normalize_dim(dim, ndim):
-    """One dim (negative allowed) checked against ``ndim``."""
-    n = max(ndim, 1)
-    if not -n <= dim < n:
-        raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})")
-    return dim % n
-
-
-def normalize_dims(dim, ndim):
-    """``dim`` as a sorted tuple of non-negative axes; None means all of them."""
-    if dim is None:
-        return tuple(range(ndim))
-    if isinstance(dim, (list, tuple)):
-        return tuple(sorted(normalize_dim(d, ndim) for d in dim))
-    return (normalize_dim(dim, ndim),)
+def as_array(result):
+    """numpy returns 0-d results (full reductions, vector @ vector, ``a[i, j]``) as
+    scalars (``np.float32``); keep them 0-d arrays of the same dtype. CuPy never does."""
+    return result if type(result) is _NDARRAY or not isinstance(result, _NUMPY_SCALAR) else _asarray(result)
 
 
 def result_float_dtype(x):

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..autograd.function import Op
 from ..tensor import Tensor
-from .common import normalize_dim
+from .._dims import normalize_dim
 
 __all__ = ["gather", "scatter", "scatter_add", "index_select", "take_along_dim"]
 

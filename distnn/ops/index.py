@@ -13,7 +13,7 @@ import numpy as np
 from ..autograd.function import Op
 from ..backend import array_module
 from ..tensor import Tensor
-from .common import SCALARS, as_tensor, no_grad_result
+from .common import SCALARS, as_array, as_tensor, no_grad_result
 
 # Re-exported so ``from distnn.ops.index import gather`` (and embedding, one_hot) keeps working.
 from .embedding import embedding, one_hot  # noqa: F401
@@ -116,7 +116,7 @@ class Index(Op):
     def forward(ctx, a, key):
         ctx.shape, ctx.key = a.shape, key
         out = a[key]
-        return ctx.xp.asarray(out) if isinstance(out, np.generic) else out
+        return as_array(out)
 
     @staticmethod
     def backward(ctx, g):

@@ -8,7 +8,7 @@ the matching cut (or join) of the upstream gradient.
 import numpy as np
 
 from ..autograd.function import Op
-from .common import normalize_dim
+from .._dims import normalize_dim
 from .common import renamed_op
 
 __all__ = ["cat", "concat", "concatenate", "stack", "split", "chunk", "unbind", "narrow"]

@@ -7,7 +7,7 @@ errors name both shapes as PyTorch's do.
 """
 
 from ..autograd.function import Op
-from .common import renamed_op
+from .common import as_array, renamed_op
 
 __all__ = ["matmul", "mm", "bmm", "mv", "dot", "outer", "ger", "linear", "addmm", "baddbmm", "einsum"]
 
@@ -21,11 +21,6 @@ def _fold_matmul(xp, a, b):
     return xp.matmul(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + (b.shape[-1],))
 
 
-def _as_array(xp, r):
-    """numpy returns a scalar for a full contraction (vector @ vector); keep results arrays."""
-    return r if type(r) is xp.ndarray else xp.asarray(r)
-
-
 class Mm(Op):
     """``a @ b`` with matmul semantics; the other products only differ in their node name."""
 
@@ -34,7 +29,7 @@ class Mm(Op):
         ctx.save_for_backward(a, b)
         if b.ndim == 2:
             return _fold_matmul(ctx.xp, a, b)
-        return _as_array(ctx.xp, ctx.xp.matmul(a, b))
+        return as_array(ctx.xp.matmul(a, b))
 
     @staticmethod
     def backward(ctx, g):
@@ -362,7 +357,7 @@ class Einsum(Op):
     def forward(ctx, *operands, inputs, output):
         ctx.inputs, ctx.output = inputs, output
         ctx.save_for_backward(*operands)
-        return _as_array(ctx.xp, ctx.xp.einsum(",".join(inputs) + "->" + output, *operands))
+        return as_array(ctx.xp.einsum(",".join(inputs) + "->" + output, *operands))
 
     @staticmethod
     def backward(ctx, g):

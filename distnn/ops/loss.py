@@ -20,7 +20,7 @@ from ..autograd.function import Op
 from ..tensor import Tensor
 from .classification_loss import (LabelSmoothingLoss, NllLoss, NllLoss2D, SoftTargetCrossEntropy,  # noqa: F401
                                   cross_entropy, nll_loss)  # re-exported from their old home
-from .common import as_tensor, promote_operands, renamed_op
+from .common import as_array, as_tensor, promote_operands, renamed_op
 from .conversion import to_dtype
 from .elementwise import abs as abs_, div, mul, sub
 from .loss_reduction import _reduce, _reduction_arg, _refuse_grad, _upstream
@@ -59,7 +59,7 @@ class _PointwiseLoss(Op):
         d = input - target
         ctx.save_for_backward(d)
         ctx.reduction, ctx.param = reduction, param
-        return _reduce(ctx.xp, cls.value(ctx.xp, d, param), reduction)
+        return _reduce(cls.value(ctx.xp, d, param), reduction)
 
     @classmethod
     def backward(cls, ctx, g):
@@ -79,10 +79,10 @@ class MseLoss(_PointwiseLoss):
         ctx.save_for_backward(d)
         ctx.reduction, ctx.param = reduction, param
         if reduction == "none":
-            return ctx.xp.asarray(d * d)
+            return as_array(d * d)
         flat = d.reshape(-1)
         total = ctx.xp.dot(flat, flat)
-        return ctx.xp.asarray(total / d.size if reduction == "mean" else total)
+        return as_array(total / d.size if reduction == "mean" else total)
 
     @staticmethod
     def grad(xp, d, param, up):
@@ -234,7 +234,7 @@ class BinaryCrossEntropy(Op):
             loss = loss * weight
         ctx.save_for_backward(input, target, weight)
         ctx.reduction = reduction
-        return _reduce(xp, loss, reduction)
+        return _reduce(loss, reduction)
 
     @staticmethod
     def backward(ctx, g):
@@ -267,7 +267,7 @@ class BinaryCrossEntropyWithLogits(Op):
             loss = loss * weight
         ctx.save_for_backward(input, target, weight, pos_weight, log_sig)
         ctx.reduction = reduction
-        return _reduce(xp, loss, reduction)
+        return _reduce(loss, reduction)
 
     @staticmethod
     def backward(ctx, g):
@@ -304,9 +304,9 @@ class KlDiv(Op):
         ctx.reduction, ctx.log_target = reduction, log_target
         if reduction == "batchmean":  # the sum over the batch size (PyTorch: no division for 0-dim)
             ctx.divisor = input.shape[0] if input.ndim else 1
-            return _reduce(xp, loss, "mean", ctx.divisor)
+            return _reduce(loss, "mean", ctx.divisor)
         ctx.divisor = loss.size
-        return _reduce(xp, loss, reduction)
+        return _reduce(loss, reduction)
 
     @staticmethod
     def backward(ctx, g):

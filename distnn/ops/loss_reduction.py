@@ -6,6 +6,7 @@ import warnings
 
 from ..autograd import grad_mode
 from ..tensor import Tensor
+from .common import as_array
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -28,14 +29,14 @@ def _reduction_arg(size_average, reduce, reduction):
     return result
 
 
-def _reduce(xp, loss, reduction, divisor=None):
+def _reduce(loss, reduction, divisor=None):
     """Reduce an elementwise loss array; full reductions come back as 0-dim arrays."""
     if reduction == "none":
-        return xp.asarray(loss)  # numpy turns 0-dim results into scalars
+        return as_array(loss)
     total = loss.sum()
     if reduction == "mean":
         total = total / (loss.size if divisor is None else divisor)
-    return xp.asarray(total)
+    return as_array(total)
 
 
 def _upstream(g, reduction, n):

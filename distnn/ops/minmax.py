@@ -4,9 +4,9 @@ elementwise maximum/minimum of two tensors), amax/amin and argmax/argmin."""
 from .. import dtypes
 from ..autograd.function import Op
 from ..tensor import Tensor
-from .common import no_grad_result, normalize_dim
-from .reduce_dims import _INT64, _as_array, _reduced_dims, _remember, _unsqueeze_reduced
-from .common import renamed_op
+from .._dims import normalize_dim, normalize_dims
+from .common import as_array, no_grad_result, renamed_op
+from .reduce_dims import _INT64, _remember, _unsqueeze_reduced
 
 __all__ = ["max", "min", "amax", "amin", "argmax", "argmin"]
 
@@ -134,13 +134,13 @@ def min(input, dim=None, keepdim=False, *, other=None):  # noqa: A001
 
 
 def amax(input, dim=(), keepdim=False):
-    dims = _reduced_dims(dim, input._data.ndim)
+    dims = normalize_dims(dim, input._data.ndim)
     _check_nonempty(input, "amax", dims)
     return Amax.apply(input, dims, keepdim)
 
 
 def amin(input, dim=(), keepdim=False):
-    dims = _reduced_dims(dim, input._data.ndim)
+    dims = normalize_dims(dim, input._data.ndim)
     _check_nonempty(input, "amin", dims)
     return Amin.apply(input, dims, keepdim)
 
@@ -151,12 +151,12 @@ def _arg_reduce(input, dim, keepdim, name):
         raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0.")
     fn = data.argmax if name == "argmax" else data.argmin
     if dim is None:
-        index = _as_array(fn())
+        index = as_array(fn())
         if keepdim:
             index = index.reshape((1,) * data.ndim)
     else:
         d = normalize_dim(dim, data.ndim)
-        index = _as_array(fn(axis=d, keepdims=keepdim)) if data.ndim else _as_array(fn())
+        index = as_array(fn(axis=d, keepdims=keepdim)) if data.ndim else as_array(fn())
     return no_grad_result(index.astype(_INT64, copy=False))
 
 

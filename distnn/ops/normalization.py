@@ -13,7 +13,7 @@ import numpy as np  # dtype metadata only (finfo)
 from .. import backend, random
 from ..tensor import _wrap
 from ..autograd.function import Op
-from .common import normalize_dim
+from .._dims import normalize_dim
 from .elementwise import add, div, mul
 
 __all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm", "normalize", "dropout",

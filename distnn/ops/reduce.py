@@ -10,11 +10,11 @@ import math
 
 from .. import dtypes
 from ..autograd.function import Op
-from .common import no_grad_result, normalize_dim
+from .._dims import normalize_dim, normalize_dims
+from .common import as_array, no_grad_result, renamed_op
 from .minmax import (Amax, Amin, Max, MaxAll, Min, MinAll, ReturnTypes, amax, amin, argmax, argmin,  # noqa: F401
                      max, min)  # re-exported from their old home
-from .reduce_dims import _INT64, _as_array, _count, _expand_grad, _reduced_dims, _remember, _unsqueeze_reduced
-from .common import renamed_op
+from .reduce_dims import _INT64, _count, _expand_grad, _remember, _unsqueeze_reduced
 
 __all__ = ["sum", "mean", "prod", "var", "std", "var_mean", "std_mean", "norm", "logsumexp", "all", "any",
            "count_nonzero", "cumsum"]
@@ -29,7 +29,7 @@ class Sum(Op):
     @staticmethod
     def forward(ctx, a, dims, keepdim, dtype):
         _remember(ctx, a, dims, keepdim)
-        return _as_array(a.sum(axis=dims, keepdims=keepdim, dtype=dtype))
+        return as_array(a.sum(axis=dims, keepdims=keepdim, dtype=dtype))
 
     @staticmethod
     def backward(ctx, g):
@@ -41,7 +41,7 @@ class Mean(Op):
     def forward(ctx, a, dims, keepdim, dtype):
         _remember(ctx, a, dims, keepdim)
         ctx.count = _count(a.shape, dims)
-        out = _as_array(a.sum(axis=dims, keepdims=keepdim, dtype=dtype))
+        out = as_array(a.sum(axis=dims, keepdims=keepdim, dtype=dtype))
         out /= ctx.count  # numpy's mean is sum / count with more Python overhead
         return out
 
@@ -59,7 +59,7 @@ class Prod(Op):
     def forward(ctx, a, dims, keepdim, dtype):
         _remember(ctx, a, dims, keepdim)
         ctx.save_for_backward(a)
-        return _as_array(a.prod(axis=dims, keepdims=keepdim, dtype=dtype))
+        return as_array(a.prod(axis=dims, keepdims=keepdim, dtype=dtype))
 
     @staticmethod
     def backward(ctx, g):
@@ -129,7 +129,7 @@ class Var(Op):
         out = (diff * diff).sum(axis=dims, keepdims=keepdim) / a.dtype.type(builtins.max(ctx.divisor, 0))
         if cls.take_sqrt:
             out = ctx.xp.sqrt(out)
-        out = _as_array(out)
+        out = as_array(out)
         ctx.save_for_backward(a, mean, out)
         return out
 
@@ -218,7 +218,7 @@ def _require_float(input, name):
 
 
 def sum(input, dim=None, keepdim=False, *, dtype=None):  # noqa: A001  (PyTorch's name)
-    dims = _reduced_dims(dim, input._data.ndim)
+    dims = normalize_dims(dim, input._data.ndim)
     return Sum.apply(input, dims, keepdim, _integral_to_int64(input, _dtype_arg(dtype)))
 
 
@@ -227,14 +227,14 @@ def mean(input, dim=None, keepdim=False, *, dtype=None):
     if (np_dtype or input._data.dtype).kind != "f":
         raise RuntimeError("mean(): could not infer output dtype. Input dtype must be either a floating "
                            f"point or complex dtype. Got: {_type_name(np_dtype or input._data.dtype)}")
-    return Mean.apply(input, _reduced_dims(dim, input._data.ndim), keepdim, np_dtype)
+    return Mean.apply(input, normalize_dims(dim, input._data.ndim), keepdim, np_dtype)
 
 
 def prod(input, dim=None, keepdim=False, *, dtype=None):
     np_dtype = _integral_to_int64(input, _dtype_arg(dtype))
     if dim is None:
         return Prod.apply(input, tuple(range(input._data.ndim)), False, np_dtype)
-    return ProdDim.apply(input, _reduced_dims(int(dim), input._data.ndim), keepdim, np_dtype)
+    return ProdDim.apply(input, normalize_dims(int(dim), input._data.ndim), keepdim, np_dtype)
 
 
 def cumsum(input, dim, *, dtype=None):
@@ -249,7 +249,7 @@ def logsumexp(input, dim, keepdim=False):
     if input._data.dtype.kind != "f":
         from .conversion import to_dtype
         input = to_dtype(input, dtypes.DEFAULT_FLOAT)
-    return Logsumexp.apply(input, _reduced_dims(dim, input._data.ndim), keepdim)
+    return Logsumexp.apply(input, normalize_dims(dim, input._data.ndim), keepdim)
 
 
 def _var_args(dim, unbiased, correction):
@@ -266,13 +266,13 @@ def _var_args(dim, unbiased, correction):
 def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     _require_float(input, "var")
     dim, correction = _var_args(dim, unbiased, correction)
-    return Var.apply(input, _reduced_dims(dim, input._data.ndim), correction, keepdim)
+    return Var.apply(input, normalize_dims(dim, input._data.ndim), correction, keepdim)
 
 
 def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     _require_float(input, "std")
     dim, correction = _var_args(dim, unbiased, correction)
-    return Std.apply(input, _reduced_dims(dim, input._data.ndim), correction, keepdim)
+    return Std.apply(input, normalize_dims(dim, input._data.ndim), correction, keepdim)
 
 
 def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
@@ -295,7 +295,7 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
     if input._data.dtype.kind != "f":
         raise RuntimeError(f"linalg.vector_norm: Expected a floating point or complex tensor as input. "
                            f"Got {_type_name(input._data.dtype)}")
-    dims = _reduced_dims(dim, input._data.ndim)
+    dims = normalize_dims(dim, input._data.ndim)
     return LinalgVectorNorm.apply(input, dims, float(p), keepdim)
 
 
@@ -309,8 +309,8 @@ def any(input, dim=None, keepdim=False):  # noqa: A001
 
 def _logical_reduce(input, dim, keepdim, name):
     data = input._data
-    dims = _reduced_dims(dim, data.ndim)
-    out = _as_array(getattr(data, name)(axis=dims, keepdims=keepdim))
+    dims = normalize_dims(dim, data.ndim)
+    out = as_array(getattr(data, name)(axis=dims, keepdims=keepdim))
     if data.dtype.kind == "u":  # PyTorch keeps uint8 for uint8 input
         out = out.astype(data.dtype)
     return no_grad_result(out)
@@ -318,5 +318,5 @@ def _logical_reduce(input, dim, keepdim, name):
 
 def count_nonzero(input, dim=None):
     data = input._data
-    dims = _reduced_dims(dim, data.ndim)
-    return no_grad_result(_as_array((data != 0).sum(axis=dims, dtype=_INT64)))
+    dims = normalize_dims(dim, data.ndim)
+    return no_grad_result(as_array((data != 0).sum(axis=dims, dtype=_INT64)))

@@ -1,29 +1,9 @@
-"""Axis bookkeeping every reduction shares: ``dim`` as a sorted tuple of axes, the reduced
-axes put back (and broadcast to the input's shape) for backward, and results kept arrays."""
+"""Axis bookkeeping every reduction shares: the reduced axes put back (and broadcast to the
+input's shape) for backward. ``dim`` itself is read by ``.._dims.normalize_dims``."""
 
 import numpy as np
 
-from .common import normalize_dim
-
 _INT64 = np.dtype(np.int64)
-
-
-def _as_array(r):
-    """numpy reductions over all axes return numpy scalars; keep every result an array."""
-    return np.asarray(r) if isinstance(r, np.generic) else r
-
-
-def _reduced_dims(dim, ndim):
-    """``dim`` as a sorted tuple of axes; None (or an empty tuple) means all of them."""
-    if dim is None or (isinstance(dim, (tuple, list)) and len(dim) == 0):
-        return tuple(range(ndim))
-    if isinstance(dim, (tuple, list)):
-        axes = [normalize_dim(d, ndim) for d in dim]
-        if len(set(axes)) != len(axes):
-            raise RuntimeError(f"dim {axes[0]} appears multiple times in the list of dims")
-    else:
-        axes = [normalize_dim(dim, ndim)]
-    return tuple(sorted(axes)) if ndim else ()  # a 0-d tensor accepts dim 0 / -1 and has no axes
 
 
 def _unsqueeze_reduced(xp, g, ctx):

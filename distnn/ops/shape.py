@@ -7,7 +7,8 @@ counter; every gradient is the inverse rearrangement of the upstream gradient.
 """
 
 from ..autograd.function import Op
-from .common import normalize_dim, renamed_op
+from .._dims import normalize_dim, normalize_dims
+from .common import renamed_op
 
 __all__ = ["view", "view_as", "reshape", "reshape_as", "flatten", "unflatten", "squeeze", "unsqueeze",
            "expand", "expand_as", "repeat", "tile", "transpose", "swapaxes", "swapdims", "permute", "t",
@@ -247,14 +248,10 @@ def squeeze(input, dim=None):
     shape = input._data.shape
     if dim is None:
         return Squeeze.apply(input, tuple(i for i, s in enumerate(shape) if s == 1))
-    if isinstance(dim, (tuple, list)):
-        axes = {normalize_dim(d, len(shape)) for d in dim}
-        op = SqueezeDims
-    else:
-        axes = {normalize_dim(dim, len(shape))}
-        op = SqueezeDim
+    axes = normalize_dims(dim, len(shape), empty_means_all=False)
+    op = SqueezeDims if isinstance(dim, (tuple, list)) else SqueezeDim
     # PyTorch leaves dims whose size is not 1 alone instead of raising
-    return op.apply(input, tuple(sorted(a for a in axes if shape and shape[a] == 1)))
+    return op.apply(input, tuple(a for a in axes if shape[a] == 1))
 
 
 def unsqueeze(input, dim):
@@ -352,7 +349,7 @@ moveaxis = movedim
 def flip(input, *dims):
     dims = _sizes(dims)
     n = input._data.ndim
-    return Flip.apply(input, tuple(normalize_dim(d, n) for d in dims))
+    return Flip.apply(input, normalize_dims(dims, n, empty_means_all=False))
 
 
 # Re-exported so ``from distnn.ops.shape import cat`` keeps working.

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import distnn
-from op_check import check_op, compare_with_torch, make_input, requires_torch
+from op_check import check_op, compare_with_torch, make_input, requires_torch, torch
 
 DIMS = [((3, 4), None), ((3, 4), 0), ((3, 4), -1), ((2, 3, 4), (0, 2)), ((2, 3, 4), (-1, -3)),
-        ((2, 3, 4), 1), ((5,), 0), ((), None)]
+        ((2, 3, 4), 1), ((2, 3, 4), ()), ((5,), 0), ((), None), ((), 0)]
 
 
 @pytest.mark.parametrize("name", ["sum", "mean"])
@@ -144,6 +144,27 @@ def test_mean_of_integer_tensor_raises():
 def test_dim_out_of_range(call):
     with pytest.raises(IndexError, match=r"Dimension out of range \(expected to be in range of \[-2, 1\]"):
         call(distnn.ones(2, 3))
+
+
+REPEATED_DIMS = [
+    (lambda x: x.sum((1, -2)), "dim 1 appears multiple times in the list of dims"),
+    (lambda x: x.amax((0, 1, 1)), "dim 1 appears multiple times in the list of dims"),
+    (lambda x: x[0, 0].mean((0, -1)), "dim 0 appears multiple times in the list of dims"),
+]
+
+
+@pytest.mark.parametrize("call,message", REPEATED_DIMS)
+def test_repeated_dim(call, message):
+    """PyTorch names the first dim that repeats, after wrapping negative dims."""
+    with pytest.raises(RuntimeError, match=message):
+        call(distnn.ones(2, 3, 4))
+
+
+@requires_torch
+@pytest.mark.parametrize("call,message", REPEATED_DIMS)
+def test_repeated_dim_matches_torch(call, message):
+    with pytest.raises(RuntimeError, match=message):
+        call(torch.ones(2, 3, 4))
 
 
 def test_logsumexp_requires_dim():
