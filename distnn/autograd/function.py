@@ -9,6 +9,7 @@ the engine, so no op has to remember them.
 """
 
 import itertools
+import warnings
 import weakref
 
 import numpy as np
@@ -46,6 +47,7 @@ class Node:
     xp = np  # the array module of the inputs; Op.apply sets it for non-numpy arrays
     materialize_grads = True
     _non_differentiable = ()
+    _dirty = ()  # what forward passed to mark_dirty; apply takes it back
 
     _seq = 0  # minus the creation order (PyTorch's sequence_nr), set when the node joins a graph
 
@@ -60,7 +62,10 @@ class Node:
         self.materialize_grads = bool(value)
 
     def mark_dirty(self, *tensors):
-        """Accepted for PyTorch compatibility; outputs are rebased by ``apply`` anyway."""
+        """Declare the inputs forward modified in place. Each must be returned: ``apply``
+        hands back that same tensor with its history replaced by this node and its
+        version bumped, so graphs that saved it before refuse to backprop through it."""
+        self._dirty = tensors
 
     @property
     def saved_tensors(self):
@@ -253,29 +258,23 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        from ..tensor import Tensor, _wrap
         needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
         record = grad_mode._state.enabled and any(needs)
         ctx = cls._Node()
         ctx.needs_input_grad = needs
         with grad_mode.no_grad():
             out = cls.forward(ctx, *args, **kwargs)
-        if not record:
-            return out
         single = not isinstance(out, tuple)
         outs = (out,) if single else out
-        input_ids = {id(a) for a in args if isinstance(a, Tensor)}
-        wrapped = []
-        for i, o in enumerate(outs):
-            if isinstance(o, Tensor) and id(o) not in ctx._non_differentiable:
-                if id(o) in input_ids:  # returned an input as-is: give it its own identity
-                    o = _wrap(o._data)
-                o.requires_grad = True
-                o.grad_fn = ctx
-                o._output_nr = i
-            wrapped.append(o)
-        ctx._seq = next(_sequence)
+        inputs = {id(a) for a in args if isinstance(a, Tensor)}
+        dirty = _take_dirty(ctx, inputs, outs, record) if ctx._dirty else ()
+        if not record:
+            return out
+        # The edges go to the inputs' histories before this call: a dirty input is rebased below.
         ctx._next = tuple(_edge_of(a) if r else None for a, r in zip(args, needs))
+        wrapped = tuple(_as_output(o, i, ctx, id(o) in inputs, id(o) in dirty) if isinstance(o, Tensor) else o
+                        for i, o in enumerate(outs))
+        ctx._seq = next(_sequence)
         ctx._num_outputs = len(outs)
         ctx._output_meta = tuple((o._data.shape, o._data.dtype, o._data) if isinstance(o, Tensor) else None
                                  for o in wrapped)
@@ -283,7 +282,7 @@ class Function:
         ctx._saved_versions = tuple(_version_record(t, ctx) for t in saved if isinstance(t, Tensor))
         if any(isinstance(t, Tensor) and t.grad_fn is ctx for t in saved):
             ctx._saved = tuple(_OwnOutput(t) if isinstance(t, Tensor) and t.grad_fn is ctx else t for t in saved)
-        return wrapped[0] if single else tuple(wrapped)
+        return wrapped[0] if single else wrapped
 
     @classmethod
     def _backward_arrays(cls, ctx, grads):
@@ -295,6 +294,57 @@ class Function:
             tensors.append(None if g is None else _wrap(g))
         result = grad_tuple(ctx, cls.backward(ctx, *tensors))
         return tuple(r._data if isinstance(r, Tensor) else r for r in result)
+
+
+def _take_dirty(ctx, inputs, outs, record):
+    """Check what forward marked dirty and bump its version counters (shared with its views);
+    returns their ids. The node lets go of them: a dirty output's ``grad_fn`` is the node."""
+    dirty = ctx._dirty
+    del ctx._dirty
+    returned = {id(o) for o in outs}
+    if any(id(t) not in returned for t in dirty):
+        raise RuntimeError("Some elements marked as dirty during the forward method were not returned as "
+                           "output. The inputs that are modified inplace must all be outputs of the Function.")
+    for t in dirty:
+        if record:
+            _check_can_rebase(t)
+        if id(t) not in inputs:
+            warnings.warn("Only input Tensors should be given to ctx.mark_dirty(). If a Tensor is not an "
+                          "input, there is no need to pass it to mark_dirty().", stacklevel=3)
+        t._vc[0] += 1
+    return {id(t) for t in dirty}
+
+
+def _check_can_rebase(t):
+    if t.requires_grad and t.grad_fn is None:
+        raise RuntimeError("a leaf Variable that requires grad has been used in an in-place operation.")
+    base = t._base
+    if base is not None and base.requires_grad:
+        if base.grad_fn is None:
+            raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place "
+                               "operation.")
+        # PyTorch rewrites the base's history around the view (CopySlices); distnn does not.
+        raise RuntimeError("ctx.mark_dirty() on a view of a tensor that requires grad is not supported: pass "
+                           "the base tensor to the Function instead, or clone() the view first")
+
+
+def _as_output(t, output_nr, node, is_input, is_dirty):
+    """Forward's output ``t`` as the Function returns it, with ``node`` as its ``grad_fn``.
+
+    A dirty input is rebased in place (the same object comes back). Any other input
+    comes back as a new alias of it (same data, version counter and base), so the
+    input keeps its own history, as in PyTorch."""
+    if id(t) in node._non_differentiable:
+        return t.detach() if is_input else t
+    if is_input and not is_dirty:
+        alias = _wrap(t._data)
+        alias._vc = t._vc
+        alias._base = t._base if t._base is not None else t
+        t = alias
+    t.requires_grad = True
+    t.grad_fn = node
+    t._output_nr = output_nr
+    return t
 
 
 class _OpNode(Node):

@@ -1,5 +1,7 @@
 """User-defined autograd.Function and gradcheck."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -177,3 +179,268 @@ def test_variable_is_an_alias():
     t = distnn.randn(2)
     v = autograd.Variable(t, requires_grad=True)
     assert v is t and v.requires_grad
+
+
+# --- in-place Functions (ctx.mark_dirty), returned inputs and view outputs, against PyTorch.
+# Each scenario is written once against ``lib`` (distnn or torch) and reports what it saw.
+
+def _side_by_side(scenario):
+    ours = scenario(distnn)
+    torch = pytest.importorskip("torch")
+    return ours, scenario(torch)
+
+
+def _outcome(run):
+    """What ``run()`` returned, or the message of the RuntimeError it raised (torch's hint dropped)."""
+    try:
+        return run()
+    except RuntimeError as exc:
+        return "RuntimeError: " + str(exc).split(" Hint:")[0]
+
+
+def _version_error_text(outcome):
+    """The part of the version error both libraries word alike (they name the producer differently)."""
+    assert outcome.startswith("RuntimeError: one of the variables needed for gradient computation has been "
+                              "modified by an inplace operation"), outcome
+    return re.search(r"is at version \d+; expected version \d+ instead\.", outcome).group(0)
+
+
+def _double_in_place(lib):
+    class DoubleInPlace(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx, t):
+            t.mul_(2)
+            ctx.mark_dirty(t)
+            return t
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 2
+
+    return DoubleInPlace
+
+
+def _identity(lib, make_output=lambda t: t, grad_of_input=lambda lib, g: g.reshape(-1) * 2):
+    class Identity(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx, t):
+            return make_output(t)
+
+        @staticmethod
+        def backward(ctx, g):
+            return grad_of_input(lib, g)
+
+    return Identity
+
+
+def _node_name(t):
+    return None if t.grad_fn is None else type(t.grad_fn).__name__
+
+
+def _dirty_input_rebased(lib):
+    a = lib.tensor([1.0, 2.0], requires_grad=True)
+    b = a * 3
+    out = _double_in_place(lib).apply(b)
+    seen = {"same object": out is b, "grad_fn": _node_name(b), "version": b._version, "values": b.tolist()}
+    (lib.tensor([5.0, 7.0]) * b).sum().backward()  # a use after the call goes through the Function
+    seen["a.grad"] = a.grad.tolist()
+    return seen
+
+
+def _dirty_input_not_requiring_grad(lib):
+    class AddInPlace(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx, t, w):
+            t.add_(w)
+            ctx.mark_dirty(t)
+            return t
+
+        @staticmethod
+        def backward(ctx, g):
+            return g, g
+
+    t, w = lib.tensor([1.0, 2.0]), lib.tensor([1.0, 1.0], requires_grad=True)
+    out = AddInPlace.apply(t, w)
+    seen = {"same object": out is t, "grad_fn": _node_name(t), "requires_grad": t.requires_grad,
+            "version": t._version}
+    (t * 3).sum().backward()
+    seen["w.grad"] = w.grad.tolist()
+    return seen
+
+
+def _dirty_output_saved_for_backward(lib):
+    class ReluInPlace(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx, t):
+            t.clamp_(min=0)
+            ctx.mark_dirty(t)
+            ctx.save_for_backward(t)
+            return t
+
+        @staticmethod
+        def backward(ctx, g):
+            (t,) = ctx.saved_tensors
+            return g * (t > 0)
+
+    a = lib.tensor([-1.0, 2.0], requires_grad=True)
+    b = a * 3
+    ReluInPlace.apply(b)
+    (b * b).sum().backward()
+    seen = {"a.grad": a.grad.tolist()}
+    b = a * 3
+    ReluInPlace.apply(b)
+    b.add_(1)  # changes the output the Function saved
+    seen["modified afterwards"] = _version_error_text(_outcome(lambda: b.sum().backward()))
+    return seen
+
+
+@pytest.mark.parametrize("scenario", [_dirty_input_rebased, _dirty_input_not_requiring_grad,
+                                      _dirty_output_saved_for_backward])
+def test_mark_dirty_rebases_the_input_in_place_as_torch(scenario):
+    ours, theirs = _side_by_side(scenario)
+    assert ours == theirs
+
+
+def _old_graph_saved_dirty_input(lib, through_view):
+    a = lib.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)
+    b = a * 3
+    v = b[:2]
+    saved = v if through_view else b
+    d = saved * saved  # saves the tensor the Function will modify
+    _double_in_place(lib).apply(b)
+    seen = {"view version": v._version, "base version": b._version, "view values": v.tolist()}
+    seen["backward"] = _version_error_text(_outcome(lambda: d.sum().backward()))
+    return seen
+
+
+@pytest.mark.parametrize("through_view", [False, True], ids=["input", "view_of_input"])
+def test_old_graph_that_saved_a_dirty_input_refuses_backward_as_torch(through_view):
+    ours, theirs = _side_by_side(lambda lib: _old_graph_saved_dirty_input(lib, through_view))
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("make_input", [
+    lambda lib: lib.tensor([1.0, 2.0], requires_grad=True),
+    lambda lib: lib.tensor([1.0, 2.0], requires_grad=True)[:1],
+], ids=["leaf", "view_of_leaf"])
+def test_mark_dirty_on_a_leaf_requiring_grad_raises_as_torch(make_input):
+    ours, theirs = _side_by_side(lambda lib: _outcome(lambda: _double_in_place(lib).apply(make_input(lib))))
+    assert ours == theirs and ours.startswith("RuntimeError: a ")
+
+
+def _dirty_but_not_returned(lib):
+    class Scale(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx, t):
+            t.mul_(2)
+            ctx.mark_dirty(t)
+            return t * 1
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 2
+
+    return _outcome(lambda: Scale.apply(lib.tensor([1.0, 2.0], requires_grad=True) * 3))
+
+
+def test_mark_dirty_of_a_tensor_not_returned_raises_as_torch():
+    ours, theirs = _side_by_side(_dirty_but_not_returned)
+    assert ours == theirs and "must all be outputs of the Function" in ours
+
+
+def test_mark_dirty_on_a_view_of_a_non_leaf_is_refused_by_name():
+    # PyTorch rewrites the base's history (CopySlices); distnn refuses, as for built-in in-place ops on views.
+    a = distnn.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="mark_dirty.*view"):
+        _double_in_place(distnn).apply((a * 3)[1:])
+
+
+@pytest.mark.parametrize("leaf", [False, True], ids=["non_leaf", "leaf"])
+def test_input_returned_without_mark_dirty_is_a_new_alias_as_torch(leaf):
+    def scenario(lib):
+        a = lib.tensor([1.0, 2.0], requires_grad=True)
+        b = a if leaf else a * 3
+        out = _identity(lib).apply(b)
+        seen = {"same object": out is b, "alias of input": out._base is b, "shares data": out.data_ptr() == b.data_ptr(),
+                "out grad_fn": _node_name(out), "input grad_fn": _node_name(b)}
+        (out.sum() + b.sum()).backward()
+        seen["a.grad"] = a.grad.tolist()
+        with lib.no_grad():
+            b.add_(1)
+        seen["versions"] = (out._version, b._version)
+        return seen
+
+    ours, theirs = _side_by_side(scenario)
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("make_output,grad_of_input", [
+    (lambda t: t.view(2, 2), lambda lib, g: g.reshape(4) * 2),
+    (lambda t: t[1:], lambda lib, g: lib.cat([lib.zeros(1), g * 2])),
+], ids=["view", "slice"])
+def test_output_that_is_a_view_of_an_input_as_torch(make_output, grad_of_input):
+    def scenario(lib):
+        a = lib.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)
+        b = a * 3
+        out = _identity(lib, make_output, grad_of_input).apply(b)
+        seen = {"base": out._base is b, "grad_fn": _node_name(out), "version shared": out._version == b._version}
+        seen["grad"] = _outcome(lambda: lib.autograd.grad(out.sum(), a)[0].tolist())
+        return seen
+
+    ours, theirs = _side_by_side(scenario)
+    assert ours == theirs
+
+
+def _dirty_input_and_a_view_of_it_returned(lib):
+    class DoubleAndView(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx, t):
+            t.mul_(2)
+            ctx.mark_dirty(t)
+            return t, t.view(2, 2)
+
+        @staticmethod
+        def backward(ctx, g, g_view):
+            return g * 2 + g_view.reshape(4)
+
+    a = lib.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)
+    b = a * 3
+    out, view = DoubleAndView.apply(b)
+    seen = {"same object": out is b, "view base": view._base is b, "grad_fns": (_node_name(b), _node_name(view)),
+            "versions": (b._version, view._version)}
+    (out.sum() + view.sum()).backward()
+    seen["a.grad"] = a.grad.tolist()
+    return seen
+
+
+def test_dirty_input_returned_with_a_view_of_it_as_torch():
+    ours, theirs = _side_by_side(_dirty_input_and_a_view_of_it_returned)
+    assert ours == theirs
+
+
+def _non_differentiable_and_unmaterialized(lib):
+    class SplitSign(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx, t):
+            ctx.mark_non_differentiable(t)  # the returned input comes back detached
+            ctx.set_materialize_grads(False)
+            return t * 2, t, (t > 0).float()
+
+        @staticmethod
+        def backward(ctx, g, g_input, g_sign):
+            ctx.seen = (g is None, g_input is None, g_sign is None)
+            return g * 2
+
+    a = lib.tensor([-1.0, 2.0], requires_grad=True)
+    doubled, same, sign = SplitSign.apply(a)
+    seen = {"requires_grad": (doubled.requires_grad, same.requires_grad, sign.requires_grad),
+            "same object": same is a, "shares version": same._version == a._version}
+    doubled.sum().backward()
+    seen["a.grad"] = a.grad.tolist()
+    seen["grads that reached backward"] = doubled.grad_fn.seen
+    return seen
+
+
+def test_mark_non_differentiable_and_set_materialize_grads_as_torch():
+    ours, theirs = _side_by_side(_non_differentiable_and_unmaterialized)
+    assert ours == theirs
