@@ -16,16 +16,15 @@ def process_state(pid):
 
 def process_running(pid):
     """False once ``pid`` has exited, even while it waits unreaped as a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
-    except FileNotFoundError:
+    state = process_state(pid)
+    if state is not None:
+        return state not in ("Z", "X")
+    if os.path.isdir("/proc"):
         return False
-    except (OSError, IndexError):  # no /proc (not Linux): ask the kernel directly
-        try:
-            os.kill(pid, 0)
-            return True
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
+    try:  # no /proc (not Linux): ask the kernel directly
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True

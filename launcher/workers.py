@@ -161,8 +161,9 @@ class WorkerGroup:
         self.stopping = True
         grace = self.cfg.grace_period if grace is None else grace
         stopped = self.running_ranks()
-        self._note_frozen()
-        self._signal_all(signum, process_tree.processes(), orphans=False)
+        table = process_tree.processes()
+        self._note_frozen(table)
+        self._signal_all(signum, table, orphans=False)
         self._continue_groups()
         deadline = time.monotonic() + grace
         while self._leftovers() and time.monotonic() < deadline and not hurry():
@@ -181,10 +182,10 @@ class WorkerGroup:
                 pass  # unkillable (stuck in the kernel): never hang the launcher on it
         return stopped
 
-    def _note_frozen(self):
-        """Remember the running workers that are stopped (/proc state T or t): while the others
-        time out waiting, such a worker is what they wait on, and it never fails by itself."""
-        table = process_tree.processes()
+    def _note_frozen(self, table):
+        """Remember the running workers that are stopped (/proc state T or t in the snapshot
+        ``table``): while the others time out waiting, such a worker is what they wait on, and
+        it never fails by itself."""
         for worker in self.workers:
             proc = table.get(worker.pid)
             if not worker.check_exit() and proc is not None and proc.state in ("T", "t"):

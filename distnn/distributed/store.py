@@ -162,8 +162,7 @@ class StoreClient:
 
     def __init__(self, context, address, token, timeout):
         self.address = address
-        self._token = token
-        self.secret = token or None  # a job without a token learns its secret on join
+        self.secret = token  # empty for a job without a token, until its join reply brings one
         self.timeout = timeout
         self._socket = context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
@@ -177,7 +176,7 @@ class StoreClient:
         second: a request that reached a store which then shut down (rank 0 re-initialising
         on the same port) would otherwise never be answered."""
         rid = next(self._ids)
-        message = msgpack.packb({"op": op, "key": key, "value": value, "token": self._token, "id": rid},
+        message = msgpack.packb({"op": op, "key": key, "value": value, "token": self.secret, "id": rid},
                                 use_bin_type=True)
         self._socket.send(message)
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
@@ -199,8 +198,8 @@ class StoreClient:
                 continue  # a late answer to an earlier, timed-out request
             if reply.get("error"):
                 raise DistributedError(f"rendezvous at {self.address} {reply['error']}")
-            if not self._token and isinstance(reply.get("secret"), bytes):
-                self._token = self.secret = reply["secret"]
+            if not self.secret and isinstance(reply.get("secret"), bytes):
+                self.secret = reply["secret"]
             return reply["value"]
 
     def set(self, key, value):
