@@ -11,6 +11,7 @@ import numpy as np
 
 from . import backend
 from .autograd import grad_mode
+from .autograd.views import modify_view, refresh_view
 
 
 class InPlaceMethods:
@@ -145,14 +146,16 @@ class InPlaceMethods:
         else:
             if self.requires_grad and self.grad_fn is None:
                 raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
-            if self._base is not None and self._base.requires_grad:
-                raise RuntimeError("in-place modification of a view of a tensor that requires grad is not "
-                                   "supported; modify the base tensor (x[index] = value) or clone() first")
             if out_of_place is None:
                 raise RuntimeError("this in-place operation is not differentiable; wrap it in no_grad()")
+            if self._base is not None:
+                refresh_view(self)
             result = _rebase_source(self, out_of_place)
-            self._data[...] = result._data
-            self.grad_fn, self._output_nr, self.requires_grad = result.grad_fn, result._output_nr, True
+            if self._base is not None:
+                modify_view(self, result)  # the base's history takes the new values too
+            else:
+                self._data[...] = result._data
+                self.grad_fn, self._output_nr, self.requires_grad = result.grad_fn, result._output_nr, True
         self._vc[0] += 1
         return self
 

@@ -51,6 +51,8 @@ class Tensor(InPlaceMethods, AutogradMethods, ConversionMethods):
     grad_fn = None
     _output_nr = 0
     _base = None
+    _view_fn = None  # for a view: its root's grad_fn when its own was made (autograd/views.py)
+    _view_replay = None
     _accumulator = None
     _backward_hooks = None
     _post_accumulate_hooks = None

@@ -77,6 +77,45 @@ def run_gradcheck(fn, arrays, requires_grad=None, eps=1e-6, atol=1e-5, rtol=1e-3
     assert distnn.autograd.gradcheck(lambda *xs: fn(distnn, *xs), inputs, eps=eps, atol=atol, rtol=rtol)
 
 
+def run_gradgradcheck(fn, arrays, requires_grad=None, eps=1e-6, atol=1e-5, rtol=1e-3):
+    """float64 check of ``fn``'s second derivatives (fast mode: random projections),
+    or of its refusal: an op without double-backward support must raise, naming itself."""
+    requires_grad = requires_grad or [isinstance(a, np.ndarray) and a.dtype.kind == "f" for a in arrays]
+    inputs = to_distnn([a.copy() if isinstance(a, np.ndarray) else a for a in arrays],
+                       requires_grad, np.float64)
+    out = fn(distnn, *inputs)
+    outs = [o for o in (out if isinstance(out, (tuple, list)) else (out,))
+            if isinstance(o, distnn.Tensor) and o.requires_grad]
+    if not outs:
+        return
+    try:
+        assert distnn.autograd.gradgradcheck(lambda *xs: fn(distnn, *xs), inputs, eps=eps, atol=atol, rtol=rtol,
+                                             fast_mode=True)
+    except RuntimeError as error:
+        refused = refused_op(error)
+        if refused is None:
+            raise
+        assert not refused.double_backward, f"{refused.__name__} claims double backward but refused it"
+
+
+def refused_op(error):
+    """The Op class a double-backward refusal names, or None for any other error."""
+    from distnn.autograd.function import Op
+    text = str(error)
+    if "does not support double backward" not in text:
+        return None
+    name = text.split(" ", 1)[0]
+    found = [cls for cls in _op_classes(Op) if f"{cls.__name__}{cls._node_suffix}" == name]
+    assert found, f"the refusal names {name}, which is no Op"
+    return found[0]
+
+
+def _op_classes(base):
+    for sub in base.__subclasses__():
+        yield sub
+        yield from _op_classes(sub)
+
+
 def _scalarize(out, lib, weights):
     """Reduce outputs to one scalar with fixed random weights, so backward sees a
     non-trivial upstream gradient."""
@@ -142,5 +181,6 @@ def check_op(fn, arrays, requires_grad=None, gradcheck=True, torch_check=True, *
     """gradcheck (float64) and the torch comparison (float32) for one case."""
     if gradcheck:
         run_gradcheck(fn, arrays, requires_grad)
+        run_gradgradcheck(fn, arrays, requires_grad)
     if torch_check and torch is not None:
         compare_with_torch(fn, arrays, requires_grad, **tol)

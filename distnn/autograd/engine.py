@@ -24,17 +24,21 @@ def sum_to_shape(grad, shape):
     """Reduce a broadcast gradient back to ``shape`` (leading dims, then size-1 dims)."""
     if grad.shape == shape:
         return grad
-    lead = grad.ndim - len(shape)
-    if lead < 0:
-        raise RuntimeError(f"gradient of shape {list(grad.shape)} cannot be reduced to shape {list(shape)}")
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1)
-    for i, n in enumerate(shape):
-        if n != 1 and grad.shape[lead + i] != n:
-            raise RuntimeError(f"gradient of shape {list(grad.shape)} is not broadcast-compatible "
-                               f"with the input shape {list(shape)}")
+    axes = reduction_axes(grad.shape, shape)
     out = grad.sum(axis=axes, keepdims=True) if axes else grad
     return out.reshape(shape)
+
+
+def reduction_axes(grad_shape, shape):
+    """The axes a gradient of ``grad_shape`` sums over to come back to the input ``shape``."""
+    lead = len(grad_shape) - len(shape)
+    if lead < 0:
+        raise RuntimeError(f"gradient of shape {list(grad_shape)} cannot be reduced to shape {list(shape)}")
+    for i, n in enumerate(shape):
+        if n != 1 and grad_shape[lead + i] != n:
+            raise RuntimeError(f"gradient of shape {list(grad_shape)} is not broadcast-compatible "
+                               f"with the input shape {list(shape)}")
+    return tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and grad_shape[lead + i] != 1)
 
 
 def run_backward(roots, retain_graph=False, capture=None):

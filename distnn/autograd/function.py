@@ -8,6 +8,7 @@ Broadcast reduction and the cast back to each input's dtype happen once, in
 the engine, so no op has to remember them.
 """
 
+import functools
 import itertools
 import warnings
 import weakref
@@ -17,6 +18,7 @@ import numpy as np
 from .. import backend
 from ..backend import array_module, device_of, is_gpu_array
 from . import grad_mode
+from .views import UNTRACKED, modify_view, refresh_view, view_record
 
 # The engine's ready queue pops the smallest ``_seq`` first, so sequence numbers
 # count down: the latest-created node runs first, and leaf accumulation (lower
@@ -188,17 +190,21 @@ def _add_hook(hooks, fn):
 
 
 def _apply_tensor_hooks(hooks, g):
-    """Run Tensor hooks (``fn(grad) -> grad | None``) on one gradient array."""
-    from ..tensor import Tensor, _wrap
+    """Run Tensor hooks on one gradient array (the first-order engine's form)."""
+    return apply_tensor_hooks(hooks, _wrap(g))._data
+
+
+def apply_tensor_hooks(hooks, g):
+    """Run Tensor hooks (``fn(grad) -> grad | None``) on gradient Tensor ``g``."""
     for hook in tuple(hooks):
-        out = hook(_wrap(g))
+        out = hook(g)
         if out is not None:
             if not isinstance(out, Tensor):
                 raise TypeError(f"Expect: a hook to return a Tensor or None, Actual: {type(out).__name__}")
             if out.shape != g.shape:
                 raise RuntimeError(f"hook returned a gradient of shape {list(out.shape)}, "
                                    f"expected {list(g.shape)}")
-            g = out._data
+            g = out
     return g
 
 
@@ -233,6 +239,29 @@ def _check_same_device(arrays):
                            f"two devices, {a} and {b}!")
 
 
+def once_differentiable(backward):
+    """Decorate a Function's ``backward`` that is not itself differentiable (it works on
+    ``.numpy()`` or in place): it runs without recording, and under ``create_graph=True``
+    its gradients refuse to be differentiated again, naming the Function, rather than
+    silently giving a zero second derivative."""
+
+    @functools.wraps(backward)
+    def wrapper(ctx, *grads):
+        with grad_mode.no_grad():
+            result = backward(ctx, *grads)
+        recorded = [g for g in grads if isinstance(g, Tensor) and g.requires_grad]
+        if not grad_mode.is_grad_enabled() or not (recorded or any(ctx.needs_input_grad)):
+            return result
+        from .graph_engine import refuse_double_backward
+        single = not isinstance(result, tuple)
+        results = (result,) if single else result
+        arrays = [r._data if isinstance(r, Tensor) else None for r in results]
+        refused = refuse_double_backward(type(ctx)._fn, ctx, arrays, grads)
+        refused = tuple(r if isinstance(o, Tensor) else o for r, o in zip(refused, results))
+        return refused[0] if single else refused
+    return wrapper
+
+
 class Function:
     """A user-defined differentiable operation, as ``torch.autograd.Function``.
 
@@ -258,6 +287,10 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
+        if grad_mode._state.enabled:
+            for a in args:
+                if isinstance(a, Tensor) and a._base is not None:
+                    refresh_view(a)
         needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
         record = grad_mode._state.enabled and any(needs)
         ctx = cls._Node()
@@ -274,6 +307,9 @@ class Function:
         ctx._next = tuple(_edge_of(a) if r else None for a, r in zip(args, needs))
         wrapped = tuple(_as_output(o, i, ctx, id(o) in inputs, id(o) in dirty) if isinstance(o, Tensor) else o
                         for i, o in enumerate(outs))
+        for o in wrapped:
+            if isinstance(o, Tensor) and id(o) in dirty and o._base is not None:
+                modify_view(o, _wrap(o._data, True, ctx, o._output_nr))  # the base's history takes it too
         ctx._seq = next(_sequence)
         ctx._num_outputs = len(outs)
         ctx._output_meta = tuple((o._data.shape, o._data.dtype, o._data) if isinstance(o, Tensor) else None
@@ -323,9 +359,6 @@ def _check_can_rebase(t):
         if base.grad_fn is None:
             raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place "
                                "operation.")
-        # PyTorch rewrites the base's history around the view (CopySlices); distnn does not.
-        raise RuntimeError("ctx.mark_dirty() on a view of a tensor that requires grad is not supported: pass "
-                           "the base tensor to the Function instead, or clone() the view first")
 
 
 def _as_output(t, output_nr, node, is_input, is_dirty):
@@ -339,7 +372,8 @@ def _as_output(t, output_nr, node, is_input, is_dirty):
     if is_input and not is_dirty:
         alias = _wrap(t._data)
         alias._vc = t._vc
-        alias._base = t._base if t._base is not None else t
+        alias._base, alias._view_replay = view_record(t, None, (type(node)._fn.__name__,), {}, output_nr)
+        alias._view_fn = alias._base.grad_fn
         t = alias
     t.requires_grad = True
     t.grad_fn = node
@@ -370,6 +404,10 @@ class Op(Function):
     _node_suffix = "Backward0"
     _node_base = _OpNode
     is_view = False
+    # True once backward has been audited to run on GraphArrays (graph_xp.py) for
+    # create_graph=True: no in-place writes, and no saved intermediate that depends on
+    # an input (it would be a constant there). Checked by gradgradcheck in the op tests.
+    double_backward = False
 
     @classmethod
     def apply(cls, *args, **kwargs):
@@ -381,6 +419,8 @@ class Op(Function):
         record = False
         for a in args:
             if isinstance(a, Tensor):
+                if a._base is not None and enabled and a._view_fn is not a._base.grad_fn:
+                    refresh_view(a)  # its base was modified in place since the view was made
                 d = a._data
                 arrays.append(d)
                 if a.requires_grad:
@@ -422,9 +462,14 @@ class Op(Function):
             outs = (result,)
         if cls.is_view:
             base = args[0]
-            for o in outs:
+            several = type(result) is tuple
+            for i, o in enumerate(outs):
                 o._vc = base._vc
-                o._base = base._base if base._base is not None else base
+                if enabled:
+                    o._base, o._view_replay = view_record(base, cls, args[1:], kwargs, i if several else None)
+                    o._view_fn = o._base.grad_fn
+                else:
+                    o._base, o._view_fn = base._base if base._base is not None else base, UNTRACKED
         if record:
             ctx._seq = next(_sequence)
             ctx._next = edges

@@ -15,6 +15,7 @@ import numpy as np
 from .. import dtypes
 from ..autograd import grad_mode
 from ..autograd.function import Op
+from ..autograd.graph_xp import GraphArray, recording
 from .._dims import normalize_dim
 from .elementwise import abs as _abs, add, div, mul, neg, sub
 from .index import getitem
@@ -100,7 +101,7 @@ def _pointwise(name, forward, grad, saves="input"):
         (saved,) = ctx.saved_tensors
         return g * grad(ctx.xp, saved, **ctx.params)
 
-    return type(name, (Op,), {"forward": staticmethod(fwd), "backward": staticmethod(bwd)})
+    return type(name, (Op,), {"forward": staticmethod(fwd), "backward": staticmethod(bwd), "double_backward": True})
 
 
 def _softplus(xp, x, beta, threshold):
@@ -124,6 +125,8 @@ def _mish_grad(xp, x):
 
 class Relu(Op):
     """max(x, 0); written out rather than built by _pointwise: it is in nearly every model."""
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, x):
@@ -165,6 +168,8 @@ Softshrink = _pointwise("Softshrink",
 class Elu(Op):
     """scale * (x if x > 0 else alpha * (exp(x * input_scale) - 1)); also selu."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, x, alpha, scale=1.0, input_scale=1.0):
         xp = ctx.xp
@@ -184,6 +189,8 @@ class Celu(Elu):
 
 
 class Gelu(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, x, approximate):
         xp = ctx.xp
@@ -199,25 +206,47 @@ class Gelu(Op):
     @staticmethod
     def backward(ctx, g):
         x, s = ctx.saved_tensors
+        if recording(x):  # s, saved from forward, is a function of x: double backward must see it as one
+            s = (ctx.xp.tanh((x + 0.044715 * x * x * x) * _SQRT_2_OVER_PI) if ctx.approximate == "tanh"
+                 else GraphArray(NormalCdf.apply(x.t)))
         if ctx.approximate == "tanh":
             inner_grad = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
             return g * (0.5 * (1 + s) + 0.5 * x * (1 - s * s) * inner_grad)
         return g * (s + x * ctx.xp.exp(-0.5 * x * x) * _INV_SQRT_2PI)
 
 
-class PreluKernel(Op):
-    """max(0, x) + w * min(0, x), one weight per channel (dim 1) or one for all."""
+class NormalCdf(Op):
+    """Phi(x), the standard normal CDF: the exact gelu's gate, as an op of its own for
+    gelu's double backward (its derivative is the normal density)."""
+
+    double_backward = True
 
     @staticmethod
-    def forward(ctx, x, w):
-        wb = w.reshape((1, -1) + (1,) * (x.ndim - 2)) if w.size > 1 else w.reshape(())
-        ctx.w_shape = w.shape
-        ctx.save_for_backward(x, wb)
-        return ctx.xp.where(x > 0, x, x * wb)
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return (0.5 * _erfc64(ctx.xp, x.astype(_F64) * -_SQRT_HALF)).astype(x.dtype)
 
     @staticmethod
     def backward(ctx, g):
-        x, wb = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
+        return g * ctx.xp.exp(-0.5 * x * x) * _INV_SQRT_2PI
+
+
+class PreluKernel(Op):
+    """max(0, x) + w * min(0, x), one weight per channel (dim 1) or one for all."""
+
+    double_backward = True
+
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.w_shape = w.shape
+        ctx.save_for_backward(x, w)
+        return ctx.xp.where(x > 0, x, x * _prelu_weight(w, x.ndim))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        wb = _prelu_weight(w, x.ndim)
         need_x, need_w = ctx.needs_input_grad
         xp = ctx.xp
         gx = xp.where(x > 0, g, g * wb) if need_x else None
@@ -226,6 +255,11 @@ class PreluKernel(Op):
             axes = tuple(d for d in range(x.ndim) if d != 1 or not wb.ndim)
             gw = xp.where(x > 0, 0, g * x).sum(axis=axes).reshape(ctx.w_shape)
         return gx, gw
+
+
+def _prelu_weight(w, ndim):
+    """PReLU's weight broadcast over an input of ``ndim`` dims (channels on dim 1)."""
+    return w.reshape((1, -1) + (1,) * (ndim - 2)) if w.size > 1 else w.reshape(())
 
 
 # --- functional forms ---------------------------------------------------------------------------
@@ -346,6 +380,8 @@ def glu(input, dim=-1):
 # --- softmax family ----------------------------------------------------------------------------
 
 class Softmax(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, x, dim):
         xp = ctx.xp
@@ -363,6 +399,8 @@ class Softmax(Op):
 
 
 class LogSoftmax(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, x, dim):
         xp = ctx.xp

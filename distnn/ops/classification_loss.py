@@ -5,9 +5,11 @@ import numpy as np
 
 from .. import dtypes
 from ..autograd.function import Op
+from ..autograd.graph_xp import recording
 from .activation import log_softmax
 from .common import as_array, renamed_op
 from .elementwise import add, mul
+from .index_put import put_into_zeros
 from .loss_reduction import _reduce, _reduction_arg, _refuse_grad, _upstream
 
 __all__ = ["nll_loss", "cross_entropy"]
@@ -27,6 +29,8 @@ def _weight_along(weight, x, axis):
 class NllLoss(Op):
     """-w[t] * input[t] for each sample; 'mean' divides by the summed weight of the
     targets that are not ``ignore_index``, as PyTorch does."""
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, logp, target, weight, ignore_index, reduction):
@@ -61,11 +65,10 @@ class NllLoss(Op):
         xp = ctx.xp
         safe, w, inv_total = ctx.saved_tensors
         coeff = w * (-g if inv_total is None else -g * inv_total)
-        # scatter into a (samples..., classes) buffer, then view the class axis back in place
-        grad = xp.zeros(safe.shape + (ctx.n_classes,), dtype=w.dtype)
-        flat = grad.reshape(-1, ctx.n_classes)
-        flat[xp.arange(flat.shape[0]), safe.reshape(-1)] = coeff.reshape(-1)
-        return xp.moveaxis(grad, -1, ctx.axis), None, None, None, None
+        # scatter into a (samples, classes) buffer, then put the class axis back in place
+        flat = put_into_zeros(xp, (safe.size, ctx.n_classes), (xp.arange(safe.size), safe.reshape(-1)),
+                              coeff.reshape(-1))
+        return xp.moveaxis(flat.reshape(safe.shape + (ctx.n_classes,)), -1, ctx.axis), None, None, None, None
 
 
 class NllLoss2D(NllLoss):
@@ -78,6 +81,8 @@ _NllLossView = renamed_op(NllLoss2D, "View")  # PyTorch reshapes 3-D / 5-D+ unre
 class LabelSmoothingLoss(Op):
     """The label-smoothing term of cross_entropy: -sum_c w_c logp_c per sample,
     0 for ignored samples; 'mean' divides by the weight of the counted targets."""
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, logp, target, weight, ignore_index, reduction):
@@ -108,16 +113,19 @@ class SoftTargetCrossEntropy(Op):
     """Cross-entropy against class probabilities from log-probabilities:
     -sum_c w_c t_c logp_c per sample; 'mean' divides by the number of samples."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, logp, target, weight, reduction, smoothing):
         axis = _class_axis(logp)
         n_classes = logp.shape[axis]
+        raw_target = target
         if smoothing:
-            target = target * (1 - smoothing) + smoothing / n_classes
+            target = _smoothed(target, smoothing, n_classes)
         w = None if weight is None else _weight_along(weight, logp, axis)
         tw = target if w is None else target * w
         loss = -(logp * tw).sum(axis=axis)
-        ctx.save_for_backward(logp, target, w)
+        ctx.save_for_backward(logp, target, w, raw_target, weight)
         ctx.axis, ctx.reduction, ctx.smoothing = axis, reduction, smoothing
         ctx.n_samples = logp.size // n_classes if n_classes else 0
         return _reduce(loss, reduction, ctx.n_samples)
@@ -125,7 +133,12 @@ class SoftTargetCrossEntropy(Op):
     @staticmethod
     def backward(ctx, g):
         xp = ctx.xp
-        logp, target, w = ctx.saved_tensors
+        logp, target, w, raw_target, weight = ctx.saved_tensors
+        if recording(logp):  # what forward derived from the inputs must be differentiated too
+            if ctx.smoothing:
+                target = _smoothed(raw_target, ctx.smoothing, logp.shape[ctx.axis])
+            if weight is not None:
+                w = _weight_along(weight, logp, ctx.axis)
         up = -_upstream(g, ctx.reduction, ctx.n_samples)
         if ctx.reduction == "none":
             up = xp.expand_dims(up, ctx.axis)
@@ -141,6 +154,10 @@ class SoftTargetCrossEntropy(Op):
             other_axes = tuple(a for a in range(logp.ndim) if a != ctx.axis)
             grad_weight = (logp * target * up).sum(axis=other_axes)
         return grad_logp, grad_target, grad_weight, None, None
+
+
+def _smoothed(target, smoothing, n_classes):
+    return target * (1 - smoothing) + smoothing / n_classes
 
 
 _SOFT_CE_BY_REDUCTION = {"mean": renamed_op(SoftTargetCrossEntropy, "Div", 1),

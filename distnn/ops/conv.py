@@ -7,6 +7,8 @@ columns); the working layouts and scratch buffers live in ``im2col.py``.
 from collections import namedtuple
 
 from ..autograd.function import Op
+from ..autograd.graph_xp import GraphArray, recording
+from ..tensor import _wrap
 from .im2col import batch_chunks, layout_for, scratch_array
 from .shape import squeeze, unsqueeze
 
@@ -22,31 +24,113 @@ Geometry = namedtuple("Geometry", "stride padding dilation groups transposed out
 # --- the op -------------------------------------------------------------------------
 
 class Convolution(Op):
-    """Convolution or transposed convolution over (N, C, H, W) or (N, C, L) input."""
+    """Convolution or transposed convolution over (N, C, H, W) or (N, C, L) input.
+
+    Bilinear in (x, w), so its input and weight gradients are the ops
+    ``ConvolutionInputGrad`` and ``ConvolutionWeightGrad`` when backward is recorded,
+    and the three differentiate into each other to any order."""
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, x, w, b, geometry):
-        xp = ctx.xp
         ctx.geometry = geometry
-        ctx.one_d = x.ndim == 3
         ctx.save_for_backward(x, w)
-        if ctx.one_d:  # a 1-D convolution is a 2-D one over a height of 1
-            x, w = x[:, :, None, :], w[:, :, None, :]
-        y = (_transposed_forward if geometry.transposed else _conv_forward)(xp, x, w, b, geometry)
-        return y[:, :, 0, :] if ctx.one_d else y
+        return _convolve(ctx.xp, x, w, b, geometry)
 
     @staticmethod
     def backward(ctx, g):
-        xp = ctx.xp
+        xp, geo = ctx.xp, ctx.geometry
         x, w = ctx.saved_tensors
-        if ctx.one_d:
-            x, w, g = x[:, :, None, :], w[:, :, None, :], g[:, :, None, :]
-        backward = _transposed_backward if ctx.geometry.transposed else _conv_backward
-        gx, gw, g_bias = backward(xp, x, w, g, ctx.geometry, *ctx.needs_input_grad)
-        if ctx.one_d:
-            gx = gx[:, :, 0, :] if gx is not None else None
-            gw = gw[:, :, 0, :] if gw is not None else None
-        return gx, gw, g_bias
+        need_x, need_w, need_b = ctx.needs_input_grad
+        if recording(g):
+            return (_input_grad(xp, g, w, geo, x.shape) if need_x else None,
+                    _weight_grad(xp, x, g, geo, w.shape) if need_w else None,
+                    g.sum(axis=(0,) + tuple(range(2, g.ndim))) if need_b else None)
+        return _gradients(xp, x, w, g, geo, need_x, need_w, need_b)
+
+
+class ConvolutionInputGrad(Op):
+    """A convolution's input gradient as a function of (grad_output, weight)."""
+
+    double_backward = True
+
+    @staticmethod
+    def forward(ctx, g, w, geometry, x_shape):
+        ctx.geometry = geometry
+        ctx.save_for_backward(g, w)
+        return _gradients(ctx.xp, ctx.xp.empty(x_shape, g.dtype), w, g, geometry, True, False, False)[0]
+
+    @staticmethod
+    def backward(ctx, u):
+        g, w = ctx.saved_tensors
+        need_g, need_w = ctx.needs_input_grad[:2]
+        return (_recorded_convolution(ctx.xp, u, w, ctx.geometry) if need_g else None,
+                _weight_grad(ctx.xp, u, g, ctx.geometry, w.shape) if need_w else None, None, None)
+
+
+class ConvolutionWeightGrad(Op):
+    """A convolution's weight gradient as a function of (input, grad_output)."""
+
+    double_backward = True
+
+    @staticmethod
+    def forward(ctx, x, g, geometry, w_shape):
+        ctx.geometry = geometry
+        ctx.save_for_backward(x, g)
+        return _gradients(ctx.xp, x, ctx.xp.empty(w_shape, x.dtype), g, geometry, False, True, False)[1]
+
+    @staticmethod
+    def backward(ctx, v):
+        x, g = ctx.saved_tensors
+        need_x, need_g = ctx.needs_input_grad[:2]
+        return (_input_grad(ctx.xp, g, v, ctx.geometry, x.shape) if need_x else None,
+                _recorded_convolution(ctx.xp, x, v, ctx.geometry) if need_g else None, None, None)
+
+
+def _recorded_convolution(xp, x, w, geo):
+    """The convolution of ``x`` by ``w`` (no bias), recorded when either is a GraphArray."""
+    if recording(x) or recording(w):
+        return GraphArray(Convolution.apply(_tensor(x), _tensor(w), None, geometry=geo))
+    return _convolve(xp, x, w, None, geo)
+
+
+def _input_grad(xp, g, w, geo, x_shape):
+    if recording(g) or recording(w):
+        return GraphArray(ConvolutionInputGrad.apply(_tensor(g), _tensor(w), geo, x_shape))
+    return _gradients(xp, xp.empty(x_shape, g.dtype), w, g, geo, True, False, False)[0]
+
+
+def _weight_grad(xp, x, g, geo, w_shape):
+    if recording(x) or recording(g):
+        return GraphArray(ConvolutionWeightGrad.apply(_tensor(x), _tensor(g), geo, w_shape))
+    return _gradients(xp, x, xp.empty(w_shape, x.dtype), g, geo, False, True, False)[1]
+
+
+def _tensor(a):
+    return a.t if recording(a) else _wrap(a)
+
+
+def _convolve(xp, x, w, b, geo):
+    one_d = x.ndim == 3
+    if one_d:  # a 1-D convolution is a 2-D one over a height of 1
+        x, w = x[:, :, None, :], w[:, :, None, :]
+    y = (_transposed_forward if geo.transposed else _conv_forward)(xp, x, w, b, geo)
+    return y[:, :, 0, :] if one_d else y
+
+
+def _gradients(xp, x, w, g, geo, need_x, need_w, need_b):
+    """(input, weight, bias) gradients; ``x`` (``w``) is read only for its shape when
+    just the weight (input) gradient is asked for."""
+    one_d = x.ndim == 3
+    if one_d:
+        x, w, g = x[:, :, None, :], w[:, :, None, :], g[:, :, None, :]
+    backward = _transposed_backward if geo.transposed else _conv_backward
+    gx, gw, g_bias = backward(xp, x, w, g, geo, need_x, need_w, need_b)
+    if one_d:
+        gx = gx[:, :, 0, :] if gx is not None else None
+        gw = gw[:, :, 0, :] if gw is not None else None
+    return gx, gw, g_bias
 
 
 def _add_into(xp, total, part):

@@ -4,6 +4,7 @@ all of them (a cast's gradient is cast back centrally by the engine)."""
 
 from .. import backend
 from ..autograd.function import Op
+from ..autograd.graph_xp import GraphArray, recording
 
 __all__ = ["to_dtype", "to_device", "clone", "contiguous", "copy_from", "full_like_of"]
 
@@ -11,6 +12,8 @@ TENSOR_METHODS = ("clone", "contiguous")
 
 
 class Cast(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, dtype):
         return a.astype(dtype)
@@ -21,6 +24,8 @@ class Cast(Op):
 
 
 class ToDevice(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, device):
         ctx.source = backend.device_of(a)
@@ -28,10 +33,12 @@ class ToDevice(Op):
 
     @staticmethod
     def backward(ctx, g):
-        return backend.move_to(g, ctx.source), None
+        return _moved(g, ctx.source), None
 
 
 class Clone(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a):
         return a.copy()
@@ -44,6 +51,8 @@ class Clone(Op):
 class CopyFrom(Op):
     """The value of ``dst.copy_(src)``: ``src`` broadcast to ``dst``'s shape and dtype."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, dst, src):
         out = ctx.xp.empty_like(dst)
@@ -53,11 +62,13 @@ class CopyFrom(Op):
 
     @staticmethod
     def backward(ctx, g):
-        return None, backend.move_to(g, ctx.src_device)
+        return None, _moved(g, ctx.src_device)
 
 
 class FullLike(Op):
     """The value of ``dst.fill_(v)``; differentiable in ``v`` when it is a 0-dim tensor."""
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, dst, value):
@@ -67,6 +78,13 @@ class FullLike(Op):
     def backward(ctx, g):
         need_dst, need_value = ctx.needs_input_grad
         return (ctx.xp.zeros_like(g) if need_dst else None), (g.sum() if need_value else None)
+
+
+def _moved(g, device):
+    """A gradient moved to ``device``; recorded (a ToDevice op) under double backward."""
+    if recording(g):
+        return GraphArray(to_device(g.t, device))
+    return backend.move_to(g, device)
 
 
 def to_dtype(input, dtype):

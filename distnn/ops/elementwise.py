@@ -31,6 +31,8 @@ TENSOR_METHODS = ("add", "sub", "mul", "div", "true_divide", "neg", "negative", 
 
 
 class Add(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, b):
         return a + b
@@ -41,6 +43,8 @@ class Add(Op):
 
 
 class Sub(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, b):
         return a - b
@@ -51,6 +55,8 @@ class Sub(Op):
 
 
 class Mul(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -64,6 +70,8 @@ class Mul(Op):
 
 
 class Div(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -79,6 +87,8 @@ class Div(Op):
 
 
 class Neg(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a):
         return -a
@@ -89,6 +99,8 @@ class Neg(Op):
 
 
 class Pow(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, b):
         out = a ** b
@@ -136,7 +148,7 @@ def _unary(name, fwd, bwd, saves="input", float_only=True):
         return g * bwd(xp, saved[0], saved[1])
 
     cls = type(name, (Op,), {"forward": staticmethod(forward), "backward": staticmethod(backward),
-                             "__doc__": f"Elementwise {name.lower()}."})
+                             "double_backward": True, "__doc__": f"Elementwise {name.lower()}."})
     return cls
 
 
@@ -158,6 +170,7 @@ class _ZeroGrad(Op):
     """Piecewise-constant functions (sign, floor, ...): defined gradient zero."""
 
     fn = None
+    double_backward = True
 
     @classmethod
     def forward(cls, ctx, a):
@@ -189,6 +202,8 @@ class Trunc(_ZeroGrad):
 
 
 class Clamp(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, lo, hi):
         xp = ctx.xp
@@ -216,6 +231,8 @@ class Clamp(Op):
 class Maximum(Op):
     """max(a, b); where they tie the gradient is split evenly, as in PyTorch."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -229,6 +246,8 @@ class Maximum(Op):
 
 
 class Minimum(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -242,6 +261,8 @@ class Minimum(Op):
 
 
 class Where(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, cond, a, b):
         ctx.save_for_backward(cond)

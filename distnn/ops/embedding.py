@@ -8,6 +8,7 @@ from ..autograd.function import Op
 from ..backend import array_module
 from .common import no_grad_result
 from .gather_scatter import _check_range
+from .linear_map import linear_map
 
 # embedding and one_hot live in nn.functional only: torch.embedding takes (weight, input).
 __all__ = []
@@ -18,6 +19,8 @@ _INT64 = np.dtype(np.int64)
 
 
 class Embedding(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, indices, weight, padding_idx, scale_grad_by_freq):
         ctx.weight_shape, ctx.padding_idx, ctx.scale = weight.shape, padding_idx, scale_grad_by_freq
@@ -27,16 +30,37 @@ class Embedding(Op):
     @staticmethod
     def backward(ctx, g):
         (indices,) = ctx.saved_tensors
-        xp = ctx.xp
-        flat = indices.reshape(-1)
-        grad = xp.zeros(ctx.weight_shape, g.dtype)
-        xp.add.at(grad, flat, g.reshape(flat.size, -1))
-        if ctx.scale:
-            counts = xp.bincount(flat, minlength=ctx.weight_shape[0])
-            grad /= xp.maximum(counts, 1).astype(g.dtype)[:, None]
-        if ctx.padding_idx is not None:
-            grad[ctx.padding_idx] = 0
-        return None, grad, None, None
+        args = (indices, ctx.weight_shape, ctx.padding_idx, ctx.scale)
+        return None, linear_map(ctx.xp, g, _rows_to_table, _table_to_rows, args), None, None
+
+
+def _row_scale(xp, flat, weight_shape, padding_idx, scale, dtype):
+    """What each table row's summed gradient is multiplied by (None: 1 everywhere)."""
+    if not scale and padding_idx is None:
+        return None
+    factor = xp.ones(weight_shape[0], dtype)
+    if scale:
+        factor /= xp.maximum(xp.bincount(flat, minlength=weight_shape[0]), 1).astype(dtype)
+    if padding_idx is not None:
+        factor[padding_idx] = 0
+    return factor[:, None]
+
+
+def _rows_to_table(xp, g, indices, weight_shape, padding_idx, scale):
+    """Embedding's backward: each looked-up row's gradient summed into its table row."""
+    flat = indices.reshape(-1)
+    grad = xp.zeros(weight_shape, g.dtype)
+    xp.add.at(grad, flat, g.reshape(flat.size, -1))
+    factor = _row_scale(xp, flat, weight_shape, padding_idx, scale, g.dtype)
+    return grad if factor is None else grad * factor
+
+
+def _table_to_rows(xp, u, indices, weight_shape, padding_idx, scale):
+    """The backward of ``_rows_to_table``: table rows looked up again, the padding row as
+    zeros. Not scaled by frequency: as in PyTorch, the first backward alone does that
+    (so with ``scale_grad_by_freq`` this is not the exact adjoint, and matches PyTorch)."""
+    factor = _row_scale(xp, indices.reshape(-1), weight_shape, padding_idx, False, u.dtype)
+    return xp.take(u if factor is None else u * factor, indices, axis=0)
 
 
 def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,

@@ -8,8 +8,10 @@ repeated indices accumulate.
 import numpy as np
 
 from ..autograd.function import Op
+from ..autograd.graph_xp import recording
 from ..tensor import Tensor
 from .._dims import normalize_dim
+from .index_put import put, put_into_zeros
 
 __all__ = ["gather", "scatter", "scatter_add", "index_select", "take_along_dim"]
 
@@ -71,6 +73,8 @@ def _check_gather_shapes(name, a, dim, index, src=None):
 
 
 class Gather(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, dim, index):
         ctx.shape, ctx.dim = a.shape, dim
@@ -80,9 +84,7 @@ class Gather(Op):
     @staticmethod
     def backward(ctx, g):
         (index,) = ctx.saved_tensors
-        grad = ctx.xp.zeros(ctx.shape, g.dtype)
-        ctx.xp.add.at(grad, _along(ctx.xp, index, ctx.dim), g)
-        return grad, None, None
+        return put_into_zeros(ctx.xp, ctx.shape, _along(ctx.xp, index, ctx.dim), g, accumulate=True), None, None
 
 
 def gather(input, dim, index, sparse_grad=False):
@@ -111,16 +113,19 @@ def take_along_dim(input, indices, dim=None):
 
 def _grad_of_src(ctx, g, index, src_shape):
     """Gradient of a scatter's ``src``: ``g`` gathered at ``index``, zero where src was unused."""
-    picked = ctx.xp.take_along_axis(g[_leading(index.shape, ctx.dim)], index, axis=ctx.dim)
+    if recording(g):
+        picked = g[_along(ctx.xp, index, ctx.dim)]
+    else:
+        picked = ctx.xp.take_along_axis(g[_leading(index.shape, ctx.dim)], index, axis=ctx.dim)
     if picked.shape == tuple(src_shape):
         return picked
-    grad = ctx.xp.zeros(src_shape, g.dtype)
-    grad[_leading(index.shape)] = picked
-    return grad
+    return put_into_zeros(ctx.xp, src_shape, _leading(index.shape), picked)
 
 
 class Scatter(Op):
     """``out = a`` with ``out[i][index[i][j]] = src[i][j]`` (for ``dim=1``)."""
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, a, dim, index, src):
@@ -136,14 +141,15 @@ class Scatter(Op):
         need_a, _, _, need_src = ctx.needs_input_grad
         ga = gs = None
         if need_a:
-            ga = g.copy()
-            ga[_along(ctx.xp, index, ctx.dim)] = 0
+            ga = put(ctx.xp, g, _along(ctx.xp, index, ctx.dim), 0)
         if need_src:
             gs = _grad_of_src(ctx, g, index, ctx.src_shape)
         return ga, None, None, gs
 
 
 class ScatterValue(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, dim, index, value):
         ctx.dim = dim
@@ -155,15 +161,15 @@ class ScatterValue(Op):
     @staticmethod
     def backward(ctx, g):
         (index,) = ctx.saved_tensors
-        ga = g.copy()
-        ga[_along(ctx.xp, index, ctx.dim)] = 0
-        return ga, None, None, None
+        return put(ctx.xp, g, _along(ctx.xp, index, ctx.dim), 0), None, None, None
 
 
 ScatterValue._Node.__name__ = "ScatterBackward1"  # PyTorch's name for the scalar-value overload
 
 
 class ScatterAdd(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, dim, index, src):
         ctx.dim, ctx.src_shape = dim, src.shape
@@ -203,6 +209,8 @@ def scatter_add(input, dim, index, src):
 # --- index_select -----------------------------------------------------------------------
 
 class IndexSelect(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, dim, index):
         ctx.shape, ctx.dim = a.shape, dim
@@ -212,9 +220,7 @@ class IndexSelect(Op):
     @staticmethod
     def backward(ctx, g):
         (index,) = ctx.saved_tensors
-        grad = ctx.xp.zeros(ctx.shape, g.dtype)
-        ctx.xp.add.at(grad, (slice(None),) * ctx.dim + (index,), g)
-        return grad, None, None
+        return put_into_zeros(ctx.xp, ctx.shape, (slice(None),) * ctx.dim + (index,), g, accumulate=True), None, None
 
 
 def index_select(input, dim, index):

@@ -18,6 +18,7 @@ from .common import SCALARS, as_array, as_tensor, no_grad_result
 # Re-exported so ``from distnn.ops.index import gather`` (and embedding, one_hot) keeps working.
 from .embedding import embedding, one_hot  # noqa: F401
 from .gather_scatter import gather, index_select, scatter, scatter_add, take_along_dim  # noqa: F401
+from .index_put import IndexPut, put_into_zeros
 
 __all__ = ["getitem", "index_put", "assign_index", "assign_masked", "masked_fill", "masked_select", "nonzero"]
 
@@ -78,6 +79,7 @@ class _BasicIndex(Op):
     """Ints, slices, None and Ellipsis only: the result is a view of the input."""
 
     is_view = True
+    double_backward = True
 
     @staticmethod
     def forward(ctx, a, key):
@@ -86,9 +88,7 @@ class _BasicIndex(Op):
 
     @staticmethod
     def backward(ctx, g):
-        grad = ctx.xp.zeros(ctx.shape, g.dtype)
-        grad[ctx.key] = g
-        return grad, None
+        return put_into_zeros(ctx.xp, ctx.shape, ctx.key, g), None
 
 
 # Named like the PyTorch node of the last indexing step each key performs.
@@ -112,6 +112,8 @@ def _view_op(key):
 class Index(Op):
     """Advanced (integer/boolean array) indexing: a copy; repeated indices accumulate."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, key):
         ctx.shape, ctx.key = a.shape, key
@@ -120,12 +122,8 @@ class Index(Op):
 
     @staticmethod
     def backward(ctx, g):
-        grad = ctx.xp.zeros(ctx.shape, g.dtype)
-        if _has_int_array(ctx.key):
-            ctx.xp.add.at(grad, ctx.key, g)
-        else:  # boolean masks select each element at most once
-            grad[ctx.key] = g
-        return grad, None
+        # boolean masks select each element at most once; integer arrays may repeat
+        return put_into_zeros(ctx.xp, ctx.shape, ctx.key, g, _has_int_array(ctx.key)), None
 
 
 def getitem(input, index):
@@ -137,35 +135,6 @@ def getitem(input, index):
 
 
 # --- x[index] = value ----------------------------------------------------------------
-
-class IndexPut(Op):
-    """The value of ``a[key] = value`` (or ``+=``, repeats accumulating) as a new array."""
-
-    @staticmethod
-    def forward(ctx, a, key, value, accumulate=False):
-        out = a.copy()
-        if accumulate:
-            ctx.xp.add.at(out, key, value)
-        else:
-            out[key] = value
-        ctx.key, ctx.accumulate = key, accumulate
-        ctx.value_ndim = getattr(value, "ndim", 0)
-        return out
-
-    @staticmethod
-    def backward(ctx, g):
-        need_a, _, need_value = ctx.needs_input_grad
-        ga = gv = None
-        if need_a:
-            ga = ctx.xp.array(g)  # a copy, and an array even when a 0-dim g arrives as a scalar
-            if not ctx.accumulate:
-                ga[ctx.key] = 0
-        if need_value:
-            gv = ctx.xp.asarray(g[ctx.key])
-            if gv.ndim < ctx.value_ndim:  # numpy lets the value carry extra leading 1s
-                gv = gv.reshape((1,) * (ctx.value_ndim - gv.ndim) + gv.shape)
-        return ga, None, gv
-
 
 def _as_value(value, like):
     return value if isinstance(value, (Tensor,) + SCALARS) else as_tensor(value, like)
@@ -203,6 +172,8 @@ def _check_mask(mask, name):
 
 
 class MaskedFill(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, mask, value):
         ctx.save_for_backward(mask)
@@ -229,6 +200,8 @@ def masked_fill(input, mask, value):
 
 
 class MaskedSelect(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, mask):
         shape = np.broadcast_shapes(a.shape, mask.shape)
@@ -239,9 +212,7 @@ class MaskedSelect(Op):
     @staticmethod
     def backward(ctx, g):
         (mask,) = ctx.saved_tensors
-        grad = ctx.xp.zeros(ctx.shape, g.dtype)
-        grad[ctx.xp.broadcast_to(mask, ctx.shape)] = g
-        return grad, None
+        return put_into_zeros(ctx.xp, ctx.shape, ctx.xp.broadcast_to(mask, ctx.shape), g), None
 
 
 def masked_select(input, mask):

@@ -10,6 +10,7 @@ import numpy as np
 from ..autograd.function import Op
 from .._dims import normalize_dim
 from .common import renamed_op
+from .index_put import put_into_zeros
 
 __all__ = ["cat", "concat", "concatenate", "stack", "split", "chunk", "unbind", "narrow"]
 
@@ -21,6 +22,7 @@ TENSOR_METHODS = ("split", "chunk", "unbind", "narrow")
 class Slice(Op):
     """``narrow``: a contiguous range along one dim (PyTorch names it SliceBackward0)."""
 
+    double_backward = True
     is_view = True
 
     @staticmethod
@@ -30,14 +32,13 @@ class Slice(Op):
 
     @staticmethod
     def backward(ctx, g):
-        out = ctx.xp.zeros(ctx.input_shape, dtype=g.dtype)
-        out[ctx.index] = g
-        return out, None, None, None
+        return put_into_zeros(ctx.xp, ctx.input_shape, ctx.index, g), None, None, None
 
 
 class Split(Op):
     """Pieces of one tensor along ``dim``; all of them are views of it."""
 
+    double_backward = True
     is_view = True
 
     @staticmethod
@@ -60,6 +61,7 @@ SplitWithSizes = renamed_op(Split, "SplitWithSizes")
 
 
 class Unbind(Op):
+    double_backward = True
     is_view = True
 
     @staticmethod
@@ -75,6 +77,8 @@ class Unbind(Op):
 
 
 class Cat(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, *arrays, dim):
         ctx.dim = dim
@@ -92,6 +96,8 @@ class Cat(Op):
 
 
 class Stack(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, *arrays, dim):
         ctx.dim = dim

@@ -24,6 +24,8 @@ def _fold_matmul(xp, a, b):
 class Mm(Op):
     """``a @ b`` with matmul semantics; the other products only differ in their node name."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -75,6 +77,8 @@ class Addmm(Op):
     ``linear(x, W, b)``, where ``m1`` may also have extra leading dims.
     """
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, bias, m1, m2, beta=1, alpha=1, transposed=False):
         xp = ctx.xp
@@ -116,6 +120,8 @@ class Addmm(Op):
 class LinearGemm(Op):
     """``F.linear`` with a 1-D bias: ``x @ W.T + b``; ``W`` is read transposed (never
     copied) and ``x``'s leading dims fold into one GEMM. Addmm without its scalars."""
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, bias, x, w):
@@ -352,6 +358,8 @@ def baddbmm(input, batch1, batch2, *, beta=1, alpha=1):
 
 class Einsum(Op):
     """``xp.einsum`` with explicit output; each operand's gradient is another einsum."""
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, *operands, inputs, output):

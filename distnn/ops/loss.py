@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import dtypes
 from ..autograd.function import Op
+from ..autograd.graph_xp import recording
 from ..tensor import Tensor
 from .classification_loss import (LabelSmoothingLoss, NllLoss, NllLoss2D, SoftTargetCrossEntropy,  # noqa: F401
                                   cross_entropy, nll_loss)  # re-exported from their old home
@@ -53,17 +54,20 @@ class _PointwiseLoss(Op):
     name, for its error on non-floating operands (None: l1, which accepts integers)."""
 
     kernel = None
+    double_backward = True
 
     @classmethod
     def forward(cls, ctx, input, target, reduction, param):
         d = input - target
-        ctx.save_for_backward(d)
+        ctx.save_for_backward(d, input, target)
         ctx.reduction, ctx.param = reduction, param
         return _reduce(cls.value(ctx.xp, d, param), reduction)
 
     @classmethod
     def backward(cls, ctx, g):
-        (d,) = ctx.saved_tensors
+        d, input, target = ctx.saved_tensors
+        if recording(input):  # d, saved from forward, must be differentiated too
+            d = input - target
         grad = cls.grad(ctx.xp, d, ctx.param, _upstream(g, ctx.reduction, d.size))
         need_input, need_target = ctx.needs_input_grad[:2]
         return (grad if need_input else None), (-grad if need_target else None), None, None
@@ -76,7 +80,7 @@ class MseLoss(_PointwiseLoss):
     def forward(cls, ctx, input, target, reduction, param):
         # the hot path of every regression step: one subtraction and one dot product
         d = input - target
-        ctx.save_for_backward(d)
+        ctx.save_for_backward(d, input, target)
         ctx.reduction, ctx.param = reduction, param
         if reduction == "none":
             return as_array(d * d)
@@ -223,6 +227,8 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
 class BinaryCrossEntropy(Op):
     """-w (t log p + (1 - t) log(1 - p)), each log clamped to >= -100 as in PyTorch."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, input, target, weight, reduction):
         xp = ctx.xp
@@ -255,10 +261,12 @@ class BinaryCrossEntropy(Op):
 class BinaryCrossEntropyWithLogits(Op):
     """(1 - t) x - (1 + (pos_weight - 1) t) log(sigmoid(x)), times weight; stable for any x."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, input, target, weight, pos_weight, reduction):
         xp = ctx.xp
-        log_sig = xp.minimum(input, 0) - xp.log1p(xp.exp(-xp.abs(input)))
+        log_sig = _log_sigmoid(xp, input)
         if pos_weight is None:
             loss = (1 - target) * input - log_sig
         else:
@@ -273,6 +281,8 @@ class BinaryCrossEntropyWithLogits(Op):
     def backward(ctx, g):
         xp = ctx.xp
         input, target, weight, pos_weight, log_sig = ctx.saved_tensors
+        if recording(input):  # log_sig, saved from forward, must be differentiated too
+            log_sig = _log_sigmoid(xp, input)
         up = _upstream(g, ctx.reduction, log_sig.size)
         if weight is not None:
             up = up * weight
@@ -290,8 +300,14 @@ class BinaryCrossEntropyWithLogits(Op):
         return grad_input, grad_target, None, None, None
 
 
+def _log_sigmoid(xp, x):
+    return xp.minimum(x, 0) - xp.log1p(xp.exp(-xp.abs(x)))
+
+
 class KlDiv(Op):
     """Pointwise KL term: t (log t - x), or exp(t) (t - x) when the target is in log space."""
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, input, target, reduction, log_target):

@@ -18,6 +18,7 @@ TENSOR_METHODS = ("max", "min", "amax", "amin", "argmax", "argmin")
 class Amax(Op):
     """Max over ``dims``; the gradient is split evenly between tied maxima, as in PyTorch."""
 
+    double_backward = True
     reduce = "max"
 
     @classmethod
@@ -45,6 +46,8 @@ MinAll = renamed_op(Amin, "Min", 1)
 
 class Max(Op):
     """``max(x, dim)``: values gathered at precomputed indices; the gradient goes to those indices."""
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, a, index, dim, keepdim):

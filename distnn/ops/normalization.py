@@ -13,6 +13,7 @@ import numpy as np  # dtype metadata only (finfo)
 from .. import backend, random
 from ..tensor import _wrap
 from ..autograd.function import Op
+from ..autograd.graph_xp import recording
 from .._dims import normalize_dim
 from .elementwise import add, div, mul
 
@@ -68,6 +69,8 @@ class NativeBatchNorm(Op):
     """Batch norm over every dim but the channel dim 1; batch statistics in training,
     the running ones otherwise."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, input, weight, bias, *, running_mean, running_var, training, momentum, eps):
         # running stats arrive as Tensors (keyword arguments pass through): buffers, updated in place
@@ -82,14 +85,19 @@ class NativeBatchNorm(Op):
         else:
             invstd = 1 / xp.sqrt(running_var._data.reshape(shape) + eps)
             xhat = (input - running_mean._data.reshape(shape)) * invstd
-        ctx.save_for_backward(xhat, invstd, weight)
-        ctx.axes, ctx.training = axes, training
+        ctx.save_for_backward(xhat, invstd, weight, input)
+        ctx.axes, ctx.training, ctx.eps = axes, training, eps
         return _affine(xhat, weight, bias, shape)
 
     @staticmethod
     def backward(ctx, g):
-        xhat, invstd, weight = ctx.saved_tensors
+        xhat, invstd, weight, input = ctx.saved_tensors
         shape = _channel_shape(g.ndim)
+        if recording(input):  # xhat and invstd, saved from forward, must be differentiated too
+            if ctx.training:
+                xhat, _, _, invstd = _standardize(ctx.xp, input, ctx.axes, ctx.eps)
+            else:  # affine in the input: the saved value, with the input's derivative
+                xhat = xhat + (input - input.t._data) * invstd
         sum_g = g.sum(axis=ctx.axes, keepdims=True)
         sum_gx = (g * xhat).sum(axis=ctx.axes, keepdims=True)
         grad_input = None
@@ -108,17 +116,21 @@ class NativeBatchNorm(Op):
 class NativeLayerNorm(Op):
     """Normalisation over the trailing ``normalized_ndim`` dims, then an elementwise affine."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, input, weight, bias, normalized_ndim, eps):
         axes = tuple(range(input.ndim - normalized_ndim, input.ndim))
         xhat, _, _, invstd = _standardize(ctx.xp, input, axes, eps)
-        ctx.save_for_backward(xhat, invstd, weight)
-        ctx.axes = axes
+        ctx.save_for_backward(xhat, invstd, weight, input)
+        ctx.axes, ctx.eps = axes, eps
         return _affine(xhat, weight, bias)
 
     @staticmethod
     def backward(ctx, g):
-        xhat, invstd, weight = ctx.saved_tensors
+        xhat, invstd, weight, input = ctx.saved_tensors
+        if recording(input):  # xhat and invstd, saved from forward, must be differentiated too
+            xhat, _, _, invstd = _standardize(ctx.xp, input, ctx.axes, ctx.eps)
         leading = tuple(range(g.ndim - len(ctx.axes)))
         grad_input = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
@@ -135,18 +147,24 @@ class NativeGroupNorm(Op):
     """Normalisation over each group of channels (and all spatial dims) per sample,
     then a per-channel affine."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, input, weight, bias, num_groups, eps):
         grouped = input.reshape(input.shape[0], num_groups, -1)
         xhat, _, _, invstd = _standardize(ctx.xp, grouped, (2,), eps)
         xhat = xhat.reshape(input.shape)
-        ctx.save_for_backward(xhat, invstd, weight)
-        ctx.num_groups = num_groups
+        ctx.save_for_backward(xhat, invstd, weight, input)
+        ctx.num_groups, ctx.eps = num_groups, eps
         return _affine(xhat, weight, bias, _channel_shape(input.ndim))
 
     @staticmethod
     def backward(ctx, g):
-        xhat, invstd, weight = ctx.saved_tensors
+        xhat, invstd, weight, input = ctx.saved_tensors
+        if recording(input):  # xhat and invstd, saved from forward, must be differentiated too
+            xhat, _, _, invstd = _standardize(ctx.xp, input.reshape(input.shape[0], ctx.num_groups, -1), (2,),
+                                              ctx.eps)
+            xhat = xhat.reshape(input.shape)
         axes = (0,) + tuple(range(2, g.ndim))
         grad_input = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
@@ -164,19 +182,23 @@ class NativeGroupNorm(Op):
 class RmsNorm(Op):
     """x / sqrt(mean(x^2) + eps) over the trailing dims, times ``weight``."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, input, weight, normalized_ndim, eps):
         xp = ctx.xp
         axes = tuple(range(input.ndim - normalized_ndim, input.ndim))
-        rms_inv = 1 / xp.sqrt((input * input).mean(axis=axes, keepdims=True) + eps)
+        rms_inv = _rms_inv(xp, input, axes, eps)
         ctx.save_for_backward(input, weight, rms_inv)
-        ctx.axes = axes
+        ctx.axes, ctx.eps = axes, eps
         out = input * rms_inv
         return out if weight is None else out * weight
 
     @staticmethod
     def backward(ctx, g):
         input, weight, rms_inv = ctx.saved_tensors
+        if recording(input):  # rms_inv, saved from forward, must be differentiated too
+            rms_inv = _rms_inv(ctx.xp, input, ctx.axes, ctx.eps)
         grad_input = grad_weight = None
         if ctx.needs_input_grad[0]:
             gy = g if weight is None else g * weight
@@ -187,22 +209,22 @@ class RmsNorm(Op):
         return grad_input, grad_weight, None, None
 
 
+def _rms_inv(xp, x, axes, eps):
+    return 1 / xp.sqrt((x * x).mean(axis=axes, keepdims=True) + eps)
+
+
 _RmsNormAsMul = type("Mul", (RmsNorm,), {"__doc__": RmsNorm.__doc__})  # PyTorch's grad_fn: MulBackward0
 
 
 class ClampedNorm(Op):
     """max(||x||_p, eps) along ``dim``, keeping the dim (the divisor of ``normalize``)."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, input, p, dim, eps):
         xp = ctx.xp
-        a = xp.abs(input)
-        if p == float("inf"):
-            norm = a.max(axis=dim, keepdims=True)
-        elif p == 2:
-            norm = xp.sqrt((input * input).sum(axis=dim, keepdims=True))
-        else:
-            norm = (a ** p).sum(axis=dim, keepdims=True) ** (1 / p)
+        norm = _p_norm(xp, input, p, dim)
         ctx.save_for_backward(input, norm)
         ctx.p, ctx.dim, ctx.eps = p, dim, eps
         return xp.maximum(norm, eps)
@@ -211,6 +233,8 @@ class ClampedNorm(Op):
     def backward(ctx, g):
         xp = ctx.xp
         input, norm = ctx.saved_tensors
+        if recording(input):  # norm, saved from forward, must be differentiated too
+            norm = _p_norm(xp, input, ctx.p, ctx.dim)
         g = g * (norm > ctx.eps)  # the clamp passes no gradient
         safe = xp.where(norm == 0, 1, norm)
         if ctx.p == float("inf"):  # shared evenly by the entries that attain the max
@@ -220,6 +244,14 @@ class ClampedNorm(Op):
             return input * (g / safe), None, None, None
         a = xp.abs(input)
         return xp.sign(input) * a ** (ctx.p - 1) * (g / safe ** (ctx.p - 1)), None, None, None
+
+
+def _p_norm(xp, x, p, dim):
+    if p == float("inf"):
+        return xp.abs(x).max(axis=dim, keepdims=True)
+    if p == 2:
+        return xp.sqrt((x * x).sum(axis=dim, keepdims=True))
+    return (xp.abs(x) ** p).sum(axis=dim, keepdims=True) ** (1 / p)
 
 
 # --- functional forms -------------------------------------------------------------

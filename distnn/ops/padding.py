@@ -4,6 +4,7 @@ amount crops) and reflect / replicate / circular padding (a gather per padded ax
 import numpy as np
 
 from ..autograd.function import Op
+from .linear_map import linear_map
 
 __all__ = ["pad"]
 
@@ -13,21 +14,32 @@ TENSOR_METHODS = ()
 class ConstantPadNd(Op):
     """Constant padding; a negative amount crops instead, as in PyTorch."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, x, pads, value):
         crop = tuple(slice(max(-b, 0), n - max(-a, 0)) for n, (b, a) in zip(x.shape, pads))
         grow = tuple((max(b, 0), max(a, 0)) for b, a in pads)
         ctx.crop, ctx.grow, ctx.shape = crop, grow, x.shape
-        return ctx.xp.pad(x[crop], grow, mode="constant", constant_values=value)
+        return _pad_constant(ctx.xp, x, crop, grow, x.shape, value)
 
     @staticmethod
     def backward(ctx, g):
-        inner = g[tuple(slice(b, n - a) for n, (b, a) in zip(g.shape, ctx.grow))]
-        if all(s.start == 0 and s.stop == n for s, n in zip(ctx.crop, ctx.shape)):
-            return ctx.xp.ascontiguousarray(inner), None, None
-        grad = ctx.xp.zeros(ctx.shape, g.dtype)
-        grad[ctx.crop] = inner
-        return grad, None, None
+        return linear_map(ctx.xp, g, _unpad, _pad_constant, (ctx.crop, ctx.grow, ctx.shape)), None, None
+
+
+def _pad_constant(xp, x, crop, grow, shape, value=0):
+    return xp.pad(x[crop], grow, mode="constant", constant_values=value)
+
+
+def _unpad(xp, g, crop, grow, shape):
+    """Constant padding's backward (and, with zeros as the value, the padding's adjoint)."""
+    inner = g[tuple(slice(b, n - a) for n, (b, a) in zip(g.shape, grow))]
+    if all(s.start == 0 and s.stop == n for s, n in zip(crop, shape)):
+        return xp.ascontiguousarray(inner)
+    grad = xp.zeros(shape, g.dtype)
+    grad[crop] = inner
+    return grad
 
 
 def _source_index(mode, n, before, after):
@@ -45,27 +57,34 @@ class _IndexPad(Op):
     """Reflect / replicate / circular padding: a gather per padded axis. Backward adds
     each of the few padded slices onto its source slice (no scatter-add needed)."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, x, pads, mode):
-        xp = ctx.xp
-        ctx.steps = []
-        out = x
-        for axis, (b, a) in enumerate(pads):
-            if b or a:
-                idx = _source_index(mode, x.shape[axis], b, a)
-                ctx.steps.append((axis, idx, b, x.shape[axis]))
-                out = xp.take(out, xp.asarray(idx), axis=axis)
-        return out
+        ctx.steps = tuple((axis, _source_index(mode, x.shape[axis], b, a), b, x.shape[axis])
+                          for axis, (b, a) in enumerate(pads) if b or a)
+        return _gather_padding(ctx.xp, x, ctx.steps)
 
     @staticmethod
     def backward(ctx, g):
-        for axis, idx, before, size in reversed(ctx.steps):
-            moved = ctx.xp.moveaxis(g, axis, 0)
-            grad = moved[before:before + size].copy()
-            for k in (*range(before), *range(before + size, len(idx))):
-                grad[idx[k]] += moved[k]
-            g = ctx.xp.moveaxis(grad, 0, axis)
-        return ctx.xp.ascontiguousarray(g), None, None
+        return linear_map(ctx.xp, g, _fold_padding, _gather_padding, (ctx.steps,)), None, None
+
+
+def _gather_padding(xp, x, steps):
+    for axis, idx, _, _ in steps:
+        x = xp.take(x, xp.asarray(idx), axis=axis)
+    return x
+
+
+def _fold_padding(xp, g, steps):
+    """The adjoint of ``_gather_padding``: padded slices added back onto their sources."""
+    for axis, idx, before, size in reversed(steps):
+        moved = xp.moveaxis(g, axis, 0)
+        grad = moved[before:before + size].copy()
+        for k in (*range(before), *range(before + size, len(idx))):
+            grad[idx[k]] += moved[k]
+        g = xp.moveaxis(grad, 0, axis)
+    return xp.ascontiguousarray(g)
 
 
 ReflectionPad = type("ReflectionPad", (_IndexPad,), {})

@@ -14,6 +14,7 @@ elementwise ops ran ~4x slower on the strided views.
 from collections import namedtuple
 
 from ..autograd.function import Op
+from .linear_map import linear_map
 from .common import no_grad_result
 from .shape import squeeze, unsqueeze
 
@@ -133,32 +134,47 @@ class MaxPool2DWithIndices(Op):
         idx = _flat_indices(xp, pick // kw, pick % kw, geometry, w)
         return (y[0], idx[0]) if ctx.unbatched else (y, idx)
 
+    double_backward = True
+
     @staticmethod
     def backward(ctx, g, _g_indices=None):
-        xp = ctx.xp
-        geo = ctx.geometry
         if ctx.unbatched:
             g = g[None]
-        n, c, h, w = ctx.in_shape
-        (kh, kw), ow = geo.kernel, geo.out_hw[1]
         (pick,) = ctx.saved_tensors
-        if ctx.tiling:
-            # every input element belongs to exactly one window: each offset is written once.
-            # Multiplying by the mask is branch-free (an inf/NaN upstream gradient would
-            # leak NaN into its window's other cells; PyTorch leaves those 0).
-            gx = xp.empty((n, c, h, w), g.dtype)
-            windows = gx.reshape(-1, kh, ow, kw)
-            g_rows, pick_rows = g.reshape(-1, ow), pick.reshape(-1, ow)
-            for i in range(kh):
-                for j in range(kw):
-                    xp.multiply(g_rows, pick_rows == i * kw + j, out=windows[:, i, :, j])
-        else:
-            canvas = xp.zeros((n, c) + (geo.canvas_hw or (h, w)), g.dtype)
-            for number, s in _window_slices(geo):
-                canvas[s] += g * (pick == number)
-            pt, pl = geo.padding
-            gx = canvas[:, :, pt:pt + h, pl:pl + w]
+        gx = linear_map(ctx.xp, g, _to_maxima, _from_maxima, (pick, ctx.geometry, ctx.in_shape, ctx.tiling))
         return gx[0] if ctx.unbatched else gx
+
+
+def _to_maxima(xp, g, pick, geo, in_shape, tiling):
+    """Max pooling's backward: each output's gradient to the input element it picked."""
+    n, c, h, w = in_shape
+    (kh, kw), ow = geo.kernel, geo.out_hw[1]
+    if tiling:
+        # every input element belongs to exactly one window: each offset is written once.
+        # Multiplying by the mask is branch-free (an inf/NaN upstream gradient would
+        # leak NaN into its window's other cells; PyTorch leaves those 0).
+        gx = xp.empty((n, c, h, w), g.dtype)
+        windows = gx.reshape(-1, kh, ow, kw)
+        g_rows, pick_rows = g.reshape(-1, ow), pick.reshape(-1, ow)
+        for i in range(kh):
+            for j in range(kw):
+                xp.multiply(g_rows, pick_rows == i * kw + j, out=windows[:, i, :, j])
+        return gx
+    canvas = xp.zeros((n, c) + (geo.canvas_hw or (h, w)), g.dtype)
+    for number, s in _window_slices(geo):
+        canvas[s] += g * (pick == number)
+    pt, pl = geo.padding
+    return canvas[:, :, pt:pt + h, pl:pl + w]
+
+
+def _from_maxima(xp, x, pick, geo, in_shape, tiling):
+    """The adjoint of ``_to_maxima``: each output takes the input element its window picked."""
+    canvas = _canvas(xp, x, geo, 0)
+    out = None
+    for number, s in _window_slices(geo):
+        part = canvas[s] * (pick == number)
+        out = part if out is None else out + part
+    return out
 
 
 # --- average pooling ----------------------------------------------------------------
@@ -174,27 +190,37 @@ class AvgPool2D(Op):
             x = x[None]
         ctx.in_shape = x.shape
         ctx.divisor = divisor if isinstance(divisor, (int, float)) else xp.asarray(divisor, dtype=x.dtype)
-        canvas = _canvas(xp, x, geometry, 0)
-        total = None
-        for _, s in _window_slices(geometry):
-            total = canvas[s].copy() if total is None else xp.add(total, canvas[s], out=total)
-        total /= ctx.divisor
+        total = _window_means(xp, x, geometry, x.shape, ctx.divisor)
         return total[0] if ctx.unbatched else total
+
+    double_backward = True
 
     @staticmethod
     def backward(ctx, g):
-        xp = ctx.xp
-        geo = ctx.geometry
         if ctx.unbatched:
             g = g[None]
-        n, c, h, w = ctx.in_shape
-        share = g / ctx.divisor
-        canvas = xp.zeros((n, c) + (geo.canvas_hw or (h, w)), g.dtype)
-        for _, s in _window_slices(geo):
-            canvas[s] += share
-        pt, pl = geo.padding
-        gx = canvas[:, :, pt:pt + h, pl:pl + w]
+        gx = linear_map(ctx.xp, g, _spread_over_windows, _window_means, (ctx.geometry, ctx.in_shape, ctx.divisor))
         return gx[0] if ctx.unbatched else gx
+
+
+def _window_means(xp, x, geo, in_shape, divisor):
+    canvas = _canvas(xp, x, geo, 0)
+    total = None
+    for _, s in _window_slices(geo):
+        total = canvas[s].copy() if total is None else xp.add(total, canvas[s], out=total)
+    total /= divisor
+    return total
+
+
+def _spread_over_windows(xp, g, geo, in_shape, divisor):
+    """Average pooling's backward: each output's gradient shared by its window."""
+    n, c, h, w = in_shape
+    share = g / divisor
+    canvas = xp.zeros((n, c) + (geo.canvas_hw or (h, w)), g.dtype)
+    for _, s in _window_slices(geo):
+        canvas[s] += share
+    pt, pl = geo.padding
+    return canvas[:, :, pt:pt + h, pl:pl + w]
 
 
 def _avg_divisor(geo, in_hw, count_include_pad, divisor_override):
@@ -231,17 +257,27 @@ def _averaging_matrix(xp, in_size, out_size, dtype):
 
 
 class AdaptiveAvgPool2D(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, x, output_size):
         xp = ctx.xp
         h, w = x.shape[-2:]
         ctx.rows = _averaging_matrix(xp, h, output_size[0], x.dtype)
         ctx.cols = _averaging_matrix(xp, w, output_size[1], x.dtype)
-        return _row_col_product(xp, x, ctx.rows, ctx.cols.T)
+        return _adaptive_means(xp, x, ctx.rows, ctx.cols)
 
     @staticmethod
     def backward(ctx, g):
-        return _row_col_product(ctx.xp, g, ctx.rows.T, ctx.cols)
+        return linear_map(ctx.xp, g, _adaptive_spread, _adaptive_means, (ctx.rows, ctx.cols))
+
+
+def _adaptive_means(xp, x, rows, cols):
+    return _row_col_product(xp, x, rows, cols.T)
+
+
+def _adaptive_spread(xp, g, rows, cols):
+    return _row_col_product(xp, g, rows.T, cols)
 
 
 def _row_col_product(xp, a, left, right):
@@ -252,6 +288,8 @@ def _row_col_product(xp, a, left, right):
 
 
 class AdaptiveMaxPool2D(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, x, output_size):
         xp = ctx.xp
@@ -271,16 +309,28 @@ class AdaptiveMaxPool2D(Op):
 
     @staticmethod
     def backward(ctx, g, _g_indices=None):
-        xp = ctx.xp
         (idx,) = ctx.saved_tensors
-        shape = ctx.in_shape
-        plane = shape[-1] * shape[-2]
-        planes = g.size // max(idx.shape[-1] * idx.shape[-2], 1)
-        # windows overlap, so one input may be the max of several outputs: a scatter-add.
-        # bincount sums in float64; the engine casts the gradient back to the input's dtype.
-        where = (idx.reshape(planes, -1) + (xp.arange(planes) * plane)[:, None]).reshape(-1)
-        gx = xp.bincount(where, weights=g.reshape(-1), minlength=planes * plane)
-        return gx.reshape(shape)
+        return linear_map(ctx.xp, g, _to_adaptive_maxima, _from_adaptive_maxima, (idx, ctx.in_shape))
+
+
+def _flat_positions(xp, idx, in_shape):
+    """Each output's input element, as an index into the flattened input."""
+    plane = in_shape[-1] * in_shape[-2]
+    planes = idx.size // max(idx.shape[-1] * idx.shape[-2], 1)
+    return (idx.reshape(planes, -1) + (xp.arange(planes) * plane)[:, None]).reshape(-1)
+
+
+def _to_adaptive_maxima(xp, g, idx, in_shape):
+    # windows overlap, so one input may be the max of several outputs: a scatter-add.
+    # bincount sums in float64; the engine casts the gradient back to the input's dtype.
+    size = 1
+    for n in in_shape:
+        size *= n
+    return xp.bincount(_flat_positions(xp, idx, in_shape), weights=g.reshape(-1), minlength=size).reshape(in_shape)
+
+
+def _from_adaptive_maxima(xp, x, idx, in_shape):
+    return x.reshape(-1)[_flat_positions(xp, idx, in_shape)].reshape(idx.shape)
 
 
 def _window_table(xp, in_size, out_size):

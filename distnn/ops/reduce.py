@@ -26,6 +26,8 @@ TENSOR_METHODS = ("sum", "mean", "prod", "var", "std", "norm", "logsumexp", "all
 # --- sums and products ---------------------------------------------------------
 
 class Sum(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, dims, keepdim, dtype):
         _remember(ctx, a, dims, keepdim)
@@ -37,6 +39,8 @@ class Sum(Op):
 
 
 class Mean(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, dims, keepdim, dtype):
         _remember(ctx, a, dims, keepdim)
@@ -86,6 +90,8 @@ def _exclusive_products(xp, a, axis):
 
 
 class Cumsum(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, dim, dtype):
         ctx.dim = dim
@@ -98,6 +104,8 @@ class Cumsum(Op):
 
 
 class Logsumexp(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, dims, keepdim):
         _remember(ctx, a, dims, keepdim)
@@ -105,19 +113,21 @@ class Logsumexp(Op):
         m = a.max(axis=dims, keepdims=True) if a.size else xp.zeros((1,) * a.ndim, a.dtype)
         m = xp.where(xp.isinf(m), 0, m).astype(a.dtype)  # all -inf (or +inf) rows stay finite in exp
         out = xp.log(xp.exp(a - m).sum(axis=dims, keepdims=True)) + m
-        ctx.save_for_backward(a, out)
-        return out if keepdim else out.squeeze(axis=dims)
+        out = out if keepdim else out.squeeze(axis=dims)
+        ctx.save_for_backward(a, out)  # the output itself, so double backward differentiates it too
+        return out
 
     @staticmethod
     def backward(ctx, g):
         a, out = ctx.saved_tensors
         xp = ctx.xp
-        return _unsqueeze_reduced(xp, g, ctx) * xp.exp(a - out), None, None
+        return _unsqueeze_reduced(xp, g, ctx) * xp.exp(a - _unsqueeze_reduced(xp, out, ctx)), None, None
 
 
 # --- variance and norms ----------------------------------------------------------
 
 class Var(Op):
+    double_backward = True
     take_sqrt = False
 
     @classmethod
@@ -130,13 +140,14 @@ class Var(Op):
         if cls.take_sqrt:
             out = ctx.xp.sqrt(out)
         out = as_array(out)
-        ctx.save_for_backward(a, mean, out)
+        ctx.save_for_backward(a, out)
         return out
 
     @classmethod
     def backward(cls, ctx, g):
-        a, mean, out = ctx.saved_tensors
+        a, out = ctx.saved_tensors
         xp = ctx.xp
+        mean = a.mean(axis=ctx.dims, keepdims=True)  # from a, so double backward differentiates it too
         g = _unsqueeze_reduced(xp, g, ctx)
         if cls.take_sqrt:
             g = g / (2 * _unsqueeze_reduced(xp, out, ctx))
@@ -149,6 +160,8 @@ class Std(Var):
 
 class LinalgVectorNorm(Op):
     """``sum(|x|^p)^(1/p)`` over ``dims`` (p = inf / -inf / 0 / any number)."""
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, a, dims, p, keepdim):
@@ -169,14 +182,16 @@ class LinalgVectorNorm(Op):
         else:
             out = ((absa ** p).sum(axis=dims, keepdims=True)) ** (1.0 / p)
             out = out.astype(a.dtype)
-        ctx.save_for_backward(a, out)
-        return out if keepdim else out.squeeze(axis=dims)
+        out = out if keepdim else out.squeeze(axis=dims)
+        ctx.save_for_backward(a, out)  # the output itself, so double backward differentiates it too
+        return out
 
     @staticmethod
     def backward(ctx, g):
         a, out = ctx.saved_tensors
         xp, p = ctx.xp, ctx.p
         g = _unsqueeze_reduced(xp, g, ctx)
+        out = _unsqueeze_reduced(xp, out, ctx)
         if p == 0:
             return xp.zeros(a.shape, dtype=a.dtype), None, None, None
         if p == 1:

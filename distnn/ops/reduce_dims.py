@@ -3,6 +3,8 @@ input's shape) for backward. ``dim`` itself is read by ``.._dims.normalize_dims`
 
 import numpy as np
 
+from ..autograd.graph_xp import recording
+
 _INT64 = np.dtype(np.int64)
 
 
@@ -28,7 +30,7 @@ def _expand_grad(xp, g, ctx):
     size = 1
     for n in ctx.input_shape:
         size *= n
-    if size > _MATERIALIZE_MAX:
+    if size > _MATERIALIZE_MAX or recording(g):
         return xp.broadcast_to(kept, ctx.input_shape)
     out = xp.empty(ctx.input_shape, g.dtype)
     out[...] = kept

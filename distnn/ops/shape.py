@@ -61,6 +61,7 @@ def _try_view(a, shape):
 # --- ops --------------------------------------------------------------------------
 
 class View(Op):
+    double_backward = True
     is_view = True
 
     @staticmethod
@@ -81,6 +82,8 @@ class View(Op):
 class UnsafeView(Op):
     """``reshape`` of a tensor whose strides do not allow a view: a copy."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, shape):
         ctx.input_shape = a.shape
@@ -92,6 +95,7 @@ class UnsafeView(Op):
 
 
 class Squeeze(Op):
+    double_backward = True
     is_view = True
 
     @staticmethod
@@ -109,6 +113,7 @@ SqueezeDims = renamed_op(Squeeze, "Squeeze", 2)
 
 
 class Unsqueeze(Op):
+    double_backward = True
     is_view = True
 
     @staticmethod
@@ -122,6 +127,7 @@ class Unsqueeze(Op):
 
 
 class Expand(Op):
+    double_backward = True
     is_view = True
 
     @staticmethod
@@ -134,6 +140,8 @@ class Expand(Op):
 
 
 class Repeat(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, repeats):
         ctx.padded_shape = (1,) * (len(repeats) - a.ndim) + a.shape
@@ -152,6 +160,7 @@ class Repeat(Op):
 
 
 class Transpose(Op):
+    double_backward = True
     is_view = True
 
     @staticmethod
@@ -169,6 +178,7 @@ class T(Transpose):
 
 
 class Permute(Op):
+    double_backward = True
     is_view = True
 
     @staticmethod
@@ -185,6 +195,8 @@ class Permute(Op):
 
 
 class Flip(Op):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, dims):
         ctx.dims = dims

@@ -348,11 +348,31 @@ def test_mark_dirty_of_a_tensor_not_returned_raises_as_torch():
     assert ours == theirs and "must all be outputs of the Function" in ours
 
 
-def test_mark_dirty_on_a_view_of_a_non_leaf_is_refused_by_name():
-    # PyTorch rewrites the base's history (CopySlices); distnn refuses, as for built-in in-place ops on views.
-    a = distnn.tensor([1.0, 2.0, 3.0], requires_grad=True)
-    with pytest.raises(RuntimeError, match="mark_dirty.*view"):
-        _double_in_place(distnn).apply((a * 3)[1:])
+def test_mark_dirty_on_a_view_rewrites_the_base_history_as_torch():
+    def scenario(lib):
+        a = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        b = a * 3
+        view = b[1:]
+        out = _double_in_place(lib).apply(view)
+        seen = {"same object": out is view, "values": b.tolist(), "version": b._version}
+        (lib.tensor([5.0, 7.0, 11.0]) * b).sum().backward()  # through the base: the Function's backward counts
+        seen["a.grad"] = a.grad.tolist()
+        return seen
+
+    ours, theirs = _side_by_side(scenario)
+    assert ours == theirs
+
+
+def test_input_returned_as_is_then_base_modified_in_place_raises_as_torch():
+    def scenario(lib):
+        a = lib.tensor([1.0, 2.0], requires_grad=True)
+        b = a * 3
+        out = _identity(lib).apply(b)
+        b.mul_(2)
+        return _outcome(lambda: out.sum().backward())
+
+    ours, theirs = _side_by_side(scenario)
+    assert ours == theirs and "created inside a custom Function" in ours
 
 
 @pytest.mark.parametrize("leaf", [False, True], ids=["non_leaf", "leaf"])

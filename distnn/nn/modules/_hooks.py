@@ -159,8 +159,11 @@ def _pack_with_none(indices, values, size):
 
 def _fresh(grad):
     # The hooks may keep what they were given; what flows on (into a leaf's
-    # .grad, accumulated in place later) must not alias it.
-    return None if grad is None else _wrap(grad._data.copy())
+    # .grad, accumulated in place later) must not alias it. A recorded gradient
+    # (create_graph=True) is cloned by an op, so it stays differentiable.
+    if grad is None:
+        return None
+    return grad.clone() if grad.requires_grad else _wrap(grad._data.copy())
 
 
 class BackwardHook:
