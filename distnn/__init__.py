@@ -14,9 +14,10 @@ from .tensor import Size, Tensor
 from .creation import *  # noqa: F401,F403
 from .random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
 from .ops import *  # noqa: F401,F403
-from . import autograd, ops  # noqa: E402
-from . import nn, optim, utils  # noqa: E402
-from .serialization import load, save  # noqa: E402
+from . import _tensor_methods  # noqa: F401  (attaches Tensor's methods: before anything makes a tensor)
+from . import autograd, ops
+from . import nn, optim, utils
+from .serialization import load, save
 
 __version__ = "0.1.0"
 

@@ -1,9 +1,13 @@
 """The autograd methods of ``Tensor``: ``requires_grad_``, ``detach``, ``backward``,
 tensor hooks and ``retain_grad``, kept apart from the rest of the class."""
 
+from . import autograd
+from .autograd.node import AccumulateGrad, _add_hook
+from .tensor import _wrap
+
 
 class AutogradMethods:
-    """Mixed into ``Tensor``; ``_wrap`` and ``_autograd`` are bound by tensor.py once defined."""
+    """Attached to ``Tensor`` by ``_tensor_methods.py``."""
 
     def requires_grad_(self, requires_grad=True):
         if requires_grad and self._data.dtype.kind not in "fc":
@@ -26,11 +30,10 @@ class AutogradMethods:
         return self
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
-        _autograd.backward(self, gradient, retain_graph, create_graph, inputs)
+        autograd.backward(self, gradient, retain_graph, create_graph, inputs)
 
     def register_hook(self, hook):
         """``hook(grad) -> Tensor | None`` runs when this tensor's gradient is computed."""
-        from .autograd.function import _add_hook
         if not self.requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
         if self.grad_fn is None:
@@ -45,7 +48,6 @@ class AutogradMethods:
 
     def register_post_accumulate_grad_hook(self, hook):
         """``hook(tensor)`` runs after a leaf's ``.grad`` was accumulated (DDP uses this)."""
-        from .autograd.function import _add_hook
         if self.grad_fn is not None:
             raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
         if self._post_accumulate_hooks is None:
@@ -75,10 +77,5 @@ class AutogradMethods:
     def _get_accumulator(self):
         acc = self._accumulator
         if acc is None:
-            from .autograd.function import AccumulateGrad
             acc = self._accumulator = AccumulateGrad(self)
         return acc
-
-
-_wrap = None  # distnn.tensor._wrap, bound by tensor.py after it is defined
-_autograd = None  # distnn.autograd, bound likewise

@@ -9,17 +9,19 @@ counter shared with views, so backward refuses values it saved earlier.
 
 import numpy as np
 
-from . import backend
+from . import backend, ops
 from .autograd import grad_mode
 from .autograd.views import modify_view, refresh_view
+from .random import sample_like
+from .tensor import Tensor
 
 
 class InPlaceMethods:
-    """Mixed into ``Tensor``; ``_ops`` and ``Tensor`` are bound by tensor.py once defined."""
+    """Attached to ``Tensor`` by ``_tensor_methods.py``."""
 
     def __setitem__(self, index, value):
-        self._modify(lambda: _ops.index_put(self, index, value),
-                     lambda d: _ops.assign_index(d, index, value), value)
+        self._modify(lambda: ops.index_put(self, index, value),
+                     lambda d: ops.assign_index(d, index, value), value)
 
     # ``p -= lr * g`` runs once per parameter per step: straight to the ufunc, as add_ & co.
     # would with alpha=1.
@@ -55,7 +57,7 @@ class InPlaceMethods:
         return self._modify_ufunc("power", other)
 
     def clamp_(self, min=None, max=None):  # noqa: A002  (PyTorch's names)
-        return self._modify(lambda: _ops.clamp(self, min, max),
+        return self._modify(lambda: ops.clamp(self, min, max),
                             lambda d: _clip_inplace(d, min, max), None)
 
     clip_ = clamp_
@@ -65,20 +67,20 @@ class InPlaceMethods:
 
     def fill_(self, value):
         v = value._data if isinstance(value, Tensor) else value
-        return self._modify(lambda: _ops.full_like_of(self, value),
+        return self._modify(lambda: ops.full_like_of(self, value),
                             lambda d: d.fill(v) if not hasattr(v, "shape") else d.__setitem__(Ellipsis, v),
                             value)
 
     def copy_(self, src, non_blocking=False):
         if not isinstance(src, Tensor):
             raise TypeError(f"Expect: copy_ from a Tensor, Actual: {type(src).__name__}")
-        return self._modify(lambda: _ops.copy_from(self, src),
+        return self._modify(lambda: ops.copy_from(self, src),
                             lambda d: d.__setitem__(Ellipsis, backend.move_to(src._data, self.device)),
                             src)
 
     def masked_fill_(self, mask, value):
-        return self._modify(lambda: _ops.masked_fill(self, mask, value),
-                            lambda d: _ops.assign_masked(d, mask, value), value)
+        return self._modify(lambda: ops.masked_fill(self, mask, value),
+                            lambda d: ops.assign_masked(d, mask, value), value)
 
     def addcmul_(self, t1, t2, value=1):
         return self.add_(t1 * t2 * value if value != 1 else t1 * t2)
@@ -108,15 +110,12 @@ class InPlaceMethods:
         return self._modify_unary("sign")
 
     def uniform_(self, a=0.0, b=1.0, generator=None):
-        from .random import sample_like
         return self._overwrite(sample_like(self, "uniform", a, b, generator))
 
     def normal_(self, mean=0.0, std=1.0, generator=None):
-        from .random import sample_like
         return self._overwrite(sample_like(self, "normal", mean, std, generator))
 
     def bernoulli_(self, p=0.5, generator=None):
-        from .random import sample_like
         return self._overwrite(sample_like(self, "uniform", 0.0, 1.0, generator) < p)
 
     def _overwrite(self, array):
@@ -129,11 +128,11 @@ class InPlaceMethods:
             _ufunc_inplace(self._data, name, o)  # what _modify does unrecorded, without its closures
             self._vc[0] += 1
             return self
-        return self._modify(lambda: getattr(_ops, _UFUNC_OPS[name])(self, other),
+        return self._modify(lambda: getattr(ops, _UFUNC_OPS[name])(self, other),
                             lambda d: _ufunc_inplace(d, name, o), other)
 
     def _modify_unary(self, name):
-        return self._modify(lambda: getattr(_ops, _UNARY_OPS[name])(self),
+        return self._modify(lambda: getattr(ops, _UNARY_OPS[name])(self),
                             lambda d: getattr(backend.array_module(d), name)(d, out=d), None)
 
     def _modify(self, out_of_place, in_place, other):
@@ -192,7 +191,3 @@ def _clip_inplace(d, lo, hi):
         backend.array_module(d).maximum(d, lo, out=d)
     if hi is not None:
         backend.array_module(d).minimum(d, hi, out=d)
-
-
-_ops = None  # distnn.ops, bound by tensor.py after it is imported
-Tensor = None  # distnn.tensor.Tensor, bound likewise

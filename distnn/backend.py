@@ -152,6 +152,19 @@ def is_gpu_array(obj):
     return _cupy is not None and isinstance(obj, _cupy.ndarray)
 
 
+_NDARRAY, _asarray = np.ndarray, np.asarray  # as_array runs in every op
+_SCALARS = (np.generic, bool, int, float)
+
+
+def as_array(result):
+    """numpy returns 0-d results (full reductions, ``a[i, j]``, vector @ vector) as
+    scalars (``np.float32``): those become 0-d arrays of the same dtype, as does a
+    Python number. Arrays (numpy's, CuPy's) and anything else pass through."""
+    if type(result) is _NDARRAY:
+        return result
+    return _asarray(result) if isinstance(result, _SCALARS) else result
+
+
 def device_of(array):
     if type(array) is np.ndarray or not is_gpu_array(array):
         return CPU

@@ -7,8 +7,7 @@ import numpy as np
 from . import backend
 from . import dtypes as _dt
 from . import random as _random
-from ._tensor_convert import _shape_from_args, _to_array
-from .tensor import Tensor, _wrap
+from .tensor import Tensor, _shape_from_args, _to_array, _wrap
 
 __all__ = ["tensor", "as_tensor", "from_numpy", "zeros", "ones", "full", "empty", "zeros_like",
            "ones_like", "full_like", "empty_like", "rand_like", "randn_like", "arange", "linspace",

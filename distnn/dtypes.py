@@ -5,6 +5,8 @@ Python float never turns a float32 tensor into float64, and integer tensors
 combined with a float promote to float32, as in PyTorch.
 """
 
+import builtins as _builtins
+
 import numpy as np
 
 
@@ -88,7 +90,6 @@ def to_np(spec):
     return from_any(spec).np
 
 
-import builtins as _builtins  # noqa: E402
 
 builtins_float, builtins_int, builtins_bool = _builtins.float, _builtins.int, _builtins.bool
 

@@ -1,20 +1,18 @@
-"""``Tensor``: one xp array (numpy or cupy) plus its autograd state.
+"""``Tensor``: one xp array (numpy or cupy) plus its autograd state, and ``_wrap``,
+which every op uses to make one around its result.
 
-Arithmetic, reductions and shape methods are the functions of ``distnn.ops``
-attached as methods at the end of this file, so ``x.sum(1)`` and
-``distnn.sum(x, 1)`` are one code path. In-place methods (``add_``,
-``__setitem__``, ...) come from ``_tensor_inplace.py``, the autograd methods
-from ``_tensor_autograd.py`` and ``to``/``float``/``new_*`` from ``_tensor_convert.py``.
+The bottom of the package: this module imports no other part of distnn but the
+backend, dtypes and dim helpers, so autograd and ops can build on it. The
+methods that need them (arithmetic, reductions, in-place, autograd, ``to``) are
+attached in one place above both, ``_tensor_methods.py``.
 """
 
 import numpy as np
 
-from . import _tensor_autograd, _tensor_convert, _tensor_inplace, backend
+from . import backend
 from . import dtypes as _dt
 from ._dims import normalize_dim
-from ._tensor_autograd import AutogradMethods
-from ._tensor_convert import ConversionMethods, _to_array
-from ._tensor_inplace import InPlaceMethods
+from ._tensor_str import tensor_repr
 
 
 class Size(tuple):
@@ -41,7 +39,7 @@ _TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor", "float16": "
                "int8": "CharTensor", "uint8": "ByteTensor", "bool": "BoolTensor"}
 
 
-class Tensor(InPlaceMethods, AutogradMethods, ConversionMethods):
+class Tensor:
     """A multi-dimensional array that records the operations applied to it."""
 
     # Defaults live on the class: making a tensor (once per op) then sets only
@@ -204,7 +202,6 @@ class Tensor(InPlaceMethods, AutogradMethods, ConversionMethods):
     __hash__ = object.__hash__
 
     def __repr__(self):
-        from ._tensor_str import tensor_repr
         return tensor_repr(self)
 
     def __deepcopy__(self, memo):
@@ -221,100 +218,13 @@ class Tensor(InPlaceMethods, AutogradMethods, ConversionMethods):
         # nothing in distnn sends or stores tensors with pickle).
         return (_rebuild, (backend.to_numpy(self._data), self.requires_grad))
 
-    # --- operators -------------------------------------------------------------------
-    def __add__(self, other):
-        return _ops.add(self, other)
 
-    def __radd__(self, other):
-        return _ops.add(self, other)
-
-    def __sub__(self, other):
-        return _ops.sub(self, other)
-
-    def __rsub__(self, other):
-        return _ops.rsub(self, other)
-
-    def __mul__(self, other):
-        return _ops.mul(self, other)
-
-    def __rmul__(self, other):
-        return _ops.mul(self, other)
-
-    def __truediv__(self, other):
-        return _ops.div(self, other)
-
-    def __rtruediv__(self, other):
-        return _ops.rdiv(self, other)
-
-    def __floordiv__(self, other):
-        return _ops.floor_divide(self, other)
-
-    def __mod__(self, other):
-        return _ops.remainder(self, other)
-
-    def __pow__(self, other):
-        return _ops.pow(self, other)
-
-    def __rpow__(self, other):
-        return _ops.rpow(self, other)
-
-    def __matmul__(self, other):
-        return _ops.matmul(self, other)
-
-    def __rmatmul__(self, other):
-        return _ops.matmul(other, self)
-
-    def __neg__(self):
-        return _ops.neg(self)
-
-    def __pos__(self):
-        return self
-
-    def __abs__(self):
-        return _ops.abs(self)
-
-    def __eq__(self, other):
-        return _ops.eq(self, other)
-
-    def __ne__(self, other):
-        return _ops.ne(self, other)
-
-    def __lt__(self, other):
-        return _ops.lt(self, other)
-
-    def __le__(self, other):
-        return _ops.le(self, other)
-
-    def __gt__(self, other):
-        return _ops.gt(self, other)
-
-    def __ge__(self, other):
-        return _ops.ge(self, other)
-
-    def __and__(self, other):
-        return _ops.logical_and(self, other) if self._data.dtype.kind == "b" else \
-            _ops.bitwise_and(self, other)
-
-    def __or__(self, other):
-        return _ops.logical_or(self, other) if self._data.dtype.kind == "b" else \
-            _ops.bitwise_or(self, other)
-
-    def __xor__(self, other):
-        return _ops.logical_xor(self, other)
-
-    def __invert__(self):
-        return _ops.logical_not(self) if self._data.dtype.kind == "b" else _ops.bitwise_not(self)
-
-    def __getitem__(self, index):
-        return _ops.getitem(self, index)
-
-    @property
-    def T(self):
-        return _ops.permute(self, tuple(reversed(range(self._data.ndim))))
-
-    @property
-    def mT(self):
-        return _ops.transpose(self, -2, -1)
+def _typename(obj):
+    """What ``torch.typename`` prints: ``torch.FloatTensor`` for a tensor, else the qualified class."""
+    if isinstance(obj, Tensor):
+        return obj.type()
+    cls = type(obj)
+    return cls.__qualname__ if cls.__module__ in ("", "builtins") else f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _init(t, data):
@@ -345,11 +255,53 @@ def _rebuild(array, requires_grad):
     return t
 
 
-from . import ops as _ops  # noqa: E402  (ops import Tensor from this module)
-from . import autograd as _autograd  # noqa: E402  (still loading when this module is; used at call time)
+def _shape_from_args(size):
+    """Accept ``f(2, 3)``, ``f((2, 3))`` and ``f(torch.Size([2, 3]))``."""
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = size[0]
+    return tuple(int(s) for s in size)
 
-for _name in _ops.TENSOR_METHODS:
-    setattr(Tensor, _name, getattr(_ops, _name))
-_tensor_inplace.Tensor, _tensor_inplace._ops = Tensor, _ops
-_tensor_autograd._wrap, _tensor_autograd._autograd = _wrap, _autograd
-_tensor_convert.Tensor, _tensor_convert._ops, _tensor_convert._wrap = Tensor, _ops, _wrap
+
+def _to_array(data, dtype, device):
+    """Copy Python data / arrays / tensors into a new array of ``dtype`` (None: inferred)."""
+    xp = backend.xp_for(device)
+    if isinstance(data, Tensor):
+        data = data._data
+    if isinstance(data, (list, tuple)) and any(isinstance(x, Tensor) for x in _flatten(data)):
+        data = _nested_tensors_to_numpy(data)
+    np_dtype = _dt.to_np(dtype)
+    if np_dtype is None:
+        if hasattr(data, "dtype") and not isinstance(data, np.generic):
+            np_dtype = data.dtype
+            if np_dtype not in _dt._BY_NP:
+                raise TypeError(f"Expect: a supported dtype, Actual: {np_dtype}")
+        else:
+            np_dtype = _infer_dtype(data)
+    return xp.array(backend.to_numpy(data) if xp is np else data, dtype=np_dtype)
+
+
+def _infer_dtype(data):
+    probe = np.asarray(data)
+    if probe.dtype.kind == "f":
+        return _dt.DEFAULT_FLOAT
+    if probe.dtype.kind in "iu":
+        return np.dtype(np.int64)
+    if probe.dtype.kind == "b":
+        return np.dtype(np.bool_)
+    raise TypeError(f"Expect: numbers, bools or nested lists of them, Actual: {probe.dtype} data")
+
+
+def _flatten(data):
+    for x in data:
+        if isinstance(x, (list, tuple)):
+            yield from _flatten(x)
+        else:
+            yield x
+
+
+def _nested_tensors_to_numpy(data):
+    if isinstance(data, Tensor):
+        return backend.to_numpy(data._data)
+    if isinstance(data, (list, tuple)):
+        return np.array([_nested_tensors_to_numpy(x) for x in data])
+    return data

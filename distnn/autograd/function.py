@@ -1,233 +1,23 @@
-"""Recorded operations: ``Function`` (user-defined, Tensor level), ``Op`` (built-in,
-array level) and the graph ``Node`` each application leaves behind as ``grad_fn``.
-
-A node is also the ``ctx`` its forward saw: it holds what backward needs
-(``save_for_backward``), the edges to the nodes of its inputs, and the version
-of every saved tensor, so backward refuses values modified in place since.
-Broadcast reduction and the cast back to each input's dtype happen once, in
-the engine, so no op has to remember them.
+"""Recording operations: ``Function`` (user-defined, on Tensors) and ``Op``
+(built-in, on raw arrays); ``apply`` runs forward and, when gradients are
+recorded, leaves a node (``node.py``) behind as the outputs' ``grad_fn``.
 """
 
 import functools
-import itertools
 import warnings
-import weakref
 
 import numpy as np
 
 from .. import backend
-from ..backend import array_module, device_of, is_gpu_array
+from ..backend import array_module, as_array, device_of, is_gpu_array
+from ..tensor import Tensor, _wrap
 from . import grad_mode
+from .node import Node, OpNode, _edge_of, _OwnOutput, _sequence, _version_record, grad_tuple
 from .views import UNTRACKED, modify_view, refresh_view, view_record
-
-# The engine's ready queue pops the smallest ``_seq`` first, so sequence numbers
-# count down: the latest-created node runs first, and leaf accumulation (lower
-# still) as soon as it is ready, as in PyTorch.
-_sequence = itertools.count(-1, -1)
-_ACCUMULATE_PRIORITY = -(1 << 62)
-
-
-class Node:
-    """A recorded operation in the backward graph (the ``grad_fn`` of its outputs)."""
-
-    _fn = None  # the Function/Op class this node belongs to
-    # Defaults live on the class so creating a node (once per op) sets one attribute.
-    # One edge per input: None, or (producer node, its output_nr, the input's shape
-    # and dtype), the last two for the engine's reduction and cast.
-    _next = ()
-    _saved = ()
-    _saved_versions = ()
-    _num_outputs = 1
-    _output_meta = None
-    _tensor_pre_hooks = None  # {output_nr: {handle_id: fn}} from Tensor.register_hook
-    _pre_hooks = None
-    _post_hooks = None
-    _hooked = False  # set with the first hook of any kind: the engine's one check for "no hooks here"
-    _freed = False
-    _op_backward = False  # True for built-in ops: the engine calls _fn.backward(node, grad) itself
-    needs_input_grad = ()
-    xp = np  # the array module of the inputs; Op.apply sets it for non-numpy arrays
-    materialize_grads = True
-    _non_differentiable = ()
-    _dirty = ()  # what forward passed to mark_dirty; apply takes it back
-
-    _seq = 0  # minus the creation order (PyTorch's sequence_nr), set when the node joins a graph
-
-    # --- what forward may call on ctx -------------------------------------
-    def save_for_backward(self, *values):
-        self._saved = values
-
-    def mark_non_differentiable(self, *tensors):
-        self._non_differentiable = tuple(id(t) for t in tensors)
-
-    def set_materialize_grads(self, value):
-        self.materialize_grads = bool(value)
-
-    def mark_dirty(self, *tensors):
-        """Declare the inputs forward modified in place. Each must be returned: ``apply``
-        hands back that same tensor with its history replaced by this node and its
-        version bumped, so graphs that saved it before refuse to backprop through it."""
-        self._dirty = tensors
-
-    @property
-    def saved_tensors(self):
-        if self._freed:
-            raise RuntimeError(
-                "Trying to backward through the graph a second time (or directly access saved "
-                "tensors after they have already been freed). Saved intermediate values of the "
-                "graph are freed when you call .backward() or autograd.grad(). Specify "
-                "retain_graph=True if you need to backward through the graph a second time or "
-                "if you need to access saved tensors after calling backward.")
-        for record in self._saved_versions:
-            counter, version = record[0], record[1]
-            if counter[0] != version:
-                raise RuntimeError(
-                    "one of the variables needed for gradient computation has been modified by "
-                    f"an inplace operation: {_describe(record, self)}, is at "
-                    f"version {counter[0]}; expected version {version} instead.")
-        saved = self._saved
-        if any(type(s) is _OwnOutput for s in saved):
-            saved = tuple(s.unpack(self) if type(s) is _OwnOutput else s for s in saved)
-        return saved
-
-    # --- graph inspection, as in PyTorch ----------------------------------
-    def name(self):
-        return type(self).__name__
-
-    @property
-    def next_functions(self):
-        return tuple((e[0], e[1]) if e is not None else (None, 0) for e in self._next)
-
-    def register_hook(self, fn):
-        """``fn(grad_inputs, grad_outputs)`` runs after this node's backward."""
-        if self._post_hooks is None:
-            self._post_hooks = {}
-        self._hooked = True
-        return _add_hook(self._post_hooks, fn)
-
-    def register_prehook(self, fn):
-        """``fn(grad_outputs)`` runs before this node's backward; may return new grads."""
-        if self._pre_hooks is None:
-            self._pre_hooks = {}
-        self._hooked = True
-        return _add_hook(self._pre_hooks, fn)
-
-    def __repr__(self):
-        return f"<{self.name()} object at {id(self):#x}>"
-
-    # --- what the engine calls ---------------------------------------------
-    def _run_backward(self, grads):
-        return self._fn._backward_arrays(self, grads)
-
-
-class AccumulateGrad(Node):
-    """The node of a leaf tensor: sums incoming gradients into ``tensor.grad``."""
-
-    def __init__(self, variable):
-        # The leaf owns its accumulator; a weak link back avoids a reference cycle.
-        self._variable = weakref.ref(variable)
-        self._seq = _ACCUMULATE_PRIORITY + next(_sequence)
-
-    @property
-    def variable(self):
-        return self._variable()
-
-    def _run_backward(self, grads):
-        var = self._variable()
-        if var is None:  # the leaf is gone, so nobody can read its gradient
-            return ()
-        g = grads[0]
-        if var._backward_hooks:
-            g = _apply_tensor_hooks(var._backward_hooks.values(), g)
-        accumulate_into(var, g)
-        if var._post_accumulate_hooks:
-            run_post_accumulate_hooks(var)
-        return ()
-
-
-def run_post_accumulate_hooks(var):
-    for hook in tuple(var._post_accumulate_hooks.values()):
-        hook(var)
-
-
-def accumulate_into(var, g):
-    """Sum gradient array ``g`` into the leaf ``var``'s ``.grad``; a fresh ``.grad``
-    takes ``g`` itself when it is contiguous and writeable (later sums go in place)."""
-    grad = var.grad
-    if grad is None:
-        flags = g.flags
-        if not flags.c_contiguous or not getattr(flags, "writeable", True):
-            g = g.copy()
-        var.grad = _wrap(g)
-    else:
-        grad._data += g
-
-
-class _RemovableHandle:
-    _next_id = itertools.count()
-
-    def __init__(self, hooks):
-        self._hooks = hooks
-        self.id = next(self._next_id)
-
-    def remove(self):
-        self._hooks.pop(self.id, None)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.remove()
-
-
-RemovableHandle = _RemovableHandle
-
-
-def _add_hook(hooks, fn):
-    handle = _RemovableHandle(hooks)
-    hooks[handle.id] = fn
-    return handle
-
-
-def _apply_tensor_hooks(hooks, g):
-    """Run Tensor hooks on one gradient array (the first-order engine's form)."""
-    return apply_tensor_hooks(hooks, _wrap(g))._data
-
-
-def apply_tensor_hooks(hooks, g):
-    """Run Tensor hooks (``fn(grad) -> grad | None``) on gradient Tensor ``g``."""
-    for hook in tuple(hooks):
-        out = hook(g)
-        if out is not None:
-            if not isinstance(out, Tensor):
-                raise TypeError(f"Expect: a hook to return a Tensor or None, Actual: {type(out).__name__}")
-            if out.shape != g.shape:
-                raise RuntimeError(f"hook returned a gradient of shape {list(out.shape)}, "
-                                   f"expected {list(g.shape)}")
-            g = out
-    return g
-
-
-def grad_tuple(node, result):
-    """What a backward returned as a tuple of one gradient per input of ``node``."""
-    if not isinstance(result, tuple):
-        result = (result,)
-    if len(result) != len(node._next):
-        raise RuntimeError(f"function {node.name()} returned an incorrect number of gradients "
-                           f"(expected {len(node._next)}, got {len(result)})")
-    return result
 
 
 def _make_node_class(fn_cls, suffix, base):
     return type(f"{fn_cls.__name__}{suffix}", (base,), {"_fn": fn_cls})
-
-
-def _edge_of(t):
-    """The edge from a node to the producer of input ``t`` (see ``Node._next``)."""
-    d = t._data
-    if t.grad_fn is not None:
-        return (t.grad_fn, t._output_nr, d.shape, d.dtype)
-    return (t._accumulator or t._get_accumulator(), 0, d.shape, d.dtype)
 
 
 def _check_same_device(arrays):
@@ -252,7 +42,6 @@ def once_differentiable(backward):
         recorded = [g for g in grads if isinstance(g, Tensor) and g.requires_grad]
         if not grad_mode.is_grad_enabled() or not (recorded or any(ctx.needs_input_grad)):
             return result
-        from .graph_engine import refuse_double_backward
         single = not isinstance(result, tuple)
         results = (result,) if single else result
         arrays = [r._data if isinstance(r, Tensor) else None for r in results]
@@ -310,10 +99,9 @@ class Function:
         for o in wrapped:
             if isinstance(o, Tensor) and id(o) in dirty and o._base is not None:
                 modify_view(o, _wrap(o._data, True, ctx, o._output_nr))  # the base's history takes it too
-        ctx._seq = next(_sequence)
-        ctx._num_outputs = len(outs)
-        ctx._output_meta = tuple((o._data.shape, o._data.dtype, o._data) if isinstance(o, Tensor) else None
-                                 for o in wrapped)
+        join_graph(ctx, ctx._next, wrapped)
+        if len(wrapped) == 1:  # materialize_grads needs the shape of a single output too
+            ctx._output_meta = _output_meta(wrapped)
         saved = ctx._saved or ()
         ctx._saved_versions = tuple(_version_record(t, ctx) for t in saved if isinstance(t, Tensor))
         if any(isinstance(t, Tensor) and t.grad_fn is ctx for t in saved):
@@ -322,7 +110,6 @@ class Function:
 
     @classmethod
     def _backward_arrays(cls, ctx, grads):
-        from ..tensor import Tensor, _wrap
         tensors = []
         for g, meta in zip(grads, ctx._output_meta):
             if g is None and meta is not None and ctx.materialize_grads:
@@ -381,13 +168,6 @@ def _as_output(t, output_nr, node, is_input, is_dirty):
     return t
 
 
-class _OpNode(Node):
-    """The node class of built-in ops: backward is called directly on arrays
-    (by the engine itself for a single output)."""
-
-    _op_backward = True
-
-
 class Op(Function):
     """A built-in operation: ``forward(ctx, *arrays, **params)`` and
     ``backward(ctx, *grad_arrays)`` work on raw xp arrays (numpy or cupy).
@@ -402,7 +182,7 @@ class Op(Function):
     """
 
     _node_suffix = "Backward0"
-    _node_base = _OpNode
+    _node_base = OpNode
     is_view = False
     # True once backward has been audited to run on GraphArrays (graph_xp.py) for
     # create_graph=True: no in-place writes, and no saved intermediate that depends on
@@ -421,17 +201,12 @@ class Op(Function):
             if isinstance(a, Tensor):
                 if a._base is not None and enabled and a._view_fn is not a._base.grad_fn:
                     refresh_view(a)  # its base was modified in place since the view was made
-                d = a._data
-                arrays.append(d)
+                arrays.append(a._data)
                 if a.requires_grad:
                     needs.append(True)
                     if enabled:
                         record = True
-                        fn = a.grad_fn
-                        if fn is not None:
-                            edges.append((fn, a._output_nr, d.shape, d.dtype))
-                        else:
-                            edges.append((a._accumulator or a._get_accumulator(), 0, d.shape, d.dtype))
+                        edges.append(_edge_of(a))
                     continue
                 needs.append(False)
             else:
@@ -448,17 +223,12 @@ class Op(Function):
         out = cls.forward(ctx, *arrays, **kwargs)
         if type(out) is tuple:
             if not foreign:
-                out = _as_arrays(out)
+                out = tuple(as_array(o) for o in out)
             result = outs = tuple(_wrap(o, record, ctx if record else None, i) for i, o in enumerate(out))
         else:
             if type(out) is not np.ndarray and not foreign:
-                out = _as_array(out)
-            result = _new_tensor(Tensor)  # _wrap, inlined
-            result._data = out
-            result._vc = [0]
-            if record:
-                result.requires_grad = True
-                result.grad_fn = ctx
+                out = as_array(out)
+            result = _wrap(out, record, ctx)
             outs = (result,)
         if cls.is_view:
             base = args[0]
@@ -471,93 +241,76 @@ class Op(Function):
                 else:
                     o._base, o._view_fn = base._base if base._base is not None else base, UNTRACKED
         if record:
-            ctx._seq = next(_sequence)
-            ctx._next = edges
-            if len(outs) > 1:
-                ctx._num_outputs = len(outs)
-                ctx._output_meta = tuple((o._data.shape, o._data.dtype, o._data) for o in outs)
-            saved = ctx._saved
-            if saved:
-                # Version records for the saved arrays that belong to an input or output tensor.
-                records = []
-                for s in saved:
-                    for i, d in enumerate(arrays):
-                        if d is s:
-                            t = args[i]
-                            if isinstance(t, Tensor):
-                                records.append((t._vc, t._vc[0], s, t._output_nr, t.grad_fn))
-                                break
-                    else:
-                        for t in outs:
-                            if t._data is s:
-                                records.append((t._vc, t._vc[0], s, t._output_nr, _THIS_NODE))
-                                break
-                ctx._saved_versions = records
+            join_graph(ctx, edges, outs)
+            if ctx._saved:
+                ctx._saved_versions = _saved_versions(ctx._saved, args, arrays, outs, ctx)
         return result
 
     @classmethod
     def _backward_arrays(cls, ctx, grads):
-        if ctx._num_outputs == 1:
-            result = cls.backward(ctx, grads[0])
+        """Several outputs (``OpNode.run`` calls backward itself for one): zeros for the
+        outputs no gradient reached."""
+        xp = ctx.xp
+        grads = [xp.zeros(m[0], m[1]) if g is None else g for g, m in zip(grads, ctx._output_meta)]
+        return grad_tuple(ctx, cls.backward(ctx, *grads))
+
+
+def join_graph(ctx, edges, outs):
+    """Make node ``ctx`` part of the graph, for either ``apply``: its place in the
+    engine's order, its edges to the inputs' producers, and what it knows of several outputs."""
+    ctx._seq = next(_sequence)
+    ctx._next = edges
+    if len(outs) > 1:
+        ctx._num_outputs = len(outs)
+        ctx._output_meta = _output_meta(outs)
+
+
+def _output_meta(outs):
+    return tuple((o._data.shape, o._data.dtype, o._data) if isinstance(o, Tensor) else None for o in outs)
+
+
+def _saved_versions(saved, args, arrays, outs, ctx):
+    """An op's version records (node.py) for the saved arrays that belong to an input or an output."""
+    records = []
+    for s in saved:
+        for i, d in enumerate(arrays):
+            if d is s and isinstance(args[i], Tensor):
+                records.append(_version_record(args[i], ctx))
+                break
         else:
-            xp = ctx.xp
-            grads = [xp.zeros(m[0], m[1]) if g is None else g for g, m in zip(grads, ctx._output_meta)]
-            result = cls.backward(ctx, *grads)
-        return grad_tuple(ctx, result)
+            for t in outs:
+                if t._data is s:
+                    records.append(_version_record(t, ctx))
+                    break
+    return records
 
 
-def _as_array(out):
-    """numpy reductions return scalars (np.float32), not 0-dim arrays; a Tensor always
-    holds an array. A GPU array made from host inputs (a copy to the device) stays."""
-    if type(out) is np.ndarray or is_gpu_array(out):
-        return out
-    return np.asarray(out)
+class DoubleBackwardRefused(Function):
+    """Stands behind a gradient computed by an op without double-backward support."""
+
+    _node_suffix = ""
+
+    @staticmethod
+    def forward(ctx, *grads):
+        raise RuntimeError("DoubleBackwardRefused nodes are made by the engine only")
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError(
+            f"{ctx.op_name} does not support double backward: a gradient was computed through it with "
+            "create_graph=True, but its backward is not differentiable in distnn, so this second derivative "
+            "is refused rather than given wrong")
 
 
-def _as_arrays(out):
-    if type(out) is tuple:
-        return tuple(_as_array(o) for o in out)
-    return _as_array(out)
-
-
-# A saved tensor's version record: (shared counter, version when saved, array,
-# output_nr, node that produced it), the last three only for the error message.
-# The producer of an op's own output is the node holding the record, named by
-# this marker rather than a reference to itself (a cycle only the GC could free).
-_THIS_NODE = object()
-
-
-class _OwnOutput:
-    """A Function's own output among its saved tensors, kept without the tensor (whose
-    ``grad_fn`` is the node: a cycle only the garbage collector could free); rebuilt,
-    sharing data and version counter, when backward asks for it (as PyTorch does)."""
-
-    __slots__ = ("data", "version_counter", "output_nr")
-
-    def __init__(self, t):
-        self.data, self.version_counter, self.output_nr = t._data, t._vc, t._output_nr
-
-    def unpack(self, node):
-        t = _wrap(self.data)
-        t._vc = self.version_counter
-        t.requires_grad, t.grad_fn, t._output_nr = True, node, self.output_nr
-        return t
-
-
-def _version_record(t, node):
-    fn = t.grad_fn
-    return (t._vc, t._vc[0], t._data, t._output_nr, _THIS_NODE if fn is node else fn)
-
-
-def _describe(record, node):
-    """How the version-check error names a saved tensor, e.g. "[torch.FloatTensor [3, 4]]"."""
-    from ..tensor import _TYPE_NAMES
-    _, _, array, output_nr, producer = record
-    text = f"[torch.{_TYPE_NAMES.get(array.dtype.name, array.dtype.name)} {list(array.shape)}]"
-    if producer is not None:
-        name = type(node if producer is _THIS_NODE else producer).__name__
-        text += f", which is output {output_nr} of {name}"
-    return text
-
-
-from ..tensor import Tensor, _new_tensor, _wrap  # noqa: E402  (tensor.py imports this module lazily)
+def refuse_double_backward(fn, node, arrays, grads):
+    """``arrays`` (node's input gradients) as Tensors whose ``grad_fn`` refuses backward
+    and names the op, so a graph built through them fails only if differentiated."""
+    inputs = [g for g in grads if g is not None and g.requires_grad]
+    refusal = DoubleBackwardRefused._Node()
+    refusal.op_name = f"{fn.__name__}{fn._node_suffix}"
+    refusal._next = tuple(_edge_of(g) for g in inputs)
+    refusal.needs_input_grad = (True,) * len(inputs)
+    refusal._seq = next(_sequence)
+    refusal._num_outputs = len(arrays)
+    refusal._output_meta = tuple(None if a is None else (a.shape, a.dtype, a) for a in arrays)
+    return tuple(None if a is None else _wrap(a, True, refusal, i) for i, a in enumerate(arrays))

@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import backend
 from ..tensor import Tensor, _wrap
+from .api import grad as autograd_grad
 
 
 class GradcheckError(RuntimeError):
@@ -25,7 +26,6 @@ def gradcheck(func, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True
     Inputs that require grad must be float64 (float32 differences are too
     coarse to tell a wrong gradient from round-off).
     """
-    from . import grad as autograd_grad
     inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     diff_inputs = [t for t in inputs if isinstance(t, Tensor) and t.requires_grad]
     for t in diff_inputs:
@@ -80,7 +80,6 @@ def _numerical_jacobian(func, inputs, out_index, t, eps):
 def _fast_check(func, inputs, diff_inputs, outputs, eps, atol, rtol, raise_exception):
     """PyTorch's fast mode: one random projection ``v^T J u`` per output, analytical
     (backward of ``v``, dotted with ``u``) against numerical (a directional difference)."""
-    from . import grad as autograd_grad
     rng = np.random.default_rng(0)
     directions = [rng.uniform(-1, 1, size=t._data.shape) for t in diff_inputs]
     for oi, out in enumerate(outputs):
@@ -114,7 +113,6 @@ def gradgradcheck(func, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-
 
     ``grad_outputs`` (random when not given) are differentiated too, as in PyTorch.
     """
-    from . import grad as autograd_grad
     inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     outputs = _outputs_of(func, inputs)
     if grad_outputs is None:

@@ -12,50 +12,40 @@ differentiated, naming the op (never a silently wrong second derivative).
 
 import heapq
 
+from ..backend import array_module, as_array
+from ..tensor import Tensor, _wrap
 from . import grad_mode
-from .engine import _callbacks, _capture, _count_dependencies, reduction_axes
-from .function import AccumulateGrad, Function, apply_tensor_hooks, grad_tuple, run_post_accumulate_hooks
+from .engine import _callbacks, reduction_axes, run_callbacks, run_hooked, start
+from .function import refuse_double_backward
 from .graph_xp import GraphArray, graph_namespace
+from .node import _THIS_NODE, AccumulateGrad, apply_tensor_hooks, grad_tuple, run_post_accumulate_hooks
 
 
 def run_backward_graph(roots, retain_graph=True, capture=None):
     """As ``engine.run_backward``, with ``roots`` of ``(node, output_nr, grad Tensor)``."""
-    pending = _count_dependencies([node for node, _, _ in roots])
-    for node, nr, grad in roots:
-        _send(pending[node], nr + 1, grad)
-    captured = None
-    if capture is not None:
-        captured = [None] * (max(capture.values()) + 1 if capture else 0)
-    heap = [(node._seq, node) for node in {node for node, _, _ in roots} if pending[node][0] == 0]
-    heapq.heapify(heap)
-    outer_callbacks = _callbacks.queue
-    _callbacks.queue = []
+    pending, heap, captured, outer = start(roots, capture)
     try:
         with grad_mode.enable_grad():
             while heap:
                 node = heapq.heappop(heap)[1]
                 grads = pending.pop(node)[1:]
-                results = _run_node(node, grads, capture, captured)
-                if not retain_graph and node._fn is not None:
-                    node._saved, node._saved_versions, node._freed = None, (), True
+                results = run_hooked(node, grads, capture, captured, _run, True)
+                if not retain_graph:
+                    node.release_saved()
                 for edge, grad in zip(node._next, results):
                     if edge is None:
                         continue
                     waiting = pending[edge[0]]
                     if grad is not None:
-                        _send(waiting, edge[1] + 1, _conform(grad, edge[2], edge[3]))
+                        grad = _conform(grad, edge[2], edge[3])
+                        waiting[edge[1] + 1] = grad if waiting[edge[1] + 1] is None else waiting[edge[1] + 1] + grad
                     waiting[0] -= 1
                     if waiting[0] == 0:
                         heapq.heappush(heap, (edge[0]._seq, edge[0]))
-            while _callbacks.queue:
-                _callbacks.queue.pop(0)()
+            run_callbacks()
     finally:
-        _callbacks.queue = outer_callbacks
+        _callbacks.queue = outer
     return captured
-
-
-def _send(waiting, slot, grad):
-    waiting[slot] = grad if waiting[slot] is None else waiting[slot] + grad
 
 
 def _conform(grad, shape, dtype):
@@ -71,49 +61,21 @@ def _conform(grad, shape, dtype):
     return grad
 
 
-def _run_node(node, grads, capture, captured):
-    if all(g is None for g in grads):
-        grads = None
-    elif node._tensor_pre_hooks or node._pre_hooks:
-        grads = _run_pre_hooks(node, grads)
-    if capture is not None:
-        _capture(capture, captured, node, grads)
-        if node._fn is None:
-            return ()
-    if grads is None or all(g is None for g in grads):
-        return (None,) * len(node._next)
+def _run(node, grads):
+    """A node's backward on Tensors, recorded: the graph form of ``node.run``."""
     if type(node) is AccumulateGrad:
         _accumulate(node, grads[0])
         return ()
     if node._op_backward:
-        results = _op_backward(node, grads)
-    else:
-        results = _function_backward(node, grads)
-    if node._post_hooks:
-        for hook in tuple(node._post_hooks.values()):
-            hook(tuple(results), tuple(grads))
-    return results
-
-
-def _run_pre_hooks(node, grads):
-    grads = list(grads)
-    if node._tensor_pre_hooks:
-        for nr, hooks in node._tensor_pre_hooks.items():
-            if hooks and grads[nr] is not None:
-                grads[nr] = apply_tensor_hooks(hooks.values(), grads[nr])
-    if node._pre_hooks:
-        for hook in tuple(node._pre_hooks.values()):
-            out = hook(tuple(grads))
-            if out is not None:
-                grads = list(out)
-    return grads
+        return _op_backward(node, grads)
+    return _function_backward(node, grads)
 
 
 def _accumulate(node, g):
     """A leaf's ``.grad`` as PyTorch keeps it under create_graph: a recorded clone
     the first time, then a recorded (out-of-place) sum."""
     var = node._variable()
-    if var is None:
+    if var is None or g is None:
         return
     if var._backward_hooks:
         g = apply_tensor_hooks(var._backward_hooks.values(), g)
@@ -124,9 +86,8 @@ def _accumulate(node, g):
 
 def _function_backward(node, grads):
     """A user Function's backward, on Tensors, recorded (``once_differentiable`` opts out)."""
-    from ..creation import zeros
     if node.materialize_grads:
-        grads = [zeros(m[0], dtype=m[1], device=_device(m[2])) if g is None and m is not None else g
+        grads = [_wrap(array_module(m[2]).zeros(m[0], m[1])) if g is None and m is not None else g
                  for g, m in zip(grads, node._output_meta)]
     result = grad_tuple(node, node._fn.backward(node, *grads))
     return tuple(_as_tensor(r) for r in result)
@@ -135,7 +96,7 @@ def _function_backward(node, grads):
 def _op_backward(node, grads):
     fn = node._fn
     if not fn.double_backward:
-        arrays = fn._backward_arrays(node, [None if g is None else g._data for g in grads])
+        arrays = node.run([None if g is None else g._data for g in grads])
         return refuse_double_backward(fn, node, arrays, grads)
     ctx = _GraphCtx(node)
     if node._num_outputs == 1:
@@ -149,18 +110,11 @@ def _op_backward(node, grads):
 
 def _as_tensor(r):
     """A backward result as a Tensor: a formula's constant arrays and scalars wrapped."""
-    from ..ops.common import as_array
-    from ..tensor import Tensor, _wrap
     if r is None or isinstance(r, Tensor):
         return r
     if type(r) is GraphArray:
         return r.t
     return _wrap(as_array(r))
-
-
-def _device(array):
-    from ..backend import device_of
-    return device_of(array)
 
 
 class _GraphCtx:
@@ -185,8 +139,6 @@ def _saved_tensor(node, record):
     """The tensor a saved array came from, with its history: one of the node's own
     outputs, a non-leaf input (its producer and output_nr), a leaf input itself, or
     (when nothing differentiable produced it) a constant."""
-    from ..tensor import _wrap
-    from .function import _THIS_NODE
     counter, _, array, output_nr, producer = record
     if producer is None:
         for edge in node._next:
@@ -199,36 +151,3 @@ def _saved_tensor(node, record):
         t = _wrap(array, True, node if producer is _THIS_NODE else producer, output_nr)
     t._vc = counter
     return t
-
-
-class DoubleBackwardRefused(Function):
-    """Stands behind a gradient computed by an op without double-backward support."""
-
-    _node_suffix = ""
-
-    @staticmethod
-    def forward(ctx, *grads):
-        raise RuntimeError("DoubleBackwardRefused nodes are made by the engine only")
-
-    @staticmethod
-    def backward(ctx, *grads):
-        raise RuntimeError(
-            f"{ctx.op_name} does not support double backward: a gradient was computed through it with "
-            "create_graph=True, but its backward is not differentiable in distnn, so this second derivative "
-            "is refused rather than given wrong")
-
-
-def refuse_double_backward(fn, node, arrays, grads):
-    """``arrays`` (node's input gradients) as Tensors whose ``grad_fn`` refuses backward
-    and names the op, so a graph built through them fails only if differentiated."""
-    from ..tensor import _wrap
-    from .function import _edge_of, _sequence
-    inputs = [g for g in grads if g is not None and g.requires_grad]
-    refusal = DoubleBackwardRefused._Node()
-    refusal.op_name = f"{fn.__name__}{fn._node_suffix}"
-    refusal._next = tuple(_edge_of(g) for g in inputs)
-    refusal.needs_input_grad = (True,) * len(inputs)
-    refusal._seq = next(_sequence)
-    refusal._num_outputs = len(arrays)
-    refusal._output_meta = tuple(None if a is None else (a.shape, a.dtype, a) for a in arrays)
-    return tuple(None if a is None else _wrap(a, True, refusal, i) for i, a in enumerate(arrays))

@@ -14,6 +14,7 @@ and the root's ``grad_fn`` at that time (``_view_fn``). Two things follow:
 """
 
 from ..backend import array_module
+from ..tensor import _wrap
 from . import grad_mode
 
 # ``_view_fn`` of a view made without grad mode: such a view is never regenerated.
@@ -67,8 +68,6 @@ def modify_view(view, new_value):
     """Rebase an in-place op's result ``new_value`` (recorded, the view's new values) into
     the view's root base: the root's history becomes ``index_put`` of those values at the
     view's positions, the data is written through the view, and the view is regenerated."""
-    from ..ops import index_put, reshape
-    from ..tensor import _wrap
     root = view._base
     if root.requires_grad and root.grad_fn is None:
         raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place operation.")
@@ -91,8 +90,9 @@ def modify_view(view, new_value):
     if xp.unique(positions).size != positions.size:
         raise RuntimeError("unsupported operation: more than one element of the written-to tensor refers to a "
                            "single memory location. Please clone() the tensor before performing the operation.")
-    flat = index_put(reshape(root, (-1,)), (_wrap(positions.reshape(-1)),), reshape(new_value, (-1,)))
-    rebased = reshape(flat, root._data.shape)
+    # Tensor methods, not ops: this layer sits below ops, whose methods tensor_methods.py attached.
+    flat = root.reshape(-1).index_put((_wrap(positions.reshape(-1)),), new_value.reshape(-1))
+    rebased = flat.reshape(root._data.shape)
     view._data[...] = new_value._data
     root.grad_fn, root._output_nr, root.requires_grad = rebased.grad_fn, rebased._output_nr, True
     refresh_view(view)

@@ -19,6 +19,11 @@ import time
 
 import numpy as np
 import zmq
+# pyzmq starts its garbage-collector thread (which frees zero-copy buffers) on first
+# use and registers its own exit handler then; loaded before this module registers
+# its own, it is torn down after ours, so closing a world at exit never waits on a
+# collector that is already gone.
+import zmq.utils.garbage  # noqa: F401
 
 from . import shm, wire
 from .errors import DistributedError, DistributedTimeoutError
@@ -552,12 +557,6 @@ def _bind_host(master_host):
 
 
 _active_worlds = []
-
-
-# pyzmq starts its garbage-collector thread (which frees zero-copy buffers) on first
-# use and registers its own exit handler then; loaded here first, it is torn down after
-# ours, so closing a world at exit never waits on a collector that is already gone.
-import zmq.utils.garbage  # noqa: E402,F401
 
 
 @atexit.register

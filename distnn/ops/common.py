@@ -4,10 +4,12 @@ type promotion, and keeping numpy's scalar results arrays (``dim`` arguments: ``
 import numpy as np
 
 from .. import dtypes
+from ..backend import as_array  # noqa: F401  (every op family imports it from here)
+from ..creation import tensor
 from ..tensor import Tensor, _wrap
+from .conversion import to_dtype
 
 SCALARS = (bool, int, float, np.generic)
-_NDARRAY, _NUMPY_SCALAR, _asarray = np.ndarray, np.generic, np.asarray  # as_array runs in every op
 
 
 def renamed_op(cls, name, number=0):
@@ -22,7 +24,6 @@ def as_tensor(x, like=None):
     """``x`` as a Tensor (no copy for tensors; arrays and lists are wrapped)."""
     if isinstance(x, Tensor):
         return x
-    from ..creation import tensor
     device = like.device if like is not None else None
     return tensor(x, device=device)
 
@@ -64,7 +65,6 @@ def promote_operands(a, b):
 def _cast_operand(x, target):
     if isinstance(x, Tensor):
         if x._data.dtype != target:
-            from .conversion import to_dtype
             return to_dtype(x, target)
         return x
     if isinstance(x, np.generic):
@@ -72,12 +72,6 @@ def _cast_operand(x, target):
     if target.kind == "f" and isinstance(x, (bool, int)) and not isinstance(x, bool):
         return float(x)
     return x
-
-
-def as_array(result):
-    """numpy returns 0-d results (full reductions, vector @ vector, ``a[i, j]``) as
-    scalars (``np.float32``); keep them 0-d arrays of the same dtype. CuPy never does."""
-    return result if type(result) is _NDARRAY or not isinstance(result, _NUMPY_SCALAR) else _asarray(result)
 
 
 def result_float_dtype(x):

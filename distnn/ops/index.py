@@ -22,7 +22,7 @@ from .index_put import IndexPut, put_into_zeros
 
 __all__ = ["getitem", "index_put", "assign_index", "assign_masked", "masked_fill", "masked_select", "nonzero"]
 
-TENSOR_METHODS = ("masked_fill", "masked_select", "nonzero")
+TENSOR_METHODS = ("masked_fill", "masked_select", "nonzero", "index_put")
 
 _INT64 = np.dtype(np.int64)
 

@@ -363,6 +363,3 @@ def flip(input, *dims):
     n = input._data.ndim
     return Flip.apply(input, normalize_dims(dims, n, empty_means_all=False))
 
-
-# Re-exported so ``from distnn.ops.shape import cat`` keeps working.
-from .join import cat, chunk, concat, concatenate, narrow, split, stack, unbind  # noqa: E402,F401

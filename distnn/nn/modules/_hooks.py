@@ -8,7 +8,8 @@ import warnings
 from collections import OrderedDict
 
 from ...autograd import grad_mode
-from ...autograd.function import Function, RemovableHandle
+from ...autograd.function import Function
+from ...autograd.node import RemovableHandle
 from ...tensor import Tensor, _wrap
 
 # Hooks every module runs (debugging/profiling), as in torch.nn.modules.module.

@@ -8,7 +8,7 @@ from collections import OrderedDict
 
 from ... import backend, dtypes
 from ...autograd import grad_mode
-from ...tensor import Tensor
+from ...tensor import Tensor, _typename
 from ..parameter import Parameter
 from ..utils.grads import zero_grads
 from ._hooks import (_global_backward_hooks, _global_backward_pre_hooks, _global_forward_hooks,
@@ -28,14 +28,6 @@ def _addindent(s_, num_spaces):
         return s_
     first = lines.pop(0)
     return first + "\n" + "\n".join((num_spaces * " ") + line if line.strip() else "" for line in lines)
-
-
-def _typename(obj):
-    """What ``torch.typename`` prints: ``torch.FloatTensor`` for a tensor, else the qualified class."""
-    if isinstance(obj, Tensor):
-        return obj.type()
-    cls = type(obj)
-    return cls.__qualname__ if cls.__module__ in ("", "builtins") else f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _forward_unimplemented(self, *input):

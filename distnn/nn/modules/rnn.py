@@ -11,7 +11,7 @@ import numbers
 import warnings
 
 from ... import creation
-from ...ops.shape import cat, stack
+from ...ops.join import cat, stack
 from ...tensor import Tensor
 from .. import functional as F
 from .. import init

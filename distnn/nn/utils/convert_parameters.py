@@ -3,8 +3,7 @@
 (each parameter's storage becomes a slice of the vector, as in PyTorch)."""
 
 from ... import ops
-from ...tensor import Tensor
-from ..modules.module import _typename
+from ...tensor import Tensor, _typename
 
 __all__ = ["parameters_to_vector", "vector_to_parameters"]
 
