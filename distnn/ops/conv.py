@@ -59,7 +59,7 @@ class ConvolutionInputGrad(Op):
     def forward(ctx, g, w, geometry, x_shape):
         ctx.geometry = geometry
         ctx.save_for_backward(g, w)
-        return _gradients(ctx.xp, ctx.xp.empty(x_shape, g.dtype), w, g, geometry, True, False, False)[0]
+        return _input_grad(ctx.xp, g, w, geometry, x_shape)
 
     @staticmethod
     def backward(ctx, u):
@@ -78,7 +78,7 @@ class ConvolutionWeightGrad(Op):
     def forward(ctx, x, g, geometry, w_shape):
         ctx.geometry = geometry
         ctx.save_for_backward(x, g)
-        return _gradients(ctx.xp, x, ctx.xp.empty(w_shape, x.dtype), g, geometry, False, True, False)[1]
+        return _weight_grad(ctx.xp, x, g, geometry, w_shape)
 
     @staticmethod
     def backward(ctx, v):
