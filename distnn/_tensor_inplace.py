@@ -12,6 +12,7 @@ import numpy as np
 from . import backend, ops
 from .autograd import grad_mode
 from .autograd.views import modify_view, refresh_view
+from .ops.elementwise import refuse_bool_subtraction
 from .random import sample_like
 from .tensor import Tensor
 
@@ -28,9 +29,6 @@ class InPlaceMethods:
     def __iadd__(self, other):
         return self._modify_ufunc("add", other)
 
-    def __isub__(self, other):
-        return self._modify_ufunc("subtract", other)
-
     def __imul__(self, other):
         return self._modify_ufunc("multiply", other)
 
@@ -44,8 +42,19 @@ class InPlaceMethods:
 
     def sub_(self, other, alpha=1):
         if alpha != 1:
+            refuse_bool_subtraction(self, other)  # before the scaling turns a bool into a number
             other = other * alpha
-        return self._modify_ufunc("subtract", other)
+        # Another tensor of this one's dtype (``p -= lr * g``) needs no look: numpy refuses two
+        # bools itself. Any other operand may be a bool that the ufunc would quietly cast.
+        elif other.__class__ is not Tensor or other._data.dtype is not self._data.dtype:
+            refuse_bool_subtraction(self, other)
+        try:
+            return self._modify_ufunc("subtract", other)
+        except RuntimeError:  # numpy's refusal of two bools, worded as PyTorch's
+            refuse_bool_subtraction(self, other)
+            raise
+
+    __isub__ = sub_  # ``p -= lr * g``: straight to sub_'s ufunc, with alpha=1
 
     def mul_(self, other):
         return self._modify_ufunc("multiply", other)

@@ -1,11 +1,13 @@
 """Where a process learns its rank and world: explicit arguments, the launcher's
 environment (RANK, WORLD_SIZE, ...), or a cluster engine's (Slurm's srun,
 Open MPI's mpirun, PMI), in that order; and where the rendezvous store is
-(MASTER_ADDR/MASTER_PORT or ``init_method``), checked before any socket opens."""
+(MASTER_ADDR/MASTER_PORT or ``init_method``), checked and resolved once, before any
+socket opens."""
 
 import ipaddress
 import os
 import socket
+from typing import NamedTuple
 
 _SOURCES = (
     ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"),
@@ -58,8 +60,18 @@ def _check_rank(rank, world_size):
         raise ValueError(f"Expect: 0 <= rank < world_size, Actual: rank={rank}, world_size={world_size}")
 
 
+class Master(NamedTuple):
+    """The rendezvous store's address. ``addresses``: (family, sockaddr) of each address
+    ``host`` resolves to, IPv4 first. The one lookup of ``host``: the process group
+    picks its bind interface from these, so no later lookup can disagree with this one."""
+
+    host: str
+    port: int
+    addresses: tuple
+
+
 def resolve_master(init_method=None, environ=None):
-    """(host, port) of the rendezvous store, from ``tcp://host:port`` or MASTER_ADDR/MASTER_PORT."""
+    """The ``Master`` of the rendezvous store, from ``tcp://host:port`` or MASTER_ADDR/MASTER_PORT."""
     environ = os.environ if environ is None else environ
     if init_method not in (None, "env://"):
         if not init_method.startswith("tcp://"):
@@ -68,18 +80,19 @@ def resolve_master(init_method=None, environ=None):
         if not sep or not host:
             raise ValueError(f"Expect: init_method 'tcp://host:port', Actual: {init_method!r}")
         port = _port(port, f"the port of init_method {init_method!r}")
-        return _master_host(host.strip("[]"), f"the host of init_method={init_method!r}"), port
+        return _master(host.strip("[]"), port, f"the host of init_method={init_method!r}")
     host, port = environ.get("MASTER_ADDR"), environ.get("MASTER_PORT")
     if host is None or port is None:
         missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if environ.get(v) is None]
         raise ValueError(f"environment variable(s) {', '.join(missing)} not set: the rendezvous address "
                          "is unknown (the launcher sets them; or pass init_method='tcp://host:port')")
     port = _port(port, f"MASTER_PORT={port!r}")
-    return _master_host(host.strip("[]"), f"MASTER_ADDR={host!r}"), port
+    return _master(host.strip("[]"), port, f"MASTER_ADDR={host!r}")
 
 
-def _master_host(host, what):
-    """``host`` once it is a plausible host name or IP address that resolves.
+def _master(host, port, what):
+    """``Master(host, port, ...)`` once ``host`` is a plausible host name or IP address
+    that resolves.
 
     Checked here, where the variable that holds it is known: later a bad host only
     surfaces as a socket error (or, empty, as a rendezvous that waits for nothing)."""
@@ -87,17 +100,23 @@ def _master_host(host, what):
         raise ValueError(f"Expect: a host name or IP address of the machine running rank 0 as "
                          f"{what.split('=')[0]}, Actual: {what}")
     try:
-        ipaddress.ip_address(host)
-        return host  # a literal address needs no lookup
+        literal = ipaddress.ip_address(host)
     except ValueError:
-        pass
+        literal = None
+    if literal is not None:  # needs no lookup; a scope such as %eth0 is checked when a socket uses it
+        if literal.version == 4:
+            return Master(host, port, ((socket.AF_INET, (host, port)),))
+        return Master(host, port, ((socket.AF_INET6, (host, port, 0, 0)),))
     try:
-        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
         # "node:29500" is the usual slip; an address with a colon is IPv6 and parsed above.
         hint = "; the port goes in MASTER_PORT or init_method's ':port'" if ":" in host else ""
         raise ValueError(f"{what} does not resolve to an address ({exc}{hint})") from None
-    return host
+    # IPv4 first: the data sockets bind IPv6 only for a master that has no IPv4 address
+    addresses = sorted(((family, sockaddr) for family, _, _, _, sockaddr in found),
+                       key=lambda a: a[0] != socket.AF_INET)
+    return Master(host, port, tuple(addresses))
 
 
 def _port(text, what):

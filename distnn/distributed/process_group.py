@@ -197,7 +197,7 @@ class World:
         self.timeout = timeout
         self.broken = None
         self.shared_memory = []  # SharedMemoryGroup of every group that staged data, closed with us
-        host, port = master
+        host, port = master.host, master.port
         # The key under which a rank whose rendezvous timed out keeps its data sockets for the
         # retry: peers may already have been told these endpoints, and must still reach it there.
         claim = (hashlib.sha256(token + f"{host}:{port}".encode()).digest(), rank, world_size)
@@ -207,7 +207,7 @@ class World:
         else:
             self.context = zmq.Context()
             self.context.setsockopt(zmq.IPV6, 1)  # sockets made from it reach IPv6 masters (and IPv4 too)
-            self.transport = Transport(self.context, rank, world_size, _bind_host(host))
+            self.transport = Transport(self.context, rank, world_size, _bind_host(master))
         self._server = None
         self.store = None
         try:
@@ -520,37 +520,24 @@ def _bracket(host):
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def _master_addresses(host):
-    """(family, sockaddr) of each address ``host`` resolves to, IPv4 first: the data
-    sockets bind IPv6 only for a master that has no IPv4 address."""
-    try:
-        found = socket.getaddrinfo(host, 9, type=socket.SOCK_DGRAM)
-    except (OSError, UnicodeError) as exc:
-        raise ValueError(f"the master address {host!r} does not resolve to an address ({exc})") from None
-    return sorted(((family, sockaddr) for family, _, _, _, sockaddr in found),
-                  key=lambda a: a[0] != socket.AF_INET)
-
-
-def _is_loopback(host):
-    if host == "localhost":
+def _is_loopback(master):
+    if master.host == "localhost":
         return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return all(ipaddress.ip_address(a[1][0].split("%")[0]).is_loopback for a in _master_addresses(host))
+    return all(ipaddress.ip_address(sockaddr[0].split("%")[0]).is_loopback for _, sockaddr in master.addresses)
 
 
-def _bind_host(master_host):
+def _bind_host(master):
     """Where this rank's data socket binds, as a tcp:// endpoint spells it (IPv6 in
-    brackets): loopback for a loopback master, else the interface that reaches it."""
-    if _is_loopback(master_host):
+    brackets): loopback for a loopback master, else the interface that reaches it.
+    ``master``: an ``env.Master``, whose addresses were looked up once, by env."""
+    if _is_loopback(master):
         return "127.0.0.1"
-    family, sockaddr = _master_addresses(master_host)[0]
+    family, sockaddr = master.addresses[0]
     with socket.socket(family, socket.SOCK_DGRAM) as probe:
         try:
             probe.connect(sockaddr)  # UDP: picks the route and source address, sends nothing
         except OSError as exc:
-            raise DistributedError(f"the master address {master_host!r} is not reachable from this host "
+            raise DistributedError(f"the master address {master.host!r} is not reachable from this host "
                                    f"({exc}): check MASTER_ADDR (or init_method's host)") from None
         local = probe.getsockname()[0]
     return f"[{local}]" if family == socket.AF_INET6 else local

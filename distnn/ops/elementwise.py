@@ -288,15 +288,48 @@ def add(input, other, alpha=1):
 
 def sub(input, other, alpha=1):
     if alpha != 1:
+        refuse_bool_subtraction(input, other)  # before the scaling turns a bool into a number
         other = mul(other, alpha) if isinstance(other, type(input)) else other * alpha
     a, b = promote_operands(input, other)
-    return Sub.apply(a, b)
+    # Promotion leaves the common cases as they are (two tensors of one dtype, a float tensor
+    # and a float), where only two bool tensors can meet, and numpy refuses those itself.
+    # Elsewhere a bool hides in a Python bool promotion kept, or in an operand it converted,
+    # unless into a Python float (made from an int, never from a bool).
+    if (a.__class__ is bool or b.__class__ is bool or (a is not input and a.__class__ is not float)
+            or (b is not other and b.__class__ is not float)):
+        refuse_bool_subtraction(input, other)
+    try:
+        return Sub.apply(a, b)
+    except TypeError:  # numpy's refusal of two bools, worded as PyTorch's
+        refuse_bool_subtraction(input, other)
+        raise
 
 
 def rsub(input, other):
     """``other - input``: the reflected form behind ``2 - x``."""
-    a, b = promote_operands(other, input)
-    return Sub.apply(a, b)
+    return sub(other, input)
+
+
+_BOOL_SUBTRACTION_ERRORS = {
+    1: "Subtraction, the `-` operator, with a bool tensor is not supported. "
+       "If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.",
+    2: "Subtraction, the `-` operator, with two bool tensors is not supported. "
+       "Use the `^` or `logical_xor()` operator instead.",
+}
+
+
+def refuse_bool_subtraction(input, other):
+    """PyTorch's error for ``-`` with a bool operand, behind sub, rsub, ``sub_``, ``-=`` and
+    l1_loss. As in PyTorch, a Python bool counts as a bool tensor (``x - True`` is refused)
+    and a numpy bool does not."""
+    bools = _is_bool(input) + _is_bool(other)
+    if bools:
+        # from None: callers also refuse from an except clause, after numpy's own refusal
+        raise RuntimeError(_BOOL_SUBTRACTION_ERRORS[bools]) from None
+
+
+def _is_bool(x):
+    return x._data.dtype.kind == "b" if isinstance(x, Tensor) else x.__class__ is bool
 
 
 def mul(input, other):

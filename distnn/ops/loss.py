@@ -23,7 +23,7 @@ from .classification_loss import (LabelSmoothingLoss, NllLoss, NllLoss2D, SoftTa
                                   cross_entropy, nll_loss)  # re-exported from their old home
 from .common import as_array, as_tensor, promote_operands, renamed_op
 from .conversion import to_dtype
-from .elementwise import abs as abs_, div, mul, sub
+from .elementwise import abs as abs_, div, mul, refuse_bool_subtraction, sub
 from .loss_reduction import _reduce, _reduction_arg, _refuse_grad, _upstream
 from .reduce import _type_name, mean, sum as sum_
 
@@ -142,7 +142,7 @@ def _pointwise(op, input, target, reduction, param=None, weight=None, weighted_m
         raise ValueError("Weights and input must have the same size.")
     common = dtypes.promote(input._data, target._data)
     if op.kernel is None:  # l1: PyTorch's (input - target).abs(), so integers stay integers
-        _refuse_bool_subtraction(input, target)
+        refuse_bool_subtraction(input, target)
         if common.kind != "f":
             return _weighted_reduction(abs_(sub(input, target)), reduction, weight, weighted_mean)
     elif common.kind != "f":  # an int64 mse is an error in PyTorch, not a float64 loss
@@ -167,16 +167,6 @@ def _weighted_reduction(loss, reduction, weight, weighted_mean):
         return sum_(weighted)
     # PyTorch: mse/l1 divide by the total weight, huber by the element count
     return div(sum_(weighted), sum_(weight)) if weighted_mean == "weight" else mean(weighted)
-
-
-def _refuse_bool_subtraction(input, target):
-    bools = (input._data.dtype.kind == "b") + (target._data.dtype.kind == "b")
-    if bools == 2:
-        raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported. "
-                           "Use the `^` or `logical_xor()` operator instead.")
-    if bools == 1:
-        raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not supported. "
-                           "If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.")
 
 
 def _can_cast(source, target):

@@ -1,6 +1,8 @@
 """Rank/world/master resolution from arguments and launcher or cluster variables
 (distnn/distributed/env.py); pure functions over an explicit environ dict."""
 
+import socket
+
 import pytest
 
 from distnn.distributed import env
@@ -83,7 +85,37 @@ def test_unknown_rank_says_how_to_start():
     (None, {"MASTER_ADDR": "fe80::1%eth0", "MASTER_PORT": "29500"}, ("fe80::1%eth0", 29500)),
 ])
 def test_master_address(init_method, environ, expected):
-    assert env.resolve_master(init_method, environ=environ) == expected
+    master = env.resolve_master(init_method, environ=environ)
+    assert (master.host, master.port) == expected
+
+
+@pytest.mark.parametrize("host, addresses", [
+    ("10.0.0.1", ((socket.AF_INET, ("10.0.0.1", 29500)),)),
+    ("::1", ((socket.AF_INET6, ("::1", 29500, 0, 0)),)),
+    ("[::1]", ((socket.AF_INET6, ("::1", 29500, 0, 0)),)),
+])
+def test_literal_master_carries_its_address_without_a_lookup(host, addresses, monkeypatch):
+    monkeypatch.setattr(socket, "getaddrinfo", _no_lookup)
+    assert env.resolve_master(environ={"MASTER_ADDR": host, "MASTER_PORT": "29500"}).addresses == addresses
+
+
+def _no_lookup(*args, **kwargs):
+    raise AssertionError(f"unexpected lookup: getaddrinfo{args}")
+
+
+def test_master_name_is_looked_up_once_ipv4_first(monkeypatch):
+    calls = []
+
+    def dual_stack(host, port, *args, **kwargs):
+        calls.append(host)
+        return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("2001:db8::7", port, 0, 0)),
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.7", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", dual_stack)
+    master = env.resolve_master("tcp://node7:23456")
+    assert calls == ["node7"]
+    assert master == ("node7", 23456, ((socket.AF_INET, ("192.0.2.7", 23456)),
+                                       (socket.AF_INET6, ("2001:db8::7", 23456, 0, 0))))
 
 
 @pytest.mark.parametrize("environ, missing", [

@@ -10,7 +10,7 @@ import pytest
 import zmq
 
 from distnn.distributed import DistributedError
-from distnn.distributed import process_group
+from distnn.distributed import env, process_group
 from distnn.distributed.store import StoreServer
 from multiproc import collect, format_results, free_port, rank_env, start
 
@@ -36,33 +36,60 @@ def _routable(address):
         return False
 
 
+def _binds_here(host):
+    try:
+        family, _, _, _, sockaddr = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family) as s:
+            s.bind(sockaddr)
+        return True
+    except OSError:
+        return False
+
+
+THIS_HOST = socket.gethostname()
+needs_this_host = pytest.mark.skipif(not _binds_here(THIS_HOST),
+                                     reason=f"this host's name {THIS_HOST!r} is not an address of this host")
 needs_ipv6 = pytest.mark.skipif(not _has_ipv6_loopback(), reason="this host has no IPv6 loopback (::1)")
 needs_route = pytest.mark.skipif(not _routable(NOT_HERE), reason=f"this host has no route to {NOT_HERE}")
+
+
+def _master(host):
+    return env.resolve_master(environ={"MASTER_ADDR": host, "MASTER_PORT": "29500"})
 
 
 @pytest.mark.parametrize("master", ["127.0.0.1", "localhost", "127.0.0.2",
                                     pytest.param("::1", marks=needs_ipv6)])
 def test_loopback_master_binds_loopback(master):
-    assert process_group._bind_host(master) == "127.0.0.1"
+    assert process_group._bind_host(_master(master)) == "127.0.0.1"
 
 
 def test_unresolvable_master_is_a_value_error_not_gaierror():
     with pytest.raises(ValueError, match="'no-such-host.invalid' does not resolve") as info:
-        process_group._bind_host("no-such-host.invalid")
+        _master("no-such-host.invalid")
     assert not isinstance(info.value, socket.gaierror)
+
+
+def test_bind_host_uses_the_addresses_env_resolved(monkeypatch):
+    # A second lookup could disagree with the first (or hang on a slow resolver): there is none.
+    def no_lookup(*args, **kwargs):
+        raise AssertionError(f"unexpected lookup: getaddrinfo{args}")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_lookup)
+    loopback = env.Master("node7", 29500, ((socket.AF_INET, ("127.0.0.1", 29500)),))
+    assert process_group._bind_host(loopback) == "127.0.0.1"
 
 
 @needs_ipv6
 def test_ipv6_master_probes_with_an_ipv6_socket(monkeypatch):
     # Loopback short-circuits the probe, so pretend ::1 is remote to reach the IPv6 route lookup
     # (an AF_INET probe cannot even resolve an IPv6 literal).
-    monkeypatch.setattr(process_group, "_is_loopback", lambda host: False)
-    assert process_group._bind_host("::1") == "[::1]"  # bracketed, as a tcp:// endpoint needs
+    monkeypatch.setattr(process_group, "_is_loopback", lambda master: False)
+    assert process_group._bind_host(_master("::1")) == "[::1]"  # bracketed, as a tcp:// endpoint needs
 
 
 @needs_route
 def test_remote_master_binds_an_address_of_this_host():
-    local = process_group._bind_host(NOT_HERE)
+    local = process_group._bind_host(_master(NOT_HERE))
     with socket.socket() as s:
         s.bind((local, 0))
 
@@ -106,10 +133,16 @@ def test_store_other_bind_errors_carry_no_guess(context):
 
 
 # One rank, world_size=1, in a fresh process (a failed rendezvous keeps its sockets for a retry,
-# which must not leak into the test process). Prints what init_process_group raised, and how fast.
+# which must not leak into the test process). Prints what init_process_group raised, how fast,
+# and each host name it looked up.
 _INIT = """
-import json, sys, time
+import json, socket, sys, time
 import distnn.distributed as dist
+lookups, getaddrinfo = [], socket.getaddrinfo
+def counting_getaddrinfo(host, *args, **kwargs):
+    lookups.append(host)
+    return getaddrinfo(host, *args, **kwargs)
+socket.getaddrinfo = counting_getaddrinfo
 init_method = sys.argv[1] or None
 start = time.monotonic()
 try:
@@ -118,7 +151,7 @@ try:
     dist.destroy_process_group()
 except Exception as exc:
     outcome = {"error": type(exc).__name__, "message": str(exc)}
-print(json.dumps(dict(outcome, elapsed=time.monotonic() - start)))
+print(json.dumps(dict(outcome, elapsed=time.monotonic() - start, lookups=lookups)))
 """
 
 
@@ -163,4 +196,17 @@ def test_master_port_in_use_fails_fast_naming_it():
 @pytest.mark.parametrize("master_addr", ["127.0.0.1", pytest.param("::1", marks=needs_ipv6)])
 def test_master_on_loopback_joins(master_addr):
     outcome = _init_rank0(master_addr, free_port())
+    assert outcome["error"] is None, outcome
+
+
+@pytest.mark.parametrize("master_addr, lookups", [
+    ("localhost", 1),
+    pytest.param(THIS_HOST, 1, marks=needs_this_host),  # a name that is not the "localhost" shortcut
+    ("127.0.0.1", 0),  # a literal address needs no lookup at all
+])
+def test_master_addr_is_looked_up_once(master_addr, lookups):
+    # env checks the name and hands its addresses on: the process group's loopback test and
+    # bind-interface choice look nothing up again, so they cannot disagree with env's answer.
+    outcome = _init_rank0(master_addr, free_port())
+    assert outcome["lookups"] == [master_addr] * lookups, outcome
     assert outcome["error"] is None, outcome

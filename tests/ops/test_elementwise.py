@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 import distnn
-from op_check import check_op, make_input
+from distnn import _tensor_inplace
+from distnn.ops import elementwise
+from op_check import check_op, make_input, requires_torch, torch
 
 SHAPE_PAIRS = [((3, 4), (3, 4)), ((3, 4), (4,)), ((2, 1, 4), (3, 1)), ((), (2, 3))]
 
@@ -80,3 +82,75 @@ def test_unrecorded_product_with_a_float_matches_the_mul_op(dtype, shape, requir
 def test_recorded_product_with_a_float_keeps_its_node():
     t = distnn.ones(2, 3, requires_grad=True)
     assert (0.5 * t).grad_fn.name() == "MulBackward0"
+
+
+# Subtraction with a bool operand, in each spelling: PyTorch refuses it, a Python bool counting
+# as a bool tensor and a numpy bool not; without a bool, mixed operands subtract as promoted.
+# b, b0: bool tensors (b0 0-dim); i: int64; f: float32; fg: float32 requiring grad.
+SUBTRACTIONS = [
+    "b - b", "b - b0", "b - True", "True - b", "b - 1", "1 - b", "b - 1.5", "2.5 - b", "i - b", "b - i",
+    "f - b", "b - f", "f - b0", "i - True", "True - i", "f - True", "True - f", "f - False", "fg - b",
+    "fg * 1 - True", "f - np.True_", "b - np.True_", "i - 1", "f - i", "i - 0.5", "f - 1", "1 - f", "f - f",
+    "sub(b, b)", "sub(i, b)", "sub(i, True)", "sub(b, 1, alpha=2)", "sub(i, b, alpha=2)", "sub(i, True, alpha=2)",
+    "sub(b, b, alpha=True)", "sub(f, i, alpha=2)", "rsub(b, b)", "rsub(i, b)", "rsub(b, 1)", "rsub(f, True)",
+    "rsub(f, 2)", "b.sub(b)", "i.sub(True)", "f.sub(i)",
+]
+INPLACE_SUBTRACTIONS = [
+    "i.sub_(b)", "i.sub_(True)", "b.sub_(b)", "b.sub_(1)", "b.sub_(True)", "f.sub_(b)", "f.sub_(True)",
+    "f.sub_(b, alpha=2)", "i.sub_(i, alpha=2)", "f.sub_(i)", "(fg * 1).sub_(b)", "(fg * 1).sub_(f)",
+    "i -= b", "i -= True", "b -= b", "b -= b0", "b -= f", "f -= b", "f -= True", "f -= f", "i -= 1", "f -= np.True_",
+]
+
+
+def subtraction_outcome(lib, expr):
+    """(dtype, values) of ``expr``, or its RuntimeError's message; then every operand's
+    values, so a refused in-place subtraction is seen to leave its target alone."""
+    names = {"b": lib.tensor([True, False]), "b0": lib.tensor(True), "i": lib.tensor([3, 4]),
+             "f": lib.tensor([1.5, 2.0]), "fg": lib.tensor([1.5, 2.0], requires_grad=True),
+             "sub": lib.sub, "rsub": lib.rsub, "np": np}
+    try:
+        if "-=" in expr:
+            exec(expr, names)
+            out = names[expr.split()[0]]
+        else:
+            out = eval(expr, names)
+        outcome = (str(out.dtype).rsplit(".", 1)[-1], out.tolist())
+    except RuntimeError as exc:
+        outcome = (str(exc),)
+    return outcome + tuple(names[k].tolist() for k in ("b", "b0", "i", "f"))
+
+
+@requires_torch
+@pytest.mark.parametrize("expr", SUBTRACTIONS + INPLACE_SUBTRACTIONS)
+def test_subtraction_with_bools_matches_torch(expr):
+    assert subtraction_outcome(distnn, expr) == subtraction_outcome(torch, expr)
+
+
+@pytest.mark.parametrize("expr, message", [
+    ("b - b", "Subtraction, the `-` operator, with two bool tensors is not supported. "
+              "Use the `^` or `logical_xor()` operator instead."),
+    ("f - True", "Subtraction, the `-` operator, with a bool tensor is not supported. "
+                 "If you are trying to invert a mask, use the `~` or `logical_not()` operator instead."),
+    ("i -= b", "Subtraction, the `-` operator, with a bool tensor is not supported."),
+])
+def test_subtraction_with_bools_raises_torchs_error(expr, message):
+    """The same refusals without the oracle: torch 2.13's messages."""
+    assert subtraction_outcome(distnn, expr)[0].startswith(message)
+
+
+def test_common_subtractions_skip_the_bool_check(monkeypatch):
+    # Two tensors of one dtype, or a float tensor and a Python number, are the hot path
+    # (``p -= lr * g``): no look at dtype kinds there.
+    def counted(*args):
+        calls.append(args)
+
+    calls = []
+    monkeypatch.setattr(elementwise, "refuse_bool_subtraction", counted)
+    monkeypatch.setattr(_tensor_inplace, "refuse_bool_subtraction", counted)
+    p, g = distnn.ones(2), distnn.ones(2)
+    results = [p - g, p - 0.5, p - 1, 2 - p, p.sub(g)]
+    p -= g
+    p.sub_(g)
+    assert calls == []
+    assert [r.tolist() for r in results] == [[0.0, 0.0], [0.5, 0.5], [0.0, 0.0], [1.0, 1.0], [0.0, 0.0]]
+    assert p.tolist() == [-1.0, -1.0]
