@@ -17,7 +17,9 @@ from .ops import *  # noqa: F401,F403
 from . import _tensor_methods  # noqa: F401  (attaches Tensor's methods: before anything makes a tensor)
 from . import autograd, ops
 from . import nn, optim, utils
+from . import multiprocessing  # noqa: F401  (registers how shared tensors travel between processes)
 from .serialization import load, save
+from . import accelerator, backends, onnx, serialization  # noqa: F401  (torch.accelerator, torch.backends, ...)
 
 __version__ = "0.1.0"
 

@@ -4,7 +4,7 @@
 tensor <- autograd <- ops <- this module. Here ``Tensor`` gains the operators
 below, each ``ops`` function listed in ``ops.TENSOR_METHODS`` (``x.sum(1)`` is
 ``ops.sum(x, 1)``: one code path), and the in-place, autograd and conversion
-methods of the three ``_tensor_*`` modules. ``distnn/__init__.py`` imports this
+methods of the ``_tensor_*`` modules. ``distnn/__init__.py`` imports this
 module before anything else can make a tensor.
 """
 
@@ -14,6 +14,7 @@ from . import ops
 from ._tensor_autograd import AutogradMethods
 from ._tensor_convert import ConversionMethods
 from ._tensor_inplace import InPlaceMethods
+from ._tensor_shared import SharedMemoryMethods
 from .tensor import Tensor
 
 
@@ -122,7 +123,7 @@ _NOT_METHODS = frozenset({"__module__", "__qualname__", "__doc__", "__dict__", "
 
 
 def _attach():
-    sources = (OperatorMethods, InPlaceMethods, AutogradMethods, ConversionMethods)
+    sources = (OperatorMethods, InPlaceMethods, AutogradMethods, ConversionMethods, SharedMemoryMethods)
     methods = [(name, value) for source in sources for name, value in vars(source).items()
                if name not in _NOT_METHODS]
     methods += [(name, getattr(ops, name)) for name in ops.TENSOR_METHODS]

@@ -45,7 +45,8 @@ from . import dtypes as _dt
 from ._process import process_running
 from .tensor import Size, Tensor, _wrap
 
-__all__ = ["save", "load", "SerializationError"]
+__all__ = ["save", "load", "SerializationError", "add_safe_globals", "clear_safe_globals", "get_safe_globals",
+           "safe_globals"]
 
 FORMAT, VERSION, MANIFEST = "distnn.save", 1, "manifest.json"
 _READ_CHUNK = 1 << 20  # an entry is copied in pieces of this size, never through a full-size temporary
@@ -107,7 +108,11 @@ class _Encoder:
                 return self._container(x, t, path)
             finally:
                 self._open.discard(id(x))
-        hint = " (save its state_dict() instead)" if callable(getattr(x, "state_dict", None)) else ""
+        hint = ""
+        if callable(getattr(x, "state_dict", None)):
+            hint = (" (save its state_dict() instead: distnn.save never pickles objects, so save the "
+                    "weights with torch.save(model.state_dict(), path) and load them into a model built "
+                    "by the same code with model.load_state_dict(torch.load(path)))")
         raise TypeError(f"{path}: cannot save object of type {t.__name__}{hint}")
 
     def _container(self, x, t, path):
@@ -401,3 +406,40 @@ class _Decoder:
                                "CUDA is not available. Pass map_location='cpu' to load it on the CPU.")
         return t if device.type == "cpu" else _wrap(backend.move_to(t._data, device))
 
+
+# --- safe globals ----------------------------------------------------------------------
+# PyTorch's weights_only unpickler calls only allow-listed globals. distnn.load never
+# unpickles, so it calls no global whatever the list holds: the list is kept only so
+# that get_safe_globals() reads back what a program added (each global once, as torch).
+
+_safe_globals = []
+
+
+def add_safe_globals(safe_globals):
+    """Record ``safe_globals`` (functions/classes or ``(obj, "module.name")`` pairs); loading is
+    unchanged, since a distnn file holds no pickled object that could name one."""
+    for g in list(safe_globals):
+        if g not in _safe_globals:
+            _safe_globals.append(g)
+
+
+def get_safe_globals():
+    return list(_safe_globals)
+
+
+def clear_safe_globals():
+    _safe_globals.clear()
+
+
+class safe_globals:
+    """Context manager recording ``safe_globals`` inside the block only. It changes nothing
+    about loading: distnn.load never unpickles, so it needs no allow-list."""
+
+    def __init__(self, safe_globals):
+        self.safe_globals = safe_globals
+
+    def __enter__(self):
+        add_safe_globals(self.safe_globals)
+
+    def __exit__(self, type, value, tb):
+        _safe_globals[:] = [g for g in _safe_globals if g not in self.safe_globals]

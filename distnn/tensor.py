@@ -214,8 +214,12 @@ class Tensor:
         return out
 
     def __reduce_ex__(self, protocol):
-        # Lets DataLoader worker processes hand batches back (multiprocessing only;
-        # nothing in distnn sends or stores tensors with pickle).
+        # Lets DataLoader workers and distnn.multiprocessing hand tensors between processes
+        # (nothing in distnn stores tensors with pickle). Data in shared memory travels as
+        # a reference to it (its block says how: _tensor_shared.py), any other as a copy.
+        owner = _memory_owner(self._data)
+        if hasattr(owner, "reduce_tensor"):
+            return owner.reduce_tensor(self)
         return (_rebuild, (backend.to_numpy(self._data), self.requires_grad))
 
 
@@ -225,6 +229,13 @@ def _typename(obj):
         return obj.type()
     cls = type(obj)
     return cls.__qualname__ if cls.__module__ in ("", "builtins") else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _memory_owner(array):
+    """What owns ``array``'s memory when it is not a numpy array (None for numpy-owned memory)."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array.base
 
 
 def _init(t, data):

@@ -6,6 +6,9 @@ and raw payload frames. See DESIGN.md and the README for the environment
 variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, DISTNN_JOB_TOKEN).
 """
 
+import warnings
+
+from .. import backend as _backend
 from .collective_ops import (GroupMember, ReduceOp, all_gather, all_gather_into_tensor, all_gather_object,
                              all_reduce, barrier, broadcast, broadcast_object_list, destroy_process_group,
                              gather, get_backend, get_global_rank, get_rank, get_world_size,
@@ -20,4 +23,30 @@ __all__ = ["GroupMember", "ReduceOp", "all_gather", "all_gather_into_tensor", "a
            "get_backend", "get_global_rank", "get_rank", "get_world_size", "init_process_group", "irecv",
            "is_available", "is_initialized", "isend", "new_group", "recv", "reduce", "reduce_scatter",
            "reduce_scatter_tensor", "scatter", "send", "DistributedError", "DistributedTimeoutError",
-           "ProcessGroup", "Work", "DistributedDataParallel"]
+           "ProcessGroup", "Work", "DistributedDataParallel", "get_default_backend_for_device", "reduce_op"]
+
+
+def get_default_backend_for_device(device):
+    """The backend name to pass to ``init_process_group`` for ``device`` (a string or a device):
+    "gloo" for the CPU, as in PyTorch, and for CUDA too, where PyTorch says "nccl". distnn
+    has one backend, ZeroMQ, which init_process_group also accepts as "gloo": like gloo it
+    moves CUDA tensors through host memory, and it has no NCCL."""
+    _backend.as_device(device)  # a device distnn does not have raises PyTorch's RuntimeError
+    return "gloo"
+
+
+class _reduce_op:
+    """Deprecated ``dist.reduce_op``: ``ReduceOp``'s members, warning on each access, as in PyTorch."""
+
+    def __init__(self):
+        for op in ReduceOp:
+            setattr(self, op.name, op)
+        self.__members__ = ReduceOp.__members__
+
+    def __getattribute__(self, key):
+        warnings.warn("`torch.distributed.reduce_op` is deprecated, please use `torch.distributed.ReduceOp` "
+                      "instead", FutureWarning, stacklevel=2)
+        return object.__getattribute__(self, key)
+
+
+reduce_op = _reduce_op()

@@ -44,6 +44,8 @@ def _key(index, xp):
             continue
         if isinstance(k, Tensor):
             k = k._data
+        elif type(k) is range:  # a sequence of ints, as torch reads it: an index array
+            k = xp.arange(k.start, k.stop, k.step, dtype=_INT64)
         elif isinstance(k, (list, tuple)):
             k = xp.asarray(k)
             if k.size == 0:

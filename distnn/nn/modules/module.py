@@ -7,6 +7,7 @@ attribute routing of parameters, buffers and submodules, forward/backward hooks,
 from collections import OrderedDict
 
 from ... import backend, dtypes
+from ..._tensor_shared import move_to_shared_memory
 from ...autograd import grad_mode
 from ...tensor import Tensor, _typename
 from ..parameter import Parameter
@@ -273,6 +274,15 @@ class Module(TraversalMethods, StateDictMethods):
         return self._apply(lambda t: t.half() if t.is_floating_point() else t)
 
     def share_memory(self):
+        """Move parameters, buffers and their gradients into shared memory, in place (one
+        block for all), so that processes this module is handed to update the same values."""
+        tensors = []
+        for module in self.modules():
+            for param in module._parameters.values():
+                if param is not None:
+                    tensors += [param, param.grad]
+            tensors += module._buffers.values()
+        move_to_shared_memory(tensors)
         return self
 
     # --- hooks -------------------------------------------------------------------------

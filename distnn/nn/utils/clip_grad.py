@@ -24,6 +24,12 @@ def _as_list(tensors):
 
 def _vector_norm(a, p):
     """The ``p``-norm of all elements of array ``a`` as a 0-d array of ``a``'s dtype."""
+    # numpy's ufuncs return a 0-d array's result as a scalar (np.float32): made an
+    # array again here, since a Tensor must hold an ndarray (numpy(), the device).
+    return backend.as_array(_norm(a, p))
+
+
+def _norm(a, p):
     xp = backend.array_module(a)
     if a.size == 0:
         return xp.zeros((), dtype=a.dtype)
