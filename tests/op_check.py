@@ -1,6 +1,7 @@
 """One helper every op test uses: gradcheck in float64, then values and gradients
 side by side with PyTorch in float32 (when torch is importable), on contiguous
-and non-contiguous inputs.
+and non-contiguous inputs; and, for ops whose derivatives need exact checks
+(zeros, higher orders), float64 derivatives side by side with PyTorch's.
 
 A test states only the inputs and the function, written once against the
 shared API: ``fn(lib, *tensors)`` where ``lib`` is ``distnn`` or ``torch``.
@@ -26,12 +27,14 @@ except ImportError:  # the oracle is optional
 requires_torch = pytest.mark.skipif(torch is None, reason="PyTorch (test oracle) not installed")
 
 
-def make_input(shape, low=-1.0, high=1.0, positive=False, seed=0, dtype=np.float64):
-    """A random float array; ``positive`` keeps it away from zero (for log, sqrt, /)."""
+def make_input(shape, low=-1.0, high=1.0, positive=False, seed=0, dtype=np.float64, zeros=()):
+    """A random float array; ``positive`` keeps it away from zero (for log, sqrt, /);
+    ``zeros`` are flat positions set to exactly 0 (for prod and cumprod)."""
     rng = np.random.default_rng(seed)
     arr = rng.uniform(low, high, size=shape)
     if positive:
         arr = np.abs(arr) + 0.5
+    arr.reshape(-1)[list(zeros)] = 0.0
     return arr.astype(dtype)
 
 
@@ -175,6 +178,40 @@ def compare_with_torch(fn, arrays, requires_grad=None, rtol=1e-5, atol=1e-6, che
                 if a.grad is not None:
                     np.testing.assert_allclose(host(a.grad), b.grad.numpy(), rtol=rtol, atol=atol,
                                                err_msg=f"gradient of input {i} differs from torch ({layout})")
+
+
+def compare_derivatives_with_torch(fn, arrays, order=2, rtol=1e-9, atol=1e-12):
+    """float64 values and derivatives up to ``order`` of ``fn(lib, *inputs)`` next to
+    PyTorch's, exactly (no finite differences, so inputs may sit on zeros and kinks).
+    Derivative k is ``d/dx sum(w_k * derivative k-1)`` with fixed random weights,
+    recorded (``create_graph=True``) while a higher one is still to come."""
+    if torch is None:
+        pytest.skip("PyTorch (test oracle) not installed")
+    rng = np.random.default_rng(3)
+    weights = []
+
+    def run(lib):
+        kw = {"device": DEVICE} if lib is distnn else {}
+        xs = [lib.tensor(a, dtype=lib.float64, requires_grad=True, **kw) for a in arrays]
+        level = [fn(lib, *xs)]
+        found = [level]
+        for k in range(order):
+            if len(weights) == k:
+                weights.append([rng.uniform(0.5, 1.5, size=tuple(t.shape)) for t in level])
+            terms = [(t * lib.tensor(w, dtype=lib.float64, **kw)).sum()
+                     for t, w in zip(level, weights[k]) if t.requires_grad]
+            grads = (lib.autograd.grad(sum(terms[1:], terms[0]), xs, create_graph=k + 1 < order, allow_unused=True)
+                     if terms else [None] * len(xs))  # torch leaves a derivative that is zero by construction
+            level = [lib.zeros_like(x) if g is None else g for g, x in zip(grads, xs)]
+            found.append(level)
+        return [[host(t) if lib is distnn else t.detach().numpy() for t in ts] for ts in found]
+
+    ours, theirs = run(distnn), run(torch)
+    for k, (got, ref) in enumerate(zip(ours, theirs)):
+        for i, (a, b) in enumerate(zip(got, ref)):
+            what = "forward" if k == 0 else f"derivative {k} w.r.t. input {i}"
+            assert a.shape == b.shape, f"{what}: shape {a.shape} != torch {b.shape}"
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=f"{what} differs from torch")
 
 
 def check_op(fn, arrays, requires_grad=None, gradcheck=True, torch_check=True, **tol):

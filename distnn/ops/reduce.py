@@ -1,5 +1,6 @@
-"""Reductions: sum, mean, prod, var/std, norm, logsumexp, all/any, count_nonzero, and the
-scan cumsum; max/min, amax/amin and argmax/argmin live in ``minmax.py``.
+"""Reductions: sum, mean, prod, var/std, norm, logsumexp, all/any, count_nonzero;
+max/min, amax/amin and argmax/argmin live in ``minmax.py``, the scans cumsum and
+cumprod in ``scan.py``.
 
 ``dim`` may be None (all axes), an int or a tuple, negative allowed. Backward
 re-inserts the reduced axes (when ``keepdim`` dropped them) and broadcasts.
@@ -10,17 +11,17 @@ import math
 
 from .. import dtypes
 from ..autograd.function import Op
-from .._dims import normalize_dim, normalize_dims
+from .._dims import normalize_dims
 from .common import as_array, no_grad_result, renamed_op
 from .minmax import (Amax, Amin, Max, MaxAll, Min, MinAll, ReturnTypes, amax, amin, argmax, argmin,  # noqa: F401
                      max, min)  # re-exported from their old home
-from .reduce_dims import _INT64, _count, _expand_grad, _remember, _unsqueeze_reduced
+from .reduce_dims import _INT64, _count, _dtype_arg, _expand_grad, _integral_to_int64, _remember, _unsqueeze_reduced
+from .scan import cumprod_array
 
 __all__ = ["sum", "mean", "prod", "var", "std", "var_mean", "std_mean", "norm", "logsumexp", "all", "any",
-           "count_nonzero", "cumsum"]
+           "count_nonzero"]
 
-TENSOR_METHODS = ("sum", "mean", "prod", "var", "std", "norm", "logsumexp", "all", "any", "count_nonzero",
-                  "cumsum")
+TENSOR_METHODS = ("sum", "mean", "prod", "var", "std", "norm", "logsumexp", "all", "any", "count_nonzero")
 
 
 # --- sums and products ---------------------------------------------------------
@@ -57,7 +58,11 @@ class Mean(Op):
 class Prod(Op):
     """Product over all elements (``ProdDim``: along one dim). The gradient is
     the product of all the *other* elements, from exclusive prefix and suffix
-    products, so zeros in the input are handled exactly (no division by x)."""
+    products, so zeros in the input are handled exactly (no division by x).
+    Those are cumprods (recorded as ``Cumprod`` under create_graph=True), so the
+    second derivative is exact at zeros too."""
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, a, dims, keepdim, dtype):
@@ -81,26 +86,14 @@ ProdDim = renamed_op(Prod, "Prod", 1)
 
 def _exclusive_products(xp, a, axis):
     """For every element, the product of the other elements along ``axis``."""
+    if a.shape[axis] == 0:
+        return a
     lead = (slice(None),) * axis
     ones = xp.ones(a.shape[:axis] + (1,) + a.shape[axis + 1:], dtype=a.dtype)
-    before = xp.cumprod(xp.concatenate([ones, a[lead + (slice(None, -1),)]], axis=axis), axis=axis)
+    before = cumprod_array(xp, xp.concatenate([ones, a[lead + (slice(None, -1),)]], axis=axis), axis)
     after = xp.concatenate([a[lead + (slice(1, None),)], ones], axis=axis)
-    after = xp.flip(xp.cumprod(xp.flip(after, axis), axis=axis), axis)
+    after = xp.flip(cumprod_array(xp, xp.flip(after, axis), axis), axis)
     return before * after
-
-
-class Cumsum(Op):
-    double_backward = True
-
-    @staticmethod
-    def forward(ctx, a, dim, dtype):
-        ctx.dim = dim
-        return a.cumsum(axis=dim, dtype=dtype)
-
-    @staticmethod
-    def backward(ctx, g):
-        xp = ctx.xp
-        return xp.flip(xp.flip(g, ctx.dim).cumsum(axis=ctx.dim), ctx.dim), None, None
 
 
 class Logsumexp(Op):
@@ -210,17 +203,6 @@ class LinalgVectorNorm(Op):
 
 # --- functional forms ----------------------------------------------------------
 
-def _dtype_arg(dtype):
-    return None if dtype is None else dtypes.to_np(dtype)
-
-
-def _integral_to_int64(input, np_dtype):
-    """PyTorch sums and multiplies bool and integer tensors in int64."""
-    if np_dtype is None and input._data.dtype.kind in "biu":
-        return _INT64
-    return np_dtype
-
-
 def _type_name(np_dtype):
     return {"int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte",
             "bool": "Bool", "float32": "Float", "float64": "Double", "float16": "Half"}[np_dtype.name]
@@ -250,14 +232,6 @@ def prod(input, dim=None, keepdim=False, *, dtype=None):
     if dim is None:
         return Prod.apply(input, tuple(range(input._data.ndim)), False, np_dtype)
     return ProdDim.apply(input, normalize_dims(int(dim), input._data.ndim), keepdim, np_dtype)
-
-
-def cumsum(input, dim, *, dtype=None):
-    n = input._data.ndim
-    d = normalize_dim(dim, n)
-    if n == 0:
-        return sum(input, dtype=dtype)
-    return Cumsum.apply(input, d, _integral_to_int64(input, _dtype_arg(dtype)))
 
 
 def logsumexp(input, dim, keepdim=False):

@@ -1,11 +1,24 @@
-"""Axis bookkeeping every reduction shares: the reduced axes put back (and broadcast to the
-input's shape) for backward. ``dim`` itself is read by ``.._dims.normalize_dims``."""
+"""Bookkeeping every reduction and scan shares: the reduced axes put back (and broadcast
+to the input's shape) for backward, and the result dtype of a ``dtype=`` argument.
+``dim`` itself is read by ``.._dims.normalize_dims``."""
 
 import numpy as np
 
+from .. import dtypes
 from ..autograd.graph_xp import recording
 
 _INT64 = np.dtype(np.int64)
+
+
+def _dtype_arg(dtype):
+    return None if dtype is None else dtypes.to_np(dtype)
+
+
+def _integral_to_int64(input, np_dtype):
+    """PyTorch sums and multiplies bool and integer tensors in int64."""
+    if np_dtype is None and input._data.dtype.kind in "biu":
+        return _INT64
+    return np_dtype
 
 
 def _unsqueeze_reduced(xp, g, ctx):

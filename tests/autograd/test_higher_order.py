@@ -194,6 +194,11 @@ def _batch_norm_train(lib, x, w, b):
     return _F(lib).batch_norm(x, running_mean, running_var, w, b, training=True)
 
 
+def _with_zeros(array, positions):
+    array.reshape(-1)[positions] = 0.0
+    return array
+
+
 _rng = np.random.default_rng(6)
 _LABELS = _rng.integers(0, 5, size=4)
 _ROWS = np.array([2, 0, 2, 3])
@@ -235,6 +240,8 @@ OPS = {
     "reshape": (lambda lib, x: x.reshape(2, 12), [uniform(_rng, (4, 6))]),
     "permute": (lambda lib, x: x.permute(2, 0, 1), [uniform(_rng, (2, 3, 4))]),
     "cat": (lambda lib, a, b: lib.cat([a, b], dim=1), [uniform(_rng, (3, 2)), uniform(_rng, (3, 4))]),
+    "prod_dim_with_zeros": (lambda lib, x: x.prod(dim=1), [_with_zeros(uniform(_rng, (3, 4)), [1, 2, 4])]),
+    "cumprod_with_zeros": (lambda lib, x: x.cumprod(dim=1), [_with_zeros(uniform(_rng, (3, 4)), [1, 2, 4, 11])]),
 }
 
 
@@ -319,7 +326,7 @@ def test_gradgradcheck_catches_wrong_second_derivative(lib):
         lib.autograd.gradgradcheck(cube.apply, (x,))
 
 
-# --- ops that refuse double backward ------------------------------------------------
+# --- embedding, and ops that refuse double backward ----------------------------------
 
 @pytest.mark.parametrize("padding_idx, scale", [(None, False), (0, True)])
 def test_embedding_double_backward(padding_idx, scale):
@@ -338,10 +345,24 @@ def test_embedding_double_backward(padding_idx, scale):
 
 
 def test_refused_double_backward_names_the_op():
-    """An op without double backward (prod) computes first derivatives under
-    create_graph=True, and refuses, naming itself, only when differentiated again."""
+    """An op that leaves ``double_backward`` False (no distnn op does) computes first
+    derivatives under create_graph=True, and refuses, naming itself, only when
+    differentiated again."""
+    from distnn.autograd.function import Op
+
+    class CubeWithoutDoubleBackward(Op):
+        @staticmethod
+        def forward(ctx, a):
+            ctx.save_for_backward(a)
+            return a ** 3
+
+        @staticmethod
+        def backward(ctx, g):
+            (a,) = ctx.saved_tensors
+            return 3 * a * a * g
+
     x = distnn.tensor([1.5, -2.0, 0.5], requires_grad=True)
-    (g,) = distnn.autograd.grad(x.prod(), x, create_graph=True)
-    np.testing.assert_allclose(host(g), [-1.0, 0.75, -3.0])
-    with pytest.raises(RuntimeError, match="ProdBackward0 does not support double backward"):
+    (g,) = distnn.autograd.grad(CubeWithoutDoubleBackward.apply(x).sum(), x, create_graph=True)
+    np.testing.assert_allclose(host(g), [6.75, 12.0, 0.75])
+    with pytest.raises(RuntimeError, match="CubeWithoutDoubleBackwardBackward0 does not support double backward"):
         (g ** 2).sum().backward()

@@ -1,5 +1,6 @@
 """Reductions: gradcheck and torch comparison over dims (None, int, negative,
-tuple) x keepdim, integer dtypes, and bad input; max/min are in test_minmax.py."""
+tuple) x keepdim, prod's second derivatives with zeros, integer dtypes, and bad
+input; max/min are in test_minmax.py, cumsum/cumprod in test_scan.py."""
 
 import math
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 import distnn
-from op_check import check_op, compare_with_torch, make_input, requires_torch, torch
+from op_check import check_op, compare_derivatives_with_torch, compare_with_torch, make_input, requires_torch, torch
 
 DIMS = [((3, 4), None), ((3, 4), 0), ((3, 4), -1), ((2, 3, 4), (0, 2)), ((2, 3, 4), (-1, -3)),
         ((2, 3, 4), 1), ((2, 3, 4), ()), ((5,), 0), ((), None), ((), 0)]
@@ -40,6 +41,24 @@ def test_prod_with_two_zeros_matches_torch():
     x = np.array([[0.0, 2.0, 0.0], [1.0, 0.0, 3.0]])
     compare_with_torch(lambda lib, t: t.prod(), [x])
     compare_with_torch(lambda lib, t: t.prod(1), [x])
+
+
+# flat positions of exact zeros: along dim 1 of a (3, 4) input "1, 2" are adjacent,
+# along dim 0 "1, 5" are; "0, 3, 5" puts a zero first and last in a row
+PROD_ZEROS = {"none": (), "one": (1,), "adjacent_in_row": (1, 2), "adjacent_in_column": (1, 5), "three": (0, 3, 5)}
+
+
+@requires_torch
+@pytest.mark.parametrize("shape,dim,keepdim", [((3, 4), None, False), ((3, 4), 1, False), ((3, 4), -2, True),
+                                               ((2, 3, 4), 1, True), ((2, 3, 4), -1, False), ((6,), 0, False)])
+@pytest.mark.parametrize("zeros", list(PROD_ZEROS.values()), ids=list(PROD_ZEROS))
+def test_prod_second_derivative_matches_torch(shape, dim, keepdim, zeros):
+    """Double backward through prod (recorded cumprods of the other elements), exact at zeros."""
+    x = make_input(shape, zeros=zeros)
+    if dim is None:
+        compare_derivatives_with_torch(lambda lib, t: lib.prod(t), [x])
+    else:
+        compare_derivatives_with_torch(lambda lib, t: t.prod(dim, keepdim=keepdim), [x])
 
 
 @pytest.mark.parametrize("name", ["var", "std"])
@@ -91,11 +110,6 @@ def test_logsumexp_is_stable_for_large_and_infinite_values():
     assert out.dtype == distnn.float32
     out[0].backward()
     np.testing.assert_allclose(x.grad.numpy()[0], [0.5, 0.5], rtol=1e-4)
-
-
-@pytest.mark.parametrize("dim", [0, 1, -1])
-def test_cumsum(dim):
-    check_op(lambda lib, x: lib.cumsum(x, dim), [make_input((3, 4))])
 
 
 @requires_torch
