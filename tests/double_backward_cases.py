@@ -217,6 +217,8 @@ SCAN = [
 ]
 
 SHAPE = [
+    case("tril", lambda x: distnn.tril(x, 1) * x, uniform((3, 4), 300)),
+    case("triu_batched", lambda x: x.triu(-1) * x, uniform((2, 3, 3), 301)),
     case("expand", lambda x: x.expand(2, 3) ** 2, uniform((1, 3), 350)),
     case("flip", lambda x: x.flip(1) * x, uniform((2, 3), 351)),
     case("permute", lambda x: x.permute(2, 0, 1) ** 2, uniform((2, 3, 2), 352)),

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from .. import creation, dtypes
+from .. import creation
 from ..ops import elementwise as _ew
 from ..ops import reduce as _red
 from ..ops.activation import (celu, elu, gelu, glu, hardshrink, hardsigmoid, hardswish, hardtanh, leaky_relu,
@@ -23,6 +23,8 @@ from ..ops.normalization import (alpha_dropout, batch_norm, dropout, dropout1d, 
 from ..ops.padding import pad
 from ..ops.pool import (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_max_pool1d, adaptive_max_pool2d,
                         avg_pool1d, avg_pool2d, max_pool1d, max_pool2d)
+from .functional_attention import (_canonical_mask, _none_or_dtype,  # noqa: F401  (as torch's F)
+                                   multi_head_attention_forward, scaled_dot_product_attention)
 
 __all__ = [
     # activations
@@ -34,7 +36,7 @@ __all__ = [
     "linear", "bilinear", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "max_pool1d",
     "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
     "adaptive_max_pool1d", "adaptive_max_pool2d", "embedding", "one_hot", "pad", "interpolate",
-    "scaled_dot_product_attention",
+    "scaled_dot_product_attention", "multi_head_attention_forward",
     # normalisation and dropout
     "batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm", "normalize", "dropout",
     "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout",
@@ -154,29 +156,6 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
         out = (index_select(out, axis, creation.as_tensor(i0, device=input.device)) * w0
                + index_select(out, axis, creation.as_tensor(i1, device=input.device)) * w1)
     return out
-
-
-# --- attention ------------------------------------------------------------------------
-
-def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
-                                 scale=None, enable_gqa=False):
-    """softmax(Q K^T * scale + mask) V over the last two dims, as PyTorch's reference math."""
-    L, S = query.shape[-2], key.shape[-2]
-    scale = 1 / math.sqrt(query.shape[-1]) if scale is None else scale
-    scores = matmul(query, key.transpose(-2, -1)) * scale
-    if is_causal:
-        if attn_mask is not None:
-            raise RuntimeError("Expect: attn_mask None when is_causal=True, Actual: a mask")
-        attn_mask = creation.as_tensor(np.tril(np.ones((L, S), dtype=bool)), device=query.device)
-    if attn_mask is not None:
-        if attn_mask.dtype == dtypes.bool_:
-            scores = scores.masked_fill(attn_mask.logical_not(), float("-inf"))
-        else:
-            scores = scores + attn_mask
-    weights = softmax(scores, -1)
-    if dropout_p > 0.0:
-        weights = dropout(weights, dropout_p, True)
-    return matmul(weights, value)
 
 
 # --- bilinear and distances -----------------------------------------------------------

@@ -3,7 +3,7 @@ followed by its functional form. ``TENSOR_METHODS`` lists the functions that
 ``Tensor`` also exposes as methods (``x.sum()`` is ``ops.sum(x)``)."""
 
 from . import (activation, classification_loss, conv, conversion, elementwise, embedding, gather_scatter, index,
-               join, linalg, loss, minmax, normalization, padding, pool, reduce, scan, shape)
+               join, linalg, loss, minmax, normalization, padding, pool, reduce, scan, shape, triangular)
 from .activation import *  # noqa: F401,F403
 from .classification_loss import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
@@ -22,8 +22,8 @@ from .pool import *  # noqa: F401,F403
 from .reduce import *  # noqa: F401,F403
 from .scan import *  # noqa: F401,F403
 from .shape import *  # noqa: F401,F403
+from .triangular import *  # noqa: F401,F403
 
-TENSOR_METHODS = tuple(name for family in (activation, classification_loss, conv, conversion, elementwise,
-                                           embedding, gather_scatter, index, join, linalg, loss, minmax,
-                                           normalization, padding, pool, reduce, scan, shape)
-                       for name in family.TENSOR_METHODS)
+_FAMILIES = (activation, classification_loss, conv, conversion, elementwise, embedding, gather_scatter, index,
+             join, linalg, loss, minmax, normalization, padding, pool, reduce, scan, shape, triangular)
+TENSOR_METHODS = tuple(name for family in _FAMILIES for name in family.TENSOR_METHODS)
