@@ -159,7 +159,7 @@ class Tensor:
         if self.requires_grad and not force:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. "
                                "Use tensor.detach().numpy() instead.")
-        if type(self._data) is not np.ndarray and not force:
+        if not force and backend.is_gpu_array(self._data):
             raise TypeError(f"can't convert {self.device} device type tensor to numpy. "
                             "Use Tensor.cpu() to copy the tensor to host memory first.")
         return backend.to_numpy(self._data)
