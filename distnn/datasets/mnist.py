@@ -120,6 +120,7 @@ class DigitImages(Dataset):
 
     classes = ["0 - zero", "1 - one", "2 - two", "3 - three", "4 - four", "5 - five", "6 - six",
                "7 - seven", "8 - eight", "9 - nine"]
+    mean, std = MNIST_MEAN, MNIST_STD  # what a default (transform=None) sample is normalised with
 
     def __init__(self, images, labels, transform=None, target_transform=None):
         self.data = _wrap(np.ascontiguousarray(images, dtype=np.uint8))
@@ -135,7 +136,7 @@ class DigitImages(Dataset):
 
     def __getitem__(self, index):
         img, target = self.data._data[index], int(self.targets._data[index])
-        img = _normalized(img[None]) if self.transform is None else self.transform(img)
+        img = self._normalized(img[None]) if self.transform is None else self.transform(img)
         if self.target_transform is not None:
             target = self.target_transform(target)
         return img, target
@@ -144,23 +145,22 @@ class DigitImages(Dataset):
         if self.transform is not None or self.target_transform is not None:
             return NotImplemented
         idx = np.asarray(indices, dtype=np.int64)
-        return [_normalized(self.data._data[idx][:, None]), _wrap(self.targets._data[idx])]
+        return [self._normalized(self.data._data[idx][:, None]), _wrap(self.targets._data[idx])]
 
     def arrays(self, normalize=True):
         """The whole split as numpy arrays ``(images, labels)``: images float32
         N x 1 x 28 x 28 (normalised like a default sample, or in [0, 1] with
         ``normalize=False``), labels int64 N. Ignores ``transform``."""
         images = self.data._data[:, None]
-        x = _normalized(images)._data if normalize else images.astype(np.float32) / np.float32(255)
+        x = self._normalized(images)._data if normalize else images.astype(np.float32) / np.float32(255)
         return x, self.targets._data.copy()
 
-
-def _normalized(images):
-    """uint8 pixels -> float32, the same arithmetic as ToTensor then Normalize."""
-    x = images.astype(np.float32) / np.float32(255)
-    x -= np.float32(MNIST_MEAN)
-    x /= np.float32(MNIST_STD)
-    return _wrap(x)
+    def _normalized(self, images):
+        """uint8 pixels -> float32, the same arithmetic as ToTensor then Normalize."""
+        x = images.astype(np.float32) / np.float32(255)
+        x -= np.float32(self.mean)
+        x /= np.float32(self.std)
+        return _wrap(x)
 
 
 class MNIST(DigitImages):
@@ -168,7 +168,10 @@ class MNIST(DigitImages):
     ``.gz`` files ``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``,
     ``t10k-images-idx3-ubyte.gz``, ``t10k-labels-idx1-ubyte.gz`` (uncompressed
     copies without ``.gz`` are accepted too). Files found locally are not
-    checksummed, so re-split or subset copies work; downloads are."""
+    checksummed, so re-split or subset copies work; downloads are.
+
+    Subclasses (``FashionMNIST``) set ``mirrors``, ``resources``, ``classes`` and
+    read only their own ``root/<ClassName>/raw``, so two datasets can share a root."""
 
     mirrors = MIRRORS
     resources = RESOURCES
@@ -176,13 +179,18 @@ class MNIST(DigitImages):
     def __init__(self, root, train=True, transform=None, target_transform=None, download=False):
         self.root, self.train = Path(os.path.expanduser(str(root))), bool(train)
         wanted = [name for name, _ in self.resources[self.train]]
-        paths = [_locate(self.root, name) for name in wanted]
+        folders = self._search_folders()
+        paths = [_locate(folders, name) for name in wanted]
         if None in paths:
             missing = [name for name, p in zip(wanted, paths) if p is None]
             if not download:
-                raise DatasetNotFoundError(_missing_message(self.root, missing, None))
-            _download(self.root, [r for r in self.resources[self.train] if r[0] in missing], self.mirrors)
-            paths = [_locate(self.root, name) for name in wanted]
+                raise DatasetNotFoundError(self._missing_message(missing, None))
+            failures = _download(self._download_folder(),
+                                 [r for r in self.resources[self.train] if r[0] in missing], self.mirrors)
+            paths = [_locate(folders, name) for name in wanted]
+            if None in paths:
+                raise DatasetNotFoundError(self._missing_message(
+                    [name for name, p in zip(wanted, paths) if p is None], failures))
         images, labels = read_idx(paths[0]), read_idx(paths[1])
         _check_pair(paths, images, labels)
         super().__init__(images, labels, transform, target_transform)
@@ -194,9 +202,32 @@ class MNIST(DigitImages):
             lines.append(f"    Transform: {self.transform!r}")
         return "\n".join(lines)
 
+    @property
+    def raw_folder(self):
+        """torchvision's layout: ``root/<ClassName>/raw``."""
+        return self.root / type(self).__name__ / "raw"
 
-def _locate(root, name):
-    for folder in (root, root / "MNIST" / "raw"):
+    def _search_folders(self):
+        # MNIST alone is also read straight from root (the shared copy's layout).
+        return (self.root, self.raw_folder) if type(self) is MNIST else (self.raw_folder,)
+
+    def _download_folder(self):
+        return self.root if type(self) is MNIST else self.raw_folder
+
+    def _missing_message(self, missing, failures):
+        all_files = ", ".join(name for split in self.resources.values() for name, _ in split)
+        folders = self._search_folders()
+        also = f" (also looked in {folders[1]})" if len(folders) > 1 else ""
+        msg = f"{type(self).__name__} files not found in {folders[0]}{also}: missing {', '.join(missing)}."
+        if failures:
+            return (msg + " Download failed:\n  " + "\n  ".join(failures)
+                    + f"\nCopy the IDX files ({all_files}) into {folders[0]}, or retry with network access.")
+        return (msg + f" Pass download=True to fetch them from {' or '.join(self.mirrors)} (MD5-verified), "
+                f"or copy the IDX files ({all_files}) into {folders[0]}.")
+
+
+def _locate(folders, name):
+    for folder in folders:
         for candidate in (folder / name, folder / name[:-3]):
             if candidate.is_file():
                 return candidate
@@ -217,21 +248,10 @@ def _check_pair(paths, images, labels):
         raise IDXFormatError(f"{paths[1]}: Expect: labels in 0..9, Actual: max label {int(labels.max())}")
 
 
-def _missing_message(root, missing, failures):
-    all_files = ", ".join(name for split in RESOURCES.values() for name, _ in split)
-    msg = (f"MNIST files not found in {root} (also looked in {root / 'MNIST' / 'raw'}): "
-           f"missing {', '.join(missing)}.")
-    if failures:
-        return (msg + " Download failed:\n  " + "\n  ".join(failures)
-                + f"\nCopy the IDX files ({all_files}) into {root}, or retry with network access.")
-    return (msg + f" Pass download=True to fetch them from {' or '.join(MIRRORS)} (MD5-verified), "
-            f"or copy the IDX files ({all_files}) into {root}.")
-
-
 def _download(root, resources, mirrors):
-    """Fetch each (name, md5) from the first mirror that serves it with the right MD5."""
-    root.mkdir(parents=True, exist_ok=True)
-    failures, missing = [], []
+    """Fetch each (name, md5) into ``root`` from the first mirror that serves it with
+    the right MD5; returns the failed attempts, one line each."""
+    failures = []
     for name, md5 in resources:
         for mirror in mirrors:
             url = mirror + name
@@ -245,12 +265,10 @@ def _download(root, resources, mirrors):
             if digest != md5:
                 failures.append(f"{url}: MD5 {digest} does not match the official {md5}")
                 continue
+            root.mkdir(parents=True, exist_ok=True)
             _write_atomically(root / name, payload)
             break
-        else:
-            missing.append(name)
-    if missing:
-        raise DatasetNotFoundError(_missing_message(root, missing, failures))
+    return failures
 
 
 def _write_atomically(path, payload):

@@ -1,9 +1,10 @@
 """The few image transforms the MNIST tutorials use, shaped like
 ``torchvision.transforms``: ``Compose``, ``ToTensor``, ``Normalize``, ``Lambda``.
 
-distnn has no PIL: datasets hand transforms a ``uint8`` numpy array (H x W or
-H x W x C), which ``ToTensor`` turns into a float32 C x H x W tensor in [0, 1]
-exactly as torchvision does for a PIL image or an ndarray.
+Datasets hand transforms a ``uint8`` numpy array (H x W or H x W x C) where
+torchvision has a PIL image; ``ToTensor`` turns it (or a PIL image, when Pillow
+is installed) into a float32 C x H x W tensor in [0, 1] exactly as torchvision
+does. ``distnn.vision.transforms`` adds crops, flips, padding and resizing.
 """
 
 import numpy as np
@@ -31,11 +32,15 @@ class Compose:
 
 
 class ToTensor:
-    """ndarray (H x W [x C]) -> float32 tensor (C x H x W); uint8 is scaled by 1/255."""
+    """ndarray (H x W [x C]) or PIL image -> float32 tensor (C x H x W); uint8 is
+    scaled by 1/255 (a 1-bit PIL image gives 0.0 and 1.0)."""
 
     def __call__(self, pic):
+        if _is_pil(pic):  # Pillow is optional: recognised without importing it
+            pic = np.asarray(pic)
+            pic = pic.astype(np.uint8) * np.uint8(255) if pic.dtype == np.bool_ else pic
         if not isinstance(pic, np.ndarray):
-            raise TypeError(f"pic should be an ndarray (distnn has no PIL images). Got {type(pic)}")
+            raise TypeError(f"pic should be PIL Image or ndarray. Got {type(pic)}")
         if pic.ndim not in (2, 3):
             raise ValueError(f"pic should be 2 or 3 dimensional. Got {pic.ndim} dimensions.")
         if pic.ndim == 2:
@@ -49,6 +54,10 @@ class ToTensor:
 
     def __repr__(self):
         return f"{type(self).__name__}()"
+
+
+def _is_pil(pic):
+    return any(c.__module__ == "PIL.Image" and c.__name__ == "Image" for c in type(pic).__mro__)
 
 
 class Normalize:
