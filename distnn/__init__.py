@@ -49,3 +49,11 @@ class cuda:
     set_device = staticmethod(_backend.cuda_set_device)
     synchronize = staticmethod(_backend.cuda_synchronize)
     get_device_name = staticmethod(_backend.cuda_device_name)
+
+
+def __getattr__(name):
+    # torch.distributed is there after a bare ``import torch``; ours loads ZeroMQ, so it loads on first use.
+    if name == "distributed":
+        import importlib
+        return importlib.import_module(f"{__name__}.distributed")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

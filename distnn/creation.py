@@ -140,6 +140,8 @@ def normal(mean, std, size, generator=None, dtype=None, device=None, requires_gr
 
 
 def randint(low, high=None, size=None, generator=None, dtype=None, device=None):
+    if size is None and isinstance(high, (tuple, list)):  # randint(high, size), as torch
+        low, high, size = 0, low, high
     if high is None:
         low, high = 0, low
     if size is None:

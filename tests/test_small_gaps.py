@@ -3,6 +3,8 @@
 ``init_process_group`` accepts), ``torch.serialization``'s safe-globals API,
 ``torch.onnx``, saving a whole Module, and the norm ``clip_grad_norm_`` returns."""
 
+import subprocess
+import sys
 import warnings
 from datetime import timedelta
 
@@ -13,7 +15,7 @@ import distnn
 import distnn.distributed as dist
 import distnn.onnx
 import distnn.serialization as serialization
-from multiproc import free_port
+from multiproc import REPO, free_port
 from op_check import requires_torch, torch
 
 
@@ -58,6 +60,19 @@ def test_init_process_group_accepts_the_default_backend(device):
         assert t.tolist() == [1.0, 2.0]
     finally:
         dist.destroy_process_group()
+
+
+def test_distributed_and_ddp_are_attributes_after_a_bare_import():
+    """``import torch`` then ``torch.distributed.init_process_group`` and
+    ``torch.nn.parallel.DistributedDataParallel``, as programs write them; distnn loads
+    its distributed layer (ZeroMQ) only when first used."""
+    code = ("import sys, distnn\n"
+            "assert 'distnn.distributed' not in sys.modules\n"
+            "assert distnn.nn.parallel.DistributedDataParallel is distnn.distributed.DistributedDataParallel\n"
+            "assert callable(distnn.distributed.init_process_group)\n"
+            "assert not hasattr(distnn, 'no_such_name')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
 
 
 # --- serialization -------------------------------------------------------------------
@@ -136,3 +151,25 @@ def test_clip_grad_norm_result_converts_as_torchs(norm_type):
     assert ours.item() == pytest.approx(theirs.item(), rel=1e-6)
     assert float(ours) == pytest.approx(float(theirs), rel=1e-6)
     assert ours.shape == distnn.Size([]) and ours.dtype == distnn.float32
+
+
+# --- randint's call forms ------------------------------------------------------------
+
+@requires_torch
+@pytest.mark.parametrize("args, kwargs", [
+    ((10, (2, 3)), {}),                    # randint(high, size): word_language_model/generate.py
+    ((10, [4]), {"dtype": "long"}),
+    ((5,), {"size": (3,)}),                # mnist_forward_forward
+    ((2, 10, (2, 2)), {}),
+    ((), {"low": 2, "high": 10, "size": (3,)}),
+], ids=["high-size", "high-list-dtype", "size-keyword", "low-high-size", "all-keywords"])
+def test_randint_call_forms_as_torchs(args, kwargs):
+    def run(lib):
+        kw = {k: getattr(lib, v) if k == "dtype" else v for k, v in kwargs.items()}
+        return lib.randint(*args, **kw)
+
+    ours, theirs = run(distnn), run(torch)
+    assert tuple(ours.shape) == tuple(theirs.shape) and str(ours.dtype) == str(theirs.dtype)
+    low = kwargs.get("low", args[0] if len(args) == 3 else 0)
+    high = kwargs.get("high", args[1] if len(args) == 3 else (args[0] if args else None))
+    assert ((ours >= low) & (ours < high)).all()
