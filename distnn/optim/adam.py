@@ -2,7 +2,8 @@
 single-tensor update, including amsgrad and maximize."""
 
 from ..tensor import _wrap
-from .optimizer import Optimizer, advance_step, effective_grad, new_step_counter, require_nonnegative
+from .optimizer import (Optimizer, adam_grad, advance_step, new_step_counter, require_nonnegative,
+                        update_moments)
 
 
 class Adam(Optimizer):
@@ -37,21 +38,11 @@ class Adam(Optimizer):
         amsgrad, maximize, decoupled = group["amsgrad"], group["maximize"], group["decoupled_weight_decay"]
         for p, param, xp, state in self._params_with_grad(group):
             step = advance_step(state)
-            if weight_decay != 0 and decoupled:
-                param *= 1 - lr * weight_decay
-                grad, _ = effective_grad(xp, param, p.grad._data, 0, maximize)
-            else:
-                grad, _ = effective_grad(xp, param, p.grad._data, weight_decay, maximize)
+            grad = adam_grad(xp, param, p.grad._data, lr, weight_decay, decoupled, maximize)
             exp_avg, exp_avg_sq = state["exp_avg"]._data, state["exp_avg_sq"]._data
 
             # One scratch array serves every temporary below.
-            tmp = xp.subtract(grad, exp_avg)            # exp_avg.lerp_(grad, 1 - beta1)
-            tmp *= 1 - beta1
-            exp_avg += tmp
-            xp.multiply(grad, 1 - beta2, out=tmp)       # exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2)
-            tmp *= grad
-            exp_avg_sq *= beta2
-            exp_avg_sq += tmp
+            tmp = update_moments(xp, grad, exp_avg, exp_avg_sq, beta1, beta2)
 
             bias_correction1 = 1 - beta1 ** step
             bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5

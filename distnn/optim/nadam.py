@@ -4,7 +4,8 @@ by ``momentum_decay``, optionally with decoupled weight decay; PyTorch's update.
 import numpy as np
 
 from ..tensor import _wrap
-from .optimizer import Optimizer, advance_step, effective_grad, new_step_counter, require_nonnegative
+from .optimizer import (Optimizer, adam_grad, advance_step, new_step_counter, require_nonnegative,
+                        update_moments)
 from .unshaped_state import UnshapedStateLoading
 from .validation import require_betas
 
@@ -41,11 +42,7 @@ class NAdam(UnshapedStateLoading, Optimizer):
         decoupled, maximize = group["decoupled_weight_decay"], group["maximize"]
         for p, param, xp, state in self._params_with_grad(group):
             step = advance_step(state)
-            if weight_decay != 0 and decoupled:
-                param *= 1 - lr * weight_decay
-                grad, _ = effective_grad(xp, param, p.grad._data, 0, maximize)
-            else:
-                grad, _ = effective_grad(xp, param, p.grad._data, weight_decay, maximize)
+            grad = adam_grad(xp, param, p.grad._data, lr, weight_decay, decoupled, maximize)
             exp_avg, exp_avg_sq = state["exp_avg"]._data, state["exp_avg_sq"]._data
 
             bias_correction2 = 1 - beta2 ** step
@@ -56,13 +53,7 @@ class NAdam(UnshapedStateLoading, Optimizer):
             mu_product = float(mu_product)
             mu_product_next = mu_product * mu_next
 
-            tmp = xp.subtract(grad, exp_avg)            # exp_avg.lerp_(grad, 1 - beta1)
-            tmp *= 1 - beta1
-            exp_avg += tmp
-            xp.multiply(grad, 1 - beta2, out=tmp)       # exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2)
-            tmp *= grad
-            exp_avg_sq *= beta2
-            exp_avg_sq += tmp
+            tmp = update_moments(xp, grad, exp_avg, exp_avg_sq, beta1, beta2)
             denom = xp.divide(exp_avg_sq, bias_correction2)
             xp.sqrt(denom, out=denom)
             denom += eps

@@ -274,6 +274,29 @@ def effective_grad(xp, param, grad, weight_decay, maximize):
     return grad, False
 
 
+def adam_grad(xp, param, grad, lr, weight_decay, decoupled, maximize):
+    """The gradient an Adam-family step uses: decoupled (AdamW's) weight decay shrinks
+    ``param`` in place by ``lr * weight_decay``, coupled decay is added to the gradient."""
+    if weight_decay != 0 and decoupled:
+        param *= 1 - lr * weight_decay
+        weight_decay = 0
+    return effective_grad(xp, param, grad, weight_decay, maximize)[0]
+
+
+def update_moments(xp, grad, exp_avg, exp_avg_sq, beta1, beta2):
+    """Adam's moment estimates, in place: ``exp_avg.lerp_(grad, 1 - beta1)`` and
+    ``exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)``. Returns the scratch
+    array it used, for the caller's own temporaries."""
+    tmp = xp.subtract(grad, exp_avg)
+    tmp *= 1 - beta1
+    exp_avg += tmp
+    xp.multiply(grad, 1 - beta2, out=tmp)
+    tmp *= grad
+    exp_avg_sq *= beta2
+    exp_avg_sq += tmp
+    return tmp
+
+
 def advance_step(state):
     """Add one to the per-parameter float32 ``step`` counter and return its value."""
     step = state["step"]._data
