@@ -197,14 +197,6 @@ PROGRAMS = {
 # Names distnn lacks, with the reason (README.md, "Not supported yet", says the same).
 SMALL = "not yet: small, PyTorch-shaped, planned"
 NOT_SUPPORTED = {
-    "torch.xpu.is_available": SMALL,
-    "torch.multinomial": SMALL,
-    "torch.diag": SMALL,
-    "torch.Tensor.topk": SMALL,
-    "torch.Tensor.t_": SMALL,
-    "torch.nn.PixelShuffle": SMALL,
-    "torch.nn.InstanceNorm2d": SMALL,
-    "torch.nn.ReflectionPad2d": SMALL,
     "torch.distributions.Categorical": "no torch.distributions",
     "torch.spmm": "no sparse tensors",
     "torch.sparse_coo_tensor": "no sparse tensors",
@@ -213,9 +205,8 @@ NOT_SUPPORTED = {
     "torch.nn.parallel.data_parallel": "single-process multi-GPU data parallelism; use DistributedDataParallel",
     "torchvision.models.vgg16": "distnn.vision.models has the ResNet family only (and no pretrained weights)",
     "torchvision.models.alexnet": "distnn.vision.models has the ResNet family only (and no pretrained weights)",
-    "torchvision.datasets.ImageFolder": "distnn.vision.datasets has MNIST, FashionMNIST, CIFAR10/100 only",
-    "torchvision.datasets.LSUN": "distnn.vision.datasets has MNIST, FashionMNIST, CIFAR10/100 only",
-    "torchvision.datasets.FakeData": "distnn.vision.datasets has MNIST, FashionMNIST, CIFAR10/100 only",
+    "torchvision.datasets.ImageFolder": "distnn.vision.datasets has MNIST, FashionMNIST, CIFAR10/100 and FakeData only",
+    "torchvision.datasets.LSUN": "distnn.vision.datasets has MNIST, FashionMNIST, CIFAR10/100 and FakeData only",
 }
 
 

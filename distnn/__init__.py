@@ -20,6 +20,7 @@ from . import nn, optim, utils
 from . import multiprocessing  # noqa: F401  (registers how shared tensors travel between processes)
 from .serialization import load, save
 from . import accelerator, backends, onnx, serialization  # noqa: F401  (torch.accelerator, torch.backends, ...)
+from . import xpu  # noqa: F401  (torch.xpu: no XPU backend, is_available() is False)
 
 __version__ = "0.1.0"
 

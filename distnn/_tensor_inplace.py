@@ -1,5 +1,5 @@
 """The in-place methods of ``Tensor`` (``add_``, ``mul_``, ``fill_``, ``copy_``,
-``__setitem__``, ...), kept apart from the rest of the class.
+``__setitem__``, ``t_``, ...), kept apart from the rest of the class.
 
 Without autograd recording they write straight into the array. When a graph
 is recorded they compute the out-of-place op on a snapshot and rebase the
@@ -13,6 +13,8 @@ from . import backend, ops
 from .autograd import grad_mode
 from .autograd.views import modify_view, refresh_view
 from .ops.elementwise import refuse_bool_subtraction
+from .ops.shape import TInPlace
+from .ops.triangular import _check_matrix
 from .random import sample_like
 from .tensor import Tensor
 
@@ -117,6 +119,42 @@ class InPlaceMethods:
 
     def sign_(self):
         return self._modify_unary("sign")
+
+    def tril_(self, diagonal=0):
+        _check_matrix(self, "tril")
+        return self._modify(lambda: ops.tril(self, diagonal),
+                            lambda d: d.__setitem__(Ellipsis, backend.array_module(d).tril(d, diagonal)), None)
+
+    def triu_(self, diagonal=0):
+        _check_matrix(self, "triu")
+        return self._modify(lambda: ops.triu(self, diagonal),
+                            lambda d: d.__setitem__(Ellipsis, backend.array_module(d).triu(d, diagonal)), None)
+
+    def t_(self):
+        """Transpose a matrix in place: the tensor becomes its own transposed view (its
+        shape changes, its data stays where it is) and, recorded, takes ``t()``'s node.
+
+        Views taken of it before keep their data, but their history is replayed from it
+        in its old layout: one used in a recorded graph after a later in-place op on
+        this tensor gets a wrong history (PyTorch replays it by strides)."""
+        n = self._data.ndim
+        if n > 2:
+            raise RuntimeError(f"t_() expects a tensor with <= 2 dimensions, but self is {n}D")
+        enabled = grad_mode._state.enabled
+        if enabled and self.requires_grad:
+            if self.grad_fn is None:
+                raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+            if self._base is not None and self._base.requires_grad and self._base.grad_fn is None:
+                raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place "
+                                   "operation.")
+        out = TInPlace.apply(self, 0, 1 if n == 2 else 0)
+        self._data = out._data
+        if out.requires_grad:
+            self.grad_fn, self._output_nr = out.grad_fn, 0
+        if self._base is not None and enabled:  # replaying the view from its base now ends in the transpose
+            self._view_replay, self._view_fn = out._view_replay, out._view_fn
+        self._vc[0] += 1
+        return self
 
     def uniform_(self, a=0.0, b=1.0, generator=None):
         return self._overwrite(sample_like(self, "uniform", a, b, generator))

@@ -77,7 +77,8 @@ def rng(generator=None):
 
 def sample(kind, shape, dtype, device=None, generator=None, low=0.0, high=1.0):
     """Draw ``shape`` samples of ``kind`` ("uniform" in [low, high), "normal" with
-    mean ``low`` and std ``high``) as an array of ``dtype`` on ``device``."""
+    mean ``low`` and std ``high``, "exponential" with rate 1) as an array of ``dtype``
+    on ``device``."""
     r = rng(generator)
     dtype = np.dtype(dtype)
     draw_dtype = dtype if dtype in (np.float32, np.float64) else np.float64
@@ -89,8 +90,10 @@ def sample(kind, shape, dtype, device=None, generator=None, low=0.0, high=1.0):
         arr = r.standard_normal(shape, dtype=draw_dtype)
         if (low, high) != (0.0, 1.0):
             arr = arr * high + low
+    elif kind == "exponential":
+        arr = r.standard_exponential(shape, dtype=draw_dtype)
     else:
-        raise ValueError(f"Expect: kind 'uniform' or 'normal', Actual: {kind!r}")
+        raise ValueError(f"Expect: kind 'uniform', 'normal' or 'exponential', Actual: {kind!r}")
     return backend.move_to(arr.astype(dtype, copy=False), device)
 
 

@@ -1,7 +1,7 @@
 """The double-backward case catalogue (not tests itself: the runner and census are
 tests/autograd/test_double_backward.py). ``CASES`` is every case; this module holds the
 families of the tensor ops (conversion, elementwise, gather/scatter, index, join,
-linalg, minmax, reduce, scan, shape) and one op that refuses double backward;
+linalg, minmax, reduce, scan, shape, sorting) and one op that refuses double backward;
 ``double_backward_nn_cases`` those behind ``nn.functional``, variants and derivatives.
 
 Each case is ``(id, fn, inputs)``: ``fn`` takes float64 leaves (index tensors and masks
@@ -216,9 +216,23 @@ SCAN = [
     case("cumprod_3d_dim0_zeros", lambda x: x.cumprod(0) * x, with_zeros((3, 2, 2), 474, [0, 5, 9])),
 ]
 
+def _t_inplace(x):
+    y = x * 1
+    y.t_()
+    return y ** 2
+
+
+SORTING = [
+    case("sort", lambda x: x.sort(1).values ** 2, spread((3, 4), 478)),
+    case("sort_stable_descending", lambda x: x.sort(0, descending=True, stable=True)[0] ** 2, spread((3, 2), 479)),
+    case("topk", lambda x: x.topk(2).values ** 2, spread((3, 4), 480)),
+]
+
 SHAPE = [
     case("tril", lambda x: distnn.tril(x, 1) * x, uniform((3, 4), 300)),
     case("triu_batched", lambda x: x.triu(-1) * x, uniform((2, 3, 3), 301)),
+    case("diag_of_vector", lambda x: distnn.diag(x, 1) ** 2, uniform((3,), 476)),
+    case("diag_of_matrix", lambda x: x.diag(-1) ** 2, uniform((3, 4), 477)),
     case("expand", lambda x: x.expand(2, 3) ** 2, uniform((1, 3), 350)),
     case("flip", lambda x: x.flip(1) * x, uniform((2, 3), 351)),
     case("permute", lambda x: x.permute(2, 0, 1) ** 2, uniform((2, 3, 2), 352)),
@@ -228,6 +242,7 @@ SHAPE = [
     case("squeeze_dims", lambda x: x.squeeze((1,)) ** 2, uniform((2, 1, 3), 356)),
     case("transpose", lambda x: x.transpose(0, 2) ** 2, uniform((2, 3, 2), 357)),
     case("t", lambda x: x.t() ** 2, uniform((2, 3), 358)),
+    case("t_inplace", _t_inplace, uniform((2, 3), 481)),
     case("reshape_of_transpose", lambda x: x.t().reshape(-1) ** 2, uniform((2, 3), 359)),
     case("unsqueeze", lambda x: x.unsqueeze(1) ** 2, uniform((2, 3), 360)),
     case("view", lambda x: x.view(3, 2) ** 2, uniform((2, 3), 361)),
@@ -256,7 +271,7 @@ REFUSING = [
 
 CASES = (ACTIVATION + CLASSIFICATION_LOSS + CONV + CONVERSION + ELEMENTWISE + EMBEDDING + GATHER_SCATTER
          + INDEX + JOIN + LINALG + LOSS + MINMAX + NORMALIZATION + PADDING + POOL + REDUCE + SCAN + SHAPE
-         + VARIANTS + DERIVATIVES + REFUSING)
+         + SORTING + VARIANTS + DERIVATIVES + REFUSING)
 
 # float32 round off (~1e-7) over a 1e-6 step would swamp the difference quotient
 TOLERANCES = {"cast_through_float32": dict(eps=1e-2, atol=1e-4)}

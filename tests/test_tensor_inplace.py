@@ -239,3 +239,82 @@ def test_inplace_operator_refuses_a_lossy_cast():
     t = distnn.tensor([1, 2])
     with pytest.raises(RuntimeError, match="can't be cast to the desired output type"):
         t -= 0.5
+
+
+@requires_torch
+@pytest.mark.parametrize("shape", [(2, 3), (3,), ()])
+def test_t_inplace_matches_torch(shape):
+    """t_ swaps the dims of the tensor itself (its data stays put), bumps its version and,
+    recorded, gives it t()'s node; gradients as torch's."""
+    data = np.arange(1, 1 + int(np.prod(shape)), dtype=np.float32).reshape(shape)
+    results = []
+    for lib in (distnn, torch):
+        x = lib.tensor(data, requires_grad=True)
+        y = x * 1
+        assert y.t_() is y
+        assert y._version == 1 and y.grad_fn.name() == "TBackward1"
+        (y * lib.tensor(np.arange(y.numel(), dtype=np.float32).reshape(tuple(y.shape)))).sum().backward()
+        z = lib.tensor(data)
+        z.t_()
+        results.append((tuple(y.shape), y.detach().numpy(), x.grad.numpy(), z.numpy(), z._version))
+    for ours, theirs in zip(*results):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_t_inplace_of_a_view_keeps_the_base():
+    base = distnn.arange(6.0).reshape(2, 3)
+    view = base[:, :2]
+    view.t_()
+    assert view.tolist() == [[0.0, 3.0], [1.0, 4.0]] and base.shape == (2, 3)
+    assert base._version == view._version == 1
+    view[0, 1] = 9.0  # still a view of base's memory
+    assert base[1, 0].item() == 9.0
+
+
+def test_t_inplace_of_a_recorded_view_sends_gradients_to_the_base():
+    x = distnn.arange(6.0).reshape(2, 3).requires_grad_(True)
+    view = (x * 1)[:, 1:]
+    view.t_()
+    assert view.grad_fn.name() == "TBackward1" and view.shape == (2, 2)
+    (view * distnn.tensor([[1.0, 2.0], [3.0, 4.0]])).sum().backward()
+    assert x.grad.tolist() == [[0.0, 1.0, 3.0], [0.0, 2.0, 4.0]]
+
+
+def test_t_inplace_errors_as_torch():
+    with pytest.raises(RuntimeError, match=r"^t_\(\) expects a tensor with <= 2 dimensions, but self is 3D$"):
+        distnn.ones(2, 2, 2).t_()
+    leaf = distnn.ones(2, 3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="^a leaf Variable that requires grad is being used in an in-place"):
+        leaf.t_()
+    with pytest.raises(RuntimeError, match="^a view of a leaf Variable that requires grad is being used"):
+        leaf[:, :2].t_()
+    assert leaf.shape == (2, 3) and leaf._version == 0
+    with distnn.no_grad():
+        leaf.t_()
+    assert leaf.shape == (3, 2) and leaf.is_leaf and leaf.requires_grad
+
+
+@requires_torch
+@pytest.mark.parametrize("name", ["tril_", "triu_"])
+@pytest.mark.parametrize("diagonal", [0, 1, -1])
+def test_triangle_inplace_matches_torch(name, diagonal):
+    data = np.arange(1, 13, dtype=np.float32).reshape(3, 4)
+    results = []
+    for lib in (distnn, torch):
+        x = lib.tensor(data, requires_grad=True)
+        y = x * x
+        assert getattr(y, name)(diagonal) is y and y._version == 1
+        y.sum().backward()
+        ints = lib.tensor(data.astype(np.int64))
+        getattr(ints, name)(diagonal=diagonal)
+        results.append((y.detach().numpy(), x.grad.numpy(), ints.numpy(), y.grad_fn.name()))
+    for ours, theirs in zip(*results):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("name", ["tril", "triu"])
+def test_triangle_inplace_errors(name):
+    with pytest.raises(RuntimeError, match=f"^{name}: input tensor must have at least 2 dimensions$"):
+        getattr(distnn.ones(3), name + "_")()
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        getattr(distnn.ones(2, 2, requires_grad=True), name + "_")()

@@ -25,6 +25,7 @@ from ..ops.pool import (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_max_p
                         avg_pool1d, avg_pool2d, max_pool1d, max_pool2d)
 from .functional_attention import (_canonical_mask, _none_or_dtype,  # noqa: F401  (as torch's F)
                                    multi_head_attention_forward, scaled_dot_product_attention)
+from .functional_pixel_shuffle import pixel_shuffle, pixel_unshuffle
 
 __all__ = [
     # activations
@@ -36,6 +37,7 @@ __all__ = [
     "linear", "bilinear", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "max_pool1d",
     "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
     "adaptive_max_pool1d", "adaptive_max_pool2d", "embedding", "one_hot", "pad", "interpolate",
+    "pixel_shuffle", "pixel_unshuffle",
     "scaled_dot_product_attention", "multi_head_attention_forward",
     # normalisation and dropout
     "batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm", "normalize", "dropout",

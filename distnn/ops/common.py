@@ -1,5 +1,8 @@
-"""Argument handling every op family shares: turning operands into tensors, PyTorch
-type promotion, and keeping numpy's scalar results arrays (``dim`` arguments: ``.._dims``)."""
+"""Argument handling every op family shares: turning operands into tensors, int
+arguments checked as PyTorch's parser checks them, PyTorch type promotion, and keeping
+numpy's scalar results arrays (``dim`` arguments: ``.._dims``)."""
+
+import operator
 
 import numpy as np
 
@@ -18,6 +21,16 @@ def renamed_op(cls, name, number=0):
     ops from smaller ones, and its grad_fn is then the last of them (``MeanBackward0``
     for l1_loss)."""
     return type(name, (cls,), {"_node_suffix": f"Backward{number}", "__doc__": cls.__doc__})
+
+
+def int_argument(value, fn, name, position):
+    """``value`` as an int, refusing floats and bools with PyTorch's argument-parser error."""
+    if not isinstance(value, bool):
+        try:
+            return operator.index(value)
+        except TypeError:
+            pass
+    raise TypeError(f"{fn}(): argument '{name}' (position {position}) must be int, not {type(value).__name__}")
 
 
 def as_tensor(x, like=None):

@@ -177,6 +177,9 @@ class T(Transpose):
     """``x.t()``: the transpose of a matrix; 0-d and 1-d tensors come back as views."""
 
 
+TInPlace = renamed_op(T, "T", 1)  # ``x.t_()`` swaps x's dims for this view of it; PyTorch's TBackward1
+
+
 class Permute(Op):
     double_backward = True
     is_view = True

@@ -1,5 +1,6 @@
-"""Normalisation layers: ``BatchNorm1d/2d/3d`` (running statistics as buffers),
-``LayerNorm``, ``GroupNorm`` and ``RMSNorm``, with PyTorch's arguments and reprs."""
+"""Normalisation layers: ``BatchNorm1d/2d/3d`` (running statistics as buffers, in
+``_NormBase``, which ``instancenorm.py`` shares), ``LayerNorm``, ``GroupNorm`` and
+``RMSNorm``, with PyTorch's arguments and reprs."""
 
 import numbers
 
@@ -32,8 +33,9 @@ def _reset_affine(module):
         init.zeros_(module.bias)
 
 
-class _BatchNorm(Module):
-    """Batch normalisation over dim 1; ``momentum=None`` keeps a cumulative average."""
+class _NormBase(Module):
+    """What batch and instance norm share: affine parameters, running statistics as
+    buffers (with ``num_batches_tracked``), their reset, loading and the repr."""
 
     _version = 2
 
@@ -81,6 +83,14 @@ class _BatchNorm(Module):
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
 
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
+
+
+class _BatchNorm(_NormBase):
+    """Batch normalisation over dim 1; ``momentum=None`` keeps a cumulative average."""
+
     def forward(self, input):
         self._check_input_dim(input)
         factor = 0.0 if self.momentum is None else self.momentum
@@ -94,10 +104,6 @@ class _BatchNorm(Module):
         return F.batch_norm(input, self.running_mean if use_running else None,
                             self.running_var if use_running else None, self.weight, self.bias,
                             bn_training, factor, self.eps)
-
-    def extra_repr(self):
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
 
 
 class BatchNorm1d(_BatchNorm):
