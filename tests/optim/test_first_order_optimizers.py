@@ -9,8 +9,8 @@ import pytest
 import distnn
 import distnn.optim as optim
 from op_check import requires_torch, torch
+from optimizer_check import Ref, feed_grads, initial_arrays, make_params, trajectory, values
 
-SHAPES = [(4, 3), (4,), (2, 4), (2,)]
 STEPS = 12
 DTYPES = ["float32", "float64"]
 
@@ -41,44 +41,6 @@ NAMES = ["Adadelta", "Adamax", "NAdam", "RAdam", "ASGD", "Rprop"]
 TOL = {"float32": {"rtol": 1e-5, "atol": 1e-6}, "float64": {"rtol": 1e-12, "atol": 1e-13}}
 
 
-def initial_arrays(dtype="float32", seed=0):
-    rng = np.random.default_rng(seed)
-    return [rng.uniform(-1, 1, size=s).astype(dtype) for s in SHAPES]
-
-
-def make_params(lib, arrays):
-    return [lib.tensor(a.copy(), requires_grad=True) for a in arrays]
-
-
-def values(params):
-    return [p.detach().numpy().copy() for p in params]
-
-
-def feed_grads(lib, params, step, seed=0):
-    """A quadratic's gradient plus step-dependent noise, computed in numpy from the
-    current parameters (in their dtype) so both libraries see the same gradients.
-    The noise makes gradients change sign now and then, which Rprop must handle."""
-    rng = np.random.default_rng(seed + 100 * step)
-    for i, p in enumerate(params):
-        cur = p.detach().numpy()
-        noise = rng.standard_normal(cur.shape).astype(cur.dtype) * cur.dtype.type(0.1)
-        p.grad = lib.tensor((cur.dtype.type(2.0 * (i + 1)) * (cur - cur.dtype.type(0.5)) + noise))
-
-
-def trajectory(lib, name, kwargs, arrays, steps=STEPS, start=0, opt=None, params=None):
-    """Parameters after each of ``steps`` steps; continues ``opt`` when given."""
-    if opt is None:
-        params = make_params(lib, arrays)
-        extra = {"foreach": False} if lib is torch else {}  # torch's single-tensor path
-        opt = getattr(lib.optim, name)(params, **kwargs, **extra)
-    out = []
-    for t in range(start, start + steps):
-        feed_grads(lib, params, t)
-        opt.step()
-        out.append(values(params))
-    return out, opt, params
-
-
 def assert_same_trajectory(ours, theirs, dtype):
     for t, (a, b) in enumerate(zip(ours, theirs)):
         for i, (x, y) in enumerate(zip(a, b)):
@@ -106,8 +68,8 @@ def assert_same_state_dict(sd, tsd, dtype):
 @pytest.mark.parametrize("name,kwargs", CASES, ids=CASE_IDS)
 def test_matches_torch_every_step(name, kwargs, dtype):
     arrays = initial_arrays(dtype)
-    ours, opt, _ = trajectory(distnn, name, kwargs, arrays)
-    theirs, topt, _ = trajectory(torch, name, kwargs, arrays)
+    ours, opt, _ = trajectory(distnn, name, kwargs, arrays, STEPS)
+    theirs, topt, _ = trajectory(torch, name, kwargs, arrays, STEPS)
     assert_same_trajectory(ours, theirs, dtype)
     assert_same_state_dict(opt.state_dict(), topt.state_dict(), dtype)
 
@@ -248,31 +210,14 @@ def reference_update(name, kw, p, g, st, t):
     return p - lr * m_hat * rect * np.sqrt(1 - b2 ** t) / (np.sqrt(st["v"]) + kw["eps"])
 
 
-class _Ref:
-    """Stands in for a library in ``feed_grads``: a float64 array with a ``.grad``."""
-
-    def __init__(self, value):
-        self.value, self.grad = value, None
-
-    def detach(self):
-        return self
-
-    def numpy(self):
-        return self.value
-
-    @staticmethod
-    def tensor(arr):
-        return np.asarray(arr, dtype=np.float64)
-
-
 @pytest.mark.parametrize("name,kwargs", CASES, ids=CASE_IDS)
 def test_matches_textbook_reference(name, kwargs):
     arrays = initial_arrays("float64", seed=7)
-    ours, opt, params = trajectory(distnn, name, kwargs, arrays)
-    refs = [_Ref(a.copy()) for a in arrays]
+    ours, opt, params = trajectory(distnn, name, kwargs, arrays, STEPS)
+    refs = [Ref(a.copy()) for a in arrays]
     states = [{} for _ in refs]
     for t in range(STEPS):
-        feed_grads(_Ref, refs, t)
+        feed_grads(Ref, refs, t)
         for r, st in zip(refs, states):
             r.value = reference_update(name, kwargs, r.value, r.grad, st, t + 1)
         for i, r in enumerate(refs):

@@ -7,9 +7,9 @@ import pytest
 import distnn
 import distnn.optim as optim
 from op_check import requires_torch, torch
+from optimizer_check import Float32Ref, feed_grads, initial_arrays, make_params, trajectory, values
 
 # A tiny two-layer model's parameter shapes and a quadratic pulling them to a target.
-SHAPES = [(4, 3), (4,), (2, 4), (2,)]
 STEPS = 10
 
 CASES = [
@@ -37,43 +37,6 @@ CASE_IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in kw.items()) or 'defaults'}
 NAMES = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"]
 
 
-def initial_arrays(seed=0):
-    rng = np.random.default_rng(seed)
-    return [rng.uniform(-1, 1, size=s).astype(np.float32) for s in SHAPES]
-
-
-def make_params(lib, arrays):
-    return [lib.tensor(a.copy(), requires_grad=True) for a in arrays]
-
-
-def values(params):
-    return [p.detach().numpy().copy() for p in params]
-
-
-def feed_grads(lib, params, step, seed=0):
-    """Gradient of sum(scale * (p - target)^2) plus step-dependent noise, computed in
-    numpy from the parameter's current value so both libraries see identical input."""
-    rng = np.random.default_rng(seed + 100 * step)
-    for i, p in enumerate(params):
-        cur = p.detach().numpy()
-        noise = rng.standard_normal(cur.shape).astype(np.float32) * np.float32(0.1)
-        g = (np.float32(2.0 * (i + 1)) * (cur - np.float32(0.5)) + noise).astype(np.float32)
-        p.grad = lib.tensor(g)
-
-
-def trajectory(lib, name, kwargs, arrays, steps=STEPS, groups=None):
-    params = make_params(lib, arrays)
-    extra = {"foreach": False} if lib is torch else {}
-    spec = params if groups is None else [dict(g, params=[params[i] for i in g["params"]]) for g in groups]
-    opt = getattr(lib.optim, name)(spec, **kwargs, **extra)
-    out = []
-    for t in range(steps):
-        feed_grads(lib, params, t)
-        opt.step()
-        out.append(values(params))
-    return out, opt, params
-
-
 def assert_same_trajectory(ours, theirs):
     for t, (a, b) in enumerate(zip(ours, theirs)):
         for i, (x, y) in enumerate(zip(a, b)):
@@ -84,8 +47,8 @@ def assert_same_trajectory(ours, theirs):
 @pytest.mark.parametrize("name,kwargs", CASES, ids=CASE_IDS)
 def test_matches_torch_every_step(name, kwargs):
     arrays = initial_arrays()
-    ours, opt, params = trajectory(distnn, name, kwargs, arrays)
-    theirs, topt, tparams = trajectory(torch, name, kwargs, arrays)
+    ours, opt, params = trajectory(distnn, name, kwargs, arrays, STEPS)
+    theirs, topt, tparams = trajectory(torch, name, kwargs, arrays, STEPS)
     assert_same_trajectory(ours, theirs)
     # the state itself: same keys, same values, step as a float32 scalar
     sd, tsd = opt.state_dict(), topt.state_dict()
@@ -107,8 +70,8 @@ def test_matches_torch_every_step(name, kwargs):
 def test_param_groups_with_own_options_match_torch(name):
     groups = [{"params": [0, 1], "lr": 0.02}, {"params": [2, 3], "lr": 0.005, "weight_decay": 0.1}]
     arrays = initial_arrays(seed=3)
-    ours, opt, _ = trajectory(distnn, name, {"lr": 0.01}, arrays, groups=groups)
-    theirs, _, _ = trajectory(torch, name, {"lr": 0.01}, arrays, groups=groups)
+    ours, opt, _ = trajectory(distnn, name, {"lr": 0.01}, arrays, STEPS, groups=groups)
+    theirs, _, _ = trajectory(torch, name, {"lr": 0.01}, arrays, STEPS, groups=groups)
     assert_same_trajectory(ours, theirs)
     assert [g["lr"] for g in opt.param_groups] == [0.02, 0.005]
     assert opt.param_groups[0]["weight_decay"] == opt.defaults["weight_decay"]
@@ -165,31 +128,14 @@ def reference_update(name, kw, p, g, st, t):
     return p - clr * g / (np.sqrt(st["sum"]) + kw["eps"])
 
 
-class _Ref:
-    """Stands in for a library in ``feed_grads``: float64 arrays with a ``.grad``."""
-
-    def __init__(self, value):
-        self.value, self.grad = value, None
-
-    def detach(self):
-        return self
-
-    def numpy(self):
-        return self.value.astype(np.float32)
-
-    @staticmethod
-    def tensor(arr):
-        return np.asarray(arr, dtype=np.float64)
-
-
 @pytest.mark.parametrize("name,kwargs", CASES, ids=CASE_IDS)
 def test_matches_textbook_reference(name, kwargs):
     arrays = initial_arrays(seed=7)
-    ours, _, _ = trajectory(distnn, name, kwargs, arrays)
-    refs = [_Ref(a.astype(np.float64)) for a in arrays]
+    ours, _, _ = trajectory(distnn, name, kwargs, arrays, STEPS)
+    refs = [Float32Ref(a.astype(np.float64)) for a in arrays]
     states = [{} for _ in refs]
     for t in range(STEPS):
-        feed_grads(_Ref, refs, t)
+        feed_grads(Float32Ref, refs, t)
         for r, st in zip(refs, states):
             r.value = reference_update(name, kwargs, r.value, r.grad, st, t + 1)
         for i, r in enumerate(refs):
