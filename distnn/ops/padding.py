@@ -114,8 +114,9 @@ def pad(input, pad, mode="constant", value=None):
         size = input.shape[axis]
         if b < 0 or a < 0:
             raise NotImplementedError(f"negative padding is only supported in constant mode, Actual: {pad}")
-        limit = size - 1 if mode == "reflect" else size
-        if (b or a) and max(b, a) > limit:
+        # replicate repeats the edge any number of times; reflect and circular read the input
+        limit = size - 1 if mode == "reflect" else size if mode == "circular" or size == 0 else None
+        if (b or a) and limit is not None and max(b, a) > limit:
             raise RuntimeError(f"Padding size should be at most {limit} for mode '{mode}' at dimension {axis} "
                                f"of input {list(input.shape)}, Actual: padding ({b}, {a})")
     return _INDEX_PADS[mode].apply(input, tuple(per_axis), mode)

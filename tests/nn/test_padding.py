@@ -84,8 +84,5 @@ def test_reflection_pad_at_the_limit_as_torch():
 
 
 @requires_torch
-@pytest.mark.xfail(strict=True, raises=RuntimeError,
-                   reason="F.pad (distnn/ops/padding.py) refuses replicate padding wider than the dim; "
-                          "PyTorch repeats the edge any number of times")
 def test_replication_pad_wider_than_input_as_torch():
     compare_module(*make_pair("ReplicationPad1d", (4, 1)), [make_input((1, 2, 3)).astype(np.float32)])
