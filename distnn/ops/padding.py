@@ -43,14 +43,17 @@ def _unpad(xp, g, crop, grow, shape):
 
 
 def _source_index(mode, n, before, after):
-    """For each padded position along an axis of size ``n``: the input index it copies (host ints)."""
+    """For each padded position along an axis of size ``n``: the input index it copies (host
+    ints). A negative amount crops; reflect and replicate still mirror or repeat the original
+    edge, circular wraps around what is left (PyTorch's rules)."""
+    if mode == "circular":
+        lo, kept = max(-before, 0), n - max(-before, 0) - max(-after, 0)
+        return np.arange(-max(before, 0), kept + max(after, 0)) % kept + lo
     j = np.arange(-before, n + after)
     if mode == "reflect":
         j = np.abs(j)
         return np.where(j >= n, 2 * (n - 1) - j, j)
-    if mode == "replicate":
-        return np.clip(j, 0, n - 1)
-    return j % n  # circular
+    return np.clip(j, 0, n - 1)  # replicate
 
 
 class _IndexPad(Op):
@@ -77,11 +80,16 @@ def _gather_padding(xp, x, steps):
 
 
 def _fold_padding(xp, g, steps):
-    """The adjoint of ``_gather_padding``: padded slices added back onto their sources."""
+    """The adjoint of ``_gather_padding``: the slices kept in place copied back, the padded
+    ones added onto their sources (a few slices: no scatter-add needed)."""
     for axis, idx, before, size in reversed(steps):
         moved = xp.moveaxis(g, axis, 0)
-        grad = moved[before:before + size].copy()
-        for k in (*range(before), *range(before + size, len(idx))):
+        after = len(idx) - before - size
+        start, first = max(before, 0), max(-before, 0)  # where the kept input sits in g, and in the input
+        kept = size - first - max(-after, 0)
+        grad = xp.zeros((size,) + moved.shape[1:], moved.dtype)
+        grad[first:first + kept] = moved[start:start + kept]
+        for k in (*range(start), *range(start + kept, len(idx))):
             grad[idx[k]] += moved[k]
         g = xp.moveaxis(grad, 0, axis)
     return xp.ascontiguousarray(g)
@@ -112,8 +120,9 @@ def pad(input, pad, mode="constant", value=None):
         raise ValueError(f'Padding mode "{mode}" doesn\'t take in value argument.')
     for axis, (b, a) in enumerate(per_axis):
         size = input.shape[axis]
-        if b < 0 or a < 0:
-            raise NotImplementedError(f"negative padding is only supported in constant mode, Actual: {pad}")
+        if size - max(-b, 0) - max(-a, 0) <= 0 and (b < 0 or a < 0):
+            raise RuntimeError(f"negative padding ({b}, {a}) crops all of dimension {axis} of input "
+                               f"{list(input.shape)}: nothing is left to pad from")
         # replicate repeats the edge any number of times; reflect and circular read the input
         limit = size - 1 if mode == "reflect" else size if mode == "circular" or size == 0 else None
         if (b or a) and limit is not None and max(b, a) > limit:

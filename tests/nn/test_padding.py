@@ -86,3 +86,29 @@ def test_reflection_pad_at_the_limit_as_torch():
 @requires_torch
 def test_replication_pad_wider_than_input_as_torch():
     compare_module(*make_pair("ReplicationPad1d", (4, 1)), [make_input((1, 2, 3)).astype(np.float32)])
+
+
+NEGATIVE = [(-1, 2), (2, -2), (-1, -1), (0, -3), (-2, 1, 2, -1), (3, -1, -1, 2), (-1, 0, 0, -2)]
+
+
+@requires_torch
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("pads", NEGATIVE, ids=str)
+def test_negative_index_padding_crops_as_torch(mode, pads):
+    """A negative amount crops: reflect and replicate still mirror or repeat the original
+    edge, circular wraps around what is left; gradients fold back the same way."""
+    x = make_input((2, 5, 6) if len(pads) == 2 else (2, 3, 5, 6)).astype(np.float64)
+    g = np.random.default_rng(1).standard_normal(torch.nn.functional.pad(torch.tensor(x), pads, mode=mode).shape)
+    ours, theirs = distnn.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    out, expected = distnn.nn.functional.pad(ours, pads, mode=mode), torch.nn.functional.pad(theirs, pads, mode=mode)
+    out.backward(distnn.tensor(g))
+    expected.backward(torch.tensor(g))
+    np.testing.assert_allclose(out.detach().numpy(), expected.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-12)
+    assert distnn.autograd.gradgradcheck(lambda a: distnn.nn.functional.pad(a, pads, mode=mode),
+                                         (distnn.tensor(x[:1], requires_grad=True),))
+
+
+def test_cropping_a_whole_dim_is_refused():
+    with pytest.raises(RuntimeError, match=r"negative padding \(-2, -1\) crops all of dimension 2"):
+        distnn.nn.functional.pad(distnn.ones(1, 1, 3), (-2, -1), mode="reflect")
