@@ -65,6 +65,13 @@ CONV2D_CASES = [
     ((2, 1, 7, 6), (3, 1, 3, 2), True, {"stride": (2, 3), "padding": (1, 2)}),
     ((1, 1, 7, 7), (3, 1, 2, 3), False, {"dilation": (2, 1), "padding": "same"}),
     ((2, 1, 5, 6), (2, 1, 3, 3), True, {"dilation": 2, "padding": 1, "stride": 2}),
+    # taps that only read padding, or input rows no window reads, are cropped away
+    ((2, 3, 1, 1), (4, 3, 3, 3), True, {"padding": 1}),  # ResNet's last stage at 32x32
+    ((2, 2, 2, 1), (3, 2, 5, 3), False, {"padding": (3, 1)}),
+    ((1, 2, 6, 7), (2, 2, 1, 1), True, {"stride": 2}),  # the last row and column are never read
+    ((2, 2, 1, 2), (3, 2, 3, 3), True, {"padding": (2, 1), "dilation": (2, 1)}),
+    ((1, 2, 3, 1), (2, 2, 3, 3), False, {"padding": 2, "stride": 2}),
+    ((2, 4, 1, 1), (4, 2, 3, 3), True, {"padding": 1, "groups": 2}),
 ]
 
 
@@ -306,3 +313,23 @@ def test_errors(call, exc, match, same_in_torch):
 def test_messages_are_pytorchs(call, exc, match):
     with pytest.raises(exc, match=match):
         call(torch)
+
+
+@requires_torch
+def test_cropped_geometries_match_torch():
+    """Random small geometries, many of whose taps or rows only meet padding: the
+    cropped convolution's output and gradients equal PyTorch's full one."""
+    assert conv_module._crop_to_reads((2, 3, 1, 1), (4, 3, 3, 3), conv_module.Geometry(
+        (1, 1), ((1, 1), (1, 1)), (1, 1), 1, False, (0, 0))).w == (slice(None), slice(None), slice(1, 2), slice(1, 2))
+    rng, compared = np.random.default_rng(5), 0
+    while compared < 60:
+        k, d, s = rng.integers(1, 4, size=(3, 2))
+        size = rng.integers(1, 5, size=2)
+        pad = rng.integers(0, 4, size=2)
+        if any((size + 2 * pad - d * (k - 1) - 1) < 0):
+            continue
+        x = make_input((2, 3, *size), seed=int(rng.integers(1 << 30)))
+        w = make_input((4, 3, *k), seed=int(rng.integers(1 << 30)))
+        kwargs = {"stride": tuple(s), "padding": tuple(pad), "dilation": tuple(d)}
+        compare_with_torch(_call("conv2d", kwargs), [x, w])
+        compared += 1

@@ -1,0 +1,105 @@
+"""The timing harness the train-step benchmarks share: each library runs in a
+fresh process per round, the rounds of distnn and PyTorch interleaved, so a
+slow spell of a shared machine hits both alike; the table shows the median
+over rounds of each round's median step time."""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+
+def set_threads(n):
+    # Must happen before numpy/torch load their BLAS.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+
+
+def median_ms(step, repeat, sync, warmup=3):
+    """Median wall time of ``step``; ``sync`` waits for queued GPU work, so a GPU
+    step is timed to its end, not to its launch."""
+    for _ in range(warmup):
+        step()
+    sync()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        step()
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def run_library(name, build_cases, args):
+    """{case: median ms} for one library, in this process."""
+    set_threads(args.threads)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    if name == "distnn":
+        import distnn as lib
+    else:
+        import torch as lib
+        lib.set_num_threads(args.threads)
+    lib.manual_seed(0)
+    sync = lib.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    results = {}
+    for case, make_step in build_cases(lib, args):
+        if args.case and not any(c in case for c in args.case):
+            continue
+        results[case] = median_ms(make_step(), args.repeat, sync)
+    return results
+
+
+def _measure_in_subprocess(script, name, argv):
+    """One library's results from a fresh process; None when it is not importable."""
+    proc = subprocess.run([sys.executable, script, "--only", name, *argv], capture_output=True, text=True)
+    if proc.returncode != 0:
+        if "No module named" in proc.stderr:
+            return None
+        raise RuntimeError(f"{name} benchmark failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _median_over_rounds(results):
+    return {case: sorted(r[case] for r in results)[len(results) // 2] for case in results[0]}
+
+
+def main(script, doc, build_cases, repeat=30, rounds=3, argv=None):
+    """Parse the common options, run the interleaved rounds and print the table.
+    ``build_cases(lib, args)`` yields ``(name, make_step)``; ``make_step()``
+    builds the model and returns a zero-argument train step."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=repeat)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cuda: distnn on CuPy beside torch on CUDA, each step synchronized")
+    parser.add_argument("--case", action="append", help="run only the cases whose name contains this (repeatable)")
+    parser.add_argument("--only", choices=["distnn", "torch"], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.only:
+        print(json.dumps(run_library(args.only, build_cases, args)))
+        return
+    forwarded = ["--repeat", str(args.repeat), "--threads", str(args.threads), "--device", args.device]
+    for case in args.case or ():
+        forwarded += ["--case", case]
+    ours, theirs, have_torch = [], [], True
+    for _ in range(args.rounds):
+        ours.append(_measure_in_subprocess(script, "distnn", forwarded))
+        if have_torch:
+            got = _measure_in_subprocess(script, "torch", forwarded)
+            have_torch = got is not None
+            theirs += [got] if have_torch else []
+    ours = _median_over_rounds(ours)
+    theirs = _median_over_rounds(theirs) if theirs else {}
+    width = max([36] + [len(name) for name in ours])
+    print(f"{'case':<{width}} {'distnn ms':>10} {'torch ms':>10} {'ratio':>7}")
+    for name, ms in ours.items():
+        t = theirs.get(name)
+        ratio = f"{ms / t:7.2f}" if t else "      -"
+        print(f"{name:<{width}} {ms:10.2f} {(f'{t:10.2f}' if t else '         -')} {ratio}")
+    blas = "OPENBLAS_CORETYPE=" + os.environ.get("OPENBLAS_CORETYPE", "(unset)")
+    print(f"({args.device}, {args.threads} BLAS thread(s), {blas}, median of {args.repeat} steps, median of "
+          f"{args.rounds} interleaved rounds, each in a fresh process; ratio = distnn / torch, lower is better)")
