@@ -9,6 +9,7 @@ from collections import namedtuple
 from ..autograd.function import Op
 from ..autograd.graph_xp import GraphArray, recording
 from ..tensor import _wrap
+from . import conv_direct
 from .im2col import batch_chunks, layout_for, scratch_array
 from .shape import squeeze, unsqueeze
 
@@ -163,6 +164,10 @@ def _row_sums(xp, rows):
 
 
 def _conv_forward(xp, x, w, b, geo):
+    if conv_direct.is_pointwise(x.shape, w.shape, geo):
+        return conv_direct.pointwise_forward(xp, x, w, b, geo)
+    if conv_direct.is_depthwise(x.shape, w.shape, geo):
+        return conv_direct.depthwise_forward(xp, x, w, b, geo)
     n, c, h, wd = x.shape
     oc, cg, kh, kw = w.shape
     g = geo.groups
@@ -182,6 +187,10 @@ def _conv_forward(xp, x, w, b, geo):
 
 
 def _conv_backward(xp, x, w, grad, geo, need_x, need_w, need_b):
+    if conv_direct.is_pointwise(x.shape, w.shape, geo):
+        return conv_direct.pointwise_backward(xp, x, w, grad, geo, need_x, need_w, need_b)
+    if conv_direct.is_depthwise(x.shape, w.shape, geo):
+        return conv_direct.depthwise_backward(xp, x, w, grad, geo, need_x, need_w, need_b)
     n, c, h, wd = x.shape
     oc, cg, kh, kw = w.shape
     g = geo.groups

@@ -72,6 +72,10 @@ CONV2D_CASES = [
     ((2, 2, 1, 2), (3, 2, 3, 3), True, {"padding": (2, 1), "dilation": (2, 1)}),
     ((1, 2, 3, 1), (2, 2, 3, 3), False, {"padding": 2, "stride": 2}),
     ((2, 4, 1, 1), (4, 2, 3, 3), True, {"padding": 1, "groups": 2}),
+    # depthwise, as a banded GEMM per channel
+    ((2, 3, 6, 5), (3, 1, 3, 2), False, {"groups": 3, "stride": (2, 1), "dilation": (1, 2), "padding": (1, 2)}),
+    ((1, 2, 5, 6), (6, 1, 3, 3), True, {"groups": 2, "stride": (1, 2), "padding": 1}),  # multiplier 3
+    ((2, 2, 7, 4), (2, 1, 2, 3), True, {"groups": 2, "dilation": (3, 1), "padding": "same"}),
 ]
 
 
@@ -79,6 +83,20 @@ CONV2D_CASES = [
 def test_conv2d(layout, x_shape, w_shape, bias, kwargs):
     out_channels = w_shape[0]
     check_op(_call("conv2d", kwargs), _inputs(x_shape, w_shape, out_channels if bias else 0))
+
+
+@pytest.mark.parametrize("x_shape,w_shape,bias,kwargs", [
+    ((2, 3, 4, 4), (4, 3, 1, 1), True, {}),
+    ((2, 3, 5, 4), (2, 3, 1, 1), False, {"stride": 2}),
+    ((1, 2, 5, 7), (3, 2, 1, 1), True, {"stride": (2, 3)}),
+])
+def test_pointwise_conv2d(monkeypatch, x_shape, w_shape, bias, kwargs):
+    """1x1 convolutions as per-sample GEMMs (the size threshold lowered so tiny shapes take that path)."""
+    monkeypatch.setattr(conv_module.conv_direct, "_MIN_POSITIONS", 1)
+    assert conv_module.conv_direct.is_pointwise(x_shape, w_shape, conv_module._check_and_normalise(
+        "conv2d", distnn.zeros(*x_shape), distnn.zeros(*w_shape), None, kwargs.get("stride", 1), 0, 1, 1,
+        False, 0, 2))
+    check_op(_call("conv2d", kwargs), _inputs(x_shape, w_shape, w_shape[0] if bias else 0))
 
 
 CONV1D_CASES = [
@@ -153,6 +171,11 @@ def test_partial_requires_grad(layout, requires_grad):
     ((4, 8, 16, 15), (16, 8, 3, 3), {"stride": 2, "padding": 1}),
     ((4, 8, 16, 16), (8, 1, 3, 3), {"groups": 8, "padding": "same", "dilation": 2}),
     ((3, 6, 9, 10), (12, 3, 4, 4), {"groups": 2, "padding": "same"}),
+    ((4, 16, 20, 20), (16, 1, 3, 3), {"groups": 16, "padding": 1}),  # depthwise too wide for the band
+    ((4, 16, 12, 12), (32, 1, 5, 5), {"groups": 16, "padding": 2, "stride": 2}),
+    ((4, 16, 8, 8), (24, 16, 1, 1), {}),  # pointwise: a GEMM per sample
+    ((4, 16, 16, 15), (8, 16, 1, 1), {"stride": 2}),
+    ((4, 16, 15, 16), (8, 16, 1, 1), {"stride": (1, 3)}),
 ])
 def test_conv2d_moderate_shapes_match_torch(layout, x_shape, w_shape, kwargs):
     # the weight gradient sums thousands of float32 products: round-off, not a bug, sets atol
