@@ -23,11 +23,16 @@ __all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm"
 TENSOR_METHODS = ()
 
 
-def _standardize(xp, x, axes, eps):
-    """(x - mean) / sqrt(var + eps) over ``axes`` (biased var); also the mean, var and 1/std."""
+def _standardize(xp, x, axes, eps, channel_first=False):
+    """(x - mean) / sqrt(var + eps) over ``axes`` (biased var); also the mean, var and 1/std.
+    ``channel_first``: ``axes`` are every dim but 1, whose sums of squares then take one
+    pass with no temporary."""
     mean = x.mean(axis=axes, keepdims=True)
     xhat = x - mean
-    var = (xhat * xhat).mean(axis=axes, keepdims=True)
+    if channel_first and _one_pass(xhat):
+        var = _channel_dot(xp, xhat, xhat).reshape(mean.shape) / (x.size // x.shape[1])
+    else:
+        var = (xhat * xhat).mean(axis=axes, keepdims=True)
     invstd = 1 / xp.sqrt(var + eps)
     xhat *= invstd
     return xhat, mean, var, invstd
@@ -40,6 +45,18 @@ def _standardize_backward(gxhat, xhat, invstd, axes):
     return (gxhat - mean_g - xhat * mean_gx) * invstd
 
 
+def _one_pass(a):
+    """Whether ``a`` is a plain float32/float64 array, whose sums einsum may fuse
+    (float16's would then accumulate in float16)."""
+    return not recording(a) and a.dtype.itemsize >= 4
+
+
+def _channel_dot(xp, a, b):
+    """Per channel (dim 1), the sum of ``a * b`` over every other dim, in one pass."""
+    n, c = a.shape[:2]
+    return xp.einsum("nck,nck->c", a.reshape(n, c, -1), b.reshape(n, c, -1))
+
+
 def _channel_shape(ndim):
     """Shape that broadcasts a per-channel vector along dim 1 of an ndim-dim input."""
     return (1, -1) + (1,) * (ndim - 2)
@@ -48,7 +65,11 @@ def _channel_shape(ndim):
 def _affine(xhat, weight, bias, shape=None):
     out = xhat if weight is None else xhat * (weight if shape is None else weight.reshape(shape))
     if bias is not None:
-        out = out + (bias if shape is None else bias.reshape(shape))
+        bias = bias if shape is None else bias.reshape(shape)
+        if out is xhat or recording(out):
+            out = out + bias
+        else:  # a fresh array of the output's shape: no second temporary
+            out += bias
     elif out is xhat:
         out = xhat.copy()  # xhat is saved for backward; the output must be its own array
     return out
@@ -78,7 +99,7 @@ class NativeBatchNorm(Op):
         axes = (0,) + tuple(range(2, input.ndim))
         shape = _channel_shape(input.ndim)
         if training:
-            xhat, mean, var, invstd = _standardize(xp, input, axes, eps)
+            xhat, mean, var, invstd = _standardize(xp, input, axes, eps, channel_first=True)
             n = input.size // input.shape[1]
             _update_running(running_mean, mean, momentum)
             _update_running(running_var, var * (n / (n - 1)), momentum)
@@ -99,11 +120,21 @@ class NativeBatchNorm(Op):
             else:  # affine in the input: the saved value, with the input's derivative
                 xhat = xhat + (input - input.t._data) * invstd
         sum_g = g.sum(axis=ctx.axes, keepdims=True)
-        sum_gx = (g * xhat).sum(axis=ctx.axes, keepdims=True)
+        plain = _one_pass(g) and _one_pass(xhat)
+        if plain:  # one pass, no (g * xhat) temporary
+            sum_gx = _channel_dot(ctx.xp, g, xhat).reshape(sum_g.shape)
+        else:
+            sum_gx = (g * xhat).sum(axis=ctx.axes, keepdims=True)
         grad_input = None
         if ctx.needs_input_grad[0]:
             scale = invstd if weight is None else invstd * weight.reshape(shape)
-            if ctx.training:
+            if ctx.training and plain:
+                # g*scale - xhat*(scale*mean(g*xhat)) - scale*mean(g): two temporaries, not five
+                m = g.size // g.shape[1]
+                grad_input = g * scale
+                grad_input -= xhat * (scale * (sum_gx / m))
+                grad_input -= scale * (sum_g / m)
+            elif ctx.training:
                 m = g.size // g.shape[1]
                 grad_input = (g - sum_g / m - xhat * (sum_gx / m)) * scale
             else:
