@@ -4,15 +4,20 @@ process or data-parallel under the launcher:
     python examples/mnist.py --data-dir ../shared/data/mnist-10k
     python -m launcher --workers 4 examples/mnist.py --data-dir ../shared/data/mnist-10k
 
-Flags follow pytorch/examples' mnist; ``--batch-size`` is per worker. With
-WORLD_SIZE > 1 the model is wrapped in DistributedDataParallel and every rank
-trains on its DistributedSampler shard. Data comes from ``--data-dir``, else
+    srun --ntasks 4 python examples/mnist.py ...        # after exporting MASTER_ADDR/MASTER_PORT
+    mpirun -np 4 -x MASTER_ADDR -x MASTER_PORT python examples/mnist.py ...
+
+Flags follow pytorch/examples' mnist; ``--batch-size`` is per worker. When a
+launcher, srun or mpirun started this process as one rank of several
+(``dist.is_launched()``, the environment ``init_process_group()`` reads), the model
+is wrapped in DistributedDataParallel and every rank trains on its
+DistributedSampler shard. Data comes from ``--data-dir``, else
 ``$DISTNN_DATA`` or ``~/.cache/distnn/mnist`` (downloaded when missing and
 online); if that fails it says so loudly and trains on built-in synthetic
 digits, so the command always runs. An explicit ``--data-dir`` without the
 files is an error, never a silent fallback.
 
-Rank 0 logs per-epoch metrics to ``--metrics`` (JSONL) and, with
+Only rank 0 writes files: it logs per-epoch metrics to ``--metrics`` (JSONL) and, with
 ``--save-model``, writes a checkpoint atomically after every epoch (model,
 optimizer, epoch, sampler, and the launcher's ``DISTNN_RUN_ID``). ``--resume
 PATH`` continues from one, of any run, bit-identical to an uninterrupted run
@@ -79,8 +84,20 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def load_data(data_dir, rank):
-    """(train, test) as TensorDatasets of normalised images and labels."""
+def load_data(data_dir, rank, local_rank, world):
+    """(train, test) as TensorDatasets of normalised images and labels. In a job, the
+    first rank of each host downloads while the others wait, so no two processes
+    write the same files."""
+    if world > 1 and local_rank != 0:
+        dist.barrier()
+    try:
+        return _load_data(data_dir, rank)
+    finally:
+        if world > 1 and local_rank == 0:
+            dist.barrier()
+
+
+def _load_data(data_dir, rank):
     if data_dir is not None:
         train, test = MNIST(data_dir, train=True), MNIST(data_dir, train=False)
     else:
@@ -151,14 +168,15 @@ def resume_point(args, run_id, rank):
 
 def main(argv=None):
     args = parse_args(argv)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1:
+    rank, world = 0, 1
+    if dist.is_launched():  # python -m launcher, srun, mpirun: the variables init_process_group reads
         dist.init_process_group()
-    rank = dist.get_rank() if world > 1 else 0
+        rank, world = dist.get_rank(), dist.get_world_size()
+    local_rank = dist.get_node_local_rank(fallback_rank=0) if world > 1 else 0
     if args.device == "cuda":  # one GPU per worker on this host, as with torchrun
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % max(1, torch.cuda.device_count()))
+        torch.cuda.set_device(local_rank % max(1, torch.cuda.device_count()))
     torch.manual_seed(args.seed)
-    train_set, test_set = load_data(args.data_dir, rank)
+    train_set, test_set = load_data(args.data_dir, rank, local_rank, world)
     model = MNISTConvNet().to(args.device)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=args.seed)

@@ -1,11 +1,14 @@
-"""examples/mnist.py end to end: single process, under the launcher, data-parallel
-accuracy on real MNIST, bit-identical resume, recovery from a killed worker
-(--max-restarts with --save-model), and restarts that never pick up another
-run's checkpoint."""
+"""examples/mnist.py end to end: single process, under the launcher, under srun and
+mpirun (skipped where Slurm or Open MPI is absent), data-parallel accuracy on real
+MNIST, bit-identical resume, recovery from a killed worker (--max-restarts with
+--save-model), and restarts that never pick up another run's checkpoint."""
 
+import json
 import os
 import re
+import shutil
 import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -15,7 +18,7 @@ import numpy as np
 import pytest
 
 import distnn
-from multiproc import REPO, kill_tree, processes_with_env, start
+from multiproc import REPO, free_port, kill_tree, processes_with_env, start
 
 DATA = Path(os.environ.get("DISTNN_TEST_MNIST", REPO.parent / "shared" / "data" / "mnist-10k"))
 EXAMPLE = str(REPO / "examples" / "mnist.py")
@@ -186,3 +189,39 @@ def _rank_of(pid):
         return None
     rank = env.get(b"RANK")
     return rank.decode() if rank is not None else None
+
+
+def cluster_engine(name, tasks):
+    """The command that starts ``tasks`` copies of a program under ``name`` (srun, mpirun),
+    or a skip where it is not installed or (Slurm) no cluster answers."""
+    if shutil.which(name) is None:
+        pytest.skip(f"{name} is not installed")
+    if name == "srun":
+        try:
+            ready = subprocess.run(["sinfo", "-h", "-o", "%a"], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError) as e:
+            pytest.skip(f"no Slurm cluster answers here: {e}")
+        if ready.returncode != 0 or "up" not in ready.stdout:
+            pytest.skip(f"no Slurm cluster answers here: {ready.stderr.strip()}")
+        return ["srun", "--ntasks", str(tasks), "--kill-on-bad-exit=1", "--immediate=30"]
+    root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
+    return ["mpirun", *root, "--oversubscribe", "-np", str(tasks), "-x", "MASTER_ADDR", "-x", "MASTER_PORT",
+            "-x", "PYTHONPATH", "-x", TAG]
+
+
+@needs_mnist
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("engine", ["srun", "mpirun"])
+def test_distributes_under_srun_and_mpirun(tmp_path, engine):
+    """Two tasks form one world of two (not two worlds of one), and only rank 0 writes the
+    metrics and the checkpoint."""
+    cmd = cluster_engine(engine, 2)
+    metrics, checkpoint = tmp_path / "m.jsonl", tmp_path / "ck.dt"
+    code, out, err = run([*cmd, sys.executable, EXAMPLE, "--data-dir", DATA, "--epochs", "2", "--dry-run",
+                          "--metrics", metrics, "--save-model", "--checkpoint", checkpoint], tmp_path, timeout=150,
+                         env={"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())})
+    assert code == 0, out + err
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [(r["epoch"], r["world_size"]) for r in records] == [(1, 2), (2, 2)], records
+    assert out.count("Test accuracy") == 1, out
+    assert distnn.load(checkpoint)["world_size"] == 2

@@ -3,7 +3,9 @@
 Rank 0 serves the rendezvous store; ranks exchange data over per-peer ZeroMQ
 sockets (``ipc://`` on one host, ``tcp://`` across hosts) with msgpack headers
 and raw payload frames. See DESIGN.md and the README for the environment
-variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, DISTNN_JOB_TOKEN).
+variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, DISTNN_JOB_TOKEN, and the
+networking ones of ``network``). ``is_launched()`` says whether a launcher, srun
+or mpirun started this process as one rank of several.
 """
 
 import warnings
@@ -15,6 +17,7 @@ from .collective_ops import (GroupMember, ReduceOp, all_gather, all_gather_into_
                              init_process_group, irecv, is_available, is_initialized, isend, new_group, recv,
                              reduce, reduce_scatter, reduce_scatter_tensor, scatter, send)
 from .ddp import DistributedDataParallel
+from .env import get_node_local_rank, is_launched
 from .errors import DistributedError, DistributedTimeoutError
 from .process_group import ProcessGroup, Work
 
@@ -23,7 +26,8 @@ __all__ = ["GroupMember", "ReduceOp", "all_gather", "all_gather_into_tensor", "a
            "get_backend", "get_global_rank", "get_rank", "get_world_size", "init_process_group", "irecv",
            "is_available", "is_initialized", "isend", "new_group", "recv", "reduce", "reduce_scatter",
            "reduce_scatter_tensor", "scatter", "send", "DistributedError", "DistributedTimeoutError",
-           "ProcessGroup", "Work", "DistributedDataParallel", "get_default_backend_for_device", "reduce_op"]
+           "ProcessGroup", "Work", "DistributedDataParallel", "get_default_backend_for_device", "reduce_op",
+           "is_launched", "get_node_local_rank"]
 
 
 def get_default_backend_for_device(device):

@@ -31,23 +31,59 @@ def _int_env(name, environ):
         raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
 
 
+def launched_ranks(environ=None):
+    """(rank, world_size, local_rank, local_world_size) that a launcher or cluster engine
+    set in the environment (the first of _SOURCES with a rank and a size; the local
+    values None where it gives none), or None when nothing started this process as a rank."""
+    environ = os.environ if environ is None else environ
+    for rank_var, size_var, local_var, local_size_var in _SOURCES:
+        if rank_var == "SLURM_PROCID" and "SLURM_STEP_ID" not in environ and "SLURM_STEPID" not in environ:
+            continue  # an sbatch script itself (the batch step, always "task 0"), not a task srun started
+        if rank_var in environ and size_var in environ:
+            names = local_size_var if isinstance(local_size_var, tuple) else (local_size_var,)
+            local_size = next((_int_env(n, environ) for n in names if n in environ), None)
+            return _int_env(rank_var, environ), _int_env(size_var, environ), _int_env(local_var, environ), local_size
+    return None
+
+
+def is_launched(environ=None):
+    """Whether this process is one rank of a job of several that a launcher started:
+    ``python -m launcher`` (or torchrun-style RANK/WORLD_SIZE), Slurm's srun, Open MPI's
+    mpirun or a PMI launcher; the same variables ``init_process_group()`` reads, so a
+    script that calls it exactly when this is True distributes under any of them and
+    runs alone otherwise. A world of one is not "launched": it needs no process group."""
+    found = launched_ranks(environ)
+    return found is not None and found[1] > 1
+
+
+def get_node_local_rank(fallback_rank=None, environ=None):
+    """This process's rank among those on its node, as ``torch.distributed.get_node_local_rank``:
+    LOCAL_RANK, else Slurm's, Open MPI's or PMI's local rank, else ``fallback_rank``."""
+    found = launched_ranks(environ)
+    if found is not None and found[2] is not None:
+        return found[2]
+    environ = os.environ if environ is None else environ
+    if "LOCAL_RANK" in environ:
+        return _int_env("LOCAL_RANK", environ)
+    if fallback_rank is not None:
+        return int(fallback_rank)
+    raise RuntimeError("LOCAL_RANK is not in the environment. Consider passing fallback_rank to allow "
+                       "`get_node_local_rank` to work, assuming you are not running in a multi-device "
+                       "context and want the code to run locally instead.")
+
+
 def resolve_ranks(rank=None, world_size=None, environ=None):
     """(rank, world_size, local_rank, local_world_size) from arguments or the environment."""
     environ = os.environ if environ is None else environ
     if rank is not None and world_size is not None:
         _check_rank(rank, world_size)
         return rank, world_size, rank, world_size
-    for rank_var, size_var, local_var, local_size_var in _SOURCES:
-        if rank_var in environ and size_var in environ:
-            env_rank, env_size = _int_env(rank_var, environ), _int_env(size_var, environ)
-            local = _int_env(local_var, environ)
-            names = local_size_var if isinstance(local_size_var, tuple) else (local_size_var,)
-            local_size = next((_int_env(n, environ) for n in names if n in environ), None)
-            rank = env_rank if rank is None else rank
-            world_size = env_size if world_size is None else world_size
-            break
-    else:
-        local, local_size = None, None
+    local, local_size = None, None
+    found = launched_ranks(environ)
+    if found is not None:
+        env_rank, env_size, local, local_size = found
+        rank = env_rank if rank is None else rank
+        world_size = env_size if world_size is None else world_size
     if rank is None or world_size is None:
         raise ValueError("rank and world_size are unknown: pass rank= and world_size=, start the script "
                          "with `python -m launcher`, or set RANK and WORLD_SIZE (srun and mpirun set theirs)")

@@ -8,7 +8,8 @@ import pytest
 from distnn.distributed import env
 
 LAUNCHER = {"RANK": "2", "WORLD_SIZE": "4", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "2"}
-SLURM = {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_NTASKS_PER_NODE": "4"}
+SLURM = {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_NTASKS_PER_NODE": "4",
+         "SLURM_STEP_ID": "0"}
 OMPI = {"OMPI_COMM_WORLD_RANK": "3", "OMPI_COMM_WORLD_SIZE": "6", "OMPI_COMM_WORLD_LOCAL_RANK": "1",
         "OMPI_COMM_WORLD_LOCAL_SIZE": "3"}
 PMI = {"PMI_RANK": "1", "PMI_SIZE": "3", "MPI_LOCALRANKID": "1", "MPI_LOCALNRANKS": "3"}
@@ -21,10 +22,10 @@ PMI = {"PMI_RANK": "1", "PMI_SIZE": "3", "MPI_LOCALRANKID": "1", "MPI_LOCALNRANK
     (PMI, (1, 3, 1, 3)),
     ({"RANK": "1", "WORLD_SIZE": "3"}, (1, 3, 1, 3)),  # no local info: one host assumed
     (dict(SLURM, SLURM_NTASKS_PER_NODE="4(x2)"), (5, 8, 1, 4)),
-    ({"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_TASKS_PER_NODE": "4(x2)"},
-     (5, 8, 1, 4)),
+    ({"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_TASKS_PER_NODE": "4(x2)",
+      "SLURM_STEPID": "3"}, (5, 8, 1, 4)),
     ({"SLURM_PROCID": "2", "SLURM_NTASKS": "3", "SLURM_LOCALID": "0", "SLURM_STEP_TASKS_PER_NODE": "1(x3)",
-      "SLURM_TASKS_PER_NODE": "2(x3)"}, (2, 3, 0, 1)),   # the step's layout beats the allocation's
+      "SLURM_TASKS_PER_NODE": "2(x3)", "SLURM_STEP_ID": "0"}, (2, 3, 0, 1)),  # the step's layout wins
 ])
 def test_each_source_alone(environ, expected):
     assert env.resolve_ranks(environ=environ) == expected
@@ -56,7 +57,7 @@ def test_explicit_arguments_ignore_bad_environment_values():
     ({"RANK": "one", "WORLD_SIZE": "4"}, ["RANK", "'one'"]),
     ({"RANK": "1", "WORLD_SIZE": "4.0"}, ["WORLD_SIZE", "'4.0'"]),
     ({"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "x"}, ["LOCAL_RANK", "'x'"]),
-    ({"SLURM_PROCID": "", "SLURM_NTASKS": "2"}, ["SLURM_PROCID"]),
+    ({"SLURM_PROCID": "", "SLURM_NTASKS": "2", "SLURM_STEP_ID": "0"}, ["SLURM_PROCID"]),
     ({"RANK": "4", "WORLD_SIZE": "4"}, ["rank=4", "world_size=4"]),
     ({"RANK": "-1", "WORLD_SIZE": "4"}, ["rank=-1"]),
     ({"RANK": "0", "WORLD_SIZE": "0"}, ["world_size=0"]),
@@ -66,6 +67,40 @@ def test_bad_values_name_the_variable(environ, names):
         env.resolve_ranks(environ=environ)
     for name in names:
         assert name in str(info.value)
+
+
+BATCH_STEP = {"SLURM_PROCID": "0", "SLURM_NTASKS": "2", "SLURM_LOCALID": "0", "SLURM_JOB_ID": "7"}  # sbatch -n 2
+
+
+@pytest.mark.parametrize("environ, launched", [
+    (LAUNCHER, True), (SLURM, True), (OMPI, True), (PMI, True),
+    ({}, False),
+    ({"RANK": "0", "WORLD_SIZE": "1"}, False),      # a world of one needs no process group
+    (BATCH_STEP, False),                            # an sbatch script run without srun is no task of a step
+    ({"RANK": "1"}, False),
+])
+def test_is_launched_reads_what_init_process_group_reads(environ, launched):
+    assert env.is_launched(environ) is launched
+    if launched:
+        assert env.resolve_ranks(environ=environ)[1] > 1
+
+
+def test_batch_step_is_not_taken_for_rank_0_of_the_allocation():
+    with pytest.raises(ValueError, match="RANK and WORLD_SIZE"):
+        env.resolve_ranks(environ=BATCH_STEP)
+
+
+@pytest.mark.parametrize("environ, fallback, expected", [
+    (LAUNCHER, None, 0), (SLURM, None, 1), (OMPI, None, 1), (PMI, None, 1),
+    ({"LOCAL_RANK": "3"}, None, 3), ({}, 5, 5),
+])
+def test_get_node_local_rank(environ, fallback, expected):
+    assert env.get_node_local_rank(fallback, environ) == expected
+
+
+def test_get_node_local_rank_without_one_raises_as_torch():
+    with pytest.raises(RuntimeError, match="LOCAL_RANK is not in the environment"):
+        env.get_node_local_rank(environ={})
 
 
 def test_unknown_rank_says_how_to_start():
