@@ -162,9 +162,10 @@ def processes_with_env(name, value):
     return found
 
 
-def start_rank(script, rank, world_size, port, args=(), token="test-token", env=None):
-    """``python script *args`` as one rank (for tests that start ranks one by one)."""
-    return start([sys.executable, str(REPO / script), *map(str, args)],
+def start_rank(script, rank, world_size, port, args=(), token="test-token", env=None, prefix=()):
+    """``python script *args`` as one rank (for tests that start ranks one by one); ``prefix``:
+    a command that runs it elsewhere, e.g. on a host of tests/netns.py."""
+    return start([*prefix, sys.executable, str(REPO / script), *map(str, args)],
                  rank_env(rank, world_size, port, token, env))
 
 
@@ -206,8 +207,9 @@ def collect(procs, timeout=60.0, ranks=None):
 
 
 def run_ranks(script, world_size, args=(), timeout=60.0, env=None, per_rank_env=None, token="test-token",
-              port=None):
+              port=None, prefixes=None):
     """Run ``python script *args`` as ranks 0..world_size-1; returns their RankResults.
+    ``prefixes[rank]``: the command prefix that starts that rank (see ``start_rank``).
 
     Never leaves a process behind: on timeout (or any error) every rank's
     session is killed, and the timeout is reported as a failure.
@@ -218,7 +220,8 @@ def run_ranks(script, world_size, args=(), timeout=60.0, env=None, per_rank_env=
         for rank in range(world_size):
             extra = dict(env or {})
             extra.update((per_rank_env or {}).get(rank, {}))
-            procs.append(start_rank(script, rank, world_size, port, args, token, extra))
+            procs.append(start_rank(script, rank, world_size, port, args, token, extra,
+                                    prefixes[rank] if prefixes else ()))
     except BaseException:
         for p in procs:
             kill_tree(p, grace=0.5)

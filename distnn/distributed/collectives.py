@@ -179,9 +179,13 @@ def shm_all_reduce(ex, buf, ufunc):
 def _shm_one_round(ex, shm, part, staged, parity, ufunc):
     staged[...] = part
     shm_handshake(ex, shm)  # every rank's data is staged
-    if shm.steps_done:  # peers that announced this step have read the last one: all mapped ours
-        shm.unlink()
     regions = [staged if p == ex.rank else ex.shm_peer(p, parity, part.dtype, part.size) for p in range(ex.size)]
+    if not shm.steps_done:
+        # Once every peer has mapped our region its name can go; waiting for that here (once
+        # per group) keeps a rank that closes right after this collective from unlinking it
+        # under a slower peer that has yet to map it.
+        shm_handshake(ex, shm)
+        shm.unlink()
     ufunc(regions[0], regions[1], out=part)
     for region in regions[2:]:
         ufunc(part, region, out=part)

@@ -10,10 +10,8 @@ waiting for the timeout.
 
 import atexit
 import hashlib
-import ipaddress
 import os
 import queue
-import socket
 import threading
 import time
 
@@ -25,7 +23,7 @@ import zmq
 # collector that is already gone.
 import zmq.utils.garbage  # noqa: F401
 
-from . import shm, wire
+from . import locality, network, shm, wire
 from .errors import DistributedError, DistributedTimeoutError
 from .store import StoreClient, StoreServer
 from .transport import OutOfOrderMessage, Transport
@@ -205,14 +203,25 @@ class World:
         if spare is not None:
             self.context, self.transport = spare
         else:
+            bind_host, note = network.data_host(master, spans_hosts=local_world_size < world_size)
+            if note and local_rank == 0:
+                network.note(note)
             self.context = zmq.Context()
             self.context.setsockopt(zmq.IPV6, 1)  # sockets made from it reach IPv6 masters (and IPv4 too)
-            self.transport = Transport(self.context, rank, world_size, _bind_host(master))
+            try:
+                self.transport = Transport(self.context, rank, world_size, bind_host, local_rank=local_rank)
+            except BaseException:
+                self.context.term()
+                raise
         self._server = None
         self.store = None
         try:
-            self._server = StoreServer(self.context, host, port, token, world_size) if rank == 0 else None
-            self.store = StoreClient(self.context, f"tcp://{_bracket(host)}:{port}", token, timeout)
+            if rank == 0:
+                # A name that is loopback only here (Debian's "127.0.1.1 <hostname>") is how the
+                # other hosts reach this one by another address: serve the store on every interface.
+                store_host = "*" if network.names_loopback_by_accident(master) and world_size > 1 else host
+                self._server = StoreServer(self.context, store_host, port, token, world_size)
+            self.store = StoreClient(self.context, f"tcp://{network.bracket(host)}:{port}", token, timeout)
             self._rendezvous(host, port)
         except BaseException:
             if self.store is not None:
@@ -252,9 +261,10 @@ class World:
         self.generation = World.generation = generation
 
     def shares_memory_with(self, ranks):
-        """Whether every rank in ``ranks`` runs on this host and can map shared memory."""
-        mine = self.members[self.rank]["host"]
-        return all(self.members[r]["host"] == mine and self.members[r].get("shm") is True for r in ranks)
+        """Whether every rank in ``ranks`` can map this rank's shared memory and it theirs
+        (the same host and /dev/shm, checked by ``locality``; every member agrees)."""
+        keys = {locality.memory_key(self.members[r]) for r in ranks}
+        return len(keys) == 1 and None not in keys
 
     def signals_with(self, ranks):
         """Whether every rank in ``ranks`` can order shared-memory steps by signals."""
@@ -514,33 +524,6 @@ class Exchange:
 
 def _seconds(timeout):
     return timeout.total_seconds() if hasattr(timeout, "total_seconds") else float(timeout)
-
-
-def _bracket(host):
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
-
-
-def _is_loopback(master):
-    if master.host == "localhost":
-        return True
-    return all(ipaddress.ip_address(sockaddr[0].split("%")[0]).is_loopback for _, sockaddr in master.addresses)
-
-
-def _bind_host(master):
-    """Where this rank's data socket binds, as a tcp:// endpoint spells it (IPv6 in
-    brackets): loopback for a loopback master, else the interface that reaches it.
-    ``master``: an ``env.Master``, whose addresses were looked up once, by env."""
-    if _is_loopback(master):
-        return "127.0.0.1"
-    family, sockaddr = master.addresses[0]
-    with socket.socket(family, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(sockaddr)  # UDP: picks the route and source address, sends nothing
-        except OSError as exc:
-            raise DistributedError(f"the master address {master.host!r} is not reachable from this host "
-                                   f"({exc}): check MASTER_ADDR (or init_method's host)") from None
-        local = probe.getsockname()[0]
-    return f"[{local}]" if family == socket.AF_INET6 else local
 
 
 _active_worlds = []

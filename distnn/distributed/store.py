@@ -27,6 +27,7 @@ import zmq
 
 from .auth import DropLog
 from .errors import DistributedError, DistributedTimeoutError
+from .network import bracket, explain_bind_error
 from .wakeup import Wakeup
 
 _RESEND_S = 1.0
@@ -46,17 +47,13 @@ class StoreServer:
         self._socket = context.socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.MAXMSGSIZE, _MAX_REQUEST)
-        self.address = f"tcp://{_bracket(host)}:{port}"
+        self.address = f"tcp://{bracket(host)}:{port}"
         try:
             self._socket.bind(self.address)
         except zmq.ZMQError as exc:
             self._socket.close()
-            # The hint names the setting to fix: a guess at the port misleads when the address is wrong.
-            hint = {zmq.EADDRINUSE: f" (is another job using MASTER_PORT {port}?)",
-                    zmq.EADDRNOTAVAIL: f"; MASTER_ADDR={host} is not an address of this host (rank 0 serves "
-                                       "the store there; set MASTER_ADDR to this host's address)"}
-            raise DistributedError(f"rank 0 could not serve the rendezvous store at {self.address}: "
-                                   f"{exc}{hint.get(exc.errno, '')}") from None
+            raise DistributedError(explain_bind_error(exc, self.address, "rank 0's rendezvous store",
+                                                      port_var="MASTER_PORT", addr_var="MASTER_ADDR")) from None
         self._stop = Wakeup(context, "store-stop")  # the thread sleeps until a request or close()
         self._thread = threading.Thread(target=self._serve, name="distnn-store", daemon=True)
         self._thread.start()
@@ -229,6 +226,3 @@ class StoreClient:
                     f"at {self.address} waiting for {what}: {missing}")
         return describe
 
-
-def _bracket(host):
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host

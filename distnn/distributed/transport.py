@@ -6,8 +6,10 @@ keeps each sender's messages in order, so arriving messages are sorted into
 per-(group, sender, channel) queues and a receiver takes the next one from the
 peer it expects. Every receive validates the header against what this rank
 expects, honours the group timeout, notices same-host peers that died, and
-turns an abort notice from any peer into an error here. All sockets belong to
-the one communication thread.
+turns an abort notice from any peer into an error here. A peer is "on the same
+host" only if its ipc socket file is visible here (``locality``); peers watched
+by pid are those of one kernel and pid namespace, the others through their
+connection (``liveness``). All sockets belong to the one communication thread.
 
 A connection to the data port is admitted only if it proves the job's secret
 (see ``auth``); the ipc socket lives in a fresh 0700 folder of its own.
@@ -15,7 +17,6 @@ A connection to the data port is admitted only if it proves the job's secret
 
 import os
 import re
-import socket
 import tempfile
 import time
 from collections import deque
@@ -24,13 +25,14 @@ import numpy as np
 import zmq
 
 from .._process import process_running, process_state
-from . import auth, wire
+from . import auth, liveness, locality, network, wire
 from .errors import DistributedError, DistributedTimeoutError
 
 ZERO_COPY_MIN = 64 * 1024  # below this, copying the payload is cheaper than tracking it
 _SOCKET_BUFFER = 4 * 1024 * 1024
 _LIVENESS_CHECK_S = 0.5
 _ABORT_GRACE_S = 0.3  # how long a dead peer's abort notice may still be on its way
+_REMOTE_GRACE_S = 1.0  # the same for a peer on another host, whose notice crosses the network
 _HANDSHAKE_MS = 10_000  # a connection that has not authenticated by then is dropped
 _IPC_PREFIX = "distnn-ipc-"
 _MAX_SOCKET_PATH = 107
@@ -43,16 +45,6 @@ class OutOfOrderMessage(DistributedError):
     def __init__(self, header, message):
         super().__init__(message)
         self.header = header
-
-
-def host_identity():
-    """Hostname plus boot id: equal only for processes that can share ipc:// sockets."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            boot = f.read().strip()
-    except OSError:
-        boot = ""
-    return f"{socket.gethostname()}/{boot}"
 
 
 def ipc_directory(runtime_dir=None):
@@ -90,8 +82,10 @@ def sweep_ipc_directories(base):
 
 
 class Transport:
-    def __init__(self, context, rank, world_size, bind_host, runtime_dir=None):
+    def __init__(self, context, rank, world_size, bind_host, runtime_dir=None, local_rank=0):
         self.rank, self.world_size = rank, world_size
+        self.tcp_only = network.force_tcp()  # settings first: a bad one leaves no socket behind
+        self._watch = liveness.PeerWatch(network.heartbeat_timeout())
         self.job = None  # known once the rendezvous has told this rank the job's secret
         self._password = None
         self._context = context
@@ -108,10 +102,15 @@ class Transport:
         self._ipc_path = os.path.join(ipc_dir, f"{rank}.sock")
         self.ipc_endpoint = f"ipc://{self._ipc_path}"
         self._pull.bind(self.ipc_endpoint)
-        port = self._pull.bind_to_random_port(f"tcp://{bind_host}")
-        self.tcp_endpoint = f"tcp://{bind_host}:{port}"
         self._push = {}
+        self.routes = {}  # peer -> the endpoint this rank sends to it on
         self._peer_pids = {}
+        self._heard = {}  # peer -> messages accepted from it (to tell a departed peer from a dead one)
+        try:
+            self.tcp_endpoint = network.bind_data_port(self._pull, bind_host, local_rank)
+        except BaseException:
+            self.close()
+            raise
         self._queues = {}
         self._aborted = None
 
@@ -123,12 +122,15 @@ class Transport:
 
     # --- setup ------------------------------------------------------------------
     def endpoint_info(self):
-        return {"host": host_identity(), "ipc": self.ipc_endpoint, "tcp": self.tcp_endpoint,
-                "pid": os.getpid()}
+        return dict(locality.facts(self._ipc_path, self.tcp_only), ipc=self.ipc_endpoint, tcp=self.tcp_endpoint,
+                    pid=os.getpid())
 
     def connect(self, members):
-        """Open a PUSH socket to every peer; ``members[r]`` is rank r's ``endpoint_info``."""
-        mine = host_identity()
+        """Open a PUSH socket to every peer; ``members[r]`` is rank r's ``endpoint_info``.
+        A peer is reached over ipc only when its socket file is visible here, else over
+        TCP; it is watched by pid where its pid means something here, else through the
+        connection (heartbeats)."""
+        mine = members[self.rank]
         for peer, info in enumerate(members):
             if peer == self.rank:
                 continue
@@ -137,14 +139,22 @@ class Transport:
             sock.setsockopt(zmq.SNDHWM, 0)
             sock.setsockopt(zmq.SNDBUF, _SOCKET_BUFFER)
             auth.configure_client(sock, self._password)
-            same_host = info["host"] == mine
-            sock.connect(info["ipc"] if same_host else info["tcp"])
+            by_pid = locality.same_kernel_pids(mine, info)
+            if not by_pid:
+                self._watch.configure(sock)
+            ipc = locality.ipc_reachable(mine, info, info["ipc"][len("ipc://"):])
+            endpoint = info["ipc"] if ipc else info["tcp"]
+            if not by_pid:
+                self._watch.watch(peer, sock, endpoint, info["host"].split("/")[0])
+            sock.connect(endpoint)
             self._push[peer] = sock
-            if same_host:
+            self.routes[peer] = endpoint
+            if by_pid:
                 self._peer_pids[peer] = info["pid"]
 
     def close(self, linger=0):
         """Close every socket; ``linger`` ms lets queued messages to peers still leave."""
+        self._watch.close()
         for sock in self._push.values():
             sock.close(linger=linger)
         self._pull.disable_monitor()
@@ -268,24 +278,40 @@ class Transport:
         if header["op"] == wire.ABORT_OP:
             self._aborted = f"rank {self.rank}: rank {header['src']} failed: {header['dtype']}"
             raise DistributedError(self._aborted)
+        self._heard[header["src"]] = self._heard.get(header["src"], 0) + 1
         channel = "p2p" if header["op"] == "send" else "coll"
         key = (header["grp"], header["src"], channel)
         self._queues.setdefault(key, deque()).append((header, frames[1].buffer))
         return True
 
     def check_alive(self, ranks, describe):
-        """Raise if a same-host peer among ``ranks`` has exited (a zombie counts as exited).
-        A peer that failed sends its abort notice before it exits: that, when it arrives
-        within a moment, is the better error."""
+        """Raise if a peer among ``ranks`` is gone: a same-host one that exited (a zombie
+        counts as exited), or one elsewhere whose connection broke or never came up. A peer
+        that failed sends its abort notice before it exits: that, when it arrives within a
+        moment, is the better error. A peer elsewhere whose messages still arrive in that
+        moment is not failed yet: it may have finished normally after sending them."""
         for r in ranks:
             pid = self._peer_pids.get(r)
             if pid is not None and not process_running(pid):
-                deadline = time.monotonic() + _ABORT_GRACE_S
-                while self._pull.poll(max(deadline - time.monotonic(), 0) * 1000):
-                    self.drain()  # raises the abort notice
+                self._await_notice(_ABORT_GRACE_S)
                 self._aborted = (f"rank {self.rank}: rank {r} (pid {pid}) exited while this rank was "
                                  f"waiting for it in {describe}")
                 raise DistributedError(self._aborted)
+            why = self._watch.lost(r)
+            if why is not None:
+                heard = self._heard.get(r, 0)
+                self._await_notice(_REMOTE_GRACE_S)
+                if self._heard.get(r, 0) != heard:
+                    return
+                self._aborted = (f"rank {self.rank}: rank {r} is dead or unreachable while this rank was "
+                                 f"waiting for it in {describe}: {why}")
+                raise DistributedError(self._aborted)
+
+    def _await_notice(self, seconds):
+        """Sort what arrives within ``seconds`` (an abort notice raises)."""
+        deadline = time.monotonic() + seconds
+        while self._pull.poll(max(deadline - time.monotonic(), 0) * 1000):
+            self.drain()
 
     def stopped_peers(self):
         """'; rank 2 (pid N) is stopped (state T)' for same-host peers that a signal stopped:

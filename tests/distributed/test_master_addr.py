@@ -10,7 +10,7 @@ import pytest
 import zmq
 
 from distnn.distributed import DistributedError
-from distnn.distributed import env, process_group
+from distnn.distributed import env, network
 from distnn.distributed.store import StoreServer
 from multiproc import collect, format_results, free_port, rank_env, start
 
@@ -57,10 +57,14 @@ def _master(host):
     return env.resolve_master(environ={"MASTER_ADDR": host, "MASTER_PORT": "29500"})
 
 
+def _bind_host(master, spans_hosts=False, environ=None):
+    return network.data_host(master, spans_hosts, environ or {})[0]
+
+
 @pytest.mark.parametrize("master", ["127.0.0.1", "localhost", "127.0.0.2",
                                     pytest.param("::1", marks=needs_ipv6)])
 def test_loopback_master_binds_loopback(master):
-    assert process_group._bind_host(_master(master)) == "127.0.0.1"
+    assert _bind_host(_master(master)) == "127.0.0.1"
 
 
 def test_unresolvable_master_is_a_value_error_not_gaierror():
@@ -75,21 +79,24 @@ def test_bind_host_uses_the_addresses_env_resolved(monkeypatch):
         raise AssertionError(f"unexpected lookup: getaddrinfo{args}")
 
     monkeypatch.setattr(socket, "getaddrinfo", no_lookup)
-    loopback = env.Master("node7", 29500, ((socket.AF_INET, ("127.0.0.1", 29500)),))
-    assert process_group._bind_host(loopback) == "127.0.0.1"
+    loopback = env.Master("localhost", 29500, ((socket.AF_INET, ("127.0.0.1", 29500)),))
+    assert _bind_host(loopback) == "127.0.0.1"
+    remote = env.Master("node7", 29500, ((socket.AF_INET, ("127.0.0.1", 29500)),))  # loopback by accident
+    assert _bind_host(remote) in {address for _, address in network.interfaces.addresses(socket.AF_INET)} | {
+        "127.0.0.1"}
 
 
 @needs_ipv6
 def test_ipv6_master_probes_with_an_ipv6_socket(monkeypatch):
     # Loopback short-circuits the probe, so pretend ::1 is remote to reach the IPv6 route lookup
     # (an AF_INET probe cannot even resolve an IPv6 literal).
-    monkeypatch.setattr(process_group, "_is_loopback", lambda master: False)
-    assert process_group._bind_host(_master("::1")) == "[::1]"  # bracketed, as a tcp:// endpoint needs
+    monkeypatch.setattr(network, "is_loopback", lambda master: False)
+    assert _bind_host(_master("::1")) == "[::1]"  # bracketed, as a tcp:// endpoint needs
 
 
 @needs_route
 def test_remote_master_binds_an_address_of_this_host():
-    local = process_group._bind_host(_master(NOT_HERE))
+    local = _bind_host(_master(NOT_HERE))
     with socket.socket() as s:
         s.bind((local, 0))
 

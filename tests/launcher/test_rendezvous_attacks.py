@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 
+import netns
 from launcher import rendezvous
 from multiproc import free_port, wait_for_files
 
@@ -290,52 +291,23 @@ def test_node_0_gives_up_on_a_follower_that_never_reports(launch, tmp_path):
     assert result.elapsed < 25, result
 
 
-def _ip(*args):
-    subprocess.run(["ip", *map(str, args)], check=True, capture_output=True, timeout=10)
-
-
 @pytest.fixture
 def two_hosts():
-    """Two network namespaces joined by a veth pair, and a function that partitions them (every
-    packet dropped both ways, as a dead switch would); skipped where namespaces are not allowed."""
-    tag = uuid.uuid4().hex[:6]
-    spaces = [f"distnn-{tag}-{side}" for side in "ab"]
-    links = [f"dnn{tag}{side}" for side in "ab"]
-    try:
-        _ip("netns", "add", spaces[0])
-    except (OSError, subprocess.SubprocessError):
-        pytest.skip("`ip netns add` is not permitted here")
-    try:
-        try:
-            _ip("netns", "add", spaces[1])
-            _ip("link", "add", links[0], "netns", spaces[0], "type", "veth", "peer", "name", links[1],
-                "netns", spaces[1])
-            for space, link, address in zip(spaces, links, ("10.213.7.1/24", "10.213.7.2/24")):
-                _ip("-n", space, "addr", "add", address, "dev", link)
-                _ip("-n", space, "link", "set", link, "up")
-                _ip("-n", space, "link", "set", "lo", "up")
-        except (OSError, subprocess.SubprocessError) as e:
-            pytest.skip(f"cannot join two network namespaces here: {e}")
-
-        def partition():
-            for space, link in zip(spaces, links):
-                _ip("netns", "exec", space, "tc", "qdisc", "add", "dev", link, "root", "pfifo", "limit", 0)
-
-        yield [("ip", "netns", "exec", space) for space in spaces], partition
-    finally:
-        for space in spaces:
-            subprocess.run(["ip", "netns", "del", space], capture_output=True, timeout=10)
+    """Two hosts of tests/netns.py: the command prefixes that run on each, host 0's address,
+    and a function that partitions them (every packet dropped both ways, as a dead switch would)."""
+    with netns.two_hosts() as hosts:
+        yield [hosts.prefix(0), hosts.prefix(1)], hosts.address(0), hosts.partition
 
 
 @pytest.mark.timeout(90)
 def test_partitioned_nodes_both_exit_soon_after_the_timeout(launch, tmp_path, two_hosts):
     """The far node reports a failure that never gets through: TCP would retransmit it for ~15 minutes."""
-    prefixes, partition = two_hosts
+    prefixes, master, partition = two_hosts
     port = free_port()
     procs = {}
     for node, prefix in enumerate(prefixes):
         (tmp_path / f"node{node}").mkdir()
-        procs[node] = launch.start("--nnodes", 2, "--node-rank", node, "--master-addr", "10.213.7.1",
+        procs[node] = launch.start("--nnodes", 2, "--node-rank", node, "--master-addr", master,
                                    "--master-port", port, "--timeout", 5, "--grace-period", 1, BEHAVE,
                                    "--pid-dir", tmp_path / f"node{node}", "--sleep", 60, "--fail-rank", 1,
                                    "--fail-after", 3, prefix=prefix)
