@@ -21,6 +21,7 @@ environment of every worker:
   RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE  rank = node_rank * workers + local_rank
   GROUP_RANK, GROUP_WORLD_SIZE                    this node's rank, the number of nodes
   MASTER_ADDR, MASTER_PORT                        where rank 0 serves the rendezvous store
+                                                  (multi-node: MASTER_PORT = --master-port + 1)
   DISTNN_JOB_TOKEN        per-job secret (64 hex digits; never printed); export it on
                           every node to fix it, otherwise a new one is made per attempt
   DISTNN_TIMEOUT          --timeout, in seconds, for the workers' own rendezvous
@@ -71,6 +72,15 @@ class LaunchConfig:
     def multi_node(self):
         return self.nnodes > 1
 
+    @property
+    def workers_port(self):
+        """The workers' MASTER_PORT (None: a free one per attempt): --master-port on one node;
+        with several, --master-port + 1 (the launchers meet on --master-port), so a firewall
+        between nodes needs exactly those two open on node 0, plus the data ports."""
+        if self.master_port is None:
+            return None
+        return self.master_port + 1 if self.multi_node else self.master_port
+
 
 def build_parser():
     parser = argparse.ArgumentParser(
@@ -89,8 +99,8 @@ def build_parser():
                       help="address of node 0, where rank 0 serves the store (default: 127.0.0.1)")
     rdzv.add_argument("--master-port", "--master_port", dest="master_port", type=int, default=None,
                       metavar="P", help="single node: the workers' MASTER_PORT (default: a free port, a new "
-                      "one per attempt); multi-node (required): the port on node 0 where the launchers meet, "
-                      "after which node 0 hands out a free port for the workers")
+                      "one per attempt); multi-node (required): the port on node 0 where the launchers meet; "
+                      "the workers' MASTER_PORT is then P + 1")
     rdzv.add_argument("--timeout", type=float, default=300.0, metavar="S",
                       help="seconds the nodes, and then the workers (as DISTNN_TIMEOUT), wait for each "
                       "other to show up (default: 300)")
@@ -137,6 +147,9 @@ def parse_args(argv=None):
     _check(parser, ns.nnodes == 1 or ns.master_port is not None,
            f"--master-port is required with --nnodes {ns.nnodes}: every node's launcher must be given the "
            "same port on node 0")
+    _check(parser, ns.nnodes == 1 or ns.master_port is None or ns.master_port < 65535,
+           f"Expect: --master-port <= 65534 with --nnodes {ns.nnodes} (the workers' rendezvous takes "
+           f"--master-port + 1), Actual: {ns.master_port}")
     _check(parser, ns.max_restarts >= 0, f"Expect: --max-restarts >= 0, Actual: {ns.max_restarts}")
     _check(parser, ns.timeout > 0, f"Expect: --timeout > 0 seconds, Actual: {ns.timeout:g}")
     _check(parser, ns.monitor_interval > 0,

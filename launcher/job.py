@@ -144,11 +144,11 @@ class Driver:
     def run(self):
         for restart_count in range(self.cfg.max_restarts + 1):
             try:
-                reservation = PortReservation(None if self.cfg.multi_node else self.cfg.master_port,
-                                              self.cfg.master_addr)
+                reservation = PortReservation(self.cfg.workers_port, self.cfg.master_addr)
             except OSError as e:
-                self.node.log(f"error: Expect: --master-port {self.cfg.master_port} free on this host, "
-                              f"Actual: {e.strerror}")
+                what = (f"port {self.cfg.workers_port} (--master-port + 1: the workers' rendezvous)"
+                        if self.cfg.multi_node else f"--master-port {self.cfg.master_port}")
+                self.node.log(f"error: Expect: {what} free on this host, Actual: {e.strerror}")
                 self.broadcast({"type": "finish", "rc": 1, "summary": "node 0 could not reserve a port"})
                 return 1
             try:

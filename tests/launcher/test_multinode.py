@@ -22,7 +22,8 @@ def worker_envs(dirs, restart=0):
 
 
 def test_two_nodes_of_two_workers(launch, tmp_path):
-    procs, dirs = launch.start_nodes(tmp_path, 2, ["--workers", 2], ["--meet"])
+    port = free_port()
+    procs, dirs = launch.start_nodes(tmp_path, 2, ["--workers", 2], ["--meet"], port=port)
     results = {node: launch.finish(p) for node, p in procs.items()}
     assert [r.returncode for r in results.values()] == [0, 0], "\n".join(map(str, results.values()))
     assert "[rank 0] hello from rank 0" in results[0].stdout and "[rank 1] hello from rank 1" in results[0].stdout
@@ -33,6 +34,7 @@ def test_two_nodes_of_two_workers(launch, tmp_path):
         assert (env["WORLD_SIZE"], env["LOCAL_RANK"], env["GROUP_RANK"], env["GROUP_WORLD_SIZE"]) == \
             ("4", str(rank % 2), str(rank // 2), "2")
     assert len({(e["MASTER_PORT"], e["DISTNN_JOB_TOKEN"]) for e in envs.values()}) == 1  # agreed by all nodes
+    assert envs[0]["MASTER_PORT"] == str(port + 1)  # predictable: a firewall opens --master-port and the next
 
 
 def test_missing_node_is_named_after_the_timeout(launch, tmp_path):
