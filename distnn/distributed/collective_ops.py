@@ -2,6 +2,7 @@
 turned into flat host buffers (results written back in place), and dispatch to
 a process group's communication thread."""
 
+import time
 from datetime import timedelta
 from enum import Enum
 
@@ -345,6 +346,9 @@ def irecv(tensor, src=None, group=None, tag=0):
         while got["segments"] < len(pieces):
             found = world.transport.take(g.id, sources if got["sender"] is None else [got["sender"]], "p2p")
             if found is None:
+                if src is not None and time.monotonic() >= got.setdefault("check_at", time.monotonic() + 0.5):
+                    got["check_at"] = time.monotonic() + 0.5  # a dead sender is named, not waited for
+                    world.transport.check_alive([src], work.description)
                 return False
             sender, header, payload = found
             if got["sender"] is None:

@@ -163,9 +163,14 @@ class StoreClient:
         self.timeout = timeout
         self._socket = context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
+        # Whether a connection to the store ever came up: a join is answered only once every
+        # rank has joined, so silence alone does not tell an unreachable store from a waiting one.
+        self._connected = self._socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
         self._socket.connect(address)
 
     def close(self):
+        self._socket.disable_monitor()
+        self._connected.close(linger=0)
         self._socket.close(linger=0)
 
     def _request(self, op, key, value=None, timeout=None, describe_wait=None):
@@ -218,6 +223,11 @@ class StoreClient:
 
     def _describe_missing(self, keys, timeout, what):
         def describe():
+            waited = self.timeout if timeout is None else timeout
+            if not self._connected.poll(0):
+                return (f"rendezvous timed out after {waited:.1f}s: this rank never reached the store at "
+                        f"{self.address} (is rank 0 running? is MASTER_ADDR the address by which this host "
+                        "reaches rank 0's host, and is MASTER_PORT open in its firewall?)")
             try:
                 missing = self._request("missing", list(keys), timeout=2.0)
             except DistributedError:

@@ -217,3 +217,19 @@ def test_master_addr_is_looked_up_once(master_addr, lookups):
     outcome = _init_rank0(master_addr, free_port())
     assert outcome["lookups"] == [master_addr] * lookups, outcome
     assert outcome["error"] is None, outcome
+
+
+def test_a_store_that_never_answers_is_named_as_unreachable():
+    # Rank 1 of 2 with nobody at MASTER_ADDR:MASTER_PORT: not "ranks [0, 1] missing", which
+    # would blame the other ranks, but the store itself, and what to check.
+    code = ("import datetime, distnn.distributed as dist\n"
+            "try:\n"
+            "    dist.init_process_group(rank=1, world_size=2, timeout=datetime.timedelta(seconds=2))\n"
+            "except Exception as exc:\n"
+            "    print(type(exc).__name__, exc)\n")
+    port = free_port()
+    [result] = collect([start([sys.executable, "-c", code], rank_env(1, 2, port))], timeout=60)
+    assert result.returncode == 0, format_results([result])
+    assert "DistributedTimeoutError" in result.stdout, result.stdout
+    assert f"this rank never reached the store at tcp://127.0.0.1:{port}" in result.stdout, result.stdout
+    assert "MASTER_PORT open in its firewall" in result.stdout, result.stdout

@@ -7,8 +7,11 @@ use it), and prints one JSON line saying how it reached its peers:
 
     python hosts.py loop    # after a barrier, print {"looping": rank}, then all-reduce until an
                             # error (reported by cases.report_error) or 60 s
+    python hosts.py recv    # rank 0 waits in recv() from rank 1, which SIGKILLs itself instead
 """
 
+import os
+import signal
 import sys
 import time
 
@@ -35,6 +38,21 @@ def loop():
     emit(rank=rank, ok="looped for 60 s")
 
 
+def recv_from_the_dead():
+    rank, _ = init()
+    dist.barrier()
+    if rank == 1:
+        emit(rank=rank, killing_at=time.time())
+        os.kill(os.getpid(), signal.SIGKILL)
+    started = time.monotonic()
+    try:
+        dist.recv(np.zeros(3, np.float32), src=1)
+    except Exception as exc:
+        report_error(exc, started)
+        return
+    emit(rank=rank, ok="received from a dead rank")
+
+
 def main():
     rank, world = init()
     for n in (7, 100000):
@@ -49,4 +67,4 @@ def main():
 
 
 if __name__ == "__main__":
-    loop() if sys.argv[1:] == ["loop"] else main()
+    {"loop": loop, "recv": recv_from_the_dead}.get(sys.argv[1] if sys.argv[1:] else "", main)()
