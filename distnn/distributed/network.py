@@ -75,10 +75,15 @@ def port_range(environ=None):
 
 
 def ifnames(environ=None):
-    """The interface names (or name prefixes) of ``DISTNN_SOCKET_IFNAME``, in order, or None."""
+    """``(variable, names)``: the interface names (or name prefixes) of ``DISTNN_SOCKET_IFNAME``
+    in order, else of ``GLOO_SOCKET_IFNAME`` (what a PyTorch cluster script already
+    exports), else ``(None, None)``."""
     environ = os.environ if environ is None else environ
-    names = [n.strip() for n in environ.get(IFNAME_VAR, "").split(",") if n.strip()]
-    return names or None
+    for var in (IFNAME_VAR, "GLOO_SOCKET_IFNAME"):
+        names = [n.strip() for n in environ.get(var, "").split(",") if n.strip()]
+        if names:
+            return var, names
+    return None, None
 
 
 def bracket(host):
@@ -114,15 +119,15 @@ def data_host(master, spans_hosts, environ=None):
     """``(host, note)``: the address this rank's data port binds and advertises, as a tcp://
     endpoint spells it, and a line worth printing once (or None).
 
-    ``DISTNN_SOCKET_IFNAME`` wins; else loopback for a loopback master; else the address
+    ``DISTNN_SOCKET_IFNAME`` (or ``GLOO_SOCKET_IFNAME``) wins; else loopback for a loopback master; else the address
     of the interface that routes to the master. A master name that resolves to loopback
     here only by accident (see ``names_loopback_by_accident``) gets this host's address on
     its default route (or its only address), as the other hosts cannot reach loopback."""
     environ = os.environ if environ is None else environ
     family = master.addresses[0][0]
-    wanted = ifnames(environ)
+    var, wanted = ifnames(environ)
     if wanted:
-        name, address = interfaces.choose(wanted, family, IFNAME_VAR)
+        name, address = interfaces.choose(wanted, family, var)
         return bracket(address), None
     if names_loopback_by_accident(master):
         found = _outward_address(family)

@@ -105,6 +105,15 @@ def test_socket_ifname_picks_that_interface():
     assert interfaces.choose(["l"], socket.AF_INET, "X") == ("lo", "127.0.0.1")  # a prefix
 
 
+def test_gloo_socket_ifname_is_honoured_when_ours_is_unset():
+    master = env.Master("10.0.0.1", 29500, ((socket.AF_INET, ("10.0.0.1", 29500)),))
+    assert network.data_host(master, True, {"GLOO_SOCKET_IFNAME": "lo"}) == ("127.0.0.1", None)
+    with pytest.raises(DistributedError, match="Actual: GLOO_SOCKET_IFNAME=nosuch9"):
+        network.data_host(master, True, {"GLOO_SOCKET_IFNAME": "nosuch9"})
+    assert network.ifnames({"GLOO_SOCKET_IFNAME": "eth1", "DISTNN_SOCKET_IFNAME": "ib0"}) == (
+        "DISTNN_SOCKET_IFNAME", ["ib0"])
+
+
 def test_socket_ifname_that_matches_nothing_names_it_and_what_exists():
     master = env.Master("10.0.0.1", 29500, ((socket.AF_INET, ("10.0.0.1", 29500)),))
     with pytest.raises(DistributedError) as info:
