@@ -42,6 +42,7 @@ def recv_from_the_dead():
     rank, _ = init()
     dist.barrier()
     if rank == 1:
+        time.sleep(1.0)  # rank 0 is in its recv by now, and the barrier's last message has left
         emit(rank=rank, killing_at=time.time())
         os.kill(os.getpid(), signal.SIGKILL)
     started = time.monotonic()
