@@ -211,15 +211,16 @@ def cluster_engine(name, tasks):
 
 @needs_mnist
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("engine", ["srun", "mpirun"])
-def test_distributes_under_srun_and_mpirun(tmp_path, engine):
+@pytest.mark.parametrize("engine, exported", [("srun", True), ("srun", False), ("mpirun", True)],
+                         ids=["srun", "srun-no-exports", "mpirun"])
+def test_distributes_under_srun_and_mpirun(tmp_path, engine, exported):
     """Two tasks form one world of two (not two worlds of one), and only rank 0 writes the
-    metrics and the checkpoint."""
+    metrics and the checkpoint. Under srun the store's address may be left to the step."""
     cmd = cluster_engine(engine, 2)
     metrics, checkpoint = tmp_path / "m.jsonl", tmp_path / "ck.dt"
     code, out, err = run([*cmd, sys.executable, EXAMPLE, "--data-dir", DATA, "--epochs", "2", "--dry-run",
                           "--metrics", metrics, "--save-model", "--checkpoint", checkpoint], tmp_path, timeout=150,
-                         env={"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())})
+                         env={"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())} if exported else {})
     assert code == 0, out + err
     records = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert [(r["epoch"], r["world_size"]) for r in records] == [(1, 2), (2, 2)], records

@@ -1,21 +1,25 @@
 """Where a process learns its rank and world: explicit arguments, the launcher's
-environment (RANK, WORLD_SIZE, ...), or a cluster engine's (Slurm's srun,
-Open MPI's mpirun, PMI), in that order; and where the rendezvous store is
-(MASTER_ADDR/MASTER_PORT or ``init_method``), checked and resolved once, before any
-socket opens."""
+environment (RANK, WORLD_SIZE, ...), or a cluster engine's (Open MPI's mpirun,
+PMI, Slurm's srun), in that order; and where the rendezvous store is
+(MASTER_ADDR/MASTER_PORT or ``init_method``; under srun, by default, the step's
+first node and a port derived from the job), checked and resolved once, before
+any socket opens."""
 
 import ipaddress
 import os
 import socket
 from typing import NamedTuple
 
+# The most specific starter first. mpirun (and MPICH's hydra, which sets PMI_*) started
+# inside a Slurm allocation launches its daemons with srun, so its ranks also carry the
+# daemon's SLURM_PROCID (the node's index): the MPI variables must win over Slurm's.
 _SOURCES = (
     ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"),
-    ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID",
-     ("SLURM_NTASKS_PER_NODE", "SLURM_STEP_TASKS_PER_NODE", "SLURM_TASKS_PER_NODE")),
     ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
      "OMPI_COMM_WORLD_LOCAL_SIZE"),
     ("PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "MPI_LOCALNRANKS"),
+    ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID",
+     ("SLURM_NTASKS_PER_NODE", "SLURM_STEP_TASKS_PER_NODE", "SLURM_TASKS_PER_NODE")),
 )
 
 TOKEN_VAR = "DISTNN_JOB_TOKEN"
@@ -118,12 +122,49 @@ def resolve_master(init_method=None, environ=None):
         port = _port(port, f"the port of init_method {init_method!r}")
         return _master(host.strip("[]"), port, f"the host of init_method={init_method!r}")
     host, port = environ.get("MASTER_ADDR"), environ.get("MASTER_PORT")
+    slurm = slurm_master(environ)
+    if slurm is not None:  # a task of an srun step: what is not exported comes from the step
+        host = slurm[0] if host is None else host
+        port = str(slurm[1]) if port is None else port
     if host is None or port is None:
         missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if environ.get(v) is None]
         raise ValueError(f"environment variable(s) {', '.join(missing)} not set: the rendezvous address "
                          "is unknown (the launcher sets them; or pass init_method='tcp://host:port')")
     port = _port(port, f"MASTER_PORT={port!r}")
     return _master(host.strip("[]"), port, f"MASTER_ADDR={host!r}")
+
+
+def slurm_master(environ=None):
+    """``(host, port)`` for a task that srun started: the first node of the step (where Slurm
+    puts task 0) and 20000 + (SLURM_JOB_ID * 16 + SLURM_STEP_ID) % 10000, the same in every
+    task of the step and different for two jobs (or steps) sharing a node; None outside a
+    step. MASTER_ADDR and MASTER_PORT, when exported, win over these."""
+    environ = os.environ if environ is None else environ
+    nodes = environ.get("SLURM_STEP_NODELIST") or environ.get("SLURM_JOB_NODELIST")
+    job, step = environ.get("SLURM_JOB_ID"), environ.get("SLURM_STEP_ID", environ.get("SLURM_STEPID"))
+    if not nodes or job is None or step is None or launched_ranks(environ) is None:
+        return None
+    try:
+        port = 20000 + (int(job) * 16 + int(step)) % 10000
+    except ValueError:
+        return None
+    return first_host(nodes), port
+
+
+def first_host(nodelist):
+    """The first host of a Slurm hostlist: "node[03-05,9],gpu1" -> "node03"."""
+    depth, end = 0, len(nodelist)
+    for i, c in enumerate(nodelist):
+        depth += (c == "[") - (c == "]")
+        if c == "," and depth == 0:
+            end = i
+            break
+    first = nodelist[:end]
+    while "[" in first:
+        start = first.index("[")
+        stop = first.index("]", start)
+        first = first[:start] + first[start + 1:stop].split(",")[0].split("-")[0] + first[stop + 1:]
+    return first
 
 
 def _master(host, port, what):

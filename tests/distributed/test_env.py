@@ -33,7 +33,8 @@ def test_each_source_alone(environ, expected):
 
 @pytest.mark.parametrize("environ, expected", [
     ({**SLURM, **LAUNCHER}, (2, 4, 0, 2)),          # the launcher's variables beat srun's
-    ({**OMPI, **SLURM}, (5, 8, 1, 4)),              # srun beats mpirun
+    ({**OMPI, **SLURM}, (3, 6, 1, 3)),              # mpirun in an allocation: its orted's srun task id is
+    ({**PMI, **SLURM}, (1, 3, 1, 3)),               # the node's, not the rank (likewise hydra's PMI)
     ({**PMI, **OMPI}, (3, 6, 1, 3)),                # mpirun (Open MPI) beats PMI
     ({**PMI, **OMPI, **SLURM, **LAUNCHER}, (2, 4, 0, 2)),
     ({"RANK": "1", **SLURM}, (5, 8, 1, 4)),         # RANK without WORLD_SIZE is not a source
@@ -101,6 +102,33 @@ def test_get_node_local_rank(environ, fallback, expected):
 def test_get_node_local_rank_without_one_raises_as_torch():
     with pytest.raises(RuntimeError, match="LOCAL_RANK is not in the environment"):
         env.get_node_local_rank(environ={})
+
+
+@pytest.mark.parametrize("nodelist, first", [
+    ("node07", "node07"), ("node[03-05,9],gpu1", "node03"), ("gpu[5,7-9]", "gpu5"), ("a,b", "a"),
+    ("rack[2-3]-n[01-04]", "rack2-n01"),
+])
+def test_first_host_of_a_slurm_hostlist(nodelist, first):
+    assert env.first_host(nodelist) == first
+
+
+STEP = dict(SLURM, SLURM_JOB_ID="1234", SLURM_STEP_NODELIST="node[03-04]", SLURM_JOB_NODELIST="node[01-04]")
+
+
+def test_srun_task_finds_the_store_without_exports():
+    master = env.resolve_master(environ=dict(STEP, MASTER_ADDR="127.0.0.1"))  # a name that resolves here
+    assert (master.host, master.port) == ("127.0.0.1", 20000 + (1234 * 16 + 0) % 10000)
+    assert env.slurm_master(STEP) == ("node03", 29744)                     # the step's first node
+    assert env.slurm_master(dict(STEP, SLURM_STEP_ID="1"))[1] == 29745    # another step, another port
+    explicit = env.resolve_master(environ=dict(STEP, MASTER_ADDR="127.0.0.1", MASTER_PORT="29500"))
+    assert explicit.port == 29500                                          # exported values win
+
+
+@pytest.mark.parametrize("environ", [BATCH_STEP, dict(BATCH_STEP, SLURM_JOB_NODELIST="n1"), LAUNCHER])
+def test_outside_an_srun_step_the_store_must_be_given(environ):
+    assert env.slurm_master(environ) is None
+    with pytest.raises(ValueError, match="MASTER_ADDR, MASTER_PORT not set"):
+        env.resolve_master(environ=environ)
 
 
 def test_unknown_rank_says_how_to_start():
