@@ -1,6 +1,7 @@
 """Workers that really use distnn.distributed under the launcher: 4 workers on
 one node, and 2 x 2 across two network namespaces joined by a veth pair
-(standing in for two hosts; skipped where namespaces cannot be made)."""
+(standing in for two hosts, the second with its own hostname, /tmp and
+/dev/shm; skipped where namespaces cannot be made)."""
 
 import pytest
 
@@ -19,9 +20,10 @@ def test_four_workers_all_reduce(launch):
 
 @pytest.fixture
 def two_hosts():
-    """Two hosts of tests/netns.py: (prefix to run on host 0, on host 1), host 0's address."""
+    """Two hosts of tests/netns.py: (prefix to run on host 0, on host 1), host 0's address. Host 1
+    has its own hostname, /tmp and /dev/shm, so nothing but TCP joins the two."""
     with netns.two_hosts() as hosts:
-        yield [hosts.prefix(0), hosts.prefix(1)], hosts.address(0)
+        yield [hosts.prefix(0), hosts.prefix(1, private=True, hostname="hostb")], hosts.address(0)
 
 
 def test_two_hosts_of_two_workers_all_reduce(launch, two_hosts):
