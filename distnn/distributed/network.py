@@ -217,6 +217,8 @@ def explain_bind_error(exc, endpoint, what, port_var=None, addr_var=None):
         if addr_var:
             why = f"{addr_var}={bare} is not an address of this host (rank 0 serves the store there; set " \
                   f"{addr_var} to this host's address)"
+        if ":" in bare and not any(fam == socket.AF_INET6 for _, fam, _ in interfaces.all_addresses()):
+            why += "; this host has no IPv6 address at all"
     elif code in (errno.EAFNOSUPPORT, errno.ENODEV) and ":" in bare:
         why = f"this host cannot bind the IPv6 address {bare} (no IPv6 here, or ZeroMQ's IPv6 option is off)"
     else:

@@ -179,3 +179,10 @@ def test_ipc_is_used_only_when_the_peers_socket_file_is_visible_here(tmp_path):
     assert not locality.ipc_reachable(mine, dict(theirs, ipc_id=[1, 2]), str(path))  # another file of that name
     assert not locality.ipc_reachable(mine, theirs, str(tmp_path / "missing.sock"))  # a private /tmp
     assert not locality.ipc_reachable(dict(mine, tcp_only=True), theirs, str(path))
+
+
+def test_ipv6_address_on_a_host_without_ipv6_says_so(context, monkeypatch):
+    monkeypatch.setattr(interfaces, "all_addresses", lambda: [("lo", socket.AF_INET, "127.0.0.1")])
+    message = _bind_error(context, "tcp://[2001:db8::7]:29500", port_var="MASTER_PORT", addr_var="MASTER_ADDR")
+    assert "MASTER_ADDR=2001:db8::7 is not an address of this host" in message, message
+    assert message.endswith("this host has no IPv6 address at all") and "MASTER_PORT" not in message, message
