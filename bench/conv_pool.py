@@ -15,12 +15,6 @@ import sys
 import time
 
 
-def _set_threads(n):
-    # Must happen before numpy/torch load their BLAS.
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(n)
-
-
 def build_cases(lib, batch):
     """(name, step) per layer, written once against the shared torch-style API."""
     F = lib.nn.functional
@@ -61,7 +55,9 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    _set_threads(args.threads)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import harness
+    harness.set_threads(args.threads)
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     import distnn

@@ -158,11 +158,6 @@ def _add_bias(xp, rows, bias):
         xp.add(rows, bias[:, None], out=rows)
 
 
-def _row_sums(xp, rows):
-    """The bias gradient, as a GEMV against ones: 3x faster than ``sum(axis=1)`` on numpy."""
-    return xp.matmul(rows, xp.ones(rows.shape[1], rows.dtype))
-
-
 def _conv_forward(xp, x, w, b, geo):
     if conv_direct.is_pointwise(x.shape, w.shape, geo):
         return conv_direct.pointwise_forward(xp, x, w, b, geo)
@@ -203,7 +198,7 @@ def _conv_backward(xp, x, w, grad, geo, need_x, need_w, need_b):
     for part in batch_chunks(n, c * kh * kw * oh * ow * x.itemsize):
         gt = layout.enter(xp, grad[part], ((0, 0), (0, 0)), "gemm").reshape(g, oc // g, -1)
         if need_b:
-            g_bias = _add_into(xp, g_bias, _row_sums(xp, gt.reshape(oc, -1)))
+            g_bias = _add_into(xp, g_bias, conv_direct.row_sums(xp, gt.reshape(oc, -1)))
         if need_w:  # recomputing im2col beat keeping it from forward (KH*KW copies of x)
             xl = layout.enter(xp, x[part], geo.padding, "src")
             col = layout.unfold(xp, xl, (kh, kw), geo.stride, geo.dilation, (oh, ow), "col")
@@ -264,7 +259,7 @@ def _transposed_backward(xp, x, w, grad, geo, need_x, need_w, need_b):
     for part in batch_chunks(n, g * ocg * kh * kw * h * wd * x.itemsize):
         gl = layout.enter(xp, grad[part], geo.padding, "dst")
         if need_b:  # the zero borders add nothing
-            g_bias = _add_into(xp, g_bias, _row_sums(xp, gl.reshape(g * ocg, -1)))
+            g_bias = _add_into(xp, g_bias, conv_direct.row_sums(xp, gl.reshape(g * ocg, -1)))
         if not (need_x or need_w):
             continue
         col = layout.unfold(xp, gl, (kh, kw), geo.stride, geo.dilation, (h, wd), "col")

@@ -19,6 +19,17 @@ from .im2col import BatchSecond, _overlap_add, _span, _spans, scratch_array
 _MIN_POSITIONS = 32
 
 
+def row_sums(xp, rows):
+    """Sums along the last dim (bias gradients), as a GEMV against ones: 3x faster
+    than ``sum(axis=-1)`` on numpy."""
+    return xp.matmul(rows, xp.ones(rows.shape[-1], rows.dtype))
+
+
+def _bias_grad(xp, g):
+    """The bias gradient of an NCHW output gradient."""
+    return row_sums(xp, g.reshape(g.shape[0], g.shape[1], -1)).sum(axis=0)
+
+
 def is_pointwise(x_shape, w_shape, geo):
     return (w_shape[2:] == (1, 1) and geo.groups == 1 and x_shape[0] > 0 and geo.padding == ((0, 0), (0, 0))
             and _positions(x_shape, geo) >= _MIN_POSITIONS)
@@ -49,7 +60,7 @@ def pointwise_backward(xp, x, w, g, geo, need_x, need_w, need_b):
     g3 = g.reshape(n, oc, oh * ow)
     gx = gw = g_bias = None
     if need_b:
-        g_bias = xp.matmul(g3, xp.ones(oh * ow, g.dtype)).sum(axis=0)
+        g_bias = _bias_grad(xp, g)
     if need_w:
         x3 = _sampled(x, geo).reshape(n, c, oh * ow)
         gw = xp.matmul(g3[0], x3[0].T)
@@ -139,7 +150,7 @@ def depthwise_backward(xp, x, w, g, geo, need_x, need_w, need_b):
     padded_w = pl + wd + pr
     gx = gw = g_bias = None
     if need_b:
-        g_bias = xp.matmul(g.reshape(n, oc, oh * ow), xp.ones(oh * ow, g.dtype)).sum(axis=0)
+        g_bias = _bias_grad(xp, g)
     if not (need_x or need_w):
         return gx, gw, g_bias
     gl = scratch_array(xp, "gemm", (c, n, oh, m, ow), g.dtype)
