@@ -43,7 +43,7 @@ def worker(directory, nbytes, seconds):
     import distnn.distributed as dist
     dist.init_process_group()
     rank = dist.get_rank()
-    transport = dist.collective_ops._state["world"].transport
+    transport = dist.registry.current().world.transport
     with open(os.path.join(directory, f"rank{rank}.json.tmp"), "w") as f:
         json.dump({"tcp": transport.tcp_endpoint, "ipc": transport.ipc_endpoint}, f)
     os.replace(os.path.join(directory, f"rank{rank}.json.tmp"), os.path.join(directory, f"rank{rank}.json"))

@@ -11,15 +11,17 @@ or mpirun started this process as one rank of several.
 import warnings
 
 from .. import backend as _backend
-from .collective_ops import (GroupMember, ReduceOp, all_gather, all_gather_into_tensor, all_gather_object,
-                             all_reduce, barrier, broadcast, broadcast_object_list, destroy_process_group,
-                             gather, get_backend, get_global_rank, get_rank, get_world_size,
-                             init_process_group, irecv, is_available, is_initialized, isend, new_group, recv,
-                             reduce, reduce_scatter, reduce_scatter_tensor, scatter, send)
+from .collective_ops import (GroupMember, ReduceOp, all_gather, all_gather_into_tensor, all_reduce, barrier,
+                             broadcast, destroy_process_group, gather, get_backend, get_global_rank, get_rank,
+                             get_world_size, init_process_group, is_available, is_initialized, new_group, reduce,
+                             reduce_scatter, reduce_scatter_tensor, scatter)
 from .ddp import DistributedDataParallel
 from .env import get_node_local_rank, is_launched
 from .errors import DistributedError, DistributedTimeoutError
-from .process_group import ProcessGroup, Work
+from .object_collectives import all_gather_object, broadcast_object_list
+from .p2p import irecv, isend, recv, send
+from .process_group import ProcessGroup
+from .work import Work
 
 __all__ = ["GroupMember", "ReduceOp", "all_gather", "all_gather_into_tensor", "all_gather_object",
            "all_reduce", "barrier", "broadcast", "broadcast_object_list", "destroy_process_group", "gather",

@@ -70,34 +70,12 @@ def recv_segmented(ex, src, out):
         flat[sl] = ex.recv_array(src, sl.stop - sl.start)
 
 
-def handshake(ex):
-    """An empty message to and from every peer: even a collective with nothing to
-    move compares op, dtype and shape with every rank."""
-    for peer in range(ex.size):
-        if peer != ex.rank:
-            ex.send(peer, ex.empty)
-    for peer in range(ex.size):
-        if peer != ex.rank:
-            ex.recv_array(peer, 0)
-
-
-def shm_handshake(ex, shm):
-    """``handshake`` for a step staged in shared memory: by signals in the regions once
-    the first step has mapped them all (where signals work), else by messages."""
-    if not shm.signals:
-        return handshake(ex)
-    count = ex.post_signal()
-    for peer in range(ex.size):
-        if peer != ex.rank:
-            ex.await_signal(peer, count)
-
-
 def all_reduce(ex, buf, op):
     """In-place reduction of flat ``buf`` across the group."""
     if ex.size == 1:
         return
     if buf.size == 0:
-        return handshake(ex)
+        return ex.handshake()
     # Whole-buffer exchanges beat the ring's 2(n-1) hops until the extra volume costs more
     # than the hops (with two ranks both move the same bytes); shared memory beats both
     # from about 16 KiB.
@@ -159,47 +137,42 @@ def ring_all_reduce(ex, buf, ufunc):
 
 
 def shm_all_reduce(ex, buf, ufunc):
-    """All-reduce through shared memory, one staging half at a time.
+    """All-reduce through shared memory (``shm.Staging``), one staging half at a time.
 
     Two ranks, and buffers up to ``SHM_ONE_ROUND_MAX_BYTES``, take one round: every
     rank stages its whole buffer, then (once all have) reduces every rank's copy in
     rank order itself. Larger ones take two, to read less: rank r stages all but chunk
     r, reduces chunk r from all ranks into its own region, and (once all have) copies
     the other reduced chunks out."""
-    shm, n = ex.shm, ex.size
+    staging, n = ex.shm, ex.size
     one_round = n == 2 or buf.nbytes <= SHM_ONE_ROUND_MAX_BYTES
-    step = shm.half_elems(buf.itemsize)
+    step = staging.half_elems(buf.itemsize)
     for start in range(0, buf.size, step):
         part = buf[start:start + step]
-        parity = shm.next_parity()
-        staged = shm.own(parity, part.dtype, part.size)
-        (_shm_one_round if one_round else _shm_two_rounds)(ex, shm, part, staged, parity, ufunc)
+        (_shm_one_round if one_round else _shm_two_rounds)(ex, staging, part, ufunc)
 
 
-def _shm_one_round(ex, shm, part, staged, parity, ufunc):
+def _shm_one_round(ex, staging, part, ufunc):
+    staged = staging.stage(part.dtype, part.size)
     staged[...] = part
-    shm_handshake(ex, shm)  # every rank's data is staged
-    regions = [staged if p == ex.rank else ex.shm_peer(p, parity, part.dtype, part.size) for p in range(ex.size)]
-    if not shm.steps_done:
-        # Once every peer has mapped our region its name can go; waiting for that here (once
-        # per group) keeps a rank that closes right after this collective from unlinking it
-        # under a slower peer that has yet to map it.
-        shm_handshake(ex, shm)
-        shm.unlink()
+    staging.sync()  # every rank's data is staged
+    regions = [staged if p == ex.rank else staging.peer(p, part.dtype, part.size) for p in range(ex.size)]
+    staging.release_after_first_step()
     ufunc(regions[0], regions[1], out=part)
     for region in regions[2:]:
         ufunc(part, region, out=part)
-    shm.steps_done += 1
+    staging.step_done()
 
 
-def _shm_two_rounds(ex, shm, part, staged, parity, ufunc):
+def _shm_two_rounds(ex, staging, part, ufunc):
     n, r = ex.size, ex.rank
     bounds = chunk_bounds(part.size, n)
+    staged = staging.stage(part.dtype, part.size)
     for p, (a, b) in enumerate(bounds):
         if p != r:
             staged[a:b] = part[a:b]
-    shm_handshake(ex, shm)  # every rank's data is staged
-    regions = [staged if p == r else ex.shm_peer(p, parity, part.dtype, part.size) for p in range(n)]
+    staging.sync()  # every rank's data is staged
+    regions = [staged if p == r else staging.peer(p, part.dtype, part.size) for p in range(n)]
     a, b = bounds[r]
     sources = [part[a:b] if p == r else regions[p][a:b] for p in range(n)]
     if n > 2:
@@ -209,12 +182,12 @@ def _shm_two_rounds(ex, shm, part, staged, parity, ufunc):
         sources = [acc, sources[-1]]
     ufunc(sources[0], sources[1], out=staged[a:b])
     part[a:b] = staged[a:b]
-    shm_handshake(ex, shm)  # every chunk is reduced, and every peer has mapped our region
-    shm.unlink()  # a killed job now leaves no file
+    staging.sync()  # every chunk is reduced, and every peer has mapped our region
+    staging.release()
     for p, (a, b) in enumerate(bounds):
         if p != r:
             part[a:b] = regions[p][a:b]
-    shm.steps_done += 1
+    staging.step_done()
 
 
 def _ring_reduce_phase(ex, buf, chunk_segs, ufunc, left, right, forward_last):
@@ -249,7 +222,7 @@ def agree(ex):
     could finish with different data, or wait for each other until the timeout. One
     handshake first compares op (which names the root), dtype and shape on every pair."""
     if ex.size > 1:
-        handshake(ex)
+        ex.handshake()
 
 
 def broadcast(ex, buf, root):
@@ -286,7 +259,7 @@ def all_gather(ex, out, part):
     if n == 1:
         return
     if m == 0:
-        return handshake(ex)
+        return ex.handshake()
     left, right = (r - 1) % n, (r + 1) % n
     seg = _segment_elems(out)
     chunk_segs = [segments(c * m, (c + 1) * m, seg) for c in range(n)]
@@ -304,7 +277,7 @@ def reduce_scatter(ex, work, op):
     if n == 1:
         return work[r * m:(r + 1) * m]
     if m == 0:
-        handshake(ex)
+        ex.handshake()
         return work[r * m:(r + 1) * m]
     chunk_segs = [segments(c * m, (c + 1) * m, _segment_elems(work)) for c in range(n)]
     _ring_reduce_phase(ex, work, chunk_segs, REDUCE_UFUNCS[op], (r - 1) % n, (r + 1) % n, forward_last=False)

@@ -6,6 +6,10 @@ names, shapes and dtypes, then takes rank 0's parameters and buffers. Each
 synced forward arms the reducer, so ``loss.backward()`` returns with
 averaged gradients and ``optimizer.step()`` sees identical values everywhere.
 
+``register_comm_hook(state, hook)`` replaces the gradient all-reduce by a
+communication hook (see ``algorithms/ddp_comm_hooks``); ``join()`` lets ranks with
+fewer batches shadow the others' collectives (see ``algorithms/join.py``).
+
 ``state_dict()`` is the wrapped module's own, with no ``module.`` prefix, so a
 checkpoint saved from the DDP wrapper on rank 0 loads straight into a plain
 model; ``load_state_dict`` accepts both forms.
@@ -17,7 +21,7 @@ import numpy as np
 
 from ..autograd import grad_mode
 from ..nn.modules.module import Module
-from . import collective_ops
+from . import collective_ops, object_collectives, registry
 from .errors import DistributedError
 from .reducer import Reducer, parameter_fingerprint
 
@@ -34,7 +38,7 @@ class DistributedDataParallel(Module):
         self.check_consistency_every = int(check_consistency_every)
         self.world_size = collective_ops.get_world_size(process_group)
         self.rank = collective_ops.get_rank(process_group)
-        self._root = collective_ops.get_global_rank(collective_ops._group(process_group), 0)
+        self._root = collective_ops.get_global_rank(registry.resolve_group(process_group), 0)
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         self._check_same_parameters(named)
         self._params = [p for _, p in named]
@@ -45,43 +49,98 @@ class DistributedDataParallel(Module):
         self.reducer = Reducer(self._params, process_group, bucket_cap_mb, self.world_size)
         self._require_sync = True
         self._steps = 0
+        self._join_config = _JoinConfig.construct_disabled_join_config()
+        self._divide_by_initial_world_size = True
 
     # --- construction ------------------------------------------------------------------
     def _check_same_parameters(self, named):
         mine = [[n, list(p.shape), p._data.dtype.name] for n, p in named]
         everyone = []
-        collective_ops.all_gather_object(everyone, mine, group=self.process_group)
+        object_collectives.all_gather_object(everyone, mine, group=self.process_group)
         for rank, theirs in enumerate(everyone):
             if theirs != everyone[0]:
                 raise DistributedError("DistributedDataParallel: ranks hold different models:\n"
                                        + _describe_difference(everyone[0], theirs, rank))
 
-    def _sync_module_state(self):
-        """Every rank takes rank 0's parameters and buffers (one broadcast per tensor)."""
+    def _sync_module_state(self, src=None):
+        """Every rank takes rank ``src``'s (by default rank 0's) parameters and buffers
+        (one broadcast per tensor)."""
         with grad_mode.no_grad():
             for t in list(self.module.parameters()) + list(self.module.buffers()):
-                collective_ops.broadcast(t, self._root, group=self.process_group)
+                collective_ops.broadcast(t, self._root if src is None else src, group=self.process_group)
 
     # --- training -----------------------------------------------------------------------
     def forward(self, *inputs, **kwargs):
-        if self.broadcast_buffers and self.world_size > 1:
-            self._broadcast_buffers()
+        joining = self._join_config.enable
+        active_ranks = Join.notify_join_context(self)
+        if self._syncs_buffers():
+            # Under join, rank 0 may have joined with stale buffers: the highest rank still
+            # training is the authority, as in PyTorch.
+            self._broadcast_buffers(self._find_common_rank(self.rank, True) if joining else self._root)
+        will_sync = grad_mode.is_grad_enabled() and self._require_sync
+        if joining:  # tells joined ranks whether to shadow a backward
+            collective_ops.all_reduce(np.array([1.0 if will_sync else 0.0], np.float32),
+                                      group=self.process_group, async_op=True)
         if self.check_consistency_every and self._steps % self.check_consistency_every == 0:
             self.check_consistency()
         self._steps += 1
-        if grad_mode.is_grad_enabled() and self._require_sync:
-            self.reducer.prepare_for_backward()
+        if will_sync:
+            divide_by_active = active_ranks is not None and not self._divide_by_initial_world_size
+            self.reducer.prepare_for_backward(active_ranks if divide_by_active else None)
         else:
             self.reducer.disarm()
         return self.module(*inputs, **kwargs)
 
-    def _broadcast_buffers(self):
-        """Rank 0's buffers to all, without in-place writes to arrays autograd may have
-        saved: each buffer gets a fresh array."""
+    def _syncs_buffers(self):
+        return self.broadcast_buffers and self.world_size > 1 and len(self._module_buffers) > 0
+
+    def _broadcast_buffers(self, src):
+        """Rank ``src``'s buffers to all, without in-place writes to arrays autograd may
+        have saved: each buffer gets a fresh array."""
         for buf in self._module_buffers:
             fresh = buf._data.copy()
-            collective_ops.broadcast(fresh, self._root, group=self.process_group)
+            collective_ops.broadcast(fresh, src, group=self.process_group)
             buf._data = fresh
+
+    def _find_common_rank(self, rank, candidate):
+        """The highest rank among those passing ``candidate=True`` (one all-reduce)."""
+        best = np.array([rank if candidate else -1], np.int64)
+        collective_ops.all_reduce(best, op=ReduceOp.MAX, group=self.process_group)
+        if best[0] < 0:
+            raise DistributedError("DistributedDataParallel: no rank offered itself as the authoritative copy")
+        return collective_ops.get_global_rank(collective_ops._group(self.process_group), int(best[0]))
+
+    # --- communication hooks and uneven inputs -----------------------------------------
+    def register_comm_hook(self, state, hook):
+        """Reduce gradient buckets with ``hook(state, bucket) -> Future`` instead of the
+        built-in all-reduce, as PyTorch's: ``bucket`` is a ``GradBucket`` whose ``buffer()``
+        holds this rank's gradients (not yet divided: the hook divides, e.g. by the world
+        size), and the Future's value is the bucket's reduced contents. Register once,
+        before the first backward; e.g. ``model.register_comm_hook(None, default_hooks.
+        fp16_compress_hook)`` or ``model.register_comm_hook(PowerSGDState(None), powerSGD_hook)``."""
+        self.reducer.register_comm_hook(state, hook)
+
+    def join(self, divide_by_initial_world_size=True, enable=True, throw_on_early_termination=False):
+        """Context manager for training where ranks run different numbers of iterations:
+        a rank out of data shadows the others' forward and backward collectives
+        (contributing zero gradients) until every rank has joined; then every rank takes
+        the model of the last to join. Gradients are divided by the initial world size
+        (``divide_by_initial_world_size=True``) or by the ranks still training.
+        ``throw_on_early_termination=True``: every rank raises RuntimeError as soon as one
+        runs out instead."""
+        return Join([self], enable, throw_on_early_termination,
+                    divide_by_initial_world_size=divide_by_initial_world_size)
+
+    def join_hook(self, **kwargs):
+        return _DDPJoinHook(self, kwargs.get("divide_by_initial_world_size", True))
+
+    @property
+    def join_device(self):
+        return self._params[0].device if self._params else None
+
+    @property
+    def join_process_group(self):
+        return self.process_group
 
     @contextmanager
     def no_sync(self):
@@ -118,6 +177,30 @@ class DistributedDataParallel(Module):
         result = self.module.load_state_dict(state_dict, strict=strict, assign=assign)
         self._module_buffers = list(self.module.buffers())
         return result
+
+
+class _DDPJoinHook(JoinHook):
+    """What a joined rank does for DDP: mirror each forward's buffer broadcast and
+    backward's bucket reductions (with zeros), then copy the last joiner's model."""
+
+    def __init__(self, ddp, divide_by_initial_world_size):
+        if not isinstance(ddp, DistributedDataParallel):
+            raise TypeError(f"Expect: a DistributedDataParallel, Actual: {type(ddp).__name__}")
+        self.ddp = ddp
+        ddp._divide_by_initial_world_size = divide_by_initial_world_size
+
+    def main_hook(self):
+        ddp = self.ddp
+        if ddp._syncs_buffers():
+            ddp._broadcast_buffers(ddp._find_common_rank(ddp.rank, False))
+        will_sync = np.zeros(1, np.float32)
+        collective_ops.all_reduce(will_sync, group=ddp.process_group)
+        if will_sync[0]:
+            ddp.reducer.shadow_backward()
+
+    def post_hook(self, is_last_joiner):
+        ddp = self.ddp
+        ddp._sync_module_state(ddp._find_common_rank(ddp.rank, is_last_joiner))
 
 
 def _describe_difference(reference, theirs, rank):

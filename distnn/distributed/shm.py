@@ -1,348 +1,167 @@
-"""Shared-memory staging for collectives among ranks on one host.
+"""How collectives among ranks on one host move data through shared memory.
 
 Sockets copy every byte into the kernel and out again, which caps a ring at the
-speed of one stream. Ranks that share a host can instead read each other's data
-directly: each rank owns, per process group, one region in /dev/shm (two halves,
-used alternately by successive steps) that its peers map read-only in spirit. The
-bulk data moves by memcpy and the reduction reads peers' halves in place. The
-first step is ordered by ZeroMQ messages, with their checked headers.
+speed of one stream. Ranks that share a host instead stage their data in their
+own region (``shm_regions``) and read each other's halves in place. A
+collective's ``Staging`` is the whole protocol the algorithms follow:
+``stage`` (this rank's half for the next step), ``sync`` (every peer has
+reached the same point), ``peer`` (a peer's staged half), ``release`` (our
+region's name goes once every peer has mapped it) and ``step_done``.
 
-Once the first step has mapped every region, the steps of a collective are
-ordered by signals in the regions themselves rather than socket messages: after
-staging, a rank writes a signal (a count of its signals, the collective's
-sequence number, a fingerprint of its op, dtype and shape, and its full message
-header for error reports) and wakes any peer sleeping on it with a futex. A
+The first step is ordered by ZeroMQ messages, with their checked headers. Once
+it has mapped every region, steps are ordered by signals in the regions: a
 waiting peer spins on the count for up to ``DISTNN_SHM_SPIN_US`` microseconds
 (default 1000), then sleeps on the futex, waking every ``WAKE_CHECK_S`` to check
 for abort notices, a dead owner, a peer that ran a socket collective instead,
 and the timeout, so mismatches, timeouts and dead peers end in the same errors
-as on the socket path. A socket hop wakes two ZeroMQ I/O threads and costs 100-200 us on
-a busy host; the signal costs a store and a system call. It relies on x86's
-memory model (stores become visible to other cores in program order) and
-Linux futexes; elsewhere the socket messages order the steps. Spinning needs a
-core per rank, so groups larger than this process's cores never spin.
-
-The region files are created 0600 by their owner and checked for owner and mode by
-every peer. The owner unlinks its file as soon as every peer has mapped it (after
-the first collective that used it) or the group fails, so only a process killed
-in that short window leaves a file behind; the next region created on the host
-removes such files once their owner (the pid in the name) is gone.
+as on the socket path. A socket hop wakes two ZeroMQ I/O threads and costs
+100-200 us on a busy host; the signal costs a store and a system call.
 """
 
-import ctypes
-import errno
-import functools
-import mmap
-import os
-import platform
-import re
+import hashlib
 import time
 
-import numpy as np
+from . import wire
+from .errors import DistributedError, DistributedTimeoutError
 
-from .._process import process_running
-from .errors import DistributedError
-
-SHM_DIR = "/dev/shm"
-HALF_BYTES = 4 << 20  # one step stages at most this much per rank; a region holds two
-# After the two halves, the owner's signal: the count of signals posted, then per
-# parity of the count a slot of (sequence number, fingerprint, header length, header).
-_SLOT_BYTES = 2048
-SIGNAL_BYTES = 64 + 2 * _SLOT_BYTES
-REGION_BYTES = 2 * HALF_BYTES + SIGNAL_BYTES
-DEFAULT_SPIN_US = 1000
-WAKE_CHECK_S = 0.05  # a sleeping waiter checks for aborts, dead peers and timeouts this often
+_SIGNAL_KINDS_KEPT = 256  # a program cycling through shapes keeps no more signal fingerprints than this
 
 
-def available():
-    """Whether this process can use shared memory (``DISTNN_SHM=0`` turns it off)."""
-    if os.environ.get("DISTNN_SHM", "1").strip().lower() in ("0", "false", "no", "off"):
-        return False
-    return os.path.isdir(SHM_DIR) and os.access(SHM_DIR, os.W_OK | os.X_OK)
+class Staging:
+    """One collective's use of the shared-memory regions ``regions`` (a
+    ``SharedMemoryGroup``) of the members of exchange ``ex``."""
 
-
-class _Region:
-    """One rank's region mapped into this process."""
-
-    def __init__(self, path, create):
-        self.path = path
-        nbytes = REGION_BYTES
-        if create:
-            fd = _create_exclusive(path)
-        else:
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
-            except OSError as exc:
-                raise DistributedError(f"cannot open peer's shared memory {path}: {exc.strerror}") from None
-        try:
-            info = os.fstat(fd)
-            if create:
-                _reserve(fd, path, nbytes)
-            elif info.st_uid != os.getuid() or info.st_mode & 0o077 or info.st_size != nbytes:
-                raise DistributedError(f"shared memory {path} is not a peer's region: owner uid {info.st_uid}, "
-                                       f"mode {oct(info.st_mode & 0o777)}, {info.st_size} bytes; expected uid "
-                                       f"{os.getuid()}, mode 0o600, {nbytes} bytes")
-            self._map = mmap.mmap(fd, nbytes)
-        finally:
-            os.close(fd)
-        self.bytes = np.frombuffer(self._map, np.uint8)
-        self.signal = self.bytes[2 * HALF_BYTES:].view(np.int64)
-
-    def half(self, parity, dtype, count):
-        start = parity * HALF_BYTES
-        return self.bytes[start:start + count * dtype.itemsize].view(dtype)
-
-    def close(self):
-        self.bytes = self.signal = None
-        try:
-            self._map.close()
-        except BufferError:  # a view is still alive somewhere: the mapping goes with it
-            pass
-
-
-_NAME = re.compile(r"distnn-[0-9a-f]{16}-\d+-\d+-\d+-(\d+)$")
-
-
-def spin_seconds(ranks):
-    """How long a rank spins on a peer's signal before sleeping: ``DISTNN_SHM_SPIN_US``,
-    but never when the group has more ranks than this process may use cores (a
-    spinning rank would take the core of the peer it waits for)."""
-    raw = os.environ.get("DISTNN_SHM_SPIN_US", str(DEFAULT_SPIN_US)).strip()
-    try:
-        micros = float(raw)
-    except ValueError:
-        micros = -1
-    if not micros >= 0:
-        raise DistributedError(f"DISTNN_SHM_SPIN_US must be a number of microseconds >= 0, got {raw!r}")
-    return micros / 1e6 if ranks <= len(os.sched_getaffinity(0)) else 0.0
-
-
-class _Futex:
-    """FUTEX_WAIT / FUTEX_WAKE on a 32-bit word of a shared mapping, through libc's syscall()."""
-
-    _SYS_FUTEX = 202  # x86_64
-    _WAIT, _WAKE = 0, 1
-
-    class _Timespec(ctypes.Structure):
-        _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
-
-    def __init__(self):
-        self._syscall = ctypes.CDLL(None, use_errno=True).syscall
-        self._syscall.restype = ctypes.c_long
-
-    def wait(self, address, expected, seconds):
-        """Sleep while the word at ``address`` holds ``expected``, at most ``seconds``."""
-        ts = self._Timespec(int(seconds), int(seconds % 1 * 1e9))
-        self._syscall(ctypes.c_long(self._SYS_FUTEX), ctypes.c_void_p(address), ctypes.c_int(self._WAIT),
-                      ctypes.c_int(expected), ctypes.byref(ts), None, ctypes.c_int(0))
-
-    def waker(self, address):
-        """A call that wakes every sleeper on the word at ``address``, its arguments built once
-        (building them took most of a post)."""
-        return functools.partial(self._syscall, ctypes.c_long(self._SYS_FUTEX), ctypes.c_void_p(address),
-                                 ctypes.c_int(self._WAKE), ctypes.c_int(0x7FFFFFFF), None, None, ctypes.c_int(0))
-
-
-def _futex():
-    """The futex, where signals are safe: Linux on x86-64 (in-order stores); else None.
-    ``DISTNN_SHM_SIGNAL=0`` keeps the socket messages."""
-    if os.environ.get("DISTNN_SHM_SIGNAL", "1").strip().lower() in ("0", "false", "no", "off"):
-        return None
-    if platform.system() != "Linux" or platform.machine().lower() not in ("x86_64", "amd64"):
-        return None
-    try:
-        return _Futex()
-    except (OSError, AttributeError):
-        return None
-
-
-def signals_available():
-    """Whether this process can order shared-memory steps by signals (every rank of a
-    group must, or none uses them: the rendezvous compares)."""
-    return _futex() is not None
-
-
-def remove_orphans():
-    """Unlink this user's region files whose owner process no longer runs."""
-    try:
-        names = os.listdir(SHM_DIR)
-    except OSError:
-        return
-    for name in names:
-        match = _NAME.match(name)
-        if match and not process_running(int(match.group(1))):
-            path = os.path.join(SHM_DIR, name)
-            try:
-                if os.stat(path, follow_symlinks=False).st_uid == os.getuid():
-                    os.unlink(path)
-            except OSError:
-                pass
-
-
-def _create_exclusive(path):
-    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-    try:
-        return os.open(path, flags, 0o600)
-    except FileExistsError:  # left by a killed process of an earlier job with the same name
-        try:
-            os.unlink(path)
-            return os.open(path, flags, 0o600)
-        except OSError as exc:
-            raise DistributedError(f"shared memory {path} exists and cannot be replaced: {exc.strerror}; "
-                                   "set DISTNN_SHM=0 to use sockets only") from None
-
-
-def _reserve(fd, path, nbytes):
-    """Claim the pages now: a tmpfs that fills up later would kill us with SIGBUS."""
-    try:
-        os.posix_fallocate(fd, 0, nbytes)
-    except OSError as exc:
-        os.unlink(path)
-        hint = (f"{SHM_DIR} has no room for {nbytes} more bytes" if exc.errno == errno.ENOSPC
-                else f"cannot size {path}: {exc.strerror}")
-        raise DistributedError(f"shared memory: {hint}; enlarge it or set DISTNN_SHM=0 to use sockets "
-                               "only") from None
-
-
-class SharedMemoryGroup:
-    """The regions of one process group's members, mapped lazily, alternating halves."""
-
-    def __init__(self, job_hex, generation, group_id, members, rank, signals):
-        """``members``: (global rank, pid) of each group member, in group-rank order;
-        ``signals``: whether every member can use signals."""
-        self.rank = rank
-        self.paths = [os.path.join(SHM_DIR, f"distnn-{job_hex}-{generation}-{group_id}-{g}-{pid}")
-                      for g, pid in members]
-        self._regions = [None] * len(members)
-        self._parity = 0
-        self._own_linked = False
-        self.steps_done = 0  # staging steps completed; peers have mapped our region after the first
-        self._futex = _futex() if signals else None
-        self.spin_s = spin_seconds(len(members)) if self._futex else 0.0
-        self._posted = 0  # signals written to our region
-        self._wake = None  # FUTEX_WAKE on our count word, once our region exists
-        self._slot_headers = [None, None]  # the header each slot holds (rewritten only when it changes)
-
-    def half_elems(self, itemsize):
-        return HALF_BYTES // itemsize
-
-    def next_parity(self):
-        """Successive steps alternate halves: a peer announcing step k+1 has finished
-        reading step k, so the half of step k+2 (the same as k's) is free to write."""
-        self._parity ^= 1
-        return self._parity
-
-    def own(self, parity, dtype, count):
-        if self._regions[self.rank] is None:
-            remove_orphans()
-            self._regions[self.rank] = _Region(self.paths[self.rank], create=True)
-            self._own_linked = True
-        return self._regions[self.rank].half(parity, dtype, count)
-
-    def peer(self, member, parity, dtype, count):
-        if self._regions[member] is None:
-            self._regions[member] = _Region(self.paths[member], create=False)
-        return self._regions[member].half(parity, dtype, count)
+    def __init__(self, regions, ex):
+        self.regions, self.ex = regions, ex
+        self.parity = 0
 
     @property
     def signals(self):
-        """Whether steps are ordered by signals (after the first, which maps every region)."""
-        return self._futex is not None and self.steps_done > 0
+        """Whether steps are ordered by signals (after the first step, which maps every region)."""
+        return self.regions.signals
 
-    def post(self, seq, fingerprint, header):
-        """Signal that this rank reached its next step; returns the signal's count. The
-        count is written last: a peer that sees it sees the data and slot before it.
-        ``header`` (its sequence number aside) is written only when the slot holds another."""
-        count = self._posted + 1
-        region = self._regions[self.rank]
-        words, start = _slot(count)
-        signal = region.signal
-        signal[words] = seq
-        signal[words + 1] = fingerprint
-        parity = count & 1
-        if header != self._slot_headers[parity]:
-            if len(header) > _SLOT_BYTES - 24:
-                raise DistributedError(f"a message header of {len(header)} bytes does not fit a "
-                                       "shared-memory signal")
-            signal[words + 2] = len(header)
-            region.bytes[start:start + len(header)] = np.frombuffer(header, np.uint8)
-            self._slot_headers[parity] = header
-        self._posted = count
-        signal[0] = count
-        if self._wake is None:
-            self._wake = self._futex.waker(signal.ctypes.data)
-        self._wake()
-        return count
+    def half_elems(self, itemsize):
+        """The most elements of ``itemsize`` bytes one step stages per rank."""
+        return self.regions.half_elems(itemsize)
 
-    def reached(self, member, count):
-        return self._regions[member].signal[0] >= count
+    def stage(self, dtype, count):
+        """This rank's half for the next step, ``count`` elements of ``dtype``. Successive
+        steps alternate halves: a peer announcing step k+1 has finished reading step k, so
+        the half of step k+2 (the same as k's) is free to write."""
+        self.parity = self.regions.next_parity()
+        return self.regions.own(self.parity, dtype, count)
 
-    def latest_signal(self, member, seq):
-        """The header of ``member``'s latest signal when it is for collective ``seq`` and
-        newer than ours (``member`` staged that collective and waits for us), else None."""
-        signal = self._regions[member].signal
-        count = int(signal[0])
-        if count <= self._posted:
-            return None
-        words, start = _slot(count)
-        if int(signal[words]) != seq:
-            return None
-        return self._read_header(member, words, start)
+    def peer(self, src, dtype, count):
+        """Rank ``src``'s half of this step. A region that is gone means its owner failed,
+        and its abort notice (on its way) says best why."""
+        try:
+            return self.regions.peer(src, self.parity, dtype, count)
+        except DistributedError as exc:
+            transport = self.ex.transport
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline:
+                transport.drain()  # raises the abort notice once it is here
+                transport.wait_readable(100)
+            raise DistributedError(f"rank {self.ex.world.rank}: {self.ex.describe()}: {exc}") from None
 
-    def wait(self, member, count, check):
-        """Wait until ``member`` posts signal ``count``; returns its (sequence number,
-        fingerprint); ``signal_header`` reads its header. ``check()`` runs after each sleep
-        and raises to give up. A peer is at most one signal ahead (it waits for ours
-        before its next), so its slot for ``count`` is intact even when its count has moved on."""
-        region = self._regions[member]
-        signal = region.signal
-        if signal[0] < count and self.spin_s:
-            clock = time.perf_counter
-            deadline = clock() + self.spin_s
-            while signal[0] < count and clock() < deadline:
-                pass
-        while True:
-            seen = int(signal[0])
-            if seen >= count:
-                break
-            self._futex.wait(signal.ctypes.data, ctypes.c_int32(seen & 0xFFFFFFFF).value, WAKE_CHECK_S)
-            if signal[0] < count:
-                check()
-        words = _slot(count)[0]
-        return int(signal[words]), int(signal[words + 1])
+    def sync(self):
+        """Return once every peer has reached this point: by signals once every region is
+        mapped (where signals work), else by a handshake of messages."""
+        if not self.signals:
+            return self.ex.handshake()
+        count = self._post()
+        for src in range(self.ex.size):
+            if src != self.ex.rank:
+                self._await(src, count)
 
-    def signal_header(self, member, count):
-        """The header in ``member``'s slot for signal ``count`` (for naming a mismatch)."""
-        return self._read_header(member, *_slot(count))
+    def release(self):
+        """Remove our region's name: the caller has synced after every peer read this step,
+        so every peer has mapped our region. A killed job now leaves no file."""
+        self.regions.unlink()
 
-    def _read_header(self, member, words, start):
-        region = self._regions[member]
-        length = min(max(int(region.signal[words + 2]), 0), _SLOT_BYTES - 24)
-        return region.bytes[start:start + length].tobytes()
+    def release_after_first_step(self):
+        """``release`` for a step whose peers may not have read our half yet: on the group's
+        first step only, sync once more first. Unlinking under a slower peer that has yet
+        to map the region would fail it; a rank that closes right after this collective
+        would otherwise do exactly that."""
+        if not self.regions.steps_done:
+            self.sync()
+            self.regions.unlink()
 
-    def unlink(self):
-        """Remove our region's name: every peer has mapped it, or the group failed."""
-        if self._own_linked:
-            self._own_linked = False
-            _unlink(self.paths[self.rank])
+    def step_done(self):
+        self.regions.steps_done += 1
 
-    def close(self):
-        self.unlink()
-        self._wake = None
-        for region in self._regions:
-            if region is not None:
-                region.close()
-        self._regions = [None] * len(self._regions)
+    # --- signals ----------------------------------------------------------------------
 
+    def _signal_id(self):
+        """(fingerprint, header) of this kind of collective's signals, made once per (op,
+        dtype, shape): 63 bits of a hash that peers compare, and the header a message would
+        carry (sequence number 0: the slot holds the real one), for a peer to name a mismatch."""
+        ex = self.ex
+        key = (ex.op, ex.dtype_name, tuple(ex.shape))
+        known = self.regions.signal_ids
+        found = known.get(key)
+        if found is None:
+            text = f"{ex.op}|{ex.dtype_name}|{ex.shape}".encode()
+            fingerprint = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
+            header = wire.encode_header(ex.world.job, ex.group_id, ex.op, 0, ex.world.rank, ex.dtype_name,
+                                        ex.shape, 0, 0)
+            if len(known) >= _SIGNAL_KINDS_KEPT:
+                known.clear()
+            found = known[key] = (fingerprint, header)
+        return found
 
-def _slot(count):
-    """(first int64 word, first header byte) of the signal slot for ``count``, in the region."""
-    offset = 64 + (count & 1) * _SLOT_BYTES
-    return offset // 8, 2 * HALF_BYTES + offset + 24
+    def _post(self):
+        """Signal the next step to every peer; returns its count."""
+        fingerprint, header = self._signal_id()
+        return self.regions.post(self.ex.seq, fingerprint, header)
 
+    def _await(self, src, count):
+        """Wait for rank ``src``'s signal ``count``, and check it is for this collective.
+        Between sleeps: abort notices, a dead peer, the timeout, and a message from ``src``
+        (a peer that ran a socket collective instead) end the wait with their error."""
+        ex = self.ex
+        world, transport = ex.world, ex.transport
+        peer = ex.global_rank(src)
+        deadline = time.monotonic() + world.timeout
 
-def _unlink(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+        def check():
+            transport.drain()  # raises an abort notice
+            if transport.has_message(ex.group_id, peer, "coll") and not self.regions.reached(src, count):
+                ex.recv_array(src, 0)  # names what differs
+                raise DistributedError(f"rank {world.rank}: {ex.describe()}: rank {peer} sent a message where "
+                                       "a shared-memory signal was expected")
+            transport.check_alive([peer], ex.describe())
+            if time.monotonic() > deadline:
+                raise DistributedTimeoutError(f"rank {world.rank}: timed out after {world.timeout:.1f}s in "
+                                              f"{ex.describe()} waiting for rank(s) [{peer}]"
+                                              f"{transport.stopped_peers()}")
+
+        seq, fingerprint = self.regions.wait(src, count, check)
+        if seq != ex.seq or fingerprint != self._signal_id()[0]:
+            self._mismatch(src, seq, self.regions.signal_header(src, count))
+
+    def check_no_signal(self, src):
+        """While this rank waits for a message from ``src``: a signal of this very collective
+        in ``src``'s region means ``src`` staged it in shared memory, which this rank did not."""
+        raw = self.regions.latest_signal(src, self.ex.seq)
+        if raw is not None:
+            self._mismatch(src, self.ex.seq, raw)
+
+    def _mismatch(self, src, seq, raw):
+        """Raise the error for rank ``src``'s signal of collective ``seq`` with header ``raw``
+        that differs from ours."""
+        ex = self.ex
+        world, peer = ex.world, ex.global_rank(src)
+        try:
+            header = wire.decode_header(raw, world.job, world.size)
+        except wire.MalformedMessage as exc:
+            raise DistributedError(f"rank {world.rank}: {ex.describe()}: rank {peer}'s shared-memory signal "
+                                   f"is unreadable: {exc}") from None
+        header["seq"] = seq
+        if seq != ex.seq:
+            raise ex.explain_out_of_order(header) or DistributedError(
+                f"rank {world.rank}: out-of-order signal from rank {peer}: got {header['op']} sequence "
+                f"{seq}, expected {ex.op} sequence {ex.seq} (ranks called collectives in different orders)")
+        wire.check_expected(header, ex.expect(0, 0), world.rank)
+        raise DistributedError(f"rank {world.rank}: {ex.describe()}: rank {peer}'s signal does not match")

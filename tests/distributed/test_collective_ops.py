@@ -87,7 +87,7 @@ def test_object_encoding_keeps_tuples_and_plain_base_types():
     import collections
     import enum
 
-    from distnn.distributed.collective_ops import _pack, _unpack
+    from distnn.distributed.object_collectives import _pack, _unpack
     Pair = collections.namedtuple("Pair", "a b")
 
     class Level(enum.IntEnum):
@@ -106,7 +106,7 @@ def test_object_encoding_keeps_tuples_and_plain_base_types():
 def test_object_decoding_refuses_unknown_extension_types():
     import msgpack
 
-    from distnn.distributed.collective_ops import _unpack
+    from distnn.distributed.object_collectives import _unpack
     with pytest.raises(dist.DistributedError, match="unknown msgpack extension type 9"):
         _unpack(np.frombuffer(msgpack.packb(msgpack.ExtType(9, b"")), np.uint8))
 

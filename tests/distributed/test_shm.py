@@ -1,4 +1,4 @@
-"""The shared-memory all-reduce among ranks on one host (distnn/distributed/shm.py
+"""The shared-memory all-reduce among ranks on one host (distnn/distributed/shm.py, shm_regions.py
 and ``shm_all_reduce`` in collectives.py): results on 2-4 real processes, the
 socket fallback when any rank turns it off, no file left in /dev/shm, and the
 region checks in this process."""
@@ -12,12 +12,12 @@ import uuid
 import numpy as np
 import pytest
 
-from distnn.distributed import shm
+from distnn.distributed import shm_regions
 from distnn.distributed.errors import DistributedError
 from multiproc import check_cases, free_port, run_ranks, shm_files
 
 WORKER = "tests/distributed/workers/collectives.py"
-pytestmark = pytest.mark.skipif(not shm.available(), reason="no writable /dev/shm")
+pytestmark = pytest.mark.skipif(not shm_regions.available(), reason="no writable /dev/shm")
 
 
 @pytest.mark.timeout(120)
@@ -31,7 +31,7 @@ def test_all_reduce_through_shared_memory_or_sockets(world_size, off, switch):
     DISTNN_SHM_SIGNAL=0, every rank orders the staged steps by messages."""
     port, token = free_port(), f"shm-{uuid.uuid4().hex}"
     shm_on = not off or switch != "DISTNN_SHM"
-    signals_on = not off and shm.signals_available()
+    signals_on = not off and shm_regions.signals_available()
     per_rank = {r: {switch: "0"} for r in off}
     results = run_ranks(WORKER, world_size, ["shm"], timeout=100, port=port, token=token,
                         env={"EXPECT_SHM": "1" if shm_on else "0", "EXPECT_SIGNALS": "1" if signals_on else "0"},
@@ -44,9 +44,9 @@ def test_all_reduce_through_shared_memory_or_sockets(world_size, off, switch):
 
 def test_available_honours_the_switch(monkeypatch):
     monkeypatch.setenv("DISTNN_SHM", "0")
-    assert not shm.available()
+    assert not shm_regions.available()
     monkeypatch.setenv("DISTNN_SHM", "1")
-    assert shm.available() == os.access(shm.SHM_DIR, os.W_OK)
+    assert shm_regions.available() == os.access(shm_regions.SHM_DIR, os.W_OK)
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def regions(request):
     made = []
 
     def make(rank, members):
-        group = shm.SharedMemoryGroup(job, 1, 0, members, rank, signals=True)
+        group = shm_regions.SharedMemoryGroup(job, 1, 0, members, rank, signals=True)
         made.append(group)
         return group
     yield make
@@ -83,14 +83,14 @@ def test_a_missing_or_foreign_region_is_refused(regions, tmp_path):
         group.peer(1, 0, np.dtype(np.float32), 4)
     path = group.paths[1]
     with open(path, "wb") as f:
-        f.truncate(shm.REGION_BYTES)
+        f.truncate(shm_regions.REGION_BYTES)
     try:
         os.chmod(path, 0o644)
         with pytest.raises(DistributedError, match=r"mode 0o644.*expected uid \d+, mode 0o600"):
             group.peer(1, 0, np.dtype(np.float32), 4)
         os.chmod(path, 0o600)
         os.truncate(path, 4096)
-        with pytest.raises(DistributedError, match=f"4096 bytes; expected .* {shm.REGION_BYTES} bytes"):
+        with pytest.raises(DistributedError, match=f"4096 bytes; expected .* {shm_regions.REGION_BYTES} bytes"):
             group.peer(1, 0, np.dtype(np.float32), 4)
     finally:
         os.unlink(path)
@@ -111,8 +111,8 @@ def test_orphans_of_dead_processes_are_removed(regions):
                           text=True, check=True)
     dead_pid = int(dead.stdout)
     job = uuid.uuid4().hex[:16]
-    orphan = os.path.join(shm.SHM_DIR, f"distnn-{job}-1-0-0-{dead_pid}")
-    alive = os.path.join(shm.SHM_DIR, f"distnn-{job}-1-0-1-{os.getpid()}")
+    orphan = os.path.join(shm_regions.SHM_DIR, f"distnn-{job}-1-0-0-{dead_pid}")
+    alive = os.path.join(shm_regions.SHM_DIR, f"distnn-{job}-1-0-1-{os.getpid()}")
     for path in (orphan, alive):
         open(path, "wb").close()
     try:
@@ -124,7 +124,7 @@ def test_orphans_of_dead_processes_are_removed(regions):
                 os.unlink(path)
 
 
-needs_signals = pytest.mark.skipif(not shm.signals_available(), reason="signals need Linux on x86-64")
+needs_signals = pytest.mark.skipif(not shm_regions.signals_available(), reason="signals need Linux on x86-64")
 
 
 def _signalling_pair(regions):
@@ -168,7 +168,7 @@ def test_a_signal_carries_its_collective_and_a_peer_at_most_one_ahead(regions):
 @needs_signals
 def test_a_missing_signal_ends_in_check_and_a_late_one_wakes_the_sleeper(regions, monkeypatch):
     a, b = _signalling_pair(regions)
-    monkeypatch.setattr(shm, "WAKE_CHECK_S", 0.01)
+    monkeypatch.setattr(shm_regions, "WAKE_CHECK_S", 0.01)
     b.spin_s = 0.0
 
     def give_up():
@@ -177,7 +177,7 @@ def test_a_missing_signal_ends_in_check_and_a_late_one_wakes_the_sleeper(regions
         b.wait(0, 1, give_up)
     # A sleeper is woken by the post itself (the futex), not by its next check: with a
     # check interval far past the test's timeout, only the wake ends the wait.
-    monkeypatch.setattr(shm, "WAKE_CHECK_S", 600.0)
+    monkeypatch.setattr(shm_regions, "WAKE_CHECK_S", 600.0)
     import threading
     threading.Timer(0.05, a.post, (3, 4, b"late")).start()
     calls = []
@@ -186,14 +186,14 @@ def test_a_missing_signal_ends_in_check_and_a_late_one_wakes_the_sleeper(regions
 
 def test_spin_time_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("DISTNN_SHM_SPIN_US", "250")
-    assert shm.spin_seconds(1) == pytest.approx(250e-6)
-    assert shm.spin_seconds(len(os.sched_getaffinity(0)) + 1) == 0.0  # more ranks than cores: never spin
+    assert shm_regions.spin_seconds(1) == pytest.approx(250e-6)
+    assert shm_regions.spin_seconds(len(os.sched_getaffinity(0)) + 1) == 0.0  # more ranks than cores: never spin
     for bad in ("-1", "soon", "nan"):
         monkeypatch.setenv("DISTNN_SHM_SPIN_US", bad)
         with pytest.raises(DistributedError, match="DISTNN_SHM_SPIN_US must be a number of microseconds >= 0"):
-            shm.spin_seconds(1)
+            shm_regions.spin_seconds(1)
 
 
 def test_signals_can_be_switched_off(monkeypatch):
     monkeypatch.setenv("DISTNN_SHM_SIGNAL", "0")
-    assert not shm.signals_available()
+    assert not shm_regions.signals_available()

@@ -19,7 +19,7 @@ import numpy as np
 
 import distnn.distributed as dist
 from cases import emit, init, report_error
-from distnn.distributed.collective_ops import _state
+from distnn.distributed import registry
 
 
 def loop():
@@ -61,7 +61,8 @@ def main():
         dist.all_reduce(x)
         if not np.all(x == world * (world + 1) / 2):
             raise SystemExit(f"rank {rank}: all_reduce of {n} gave {x[:3]}, expected {world * (world + 1) / 2}")
-    group, transport = _state["group"], _state["world"].transport
+    state = registry.current()
+    group, transport = state.group, state.world.transport
     emit(rank=rank, ok=True, tcp=transport.tcp_endpoint, routes={str(p): e for p, e in transport.routes.items()},
          shm=group.shm is not None)
     dist.destroy_process_group()

@@ -19,7 +19,7 @@ def main():
     directory = sys.argv[1]
     large = int(sys.argv[2]) if len(sys.argv) > 2 else 100003
     rank, world = init()
-    transport = dist.collective_ops._state["world"].transport
+    transport = dist.registry.current().world.transport
     path = os.path.join(directory, f"rank{rank}.json")
     with open(path + ".tmp", "w") as f:
         json.dump({"tcp": transport.tcp_endpoint, "ipc": transport.ipc_endpoint, "pid": os.getpid()}, f)

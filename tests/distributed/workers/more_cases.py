@@ -279,8 +279,8 @@ def section_smoke(run, rank, world, large):
 # --- shm: the shared-memory all-reduce, or its socket fallback -----------------------------------
 
 def shm_path_case(rank, world, expect_shm):
-    from distnn.distributed import collective_ops
-    group = collective_ops._group(None)
+    from distnn.distributed import registry
+    group = registry.resolve_group(None)
     if (group.shm is not None) != expect_shm:
         raise AssertionError(f"Expect: shared memory {'used' if expect_shm else 'unused'}, "
                              f"Actual: group.shm is {group.shm!r}")
@@ -289,8 +289,8 @@ def shm_path_case(rank, world, expect_shm):
 
 def shm_name_released_case(rank, world):
     """After one staged all-reduce every rank has unlinked its region's name."""
-    from distnn.distributed import collective_ops
-    group = collective_ops._group(None)
+    from distnn.distributed import registry
+    group = registry.resolve_group(None)
     left = [p for p in group.shm.paths if os.path.exists(p)]
     dist.barrier()  # nobody starts the next case while another still looks
     if left:
@@ -301,8 +301,8 @@ def shm_name_released_case(rank, world):
 def shm_signals_case(rank, world, expect_signals):
     """After the staged all-reduces: their steps were ordered by signals in the regions
     exactly when every rank can use them (the same count on every rank), else by messages."""
-    from distnn.distributed import collective_ops
-    posted = collective_ops._group(None).shm._posted
+    from distnn.distributed import registry
+    posted = registry.resolve_group(None).shm._posted
     if (posted > 0) != expect_signals:
         raise AssertionError(f"Expect: signals {'used' if expect_signals else 'unused'}, Actual: {posted} posted")
     return digest(np.array([posted]))
@@ -312,10 +312,10 @@ def section_shm(run, rank, world, large):
     """Sizes past the direct path's limit: one staging half, several halves (with an
     uneven last one), and chunks that do not divide evenly; every reduce op."""
     from collectives import all_reduce_case
-    from distnn.distributed import shm
+    from distnn.distributed import shm_regions
     expect_shm = os.environ.get("EXPECT_SHM") == "1"
     run.case("shm.path", shm_path_case, expect_shm)
-    half = shm.HALF_BYTES
+    half = shm_regions.HALF_BYTES
     for dtype, n in (("float32", 70001), ("float32", 2 * half // 4 + 12345), ("float64", half // 8 + 3),
                      ("int8", half + world), ("float16", half // 2 - 1)):
         run.case(f"shm.all_reduce.sum.{dtype}.n{n}", all_reduce_case, "sum", dtype, n, "tensor")
