@@ -22,11 +22,13 @@ import numpy as np
 from ..autograd import grad_mode
 from ..nn.modules.module import Module
 from . import collective_ops, object_collectives, registry
+from .algorithms.join import Join, JoinHook, Joinable, _JoinConfig
+from .collective_ops import ReduceOp
 from .errors import DistributedError
 from .reducer import Reducer, parameter_fingerprint
 
 
-class DistributedDataParallel(Module):
+class DistributedDataParallel(Module, Joinable):
     def __init__(self, module, device_ids=None, output_device=None, dim=0, broadcast_buffers=True,
                  process_group=None, bucket_cap_mb=25, find_unused_parameters=False, check_reduction=False,
                  gradient_as_bucket_view=False, static_graph=False, check_consistency_every=0):
@@ -81,7 +83,8 @@ class DistributedDataParallel(Module):
         if joining:  # tells joined ranks whether to shadow a backward
             collective_ops.all_reduce(np.array([1.0 if will_sync else 0.0], np.float32),
                                       group=self.process_group, async_op=True)
-        if self.check_consistency_every and self._steps % self.check_consistency_every == 0:
+        # Joined ranks hold stale parameters by design: no consistency check under join.
+        if self.check_consistency_every and self._steps % self.check_consistency_every == 0 and not joining:
             self.check_consistency()
         self._steps += 1
         if will_sync:
@@ -108,7 +111,7 @@ class DistributedDataParallel(Module):
         collective_ops.all_reduce(best, op=ReduceOp.MAX, group=self.process_group)
         if best[0] < 0:
             raise DistributedError("DistributedDataParallel: no rank offered itself as the authoritative copy")
-        return collective_ops.get_global_rank(collective_ops._group(self.process_group), int(best[0]))
+        return collective_ops.get_global_rank(registry.resolve_group(self.process_group), int(best[0]))
 
     # --- communication hooks and uneven inputs -----------------------------------------
     def register_comm_hook(self, state, hook):

@@ -11,6 +11,12 @@ when gradients become ready in different orders. At the end of backward the
 reducer launches whatever is left (a parameter that got no gradient
 contributes zeros), waits for every bucket, and writes the averaged gradients
 into ``.grad``.
+
+A communication hook (``register_comm_hook``) replaces the all-reduce: it gets
+each bucket, holding the summed-to-be local gradients undivided, and returns a
+Future of the bucket's new contents, which the reducer waits for in index order
+at the end of backward. A rank that has joined (``DistributedDataParallel.join``)
+runs the same launches with zeros (``shadow_backward``).
 """
 
 import time
@@ -18,52 +24,110 @@ import time
 import numpy as np
 
 from ..autograd.engine import queue_callback
-from ..tensor import _wrap
+from ..tensor import Tensor, _wrap
 from . import collective_ops
+from .errors import DistributedError
 
 FIRST_BUCKET_BYTES = 1 << 20
 
+UNEVEN_INPUTS_HINT = ("if ranks run different numbers of iterations (uneven inputs), wrap the training loop "
+                      "in `with model.join():`")
+
 
 class GradBucket:
-    """A flat buffer holding the gradients of some parameters, reduced as one."""
+    """A flat buffer holding the gradients of some parameters, reduced as one; what a
+    communication hook receives, with torch's ``GradBucket`` methods."""
 
-    def __init__(self, index, params, xp):
-        self.index = index
-        self.params = params
+    def __init__(self, index, params, xp, is_last=False):
+        self._index = index
+        self._params = params
+        self._is_last = is_last
         self.offsets = []
         total = 0
         for p in params:
             self.offsets.append(total)
             total += p.numel()
         self.xp = xp
-        self.buffer = xp.zeros(total, dtype=params[0]._data.dtype)
+        self.flat = xp.zeros(total, dtype=params[0]._data.dtype)
         self.pending = len(params)
-        self.work = None
+        self.work = None  # the all-reduce's Work, or the hook's Future
         self.used = [False] * len(params)
+        self._hook_buffer = None
 
+    # --- torch's GradBucket interface ---------------------------------------------------
+    def index(self):
+        return self._index
+
+    def buffer(self):
+        """The bucket's flat 1-D gradient tensor (sharing memory with the bucket)."""
+        return self._hook_buffer if self._hook_buffer is not None else _wrap(self.flat)
+
+    def set_buffer(self, buffer):
+        """Make ``buffer`` what ``buffer()`` and ``gradients()`` return from now on (for
+        this launch): e.g. a compressed copy a wrapped hook works on."""
+        if not isinstance(buffer, Tensor):
+            buffer = _wrap(buffer)
+        if buffer.numel() != self.flat.size:
+            raise ValueError(f"Expect: a buffer of {self.flat.size} elements for bucket {self._index}, "
+                             f"Actual: {buffer.numel()}")
+        self._hook_buffer = buffer
+
+    def gradients(self):
+        """Views of ``buffer()`` shaped as each parameter (writes reach the bucket)."""
+        data = self.buffer()._data
+        return [_wrap(data[off:off + p.numel()].reshape(p._data.shape)) for p, off in zip(self._params, self.offsets)]
+
+    def parameters(self):
+        return list(self._params)
+
+    def is_last(self):
+        """Whether this is the last bucket of the step (the one allreduced last)."""
+        return self._is_last
+
+    # --- reducer side --------------------------------------------------------------------
     def reset(self):
-        self.pending = len(self.params)
+        self.pending = len(self._params)
         self.work = None
-        self.used = [False] * len(self.params)
+        self.used = [False] * len(self._params)
+        self._hook_buffer = None
 
-    def pack(self, world_size):
-        """Copy every gradient into the buffer divided by ``world_size`` (zeros for
-        parameters without one), so the all-reduced sum is the average: the division
-        rides on the copy instead of taking a pass of its own after the reduce."""
-        scale = 1.0 / world_size
-        for p, off in zip(self.params, self.offsets):
-            view = self.buffer[off:off + p.numel()]
+    def pack(self, divisor, zeros=False):
+        """Copy every gradient into the buffer divided by ``divisor`` (zeros for parameters
+        without one, or for all with ``zeros``): the division rides on the copy instead of
+        taking a pass of its own. A true division, as torch's ``allreduce_hook`` does, so
+        that hook trains bit-identically."""
+        if zeros:
+            self.flat[...] = 0
+            return
+        for p, off in zip(self._params, self.offsets):
+            view = self.flat[off:off + p.numel()]
             if p.grad is None:
                 view[...] = 0
-            elif p.grad._data.base is not self.buffer:
-                self.xp.multiply(p.grad._data.reshape(-1), scale, out=view)
-            else:  # already our view (gradients kept since the last step)
-                view *= scale
+            elif p.grad._data.base is not self.flat:
+                if divisor == 1:
+                    view[...] = p.grad._data.reshape(-1)
+                else:
+                    self.xp.divide(p.grad._data.reshape(-1), divisor, out=view)
+            elif divisor != 1:  # already our view (gradients kept since the last step)
+                view /= divisor
+
+    def take_result(self, result):
+        """Copy a hook's result into the buffer (unless it is the buffer)."""
+        if isinstance(result, (list, tuple)) and len(result) == 1:
+            result = result[0]
+        data = result._data if isinstance(result, Tensor) else result
+        if not hasattr(data, "shape") or not hasattr(data, "dtype"):
+            raise TypeError(f"Expect: the comm hook's Future to hold a tensor, Actual: {type(result).__name__}")
+        if data.size != self.flat.size:
+            raise RuntimeError(f"Expect: the comm hook's result for bucket {self._index} to have {self.flat.size} "
+                               f"elements, Actual: {data.size}")
+        if data is not self.flat:
+            self.flat[...] = data.reshape(-1)
 
     def unpack(self):
         """Hand each parameter a view of its slice of the reduced buffer as ``.grad``."""
-        for p, off in zip(self.params, self.offsets):
-            view = self.buffer[off:off + p.numel()].reshape(p._data.shape)
+        for p, off in zip(self._params, self.offsets):
+            view = self.flat[off:off + p.numel()].reshape(p._data.shape)
             if p.grad is None:
                 p.grad = _wrap(view)
             else:
@@ -77,21 +141,40 @@ class Reducer:
         self.buckets = _build_buckets(params, bucket_cap_mb)
         self._where = {}
         for b in self.buckets:
-            for i, p in enumerate(b.params):
+            for i, p in enumerate(b._params):
                 self._where[id(p)] = (b, i)
         self._next_to_launch = 0
         self._armed = False
         self._callback_queued = False
         self.comm_wait_seconds = 0.0
+        self.comm_hook = None  # (state, hook)
+        self.ran_backward = False
+        self._divisor = world_size
+        self._divisor_source = None  # the join context's count of active ranks: (work, array)
+        self._shadowing = False
         self._hooks = [p.register_post_accumulate_grad_hook(self._grad_ready) for p in params]
 
-    def prepare_for_backward(self):
-        """Arm the hooks for the next backward (called by each synced forward)."""
+    def register_comm_hook(self, state, hook):
+        if not callable(hook):
+            raise TypeError(f"Communication hook must be callable, got {type(hook).__name__}")
+        if self.comm_hook is not None:
+            raise RuntimeError("register_comm_hook or register_builtin_comm_hook can only be called once.")
+        if self.ran_backward:
+            raise RuntimeError("register_comm_hook must be called before the first backward: gradients were "
+                               "already reduced without it")
+        self.comm_hook = (state, hook)
+
+    def prepare_for_backward(self, active_ranks=None):
+        """Arm the hooks for the next backward (called by each synced forward).
+        ``active_ranks``: (work, array) of an all-reduce counting the ranks that have not
+        joined, to divide by instead of the world size (``divide_by_initial_world_size=False``)."""
         for b in self.buckets:
             b.reset()
         self._next_to_launch = 0
         self._armed = True
         self._callback_queued = False
+        self._divisor = self.world_size
+        self._divisor_source = active_ranks
 
     def disarm(self):
         self._armed = False
@@ -99,6 +182,7 @@ class Reducer:
     def _grad_ready(self, param):
         if not self._armed:
             return  # no_sync(), or a backward without a preceding synced forward
+        self.ran_backward = True
         if not self._callback_queued:
             queue_callback(self._finalize)
             self._callback_queued = True
@@ -118,45 +202,102 @@ class Reducer:
             self._launch(self.buckets[self._next_to_launch])
 
     def _launch(self, bucket, async_op=True):
-        bucket.pack(self.world_size)
-        bucket.work = collective_ops.all_reduce(bucket.buffer, group=self.group, async_op=async_op)
+        """Start reducing ``bucket``: through the comm hook (which gets the undivided sum
+        to be, and divides itself), else a SUM all-reduce of gradients already divided."""
         self._next_to_launch += 1
+        with _explained(bucket, len(self.buckets)):
+            if self.comm_hook is not None:
+                bucket.pack(1, zeros=self._shadowing)
+                state, hook = self.comm_hook
+                future = hook(state, bucket)
+                if not callable(getattr(future, "wait", None)):
+                    raise TypeError(f"Expect: the comm hook to return a Future (with wait()), "
+                                    f"Actual: {type(future).__name__}")
+                bucket.work = future
+            else:
+                bucket.pack(self._current_divisor(), zeros=self._shadowing)
+                bucket.work = collective_ops.all_reduce(bucket.flat, group=self.group, async_op=async_op)
+
+    def _current_divisor(self):
+        if self._divisor_source is not None:
+            work, count = self._divisor_source
+            self._divisor_source = None
+            work.wait()
+            self._divisor = int(count[0])
+        return self._divisor
 
     def _finalize(self):
         """End of backward: reduce what is left, wait for every bucket, write ``.grad``.
         Buckets launched here are reduced synchronously: nothing is left to overlap them
         with, and the calling thread saves the hand-off to the communication thread."""
         start = time.perf_counter()
-        while self._next_to_launch < len(self.buckets):
-            self._launch(self.buckets[self._next_to_launch], async_op=False)
+        self._complete_all()
         for bucket in self.buckets:
-            if bucket.work is not None:
-                bucket.work.wait()
             bucket.unpack()
         self.comm_wait_seconds += time.perf_counter() - start
         self._armed = False
+
+    def _complete_all(self):
+        while self._next_to_launch < len(self.buckets):
+            self._launch(self.buckets[self._next_to_launch], async_op=False)
+        for bucket in self.buckets:
+            with _explained(bucket, len(self.buckets)):
+                if self.comm_hook is not None:
+                    bucket.take_result(bucket.work.wait())
+                elif bucket.work is not None:
+                    bucket.work.wait()
+
+    def shadow_backward(self):
+        """A joined rank's part in the others' backward: every bucket launched with zeros,
+        through the same path (hook or all-reduce), and waited for; ``.grad`` is untouched."""
+        for b in self.buckets:
+            b.reset()
+        self._next_to_launch = 0
+        self._divisor, self._divisor_source = self.world_size, None
+        self._shadowing = True
+        try:
+            self._complete_all()
+        finally:
+            self._shadowing = False
 
     def remove_hooks(self):
         for h in self._hooks:
             h.remove()
 
 
+class _explained:
+    """Re-raise a DistributedError from reducing a bucket with what DDP was doing and the
+    usual cause (a rank that stopped early), keeping its type and the ranks it names."""
+
+    def __init__(self, bucket, count):
+        self.bucket, self.count = bucket, count
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is None or not isinstance(exc, DistributedError) or "DistributedDataParallel" in str(exc):
+            return False
+        raise type(exc)(f"DistributedDataParallel: reducing gradient bucket {self.bucket.index()} of "
+                        f"{self.count} failed: {exc}; {UNEVEN_INPUTS_HINT}") from exc
+
+
 def _build_buckets(params, bucket_cap_mb):
     """Buckets in reverse registration order: first 1 MiB, then ``bucket_cap_mb`` each."""
     from ..backend import array_module
-    buckets, current, current_bytes = [], [], 0
+    groups, current, current_bytes = [], [], 0
     cap = FIRST_BUCKET_BYTES
     for p in reversed(params):
         nbytes = p._data.nbytes
         if current and (current_bytes + nbytes > cap or p._data.dtype != current[0]._data.dtype):
-            buckets.append(GradBucket(len(buckets), current, array_module(current[0]._data)))
+            groups.append(current)
             current, current_bytes = [], 0
             cap = int(bucket_cap_mb * (1 << 20))
         current.append(p)
         current_bytes += nbytes
     if current:
-        buckets.append(GradBucket(len(buckets), current, array_module(current[0]._data)))
-    return buckets
+        groups.append(current)
+    return [GradBucket(i, g, array_module(g[0]._data), is_last=i == len(groups) - 1) for i, g in enumerate(groups)]
 
 
 def parameter_fingerprint(params):
