@@ -227,14 +227,22 @@ class Transport:
 
     def wait_readable(self, timeout_ms):
         """Block until a message arrives or ``timeout_ms`` passes."""
-        self._pull.poll(timeout_ms)
+        self._poll(timeout_ms)
+
+    def _poll(self, timeout_ms):
+        """Whether a message is ready to receive, waiting at most ``timeout_ms``."""
+        return self._pull.poll(timeout_ms)
+
+    def _receive(self):
+        """The frames of the next message (header, payload), once ``_poll`` said one is ready."""
+        return self._pull.recv_multipart(copy=False)
 
     def drain(self):
         """Sort every message that has already arrived into its queue, without waiting."""
         if self._aborted:
             raise DistributedError(self._aborted)
-        while self._pull.poll(0):
-            self._accept(self._pull.recv_multipart(copy=False))
+        while self._poll(0):
+            self._accept(self._receive())
 
     def recv_any(self, group, channel, srcs, timeout, describe):
         """(src, header, payload) of the first message on (group, channel) from any of ``srcs``."""
@@ -257,9 +265,8 @@ class Transport:
                 raise DistributedTimeoutError(
                     f"rank {self.rank}: timed out after {timeout:.1f}s in {describe} waiting for "
                     f"rank(s) {sorted(waiting_for)}{self.stopped_peers()}")
-            if self._pull.poll(min(remaining, _LIVENESS_CHECK_S) * 1000):
-                frames = self._pull.recv_multipart(copy=False)
-                if self._accept(frames):
+            if self._poll(min(remaining, _LIVENESS_CHECK_S) * 1000):
+                if self._accept(self._receive()):
                     return
             else:
                 self.check_alive(waiting_for, describe)
@@ -310,7 +317,7 @@ class Transport:
     def _await_notice(self, seconds):
         """Sort what arrives within ``seconds`` (an abort notice raises)."""
         deadline = time.monotonic() + seconds
-        while self._pull.poll(max(deadline - time.monotonic(), 0) * 1000):
+        while self._poll(max(deadline - time.monotonic(), 0) * 1000):
             self.drain()
 
     def stopped_peers(self):
