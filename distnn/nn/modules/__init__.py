@@ -8,6 +8,7 @@ from .pooling import *  # noqa: F401,F403
 from .activation import *  # noqa: F401,F403
 from .normalization import *  # noqa: F401,F403
 from .instancenorm import *  # noqa: F401,F403
+from .sync_batchnorm import *  # noqa: F401,F403
 from .padding import *  # noqa: F401,F403
 from .pixelshuffle import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403

@@ -91,13 +91,19 @@ class _NormBase(Module):
 class _BatchNorm(_NormBase):
     """Batch normalisation over dim 1; ``momentum=None`` keeps a cumulative average."""
 
-    def forward(self, input):
-        self._check_input_dim(input)
+    def _exponential_average_factor(self):
+        """Count a training batch and return the running statistics' update factor:
+        ``momentum``, or 1 / num_batches_tracked for the cumulative average (momentum=None)."""
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
             if self.momentum is None:
                 factor = 1.0 / float(self.num_batches_tracked)
+        return factor
+
+    def forward(self, input):
+        self._check_input_dim(input)
+        factor = self._exponential_average_factor()
         # In eval mode without running stats, batch statistics are the only ones there are.
         bn_training = self.training or (self.running_mean is None and self.running_var is None)
         use_running = not self.training or self.track_running_stats
