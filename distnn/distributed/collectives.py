@@ -7,7 +7,9 @@
   doubling (log2 n pairwise exchanges) when n is a power of two, else a
   one-hop direct path (every rank sends its buffer to every other and sums in
   rank order). Ranks that all share a host stage large buffers in shared
-  memory (``shm_all_reduce``) instead of streaming them through sockets.
+  memory (``shm_all_reduce``) instead of streaming them through sockets;
+  groups that span hosts with several ranks on some reduce in two levels
+  (``hierarchical.py``).
 - ``broadcast``: a pipelined chain from the root for large buffers, direct
   sends for small ones. ``all_gather``/``reduce_scatter``: the two ring halves.
 
@@ -17,6 +19,7 @@ and the all-gather copies one rank's reduced values to all.
 
 import numpy as np
 
+from . import hierarchical
 from .wire import MAX_FRAME_BYTES
 
 SEGMENT_BYTES = 1 << 20  # pipelining granularity (gloo uses <= 1 MiB), and the most one message carries
@@ -90,6 +93,8 @@ def all_reduce(ex, buf, op):
             _direct_all_reduce(ex, buf, REDUCE_UFUNCS[op])
     elif ex.shm is not None:
         shm_all_reduce(ex, buf, REDUCE_UFUNCS[op])
+    elif ex.hierarchy is not None:
+        hierarchical.all_reduce(ex, buf, op, ex.hierarchy)
     else:
         ring_all_reduce(ex, buf, REDUCE_UFUNCS[op])
 

@@ -31,6 +31,7 @@ class Exchange:
         self.shape = [int(s) for s in shape]
         regions = group.shm
         self.shm = None if regions is None else Staging(regions, self)
+        self.hierarchy = group.hierarchy  # hosts and lanes, when the group spans hosts (``hierarchical``)
         self._sent, self._received = {}, {}  # messages per peer's global rank, numbering segments
         self._trackers = []
         self.empty = np.empty(0, self.dtype)
@@ -43,6 +44,7 @@ class Exchange:
         sub.members = [self.members[m] for m in members]
         sub.size, sub.rank = len(members), list(members).index(self.rank)
         sub.shm = None if regions is None else Staging(regions, sub)
+        sub.hierarchy = None
         return sub
 
     def global_rank(self, index):

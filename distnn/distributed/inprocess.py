@@ -15,7 +15,7 @@ import os
 import queue
 import threading
 
-from . import auth, locality, registry, shm_regions, wire
+from . import auth, hierarchical, locality, registry, shm_regions, wire
 from .comm_thread import CommThread
 from .errors import DistributedError
 from .process_group import ProcessGroup
@@ -43,7 +43,8 @@ class _Hub:
         shm_dir, pid_ns = locality.file_id(shm_regions.SHM_DIR), locality.file_id("/proc/self/ns/pid")
         self.members = [{"pid": os.getpid(), "host": f"{locality.host_identity()}#host{hosts[r]}",
                          "shm_dir": shm_dir, "pid_ns": pid_ns, "tcp_only": False, "rank": r, "world": world_size,
-                         "shm": shm_regions.available(), "shm_signals": shm_regions.signals_available()}
+                         "shm": shm_regions.available(), "shm_signals": shm_regions.signals_available(),
+                         "hierarchical": hierarchical.enabled()}
                         for r in range(world_size)]
 
 

@@ -3,7 +3,7 @@ one made by ``new_group``). Collectives are numbered per group in program order
 on the calling thread and run one at a time, in that order, on the world's
 communication thread (or inline, when nothing asynchronous is pending)."""
 
-from . import wire
+from . import hierarchical, wire
 from .exchange import Exchange
 from .shm_regions import SharedMemoryGroup
 from .work import Work
@@ -26,17 +26,36 @@ class ProcessGroup:
         self._history = {}  # recent sequence numbers -> (op, dtype, shape), to explain mismatches
         self._shm_capable = self.size > 1 and world.shares_memory_with(self.ranks)
         self._shm = None
+        self.hierarchy = None if self._shm_capable else self._hierarchy()
 
     @property
     def shm(self):
         """This group's shared-memory regions (mapped on first use), or None when some
         member is on another host or cannot use shared memory."""
         if self._shm is None and self._shm_capable:
-            self._shm = SharedMemoryGroup(self.world.job.hex(), self.world.generation, self.id,
-                                          [(r, self.world.members[r]["pid"]) for r in self.ranks], self.rank,
-                                          self.world.signals_with(self.ranks))
-            self.world.shared_memory.append(self._shm)
+            self._shm = self._regions(self.ranks, self.rank)
         return self._shm
+
+    def _hierarchy(self):
+        """The ``hierarchical.Hierarchy`` of a group spanning hosts with several ranks on
+        some, with the shared-memory regions of this rank's host; else None."""
+        layout = hierarchical.host_layout([self.world.members[r] for r in self.ranks])
+        if layout is None:
+            return None
+        host = next(h for h in layout if self.rank in h)
+        global_ranks = [self.ranks[i] for i in host]
+        regions = self._regions(global_ranks, host.index(self.rank))
+        return hierarchical.Hierarchy(layout, self.rank, regions)
+
+    def _regions(self, global_ranks, rank):
+        """Shared-memory regions among ``global_ranks`` (this process is ``rank`` of them),
+        closed with the world. A group spanning hosts has none of its own, so its hosts'
+        regions take its id."""
+        regions = SharedMemoryGroup(self.world.job.hex(), self.world.generation, self.id,
+                                    [(r, self.world.members[r]["pid"]) for r in global_ranks], rank,
+                                    self.world.signals_with(global_ranks))
+        self.world.shared_memory.append(regions)
+        return regions
 
     def index_of(self, global_rank, what):
         """The group rank of global rank ``global_rank`` (named ``what`` in the error)."""

@@ -7,7 +7,7 @@ import os
 
 import zmq
 
-from . import locality, network, shm_regions
+from . import hierarchical, locality, network, shm_regions
 from .comm_thread import LINGER_MS, CommThread
 from .errors import DistributedError, DistributedTimeoutError
 from .store import StoreClient, StoreServer
@@ -68,7 +68,7 @@ class World:
 
     def _rendezvous(self, host, port):
         info = dict(self.transport.endpoint_info(), world=self.size, rank=self.rank, shm=shm_regions.available(),
-                    shm_signals=shm_regions.signals_available())
+                    shm_signals=shm_regions.signals_available(), hierarchical=hierarchical.enabled())
         # Keys name the generation (this process's count of worlds joined so far), so a rank
         # that re-initialises fast never meets the previous generation's members in a store
         # that has not shut down yet, while a retried join keeps its generation.

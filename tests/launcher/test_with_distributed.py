@@ -26,13 +26,19 @@ def two_hosts():
         yield [hosts.prefix(0), hosts.prefix(1, private=True, hostname="hostb")], hosts.address(0)
 
 
-def test_two_hosts_of_two_workers_all_reduce(launch, two_hosts):
+@pytest.mark.parametrize("hierarchical", ["1", "0"], ids=["hierarchical", "flat"])
+def test_two_hosts_of_two_workers_all_reduce(launch, two_hosts, hierarchical):
+    """Two ranks per host: the all-reduce reduces within each host through shared memory
+    and across hosts between lanes, unless any rank sets DISTNN_HIERARCHICAL=0."""
     prefixes, master = two_hosts
     port = free_port()
     procs = [launch.start("--nnodes", 2, "--node-rank", node, "--workers", 2, "--master-addr", master,
-                          "--master-port", port, "--timeout", 30, ALL_REDUCE, prefix=prefixes[node])
+                          "--master-port", port, "--timeout", 30, ALL_REDUCE, prefix=prefixes[node],
+                          env={"DISTNN_HIERARCHICAL": hierarchical if node == 1 else "1"})
              for node in (0, 1)]
     results = [launch.finish(p, timeout=60) for p in procs]
     assert [r.returncode for r in results] == [0, 0], "\n".join(map(str, results))
+    kind = "hierarchical" if hierarchical == "1" else "flat"
     for rank in range(4):
-        assert f"[rank {rank}] all_reduce ok: rank {rank} of 4 got 10" in results[rank // 2].stdout
+        assert (f"[rank {rank}] all_reduce ok: rank {rank} of 4 got 10; large ok; {kind}"
+                in results[rank // 2].stdout), results[rank // 2]
