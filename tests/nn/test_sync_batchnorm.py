@@ -51,13 +51,13 @@ _runs = {}
 
 def _ranks(world):
     """Every case's per-rank records for ``world`` ranks (one worker run per world size)."""
-    if world not in _runs:
+    if world not in _runs:  # kept even when it failed: one broken run, not one per test
         cases = [_case(name, world) for name in CASES] + [
             {**_case("2d_even", world), "id": "refused", "counts": _counts("refused", world)}]
-        results = run_ranks(WORKER, world, args=["cases", json.dumps(cases)], timeout=240)
-        assert all(r.returncode == 0 for r in results), format_results(results)
-        _runs[world] = [{rec["case"]: rec for rec in json_lines(r.stdout) if "case" in rec} for r in results]
-    return _runs[world]
+        _runs[world] = run_ranks(WORKER, world, args=["cases", json.dumps(cases)], timeout=240)
+    results = _runs[world]
+    assert all(r.returncode == 0 for r in results), format_results(results)
+    return [{rec["case"]: rec for rec in json_lines(r.stdout) if "case" in rec} for r in results]
 
 
 def _lib(name):
