@@ -21,6 +21,7 @@ from .errors import DistributedError, DistributedTimeoutError
 from .object_collectives import all_gather_object, broadcast_object_list
 from .p2p import irecv, isend, recv, send
 from .process_group import ProcessGroup
+from .reducer import GradBucket
 from .work import Work
 
 __all__ = ["GroupMember", "ReduceOp", "all_gather", "all_gather_into_tensor", "all_gather_object",
@@ -29,7 +30,7 @@ __all__ = ["GroupMember", "ReduceOp", "all_gather", "all_gather_into_tensor", "a
            "is_available", "is_initialized", "isend", "new_group", "recv", "reduce", "reduce_scatter",
            "reduce_scatter_tensor", "scatter", "send", "DistributedError", "DistributedTimeoutError",
            "ProcessGroup", "Work", "DistributedDataParallel", "get_default_backend_for_device", "reduce_op",
-           "is_launched", "get_node_local_rank"]
+           "is_launched", "get_node_local_rank", "GradBucket"]
 
 
 def get_default_backend_for_device(device):

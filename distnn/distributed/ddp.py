@@ -25,7 +25,7 @@ from . import collective_ops, object_collectives, registry
 from .algorithms.join import Join, JoinHook, Joinable, _JoinConfig
 from .collective_ops import ReduceOp
 from .errors import DistributedError
-from .reducer import Reducer, parameter_fingerprint
+from .reducer import Reducer, explained, parameter_fingerprint
 
 
 class DistributedDataParallel(Module, Joinable):
@@ -74,15 +74,16 @@ class DistributedDataParallel(Module, Joinable):
     # --- training -----------------------------------------------------------------------
     def forward(self, *inputs, **kwargs):
         joining = self._join_config.enable
-        active_ranks = Join.notify_join_context(self)
-        if self._syncs_buffers():
-            # Under join, rank 0 may have joined with stale buffers: the highest rank still
-            # training is the authority, as in PyTorch.
-            self._broadcast_buffers(self._find_common_rank(self.rank, True) if joining else self._root)
         will_sync = grad_mode.is_grad_enabled() and self._require_sync
-        if joining:  # tells joined ranks whether to shadow a backward
-            collective_ops.all_reduce(np.array([1.0 if will_sync else 0.0], np.float32),
-                                      group=self.process_group, async_op=True)
+        with explained(f"synchronizing ranks before forward #{self._steps + 1}"):
+            active_ranks = Join.notify_join_context(self)
+            if self._syncs_buffers():
+                # Under join, rank 0 may have joined with stale buffers: the highest rank still
+                # training is the authority, as in PyTorch.
+                self._broadcast_buffers(self._find_common_rank(self.rank, True) if joining else self._root)
+            if joining:  # tells joined ranks whether to shadow a backward
+                collective_ops.all_reduce(np.array([1.0 if will_sync else 0.0], np.float32),
+                                          group=self.process_group, async_op=True)
         # Joined ranks hold stale parameters by design: no consistency check under join.
         if self.check_consistency_every and self._steps % self.check_consistency_every == 0 and not joining:
             self.check_consistency()

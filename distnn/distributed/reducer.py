@@ -20,6 +20,7 @@ runs the same launches with zeros (``shadow_backward``).
 """
 
 import time
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -205,7 +206,7 @@ class Reducer:
         """Start reducing ``bucket``: through the comm hook (which gets the undivided sum
         to be, and divides itself), else a SUM all-reduce of gradients already divided."""
         self._next_to_launch += 1
-        with _explained(bucket, len(self.buckets)):
+        with explained(f"reducing gradient bucket {bucket.index()} of {len(self.buckets)}"):
             if self.comm_hook is not None:
                 bucket.pack(1, zeros=self._shadowing)
                 state, hook = self.comm_hook
@@ -241,7 +242,7 @@ class Reducer:
         while self._next_to_launch < len(self.buckets):
             self._launch(self.buckets[self._next_to_launch], async_op=False)
         for bucket in self.buckets:
-            with _explained(bucket, len(self.buckets)):
+            with explained(f"reducing gradient bucket {bucket.index()} of {len(self.buckets)}"):
                 if self.comm_hook is not None:
                     bucket.take_result(bucket.work.wait())
                 elif bucket.work is not None:
@@ -265,21 +266,16 @@ class Reducer:
             h.remove()
 
 
-class _explained:
-    """Re-raise a DistributedError from reducing a bucket with what DDP was doing and the
-    usual cause (a rank that stopped early), keeping its type and the ranks it names."""
-
-    def __init__(self, bucket, count):
-        self.bucket, self.count = bucket, count
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, exc, tb):
-        if exc is None or not isinstance(exc, DistributedError) or "DistributedDataParallel" in str(exc):
-            return False
-        raise type(exc)(f"DistributedDataParallel: reducing gradient bucket {self.bucket.index()} of "
-                        f"{self.count} failed: {exc}; {UNEVEN_INPUTS_HINT}") from exc
+@contextmanager
+def explained(what):
+    """Re-raise a DistributedError from ``what`` DDP was doing with that and the usual
+    cause (a rank that stopped early), keeping its type and the ranks it names."""
+    try:
+        yield
+    except DistributedError as exc:
+        if str(exc).startswith("DistributedDataParallel"):
+            raise
+        raise type(exc)(f"DistributedDataParallel: {what} failed: {exc}; {UNEVEN_INPUTS_HINT}") from exc
 
 
 def _build_buckets(params, bucket_cap_mb):
