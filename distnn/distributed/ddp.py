@@ -129,7 +129,8 @@ class DistributedDataParallel(Module, Joinable):
         a rank out of data shadows the others' forward and backward collectives
         (contributing zero gradients) until every rank has joined; then every rank takes
         the model of the last to join. Gradients are divided by the initial world size
-        (``divide_by_initial_world_size=True``) or by the ranks still training.
+        (``divide_by_initial_world_size=True``) or by the ranks still training (a comm
+        hook divides as it does, and runs on zeros on joined ranks, as in PyTorch).
         ``throw_on_early_termination=True``: every rank raises RuntimeError as soon as one
         runs out instead."""
         return Join([self], enable, throw_on_early_termination,

@@ -23,6 +23,8 @@ WORKER = "tests/distributed/workers/join.py"
 TORCH_WORKER = "tests/distributed/workers/torch_ddp.py"
 DIVIDES = ("initial", "active")
 WORLDS = [2, 3]
+sys.path.insert(0, str(REPO / "tests" / "distributed" / "workers"))
+import ddp_spec  # noqa: E402
 
 
 @functools.lru_cache(maxsize=None)
@@ -31,20 +33,21 @@ def _trained(world_size, base):
     reference (rank 0), and torch's DDP (rank 0) where torch is installed."""
     out = base / f"join-{world_size}"
     out.mkdir()
-    results = run_ranks(WORKER, world_size, args=[out, *DIVIDES], timeout=120)
+    results = run_ranks(WORKER, world_size, args=[out, *ddp_spec.JOIN_RUNS], timeout=120)
     assert all(r.returncode == 0 for r in results), format_results(results)
     proc = subprocess.run([sys.executable, str(REPO / WORKER), str(out), "reference", str(world_size), *DIVIDES],
                           env=rank_env(0, 1, 0), capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
-    runs = {("distnn", d, r): dict(np.load(out / f"join-{d}-rank{r}.npz")) for d in DIVIDES for r in range(world_size)}
+    runs = {("distnn", run, r): dict(np.load(out / f"join-{run}-rank{r}.npz"))
+            for run in ddp_spec.JOIN_RUNS for r in range(world_size)}
     runs.update({("reference", d, 0): dict(np.load(out / f"reference{world_size}-{d}-rank0.npz")) for d in DIVIDES})
     try:
         import torch  # noqa: F401
     except ImportError:
         return runs
-    results = run_ranks(TORCH_WORKER, world_size, args=[out, "join", *DIVIDES], timeout=120)
+    results = run_ranks(TORCH_WORKER, world_size, args=[out, "join", *ddp_spec.JOIN_RUNS], timeout=120)
     assert all(r.returncode == 0 for r in results), format_results(results)
-    runs.update({("torch", d, 0): dict(np.load(out / f"torch-join-{d}-rank0.npz")) for d in DIVIDES})
+    runs.update({("torch", run, 0): dict(np.load(out / f"torch-join-{run}-rank0.npz")) for run in ddp_spec.JOIN_RUNS})
     return runs
 
 
@@ -80,14 +83,27 @@ def test_joined_training_matches_one_process(trained, world_size, divide):
     assert any(not np.array_equal(v, other[k]) for k, v in state(runs["distnn", divide, 0]).items() if "weight" in k)
 
 
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("world_size", WORLDS)
+def test_joined_ranks_shadow_through_the_comm_hook(trained, world_size):
+    """A joined rank runs the hook on zeros: allreduce_hook trains bit-identically to no
+    hook under join too."""
+    runs = trained(world_size)
+    for r in range(world_size):
+        for k, v in state(runs["distnn", "initial", r]).items():
+            np.testing.assert_array_equal(runs["distnn", "allreduce_hook", r][k], v, err_msg=f"rank {r}: {k}")
+
+
 @pytest.mark.torch
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("world_size", WORLDS)
-@pytest.mark.parametrize("divide", DIVIDES)
-def test_joined_training_matches_torch(trained, world_size, divide):
+@pytest.mark.parametrize("run", list(ddp_spec.JOIN_RUNS))
+def test_joined_training_matches_torch(trained, world_size, run):
+    """torch's DDP join on torch's gloo, from the same weights and data (PowerSGD: the
+    same first Q), with the same divide setting and hook."""
     pytest.importorskip("torch")
     runs = trained(world_size)
-    assert_close(runs["distnn", divide, 0], runs["torch", divide, 0], 1e-5, f"{divide}, {world_size} ranks vs torch")
+    assert_close(runs["distnn", run, 0], runs["torch", run, 0], 1e-5, f"{run}, {world_size} ranks vs torch")
 
 
 def run_worker(world_size, *args, env=None, timeout=60):

@@ -18,6 +18,10 @@ POWERSGD = {  # name -> PowerSGDState keyword arguments
                              orthogonalization_epsilon=1e-8),
 }
 HOOKS = ("none", "allreduce", "fp16", "bf16", *POWERSGD)
+# join runs -> (divide_by_initial_world_size, comm hook): joined ranks run the hook on zeros
+JOIN_RUNS = {"initial": (True, None), "active": (False, None), "allreduce_hook": (True, "allreduce"),
+             "powersgd": (False, "powersgd")}
+JOIN_POWERSGD = dict(matrix_approximation_rank=1, start_powerSGD_iter=2)
 
 
 def linear_weights(sizes, seed=7):

@@ -1,8 +1,9 @@
 """Uneven-inputs worker: rank r trains ddp_spec's join model on 3 + 2r batches and
 saves, per run and rank, an .npz of the final parameters and buffers and its losses.
 
-    join.py OUT_DIR initial|active ...   DDP under model.join(divide_by_initial_world_size=...)
-    join.py OUT_DIR reference WORLD initial|active ...   the same, simulated in one process
+    join.py OUT_DIR RUN ...              DDP under model.join(), RUN one of ddp_spec.JOIN_RUNS:
+                                         divide_by_initial_world_size and a comm hook
+    join.py OUT_DIR reference WORLD initial|active ...   without hooks, simulated in one process
     join.py OUT_DIR throw                under model.join(throw_on_early_termination=True)
     join.py OUT_DIR uneven exit|barrier|linger buffers|grads [SECONDS]   no join: the rank that
             runs out first exits, calls a barrier, or leaves the group and lingers SECONDS; the
@@ -24,7 +25,8 @@ import distnn
 import distnn.distributed as dist
 import distnn.nn as nn
 import distnn.nn.functional as F
-from ddp_spec import JOIN_SIZES, LR, batch, join_batches, linear_weights
+from distnn.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
+from ddp_spec import JOIN_POWERSGD, JOIN_RUNS, JOIN_SIZES, LR, batch, join_batches, linear_weights
 
 
 def join_model():
@@ -49,13 +51,18 @@ def step(model, opt, rank, i):
     return loss.item()
 
 
-def train_joined(out_dir, divide, rank):
+def train_joined(out_dir, run, rank):
+    divide_by_initial_world_size, hook = JOIN_RUNS[run]
     model = join_model()
     ddp = dist.DistributedDataParallel(model)
+    if hook == "allreduce":
+        ddp.register_comm_hook(None, default_hooks.allreduce_hook)
+    elif hook == "powersgd":
+        ddp.register_comm_hook(powerSGD_hook.PowerSGDState(None, **JOIN_POWERSGD), powerSGD_hook.powerSGD_hook)
     opt = distnn.optim.SGD(model.parameters(), lr=LR)
-    with ddp.join(divide_by_initial_world_size=divide == "initial"):
+    with ddp.join(divide_by_initial_world_size=divide_by_initial_world_size):
         losses = [step(ddp, opt, rank, i) for i in range(join_batches(rank))]
-    save(out_dir, f"join-{divide}", rank, model, losses)
+    save(out_dir, f"join-{run}", rank, model, losses)
 
 
 def train_reference(out_dir, world, divide):
@@ -138,8 +145,8 @@ def main():
         train_unevenly(sys.argv[3], sys.argv[4], rank)
         return  # the rank that ran out has left, or the group is broken
     else:
-        for divide in sys.argv[2:]:
-            train_joined(out_dir, divide, rank)
+        for run in sys.argv[2:]:
+            train_joined(out_dir, run, rank)
     dist.destroy_process_group()
 
 

@@ -3,7 +3,7 @@ data and settings (ddp_spec), trained by torch's DDP on torch's gloo, saving the
 same .npz files (prefixed ``torch-``).
 
     torch_ddp.py OUT_DIR hooks STEPS HOOK [HOOK ...]
-    torch_ddp.py OUT_DIR join DIVIDE [DIVIDE ...]     (DIVIDE: initial | active)
+    torch_ddp.py OUT_DIR join RUN [RUN ...]     (RUN: one of ddp_spec.JOIN_RUNS)
 
 PowerSGD draws its first Q from ``torch.randn`` after ``torch.manual_seed``; here
 those two calls, inside torch's hook only, draw distnn's numbers for the same seed,
@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
 
 import distnn
-from ddp_spec import HOOK_SIZES, JOIN_SIZES, LR, POWERSGD, batch, join_batches, linear_weights
+from ddp_spec import (HOOK_SIZES, JOIN_POWERSGD, JOIN_RUNS, JOIN_SIZES, LR, POWERSGD, batch, join_batches,
+                      linear_weights)
 
 
 class _DistnnRandom:
@@ -70,7 +71,6 @@ def save(out_dir, name, rank, model, losses):
 
 
 def train_hooks(out_dir, steps, names, rank):
-    powerSGD_hook.torch = _DistnnRandom()
     for name in names:
         model = torch.nn.parallel.DistributedDataParallel(hook_model())
         if name == "allreduce":
@@ -92,12 +92,17 @@ def train_hooks(out_dir, steps, names, rank):
         save(out_dir, name, rank, model.module, losses)
 
 
-def train_join(out_dir, divides, rank):
-    for divide in divides:
+def train_join(out_dir, runs, rank):
+    for run in runs:
+        divide_by_initial_world_size, hook = JOIN_RUNS[run]
         model = torch.nn.parallel.DistributedDataParallel(join_model())
+        if hook == "allreduce":
+            model.register_comm_hook(None, default_hooks.allreduce_hook)
+        elif hook == "powersgd":
+            model.register_comm_hook(powerSGD_hook.PowerSGDState(None, **JOIN_POWERSGD), powerSGD_hook.powerSGD_hook)
         opt = torch.optim.SGD(model.parameters(), lr=LR)
         losses = []
-        with model.join(divide_by_initial_world_size=divide == "initial"):
+        with model.join(divide_by_initial_world_size=divide_by_initial_world_size):
             for step in range(join_batches(rank)):
                 x, y = batch(rank, step, JOIN_SIZES[0], JOIN_SIZES[-1])
                 opt.zero_grad()
@@ -105,12 +110,13 @@ def train_join(out_dir, divides, rank):
                 loss.backward()
                 opt.step()
                 losses.append(loss.item())
-        save(out_dir, f"join-{divide}", rank, model.module, losses)
+        save(out_dir, f"join-{run}", rank, model.module, losses)
 
 
 def main():
     out_dir, mode, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
     torch.set_num_threads(1)
+    powerSGD_hook.torch = _DistnnRandom()
     dist.init_process_group("gloo")
     rank = dist.get_rank()
     if mode == "hooks":
