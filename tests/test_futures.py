@@ -62,7 +62,8 @@ def test_set_exception_is_raised_by_wait_and_value():
 def test_then_chains_lazily_in_order():
     calls = []
     source = completed(2)
-    chained = source.then(lambda f: calls.append("a") or f.value() * 3).then(lambda f: calls.append("b") or f.value() + 1)
+    chained = (source.then(lambda f: calls.append("a") or f.value() * 3)
+               .then(lambda f: calls.append("b") or f.value() + 1))
     assert calls == [] and not chained.done()  # nothing runs until someone waits
     assert chained.wait() == 7 and calls == ["a", "b"] and chained.done()
     assert chained.wait() == 7 and calls == ["a", "b"]  # once only

@@ -9,7 +9,6 @@ is tested in tests/test_futures.py."""
 
 import functools
 import itertools
-import subprocess
 import sys
 
 import numpy as np
@@ -194,7 +193,8 @@ def test_hook_registration_and_result_errors(case, error, match):
 def test_fp16_compress_wrapper_is_fp16_compress_hook():
     def body(rank):
         grads = []
-        for hook in (default_hooks.fp16_compress_hook, default_hooks.fp16_compress_wrapper(default_hooks.allreduce_hook)):
+        wrapped = default_hooks.fp16_compress_wrapper(default_hooks.allreduce_hook)
+        for hook in (default_hooks.fp16_compress_hook, wrapped):
             model, ddp = tiny_ddp()
             ddp.register_comm_hook(None, hook)
             ddp(rank_input(rank) / 3).sum().backward()
