@@ -24,6 +24,15 @@ def mnist_convnet(lib):
     return MNISTConvNet()
 
 
+def mlp(lib, sizes):
+    """Linear layers of ``sizes`` with ReLUs between them (784-1024-1024-10: 13 MB of gradients)."""
+    nn = lib.nn
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(sizes) - 2 else [])
+    return nn.Sequential(*layers)
+
+
 def seed_rnn(lib, data_size, hidden_size, output_size):
     nn = lib.nn
 

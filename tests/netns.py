@@ -23,8 +23,6 @@ import shutil
 import subprocess
 import uuid
 
-import pytest
-
 # Run inside a host by ``prefix(private=True)``: fresh /tmp and /dev/shm, then the command.
 _PRIVATE = 'mount -t tmpfs tmpfs /tmp && mount -t tmpfs tmpfs /dev/shm'
 _subnets = iter(range(10, 250))
@@ -67,12 +65,28 @@ class Hosts:
                 _ip("netns", "exec", space, "tc", "qdisc", "add", "dev", link, "root", "pfifo", "limit", 0)
 
 
+class Unavailable(Exception):
+    """Network namespaces cannot be made here (the message says why)."""
+
+
 @contextlib.contextmanager
 def two_hosts(links=1):
     """Two network namespaces joined by ``links`` veth pairs. Skips the test where
     namespaces cannot be made."""
+    import pytest
+    try:
+        with made_hosts(links) as hosts:
+            yield hosts
+    except Unavailable as exc:
+        pytest.skip(str(exc))
+
+
+@contextlib.contextmanager
+def made_hosts(links=1):
+    """``two_hosts`` for a program rather than a test: raises ``Unavailable`` where
+    namespaces cannot be made."""
     if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("network namespaces need root and iproute2")
+        raise Unavailable("network namespaces need root and iproute2")
     tag = uuid.uuid4().hex[:6]
     spaces = [f"distnn-{tag}-{side}" for side in "ab"]
     pairs = [[f"dnn{tag}{link}{side}" for side in "ab"] for link in range(links)]
@@ -83,7 +97,7 @@ def two_hosts(links=1):
             try:
                 _ip("netns", "add", space)
             except (OSError, subprocess.SubprocessError) as e:
-                pytest.skip(f"`ip netns add` is not permitted here: {getattr(e, 'stderr', e)}")
+                raise Unavailable(f"`ip netns add` is not permitted here: {getattr(e, 'stderr', e)}") from None
             made.append(space)
         try:
             for pair, subnet in zip(pairs, subnets):
@@ -96,7 +110,7 @@ def two_hosts(links=1):
             for space in spaces:
                 _ip("-n", space, "link", "set", "lo", "up")
         except (OSError, subprocess.SubprocessError) as e:
-            pytest.skip(f"cannot join two network namespaces here: {getattr(e, 'stderr', e)}")
+            raise Unavailable(f"cannot join two network namespaces here: {getattr(e, 'stderr', e)}") from None
         yield Hosts(spaces, [pair for pair in pairs], subnets)
     finally:
         for space in made:

@@ -17,7 +17,6 @@ import threading
 
 from . import auth, hierarchical, locality, registry, shm_regions, wire
 from .comm_thread import CommThread
-from .errors import DistributedError
 from .process_group import ProcessGroup
 from .transport import Transport
 from .world import World
@@ -34,12 +33,11 @@ class _Frame:
 
 class _Hub:
     """What the ranks of one in-process job share: an inbox per rank, the job id, and
-    the ranks that have left (finished or failed)."""
+    and every rank's rendezvous entry."""
 
     def __init__(self, world_size, hosts):
         self.inboxes = [queue.SimpleQueue() for _ in range(world_size)]
         self.job = os.urandom(8)
-        self.left = set()
         shm_dir, pid_ns = locality.file_id(shm_regions.SHM_DIR), locality.file_id("/proc/self/ns/pid")
         self.members = [{"pid": os.getpid(), "host": f"{locality.host_identity()}#host{hosts[r]}",
                          "shm_dir": shm_dir, "pid_ns": pid_ns, "tcp_only": False, "rank": r, "world": world_size,
@@ -57,14 +55,13 @@ class InProcessTransport(Transport):
         self.drops = auth.DropLog(f"rank {rank}: ")
         self._hub = hub
         self._ready = None  # a message taken from the inbox by _poll, not yet received
-        self._queues, self._aborted, self._heard, self._peer_pids = {}, None, {}, {}
+        self._queues, self._aborted, self._heard, self._peer_pids, self._left = {}, None, {}, {}, set()
 
     def send(self, dst, header, payload):
         self._hub.inboxes[dst].put((header, b"" if payload is None else payload.tobytes()))
         return None  # copied: nothing to track
 
-    def broadcast_abort(self, reason):
-        frame = wire.encode_abort(self.job, self.rank, reason)
+    def _notify_all(self, frame):
         for dst, inbox in enumerate(self._hub.inboxes):
             if dst != self.rank:
                 inbox.put((frame, b""))
@@ -82,20 +79,18 @@ class InProcessTransport(Transport):
         self._ready = None
         return [_Frame(header), _Frame(payload)]
 
+    def leave(self, seconds):
+        self._notify_all(wire.encode_abort(self.job, self.rank, "left", op=wire.LEAVE_OP))
+        return set()
+
     def check_alive(self, ranks, describe):
-        """A rank that has left sent everything it ever will before it left."""
-        gone = sorted(set(ranks) & self._hub.left)
-        if gone:
-            self.drain()
-            self._aborted = (f"rank {self.rank}: rank {gone[0]} exited while this rank was waiting for it in "
-                             f"{describe}")
-            raise DistributedError(self._aborted)
+        self._raise_if_left(ranks, describe)
 
     def stopped_peers(self):
         return ""
 
     def close(self, linger=0):
-        self._hub.left.add(self.rank)
+        pass
 
 
 class InProcessWorld(World):
@@ -119,6 +114,8 @@ class InProcessWorld(World):
         if self.comm is not None:
             self.comm.stop()
             self.comm = None
+        if self.broken is None:
+            self.transport.leave(0)
         for regions in self.shared_memory:
             regions.close()
         self.transport.close()

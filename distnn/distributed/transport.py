@@ -113,6 +113,7 @@ class Transport:
             raise
         self._queues = {}
         self._aborted = None
+        self._left = set()  # peers whose leave notice arrived
 
     def authenticate(self, job, secret):
         """Admit peers that prove the job's secret, and prove it to them."""
@@ -152,11 +153,12 @@ class Transport:
             if by_pid:
                 self._peer_pids[peer] = info["pid"]
 
-    def close(self, linger=0):
-        """Close every socket; ``linger`` ms lets queued messages to peers still leave."""
+    def close(self, linger=0, gone=()):
+        """Close every socket; ``linger`` ms lets queued messages to peers still leave
+        (except to the peers in ``gone``, which will never take them)."""
         self._watch.close()
-        for sock in self._push.values():
-            sock.close(linger=linger)
+        for peer, sock in self._push.items():
+            sock.close(linger=0 if peer in gone else linger)
         self._pull.disable_monitor()
         self._pull.close(linger=0)
         self._zap.close()
@@ -180,7 +182,33 @@ class Transport:
 
     def broadcast_abort(self, reason):
         """Best effort: tell every peer this rank failed, without ever blocking."""
-        frame = wire.encode_abort(self.job, self.rank, reason)
+        self._notify_all(wire.encode_abort(self.job, self.rank, reason))
+
+    def leave(self, seconds):
+        """Tell every peer this rank is closing its world, after every message it sent them
+        (a peer still waiting for more from it is told so at once), then wait at most
+        ``seconds`` for the peers' own notices. Returns the peers that left or died: they
+        need nothing more from this rank, and their sockets may be closed without
+        lingering (a notice queued to a peer that has closed would hold ``close`` for the
+        whole linger). Ranks that close together thus finish at once."""
+        frame = wire.encode_abort(self.job, self.rank, "left", op=wire.LEAVE_OP)
+        self._notify_all(frame)
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                self.drain()
+            except DistributedError:  # an abort notice: its sender has gone too
+                pass
+            gone = {peer for peer in self._push if peer in self._left or self._dead(peer)}
+            if len(gone) == len(self._push) or time.monotonic() >= deadline:
+                return gone
+            self._poll(max(min(deadline - time.monotonic(), 0.05), 0) * 1000)
+
+    def _dead(self, peer):
+        pid = self._peer_pids.get(peer)
+        return (pid is not None and not process_running(pid)) or self._watch.lost(peer) is not None
+
+    def _notify_all(self, frame):
         for sock in self._push.values():
             try:
                 sock.send_multipart([frame, b""], flags=zmq.NOBLOCK)
@@ -198,6 +226,7 @@ class Transport:
         queue = self._queues.get((group, src, channel))
         deadline = time.monotonic() + timeout
         while not queue:
+            self._raise_if_left([src], describe)
             self._pump(deadline, timeout, describe, [src], watch)
             queue = self._queues.get((group, src, channel))
         header, payload = queue.popleft()
@@ -285,6 +314,9 @@ class Transport:
         if header["op"] == wire.ABORT_OP:
             self._aborted = f"rank {self.rank}: rank {header['src']} failed: {header['dtype']}"
             raise DistributedError(self._aborted)
+        if header["op"] == wire.LEAVE_OP:
+            self._left.add(header["src"])
+            return True
         self._heard[header["src"]] = self._heard.get(header["src"], 0) + 1
         channel = "p2p" if header["op"] == "send" else "coll"
         key = (header["grp"], header["src"], channel)
@@ -297,6 +329,7 @@ class Transport:
         that failed sends its abort notice before it exits: that, when it arrives within a
         moment, is the better error. A peer elsewhere whose messages still arrive in that
         moment is not failed yet: it may have finished normally after sending them."""
+        self._raise_if_left(ranks, describe)
         for r in ranks:
             pid = self._peer_pids.get(r)
             if pid is not None and not process_running(pid):
@@ -313,6 +346,14 @@ class Transport:
                 self._aborted = (f"rank {self.rank}: rank {r} is dead or unreachable while this rank was "
                                  f"waiting for it in {describe}: {why}")
                 raise DistributedError(self._aborted)
+
+    def _raise_if_left(self, ranks, describe):
+        """A peer that closed its world (its leave notice came after all it ever sent) will
+        send nothing more: waiting for it would last until the timeout."""
+        gone = sorted(set(ranks) & self._left)
+        if gone:
+            raise DistributedError(f"rank {self.rank}: rank {gone[0]} left the process group (destroy_process_group "
+                                   f"or exit) while this rank was waiting for it in {describe}")
 
     def _await_notice(self, seconds):
         """Sort what arrives within ``seconds`` (an abort notice raises)."""

@@ -33,6 +33,7 @@ def dtype_name(dtype):
 _FIELDS = {"job": bytes, "grp": int, "op": str, "seq": int, "src": int, "dtype": str, "shape": list,
            "seg": int, "nbytes": int}
 ABORT_OP = "abort"
+LEAVE_OP = "leave"  # a rank closed its world normally: peers still waiting for it never will get it
 
 
 def encode_header(job, group, op, seq, src, dtype, shape, seg, nbytes):
@@ -41,9 +42,10 @@ def encode_header(job, group, op, seq, src, dtype, shape, seg, nbytes):
                          use_bin_type=True)
 
 
-def encode_abort(job, src, reason):
-    """An abort notice: a rank that failed tells every peer why, so none waits forever."""
-    return msgpack.packb({"job": job, "grp": -1, "op": ABORT_OP, "seq": -1, "src": src,
+def encode_abort(job, src, reason, op=ABORT_OP):
+    """An abort notice: a rank that failed tells every peer why, so none waits forever
+    (``op=LEAVE_OP``: a leave notice, from a rank that closed its world normally)."""
+    return msgpack.packb({"job": job, "grp": -1, "op": op, "seq": -1, "src": src,
                           "dtype": _clip_utf8(reason[:2000], 4000), "shape": [], "seg": 0, "nbytes": 0},
                          use_bin_type=True)
 
@@ -73,7 +75,7 @@ def decode_header(frame, job, world_size):
         raise MalformedMessage("message from another job (job id differs)")
     if not 0 <= header["src"] < world_size:
         raise MalformedMessage(f"sender rank {header['src']} outside world of size {world_size}")
-    if header["op"] == ABORT_OP:
+    if header["op"] in (ABORT_OP, LEAVE_OP):
         return header
     if header["dtype"] not in WIRE_DTYPES:
         raise MalformedMessage(f"unknown dtype {header['dtype']!r}")

@@ -14,6 +14,7 @@ from .store import StoreClient, StoreServer
 from .transport import Transport
 
 ABORT_LINGER_MS = 1000  # closing a failed world waits this long for its abort notices to leave
+LEAVE_WAIT_S = 0.5  # closing waits at most this long for peers closing too (see Transport.leave)
 
 
 class World:
@@ -123,9 +124,10 @@ class World:
         if getattr(self, "comm", None) is not None:
             self.comm.stop()
             self.comm = None
+        gone = self.transport.leave(LEAVE_WAIT_S if flush else 0) if self.broken is None else ()
         for regions in self.shared_memory:
             regions.close()
-        self.transport.close(linger=linger)
+        self.transport.close(linger=linger, gone=gone)
         self.store.close()
         if self._server is not None:
             self._server.close()
