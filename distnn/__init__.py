@@ -21,6 +21,7 @@ from . import multiprocessing  # noqa: F401  (registers how shared tensors trave
 from .serialization import load, save
 from . import accelerator, backends, onnx, serialization  # noqa: F401  (torch.accelerator, torch.backends, ...)
 from . import xpu  # noqa: F401  (torch.xpu: no XPU backend, is_available() is False)
+from . import futures  # noqa: F401  (torch.futures)
 
 __version__ = "0.1.0"
 

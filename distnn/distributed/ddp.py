@@ -48,7 +48,8 @@ class DistributedDataParallel(Module, Joinable):
         # forward costs more than a small model's all-reduce. ``load_state_dict`` relists.
         self._module_buffers = list(module.buffers())
         self._sync_module_state()
-        self.reducer = Reducer(self._params, process_group, bucket_cap_mb, self.world_size)
+        self.reducer = Reducer(self._params, process_group, bucket_cap_mb, self.world_size,
+                               find_unused_parameters)
         self._require_sync = True
         self._steps = 0
         self._join_config = _JoinConfig.construct_disabled_join_config()

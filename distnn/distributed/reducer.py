@@ -10,7 +10,9 @@ are always launched in index order, so every rank's collectives line up even
 when gradients become ready in different orders. At the end of backward the
 reducer launches whatever is left (a parameter that got no gradient
 contributes zeros), waits for every bucket, and writes the averaged gradients
-into ``.grad``.
+into ``.grad``. With ``find_unused_parameters``, one more small all-reduce says
+which parameters some rank used: the others keep their ``.grad`` untouched
+(None stays None), as in PyTorch, so optimizers skip them.
 
 A communication hook (``register_comm_hook``) replaces the all-reduce: it gets
 each bucket, holding the summed-to-be local gradients undivided, and returns a
@@ -125,9 +127,12 @@ class GradBucket:
         if data is not self.flat:
             self.flat[...] = data.reshape(-1)
 
-    def unpack(self):
-        """Hand each parameter a view of its slice of the reduced buffer as ``.grad``."""
-        for p, off in zip(self._params, self.offsets):
+    def unpack(self, used_anywhere=None):
+        """Hand each parameter a view of its slice of the reduced buffer as ``.grad``
+        (only those that some rank used, when ``used_anywhere`` says which)."""
+        for i, (p, off) in enumerate(zip(self._params, self.offsets)):
+            if used_anywhere is not None and not used_anywhere[i]:
+                continue
             view = self.flat[off:off + p.numel()].reshape(p._data.shape)
             if p.grad is None:
                 p.grad = _wrap(view)
@@ -136,8 +141,9 @@ class GradBucket:
 
 
 class Reducer:
-    def __init__(self, params, group, bucket_cap_mb, world_size):
+    def __init__(self, params, group, bucket_cap_mb, world_size, find_unused_parameters=False):
         self.group = group
+        self.find_unused_parameters = find_unused_parameters
         self.world_size = world_size
         self.buckets = _build_buckets(params, bucket_cap_mb)
         self._where = {}
@@ -232,13 +238,15 @@ class Reducer:
         Buckets launched here are reduced synchronously: nothing is left to overlap them
         with, and the calling thread saves the hand-off to the communication thread."""
         start = time.perf_counter()
-        self._complete_all()
-        for bucket in self.buckets:
-            bucket.unpack()
+        used = self._complete_all()
+        for bucket, used_anywhere in zip(self.buckets, used):
+            bucket.unpack(used_anywhere)
         self.comm_wait_seconds += time.perf_counter() - start
         self._armed = False
 
     def _complete_all(self):
+        """Launch what is left, wait for every bucket; returns per bucket which parameters
+        some rank used (None where all count as used)."""
         while self._next_to_launch < len(self.buckets):
             self._launch(self.buckets[self._next_to_launch], async_op=False)
         for bucket in self.buckets:
@@ -247,6 +255,13 @@ class Reducer:
                     bucket.take_result(bucket.work.wait())
                 elif bucket.work is not None:
                     bucket.work.wait()
+        if not self.find_unused_parameters:
+            return [None] * len(self.buckets)
+        used = np.concatenate([np.asarray(b.used, np.uint8) & (not self._shadowing) for b in self.buckets])
+        with explained("agreeing which parameters some rank used"):
+            collective_ops.all_reduce(used, op="max", group=self.group)
+        split = np.cumsum([len(b.used) for b in self.buckets])[:-1]
+        return [part.astype(bool) for part in np.split(used, split)]
 
     def shadow_backward(self):
         """A joined rank's part in the others' backward: every bucket launched with zeros,

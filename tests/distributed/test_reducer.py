@@ -203,10 +203,9 @@ def test_parameters_some_ranks_do_not_use_average_with_zeros(bucket_cap_mb):
     assert_averaged(results, per_rank, "find_unused_parameters")
 
 
-@pytest.mark.xfail(strict=True, reason="distnn's reducer hands a parameter no rank used a zero gradient; torch's "
-                                       "DDP (find_unused_parameters=True) leaves its .grad None, so optimizers "
-                                       "skip it (weight decay, Adam's moments)")
 def test_a_parameter_no_rank_uses_keeps_no_gradient():
+    """As torch's DDP with find_unused_parameters=True: a parameter no rank used keeps
+    .grad None, so optimizers skip it (weight decay, Adam's moments)."""
     def body(rank):
         ddp = dist.DistributedDataParallel(make_net(0, with_never=True), find_unused_parameters=True)
         loss_of(ddp, rank, 0).backward()
