@@ -12,13 +12,19 @@ thread per worker:
 
 - distnn: hierarchical (the default for such a group: shared memory within a
   host, lanes across), and flat (``DISTNN_HIERARCHICAL=0``: one ring over sockets);
-- torch gloo, when torch is importable.
+- torch gloo, when torch is importable;
+- with ``--variants``, DDP communication hooks of either library: fp16
+  compression and PowerSGD (rank 4, after 10 plain steps).
 
 For each float32 size it reports the median all_reduce time and the bus
 bandwidth (2(n-1)/n x bytes / time over n ranks, as NCCL and gloo report it),
-and the share of the link's rate that the bytes crossing it used; then DDP
-training throughput (samples/s over all ranks) of the 784-1024-1024-10 MLP
-(13 MB of gradients) with ``--batch`` samples per rank.
+and the share of the link's rate that the bytes crossing it used (each host
+must send at least the whole buffer's worth); then DDP training throughput
+(samples/s over all ranks) of the 784-1024-1024-10 MLP (13 MB of gradients)
+with ``--batch`` samples per rank, with the bytes that crossed the link per
+step (counted by the interface, the busier direction) and the link's use.
+When both pretend hosts' ranks outnumber this machine's cores, distnn's ranks do
+not spin on shared-memory signals (``DISTNN_SHM_SPIN_US=0``), as gloo's never do.
 """
 
 import argparse
@@ -33,11 +39,15 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 SIZES = [256 << 10, 4 << 20, 16 << 20, 64 << 20]
-VARIANTS = {  # name -> (library, extra environment)
-    "distnn hierarchical": ("distnn", {"DISTNN_HIERARCHICAL": "1"}),
-    "distnn flat": ("distnn", {"DISTNN_HIERARCHICAL": "0"}),
-    "torch gloo": ("torch", {}),
+VARIANTS = {  # name -> (library, extra environment, DDP communication hook)
+    "distnn hierarchical": ("distnn", {"DISTNN_HIERARCHICAL": "1"}, None),
+    "distnn flat": ("distnn", {"DISTNN_HIERARCHICAL": "0"}, None),
+    "torch gloo": ("torch", {}, None),
+    "distnn fp16 hook": ("distnn", {}, "fp16"),
+    "distnn PowerSGD r4": ("distnn", {}, "powersgd"),
+    "torch fp16 hook": ("torch", {}, "fp16"),
 }
+DEFAULT_VARIANTS = ["distnn hierarchical", "distnn flat", "torch gloo"]
 RATE_UNITS = {"kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
 
 
@@ -50,7 +60,28 @@ def rate_bits(rate):
 
 # --- the worker: one rank ------------------------------------------------------------------
 
-def worker(library, out, iters, steps, batch):
+def register_hook(lib, library, net, hook):
+    """Give DDP model ``net`` the communication hook named ``hook`` (fp16, or PowerSGD of
+    rank 4 after 10 plain steps), from the library's own ddp_comm_hooks."""
+    if library == "distnn":
+        from distnn.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
+    else:
+        from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
+    if hook == "fp16":
+        net.register_comm_hook(None, default_hooks.fp16_compress_hook)
+    else:
+        state = powerSGD_hook.PowerSGDState(None, matrix_approximation_rank=4, start_powerSGD_iter=10)
+        net.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
+
+
+def link_bytes():
+    """Bytes sent and received so far on this host's end of the link (BENCH_LINK)."""
+    base = f"/sys/class/net/{os.environ['BENCH_LINK']}/statistics/"
+    with open(base + "tx_bytes") as tx, open(base + "rx_bytes") as rx:
+        return int(tx.read()), int(rx.read())
+
+
+def worker(library, out, iters, steps, batch, hook):
     import numpy as np
     threads = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
     os.environ.update(threads)
@@ -67,7 +98,7 @@ def worker(library, out, iters, steps, batch):
         ddp_cls = lib.nn.parallel.DistributedDataParallel
     rank, world = dist.get_rank(), dist.get_world_size()
     report = {"world": world, "all_reduce": {}}
-    for nbytes in SIZES:
+    for nbytes in SIZES if hook == "none" else ():  # a hook changes DDP only
         buf = lib.zeros(nbytes // 4)
         for _ in range(2):
             dist.all_reduce(buf)
@@ -83,6 +114,8 @@ def worker(library, out, iters, steps, batch):
     lib.manual_seed(0)
     model = models.mlp(lib, [784, 1024, 1024, 10])
     net = ddp_cls(model)
+    if hook != "none":
+        register_hook(lib, library, net, hook)
     opt = lib.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x, y = lib.randn(batch, 784), lib.randint(0, 10, (batch,))
     loss_fn = lib.nn.CrossEntropyLoss()
@@ -91,14 +124,19 @@ def worker(library, out, iters, steps, batch):
         opt.zero_grad()
         loss_fn(net(x), y).backward()
         opt.step()
-    for _ in range(3):
+    for _ in range(12):  # past PowerSGD's 10 uncompressed steps
         step()
     dist.barrier()
+    sent, received = link_bytes()
     start = time.perf_counter()
     for _ in range(steps):
         step()
     dist.barrier()
-    report["ddp_samples_per_s"] = steps * batch * world / (time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    sent2, received2 = link_bytes()
+    report["ddp_samples_per_s"] = steps * batch * world / elapsed
+    report["ddp_link_bytes_per_s"] = max(sent2 - sent, received2 - received) / elapsed
+    report["ddp_link_bytes_per_step"] = max(sent2 - sent, received2 - received) / steps
     if rank == 0:
         with open(out, "w") as f:
             json.dump(report, f)
@@ -127,13 +165,18 @@ def launch_command(library, node, ranks_per_host, master, port, argv):
 
 
 def run_variant(hosts, variant, args, out):
-    library, extra = VARIANTS[variant]
+    library, extra, hook = VARIANTS[variant]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]), **extra)
-    worker_args = [out, str(args.iters), str(args.steps), str(args.batch)]
+    if 2 * args.ranks_per_host > os.cpu_count():
+        # Both pretend hosts share this machine's cores: a rank spinning on a shared-memory
+        # signal would take the core a rank of the other host needs (gloo never spins).
+        env.setdefault("DISTNN_SHM_SPIN_US", "0")
+    worker_args = [out, str(args.iters), str(args.steps), str(args.batch), hook or "none"]
     port = 29500 + os.getpid() % 1000
     prefixes = [hosts.prefix(0), hosts.prefix(1, private=True, hostname="benchhostb")]
     # gloo finds its address through the hostname, which the second host's does not resolve to.
-    node_env = [dict(env, GLOO_SOCKET_IFNAME=hosts.interface(node)) if library == "torch" else env
+    node_env = [dict(env, BENCH_LINK=hosts.interface(node),
+                     **({"GLOO_SOCKET_IFNAME": hosts.interface(node)} if library == "torch" else {}))
                 for node in (0, 1)]
     procs = [subprocess.Popen(prefixes[node] + launch_command(library, node, args.ranks_per_host, hosts.address(0),
                                                               port, worker_args),
@@ -152,14 +195,25 @@ def run_variant(hosts, variant, args, out):
                     pass
             raise SystemExit(f"{variant}: no result within {args.timeout}s") from None
     if any(p.returncode for p in procs):
-        raise SystemExit(f"{variant} failed:\n" + "\n".join(o[-3000:] for o in outputs))
+        raise SystemExit(f"{variant} failed:\n" + "\n".join(f"--- host {node}:\n{_errors(o)}"
+                                                              for node, o in enumerate(outputs)))
     with open(out) as f:
         return json.load(f)
 
 
+def _errors(output, context=12):
+    """The lines of ``output`` around each traceback's last line (the launcher's own
+    noise around them left out), or its tail when there is none."""
+    lines = output.splitlines()
+    ends = [i for i, line in enumerate(lines) if "Error:" in line and not line.startswith(" ")]
+    if not ends:
+        return "\n".join(lines[-context:])
+    return "\n".join("\n".join(lines[max(i - context, 0):i + 1]) for i in ends)
+
+
 def table(rate, results):
     link = rate_bits(rate) / 8
-    names = list(results)
+    names = [n for n in results if results[n]["all_reduce"]]
     print(f"\n### link {rate} each way ({link / 1e6:.0f} MB/s)\n")
     print("| size | " + " | ".join(f"{n} ms | busbw MB/s | link use" for n in names) + " |")
     print("|---|" + "---|---|---|" * len(names))
@@ -173,8 +227,12 @@ def table(rate, results):
             # the other's: nbytes each way for two hosts, in the best case.
             cells.append(f"{seconds * 1e3:.1f} | {busbw / 1e6:.0f} | {nbytes / seconds / link:.0%}")
         print(f"| {nbytes / (1 << 20):g} MiB | " + " | ".join(cells) + " |")
-    print("\nDDP, MLP 784-1024-1024-10: " + ", ".join(
-        f"{name} {results[name]['ddp_samples_per_s']:.0f} samples/s" for name in names))
+    print("\nDDP, MLP 784-1024-1024-10 (13 MB of gradients):\n")
+    print("| variant | samples/s | link MB/step (busier way) | link use |")
+    print("|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['ddp_samples_per_s']:.0f} | {r['ddp_link_bytes_per_step'] / 1e6:.2f} | "
+              f"{r['ddp_link_bytes_per_s'] / link:.0%} |")
 
 
 def main(argv=None):
@@ -184,7 +242,8 @@ def main(argv=None):
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(VARIANTS),
+                        help="all: " + ", ".join(VARIANTS))
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args(argv)
     variants = list(args.variants)
@@ -193,6 +252,8 @@ def main(argv=None):
         del torch
     except ImportError:
         variants = [v for v in variants if VARIANTS[v][0] != "torch"]
+    if not variants:
+        raise SystemExit("bench/multihost.py: no variant left to run (torch is not importable)")
     sys.path.insert(0, os.path.join(REPO, "tests"))
     import netns
     scratch = tempfile.mkdtemp(prefix="distnn-bench-multihost-")
@@ -213,6 +274,6 @@ def main(argv=None):
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--worker"]:
-        worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
+        worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7])
     else:
         main()
