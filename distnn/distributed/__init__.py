@@ -11,6 +11,7 @@ or mpirun started this process as one rank of several.
 import warnings
 
 from .. import backend as _backend
+from .all_to_all import all_to_all, all_to_all_single
 from .collective_ops import (GroupMember, ReduceOp, all_gather, all_gather_into_tensor, all_reduce, barrier,
                              broadcast, destroy_process_group, gather, get_backend, get_global_rank, get_rank,
                              get_world_size, init_process_group, is_available, is_initialized, new_group, reduce,
@@ -19,7 +20,8 @@ from .ddp import DistributedDataParallel
 from .env import get_node_local_rank, is_launched
 from .errors import DistributedError, DistributedTimeoutError
 from .object_collectives import all_gather_object, broadcast_object_list
-from .p2p import irecv, isend, recv, send
+from .monitored_barrier import monitored_barrier
+from .p2p import P2POp, batch_isend_irecv, irecv, isend, recv, send
 from .process_group import ProcessGroup
 from .reducer import GradBucket
 from .work import Work
@@ -30,7 +32,8 @@ __all__ = ["GroupMember", "ReduceOp", "all_gather", "all_gather_into_tensor", "a
            "is_available", "is_initialized", "isend", "new_group", "recv", "reduce", "reduce_scatter",
            "reduce_scatter_tensor", "scatter", "send", "DistributedError", "DistributedTimeoutError",
            "ProcessGroup", "Work", "DistributedDataParallel", "get_default_backend_for_device", "reduce_op",
-           "is_launched", "get_node_local_rank", "GradBucket"]
+           "is_launched", "get_node_local_rank", "GradBucket", "all_to_all", "all_to_all_single", "P2POp",
+           "batch_isend_irecv", "monitored_barrier"]
 
 
 def get_default_backend_for_device(device):

@@ -1,7 +1,8 @@
 """The ``torch.distributed`` functions that set up groups and run collectives on
 tensors: argument checks, tensors and arrays as flat host buffers (results
 written back in place), and dispatch to a process group. Point-to-point calls
-are in ``p2p.py``, object collectives in ``object_collectives.py``."""
+are in ``p2p.py``, object collectives in ``object_collectives.py``, ``all_to_all`` in
+``all_to_all.py`` and ``monitored_barrier`` in ``monitored_barrier.py``."""
 
 from datetime import timedelta
 from enum import Enum
@@ -181,9 +182,9 @@ def all_gather(tensor_list, tensor, group=None, async_op=False):
 def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op=False):
     g, out, inp = resolve_group(group), HostBuffer(output, "output"), HostBuffer(input, "input")
     name = _op_name(op, inp.dtype)
-    if inp.flat.size != out.flat.size * g.size:
-        raise ValueError(f"Expect: input of {out.flat.size * g.size} elements (world_size x output), "
-                         f"Actual: {inp.flat.size}")
+    if inp.flat.size != out.flat.size * g.size or out.dtype != inp.dtype:
+        raise ValueError(f"Expect: input of {out.flat.size * g.size} {out.dtype} elements (world_size x output), "
+                         f"Actual: {inp.flat.size} {inp.dtype} elements")
 
     def run(ex):
         chunk = collectives.reduce_scatter(ex, inp.flat.copy(), "sum" if name == "avg" else name)
@@ -196,7 +197,12 @@ def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op=Fal
     g = resolve_group(group)
     if len(input_list) != g.size:
         raise ValueError(f"Expect: input_list of length {g.size}, Actual: {len(input_list)}")
-    stacked = np.concatenate([HostBuffer(t, "input_list[i]").flat for t in input_list])
+    out, parts = HostBuffer(output, "output"), [HostBuffer(t, f"input_list[{i}]") for i, t in enumerate(input_list)]
+    for i, part in enumerate(parts):
+        if part.shape != out.shape or part.dtype != out.dtype:
+            raise ValueError(f"Expect: input_list[{i}] of shape {out.shape} and dtype {out.dtype} (as output), "
+                             f"Actual: {part.shape} {part.dtype}")
+    stacked = np.concatenate([part.flat for part in parts])
     return reduce_scatter_tensor(output, stacked, op, group, async_op)
 
 

@@ -12,6 +12,8 @@
   (``hierarchical.py``).
 - ``broadcast``: a pipelined chain from the root for large buffers, direct
   sends for small ones. ``all_gather``/``reduce_scatter``: the two ring halves.
+- ``all_to_all``: every rank sends each peer its own chunk (pairwise exchange),
+  after both sides of each pair have compared the chunk's size.
 
 Every rank ends with bit-identical results: reductions happen in a fixed order
 and the all-gather copies one rank's reduced values to all.
@@ -19,7 +21,8 @@ and the all-gather copies one rank's reduced values to all.
 
 import numpy as np
 
-from . import hierarchical
+from . import hierarchical, wire
+from .errors import DistributedError
 from .wire import MAX_FRAME_BYTES
 
 SEGMENT_BYTES = 1 << 20  # pipelining granularity (gloo uses <= 1 MiB), and the most one message carries
@@ -314,3 +317,81 @@ def scatter(ex, out, in_parts, src):
         ex.finish()
     else:
         recv_segmented(ex, src, out)
+
+
+_SIZES_DTYPE = np.dtype(np.int64)  # all_to_all's size messages
+
+
+def all_to_all(ex, send_chunks, recv_chunks, names, send_splits=None, recv_splits=None):
+    """Pairwise exchange: contiguous ``send_chunks[p]`` goes to rank p, and rank p's chunk
+    for this rank lands in ``recv_chunks[p]`` (any sizes, even empty; this rank's own two
+    chunks must have the same size). Sends are asynchronous, so every rank sends to all
+    its peers (rank r+1 first), then receives from all (rank r-1 first): no rank waits
+    on a peer that is itself waiting.
+
+    Each rank's first message to a peer says how many elements it sends there and how
+    many it expects back, so both ranks of a pair that disagree fail before taking any
+    data, naming the sizes: ``names`` (send, receive) name the caller's arguments in the
+    error, with ``send_splits``/``recv_splits`` (the caller's split sizes) when given."""
+    n, r = ex.size, ex.rank
+    with_splits = send_splits is not None
+    send_splits = send_splits if with_splits else [c.size for c in send_chunks]
+    recv_splits = recv_splits if with_splits else [c.size for c in recv_chunks]
+    recv_chunks[r][...] = send_chunks[r]
+    if n == 1:
+        return
+    for k in range(1, n):
+        peer = (r + k) % n
+        ex.send(peer, np.array([send_chunks[peer].size, send_splits[peer], recv_chunks[peer].size,
+                                recv_splits[peer]], _SIZES_DTYPE))
+        send_segmented(ex, peer, send_chunks[peer])
+    disagreements, failure = [], None
+    for k in range(1, n):
+        peer = (r - k) % n
+        if failure is None:
+            try:
+                theirs = ex.recv_array(peer, 4, _SIZES_DTYPE).tolist()
+            except DistributedError as exc:
+                failure = exc  # a peer failed: sizes already here may still show why, on this rank's pairs
+        if failure is not None:
+            theirs = _arrived_sizes(ex, peer)
+            if theirs is None:
+                continue
+        mine = [send_chunks[peer].size, send_splits[peer], recv_chunks[peer].size, recv_splits[peer]]
+        # (sender, receiver, (elements, split) the sender sends, (elements, split) the receiver expects)
+        for pair in ((r, peer, mine[:2], theirs[2:]), (peer, r, theirs[:2], mine[2:])):
+            if pair[2][0] != pair[3][0]:
+                disagreements.append(_size_disagreement(ex, names, with_splits, *pair))
+    if disagreements:
+        raise DistributedError(f"rank {ex.world.rank}: {ex.describe()}: ranks disagree about sizes: "
+                               + "; ".join(disagreements))
+    if failure is not None:
+        raise failure
+    for k in range(1, n):
+        peer = (r - k) % n
+        recv_segmented(ex, peer, recv_chunks[peer])
+    ex.finish()
+
+
+def _arrived_sizes(ex, peer):
+    """``peer``'s size message for this all_to_all if it has already arrived, else None;
+    taken without waiting, for the error of a rank that heard of a failure first."""
+    found = ex.transport.take(ex.group_id, [ex.global_rank(peer)], "coll")
+    if found is None:
+        return None
+    _, header, payload = found
+    expect = ex.expect(0, 4 * _SIZES_DTYPE.itemsize)
+    if (header["seq"], header["seg"], header["nbytes"]) != (ex.seq, 0, expect["nbytes"]) or \
+            wire.mismatch(header, expect, ex.world.rank, ex.seq) is not None:
+        return None
+    return np.frombuffer(payload, _SIZES_DTYPE, count=4).tolist()
+
+
+def _size_disagreement(ex, names, with_splits, src, dst, sent, expected):
+    """'rank 0 sends 6 elements to rank 1 (input_split_sizes[1] = 2), rank 1 expects 3
+    (output_split_sizes[0] = 1)': group indexes in brackets, global ranks in words."""
+    sent_split = f" = {sent[1]}" if with_splits else ""
+    expected_split = f" = {expected[1]}" if with_splits else ""
+    return (f"rank {ex.global_rank(src)} sends {sent[0]} elements to rank {ex.global_rank(dst)} "
+            f"({names[0]}[{dst}]{sent_split}), rank {ex.global_rank(dst)} expects {expected[0]} "
+            f"({names[1]}[{src}]{expected_split})")

@@ -1,5 +1,5 @@
-"""Point-to-point ``torch.distributed`` calls: ``isend``/``irecv`` and their
-blocking forms. Messages are numbered per peer pair and direction; a posted
+"""Point-to-point ``torch.distributed`` calls: ``isend``/``irecv``, their blocking
+forms, and ``batch_isend_irecv`` of ``P2POp``s. Messages are numbered per peer pair and direction; a posted
 receive completes whenever its message arrives, so it never blocks later work."""
 
 import time
@@ -84,3 +84,50 @@ def send(tensor, dst, group=None, tag=0):
 def recv(tensor, src=None, group=None, tag=0):
     """Blocking receive; returns the sender's rank."""
     return irecv(tensor, src, group, tag).result()
+
+
+class P2POp:
+    """One point-to-point operation for ``batch_isend_irecv``: ``op`` (``isend`` or
+    ``irecv``) on ``tensor`` with global rank ``peer`` (or group rank ``group_peer``)."""
+
+    def __init__(self, op, tensor, peer=None, group=None, tag=0, group_peer=None):
+        if op is not isend and op is not irecv:
+            raise ValueError(f"Invalid ``op``: Expect: distnn.distributed.isend or distnn.distributed.irecv, "
+                             f"Actual: {getattr(op, '__name__', op)!r}")
+        self.op, self.tensor, self.tag = op, tensor, tag
+        self.group = resolve_group(group)
+        if (peer is None) == (group_peer is None):
+            raise ValueError(f"Expect: exactly one of peer and group_peer, Actual: peer={peer}, "
+                             f"group_peer={group_peer}")
+        if peer is None:
+            if not 0 <= group_peer < self.group.size:
+                raise ValueError(f"Expect: group_peer within [0, {self.group.size}), Actual: {group_peer}")
+            peer = self.group.ranks[group_peer]
+        self.group_peer = self.group.index_of(peer, "peer")
+        self.peer = peer
+        if self.group_peer == self.group.rank:
+            raise ValueError(f"rank {peer} cannot {'send to' if op is isend else 'receive from'} itself")
+
+    def __repr__(self):
+        return (f"P2POp({self.op.__name__}, peer={self.peer}, group={self.group!r}, "
+                f"shape={tuple(self.tensor.shape)}, dtype={self.tensor.dtype})")
+
+
+def batch_isend_irecv(p2p_op_list):
+    """Start every ``P2POp`` of the list, in order, and return their Works. Sends are
+    asynchronous and receives posted, so the order of sends and receives does not
+    matter; between two ranks, messages in one direction pair up in list order."""
+    if not isinstance(p2p_op_list, list):
+        raise ValueError(f"Expect: p2p_op_list a list of P2POp, Actual: {type(p2p_op_list).__name__}")
+    for i, p in enumerate(p2p_op_list):
+        if not isinstance(p, P2POp):
+            raise ValueError(f"Expect: p2p_op_list a list of P2POp, Actual: p2p_op_list[{i}] of type "
+                             f"{type(p).__name__}")
+    if not p2p_op_list:
+        raise ValueError("Expect: p2p_op_list of at least one P2POp, Actual: an empty list")
+    group = p2p_op_list[0].group
+    for i, p in enumerate(p2p_op_list):
+        if p.group is not group:
+            raise ValueError(f"All ops need to use the same group: Expect: p2p_op_list[{i}].group {group!r} "
+                             f"(as p2p_op_list[0]), Actual: {p.group!r}")
+    return [p.op(p.tensor, p.peer, p.group, p.tag) for p in p2p_op_list]

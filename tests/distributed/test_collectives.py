@@ -684,3 +684,60 @@ def test_several_collectives_in_flight(world_size, hosts):
         assert_equal(got, gathered, f"async all_gather_into_tensor on rank {rank}")
         assert_equal(rs_out, maxima[3 * rank:3 * rank + 3], f"async reduce_scatter on rank {rank}")
         assert_equal(p2p, inputs((rank - 1) % world_size, 5, "float16"), f"irecv on rank {rank}")
+
+
+# --- all_gather_into_tensor / reduce_scatter_tensor: shapes and argument checks -----------------
+
+@pytest.mark.parametrize("layout", ["concatenated", "stacked"])
+@pytest.mark.parametrize("world_size", [1, 2, 3, 5])
+def test_into_tensor_shapes(world_size, layout):
+    """As torch's: the world's parts concatenated along dim 0 (gloo's and NCCL's layout) or
+    stacked in a new dim 0 (NCCL's), in the output of all_gather_into_tensor and the input
+    of reduce_scatter_tensor."""
+    def whole(shape):
+        return (world_size * shape[0], *shape[1:]) if layout == "concatenated" else (world_size, *shape)
+
+    def body(rank):
+        gathered = np.zeros(whole((2, 3)), "float32")
+        dist.all_gather_into_tensor(gathered, inputs(rank, 6, "float32").reshape(2, 3))
+        scattered = np.zeros((2, 3), "int64")
+        dist.reduce_scatter_tensor(scattered, inputs(rank, world_size * 6, "int64").reshape(whole((2, 3))))
+        return gathered, scattered
+
+    sums = reduced([inputs(q, world_size * 6, "int64") for q in range(world_size)], ReduceOp.SUM)
+    for rank, (gathered, scattered) in enumerate(run_threads(world_size, body)):
+        expected = np.concatenate([inputs(q, 6, "float32") for q in range(world_size)]).reshape(whole((2, 3)))
+        assert_equal(gathered, expected, f"all_gather_into_tensor ({layout}) on rank {rank}")
+        assert_equal(scattered, sums[rank * 6:(rank + 1) * 6].reshape(2, 3),
+                     f"reduce_scatter_tensor ({layout}) on rank {rank}")
+
+
+INTO_TENSOR_ERRORS = {  # name: (a call on a world of 2, the ValueError's text)
+    "gather_dtype": (lambda: dist.all_gather_into_tensor(np.zeros(4, "float64"), np.zeros(2, "float32")),
+                     r"output of 4 float32 elements .*Actual: 4 float64"),
+    "gather_size": (lambda: dist.all_gather_into_tensor(np.zeros(5, "float32"), np.zeros(2, "float32")),
+                    r"output of 4 float32 elements .*Actual: 5 float32"),
+    "scatter_dtype": (lambda: dist.reduce_scatter_tensor(np.zeros(2, "float64"), np.zeros(4, "float32")),
+                      r"input of 4 float64 elements .*Actual: 4 float32"),
+    "scatter_size": (lambda: dist.reduce_scatter_tensor(np.zeros(3, "float32"), np.zeros(4, "float32")),
+                     r"input of 6 float32 elements .*Actual: 4 float32"),
+    "list_shape": (lambda: dist.reduce_scatter(np.zeros((2, 2)), [np.zeros((2, 2)), np.zeros(4)]),
+                   r"input_list\[1\] of shape \(2, 2\) and dtype float64 .*Actual: \(4,\) float64"),
+    "list_dtype": (lambda: dist.reduce_scatter(np.zeros(2), [np.zeros(2, "float32"), np.zeros(2)]),
+                   r"input_list\[0\] of shape \(2,\) and dtype float64 .*Actual: \(2,\) float32"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INTO_TENSOR_ERRORS))
+def test_into_tensor_argument_errors(name):
+    """Refused before anything is sent (torch refuses the same), so the group still works."""
+    call, message = INTO_TENSOR_ERRORS[name]
+
+    def body(rank):
+        with pytest.raises(ValueError, match=message):
+            call()
+        x = inputs(rank, 5, "float32")
+        dist.all_reduce(x)
+        return x
+    results = run_threads(2, body)
+    assert_reduced(results, [inputs(q, 5, "float32") for q in range(2)], ReduceOp.SUM, "all_reduce after refusals")
