@@ -80,7 +80,7 @@ class Future:
 
     def value(self):
         """The value of a completed Future; raises its error, or RuntimeError when not complete."""
-        if not self._settled.is_set():
+        if not self.done():
             raise RuntimeError("Future.value() called before the Future completed: call wait() first")
         if self._error is not None:
             raise self._error

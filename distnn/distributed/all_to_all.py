@@ -35,7 +35,7 @@ def all_to_all(output_tensor_list, input_tensor_list, group=None, async_op=False
         collectives.all_to_all(ex, sends, [o.flat for o in outs], ("input_tensor_list", "output_tensor_list"))
         for o in outs:
             o.commit()
-    return g.submit("all_to_all", run, async_op, dtype, ())
+    return g.submit("all_to_all", run, async_op, dtype, (), output_tensor_list)
 
 
 def all_to_all_single(output, input, output_split_sizes=None, input_split_sizes=None, group=None,
@@ -58,7 +58,7 @@ def all_to_all_single(output, input, output_split_sizes=None, input_split_sizes=
         collectives.all_to_all(ex, send_chunks, recv_chunks, ("input_split_sizes", "output_split_sizes"),
                                send_splits, recv_splits)
         out.commit()
-    return g.submit("all_to_all_single", run, async_op, inp.dtype, ())
+    return g.submit("all_to_all_single", run, async_op, inp.dtype, (), [output])
 
 
 def _split(buf, split_sizes, name, group_size):

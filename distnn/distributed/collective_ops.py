@@ -135,7 +135,7 @@ def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op=False):
         if name == "avg":
             buf.flat /= ex.size
         buf.commit()
-    return g.submit(f"all_reduce.{name}", run, async_op, buf.dtype, buf.shape)
+    return g.submit(f"all_reduce.{name}", run, async_op, buf.dtype, buf.shape, [tensor])
 
 
 def broadcast(tensor, src, group=None, async_op=False):
@@ -145,7 +145,7 @@ def broadcast(tensor, src, group=None, async_op=False):
     def run(ex):
         collectives.broadcast(ex, buf.flat, root)
         buf.commit()
-    return g.submit(f"broadcast.from{src}", run, async_op, buf.dtype, buf.shape)
+    return g.submit(f"broadcast.from{src}", run, async_op, buf.dtype, buf.shape, [tensor])
 
 
 def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op=False):
@@ -157,7 +157,7 @@ def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op=Fal
     def run(ex):
         collectives.all_gather(ex, out.flat, part.flat)
         out.commit()
-    return g.submit("all_gather", run, async_op, part.dtype, part.shape)
+    return g.submit("all_gather", run, async_op, part.dtype, part.shape, [output_tensor])
 
 
 def all_gather(tensor_list, tensor, group=None, async_op=False):
@@ -176,7 +176,7 @@ def all_gather(tensor_list, tensor, group=None, async_op=False):
         for i, o in enumerate(outs):
             o.flat[...] = gathered[i * part.flat.size:(i + 1) * part.flat.size]
             o.commit()
-    return g.submit("all_gather", run, async_op, part.dtype, part.shape)
+    return g.submit("all_gather", run, async_op, part.dtype, part.shape, tensor_list)
 
 
 def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op=False):
@@ -190,7 +190,7 @@ def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op=F
         chunk = collectives.reduce_scatter(ex, inp.flat.copy(), "sum" if name == "avg" else name)
         out.flat[...] = chunk / ex.size if name == "avg" else chunk
         out.commit()
-    return g.submit(f"reduce_scatter.{name}", run, async_op, inp.dtype, inp.shape)
+    return g.submit(f"reduce_scatter.{name}", run, async_op, inp.dtype, inp.shape, [output])
 
 
 def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op=False):
@@ -218,7 +218,7 @@ def reduce(tensor, dst, op=ReduceOp.SUM, group=None, async_op=False):
             if name == "avg":
                 buf.flat /= ex.size
             buf.commit()
-    return g.submit(f"reduce.{name}.to{dst}", run, async_op, buf.dtype, buf.shape)
+    return g.submit(f"reduce.{name}.to{dst}", run, async_op, buf.dtype, buf.shape, [tensor])
 
 
 def gather(tensor, gather_list=None, dst=0, group=None, async_op=False):
@@ -238,7 +238,7 @@ def gather(tensor, gather_list=None, dst=0, group=None, async_op=False):
         collectives.gather(ex, part.flat, [o.flat for o in outs] if outs else None, root)
         for o in outs or ():
             o.commit()
-    return g.submit(f"gather.to{dst}", run, async_op, part.dtype, part.shape)
+    return g.submit(f"gather.to{dst}", run, async_op, part.dtype, part.shape, gather_list or [])
 
 
 def scatter(tensor, scatter_list=None, src=0, group=None, async_op=False):
@@ -253,7 +253,7 @@ def scatter(tensor, scatter_list=None, src=0, group=None, async_op=False):
     def run(ex):
         collectives.scatter(ex, out.flat, parts, root)
         out.commit()
-    return g.submit(f"scatter.from{src}", run, async_op, out.dtype, out.shape)
+    return g.submit(f"scatter.from{src}", run, async_op, out.dtype, out.shape, [tensor])
 
 
 def barrier(group=None, async_op=False, device_ids=None):

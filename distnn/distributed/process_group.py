@@ -66,14 +66,18 @@ class ProcessGroup:
     def __repr__(self):
         return f"ProcessGroup(id={self.id}, ranks={self.ranks}, rank={self.rank})"
 
-    def submit(self, op, fn, async_op, dtype=None, shape=()):
-        """Run ``fn(exchange)`` on the communication thread as collective ``op``."""
+    def submit(self, op, fn, async_op, dtype=None, shape=(), outputs=None):
+        """Run ``fn(exchange)`` on the communication thread as collective ``op``; the
+        returned Work's future completes with ``outputs`` (the output tensors)."""
         seq = self._seq
         self._seq += 1
         ex = Exchange(self, op, seq, dtype, shape)
         self._history[seq] = {"op": op, "dtype": ex.dtype_name, "shape": ex.shape}
         self._history.pop(seq - _HISTORY, None)
-        return self._start(lambda: f"{op} (sequence {seq}) on rank {self.world.rank}", lambda: fn(ex), async_op)
+        work = self._start(lambda: f"{op} (sequence {seq}) on rank {self.world.rank}", lambda: fn(ex), async_op)
+        if work is not None and outputs is not None:
+            work.outputs = list(outputs)
+        return work
 
     def _start(self, describe, fn, async_op):
         """Queue ``fn`` for the communication thread, or run it here when the call is

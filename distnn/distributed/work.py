@@ -2,6 +2,7 @@
 
 import threading
 
+from ..futures import work_future
 from .errors import DistributedTimeoutError
 
 
@@ -14,6 +15,7 @@ class Work:
         self._done = threading.Event()
         self._error = None
         self._result = None
+        self.outputs = []  # the collective's output tensors: what get_future() completes with
 
     def wait(self, timeout=None):
         timeout = self._timeout if timeout is None else seconds(timeout)
@@ -35,6 +37,11 @@ class Work:
     def result(self):
         self.wait()
         return self._result
+
+    def get_future(self):
+        """A ``distnn.futures.Future`` completing with the output tensors (a list) once
+        this collective has, as torch's ``Work.get_future()``."""
+        return work_future(self, self.outputs)
 
     def _finish(self, result=None, error=None):
         self._result, self._error = result, error
