@@ -5,14 +5,18 @@ end with a DistributedError on every rank, fast, naming what differs and the ran
 it differs with. test_faults.py checks the same across real processes."""
 
 import re
+import sys
 import threading
-import time
 
 import numpy as np
 import pytest
 
 import distnn.distributed as dist
 from distnn.distributed.inprocess import run_threads
+from multiproc import REPO
+
+sys.path.insert(0, str(REPO / "tests" / "distributed" / "workers"))
+from exchange_oracle import outcome  # noqa: E402
 
 TIMEOUT = 10.0  # the group timeout: a rank that waits this long instead of failing fails the test
 FIELD = {"shape": "shape", "empty": "shape", "dtype": "dtype", "op": "op", "collective": "op", "src": "src",
@@ -45,18 +49,6 @@ def mismatched_call(kind, rank, world_size, odd, n, async_op):
         dist.barrier()
     op = dist.ReduceOp.MAX if differs and kind == "op" else dist.ReduceOp.SUM
     return dist.all_reduce(x, op=op, async_op=async_op)
-
-
-def outcome(fn):
-    """``fn(rank)`` on every rank, catching its error: (error, seconds to fail)."""
-    def body(rank):
-        started = time.monotonic()
-        try:
-            fn(rank)
-        except Exception as exc:  # noqa: BLE001 - judged by the test
-            return exc, time.monotonic() - started
-        return None, time.monotonic() - started
-    return body
 
 
 MISMATCHES = [  # (kind, elements, world size, the rank that differs, how the call is made)
