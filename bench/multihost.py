@@ -20,7 +20,7 @@ For each float32 size it reports the median all_reduce time and the bus
 bandwidth (2(n-1)/n x bytes / time over n ranks, as NCCL and gloo report it),
 and the share of the link's rate that the bytes crossing it used (each host
 must send at least the whole buffer's worth); then DDP training throughput
-(samples/s over all ranks) of the 784-1024-1024-10 MLP (13 MB of gradients)
+(samples/s over all ranks) of the 784-1024-1024-10 MLP (1.86M parameters: 7.45 MB of float32 gradients)
 with ``--batch`` samples per rank, with the bytes that crossed the link per
 step (counted by the interface, the busier direction) and the link's use.
 When both pretend hosts' ranks outnumber this machine's cores, distnn's ranks do
@@ -227,7 +227,7 @@ def table(rate, results):
             # the other's: nbytes each way for two hosts, in the best case.
             cells.append(f"{seconds * 1e3:.1f} | {busbw / 1e6:.0f} | {nbytes / seconds / link:.0%}")
         print(f"| {nbytes / (1 << 20):g} MiB | " + " | ".join(cells) + " |")
-    print("\nDDP, MLP 784-1024-1024-10 (13 MB of gradients):\n")
+    print("\nDDP, MLP 784-1024-1024-10 (1.86M parameters: 7.45 MB of float32 gradients):\n")
     print("| variant | samples/s | link MB/step (busier way) | link use |")
     print("|---|---|---|---|")
     for name, r in results.items():
