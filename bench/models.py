@@ -25,7 +25,8 @@ def mnist_convnet(lib):
 
 
 def mlp(lib, sizes):
-    """Linear layers of ``sizes`` with ReLUs between them (784-1024-1024-10: 1.86M parameters, 7.45 MB of float32 gradients)."""
+    """Linear layers of ``sizes`` with ReLUs between them (784-1024-1024-10: 1.86M
+    parameters, 7.45 MB of float32 gradients)."""
     nn = lib.nn
     layers = []
     for i, (a, b) in enumerate(zip(sizes, sizes[1:])):

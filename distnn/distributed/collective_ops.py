@@ -149,7 +149,8 @@ def broadcast(tensor, src, group=None, async_op=False):
 
 
 def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op=False):
-    g, out, part = resolve_group(group), HostBuffer(output_tensor, "output_tensor"), HostBuffer(input_tensor, "input_tensor")
+    g = resolve_group(group)
+    out, part = HostBuffer(output_tensor, "output_tensor"), HostBuffer(input_tensor, "input_tensor")
     if out.flat.size != part.flat.size * g.size or out.dtype != part.dtype:
         raise ValueError(f"Expect: output of {part.flat.size * g.size} {part.dtype} elements (world_size x "
                          f"input), Actual: {out.flat.size} {out.dtype} elements")
