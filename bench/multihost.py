@@ -184,21 +184,35 @@ def run_variant(hosts, variant, args, out):
                               text=True, start_new_session=True)
              for node in (0, 1)]
     outputs = []
-    for proc in procs:
-        try:
+    try:
+        for proc in procs:
             outputs.append(proc.communicate(timeout=args.timeout)[0])
-        except subprocess.TimeoutExpired:
-            for p in procs:
-                try:
-                    os.killpg(p.pid, 9)
-                except ProcessLookupError:
-                    pass
-            raise SystemExit(f"{variant}: no result within {args.timeout}s") from None
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"{variant}: no result within {args.timeout}s") from None
+    finally:
+        _kill_workers(procs, out)
     if any(p.returncode for p in procs):
         raise SystemExit(f"{variant} failed:\n" + "\n".join(f"--- host {node}:\n{_errors(o)}"
                                                               for node, o in enumerate(outputs)))
     with open(out) as f:
         return json.load(f)
+
+
+def _kill_workers(procs, out):
+    """Kill the launchers' sessions, and any worker of this variant that left them
+    (found by its result path on the command line): a failed run leaves nothing behind."""
+    for p in procs:
+        try:
+            os.killpg(p.pid, 9)
+        except ProcessLookupError:
+            pass
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if out.encode() in f.read():
+                    os.kill(int(pid), 9)
+        except OSError:
+            pass
 
 
 def _errors(output, context=12):
