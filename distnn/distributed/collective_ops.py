@@ -9,7 +9,7 @@ from enum import Enum
 
 import numpy as np
 
-from . import collectives, env, registry
+from . import collectives, env, hierarchical, registry
 from .host_buffer import HostBuffer
 from .process_group import ProcessGroup
 from .registry import resolve_group
@@ -131,7 +131,7 @@ def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op=False):
     name = _op_name(op, buf.dtype)
 
     def run(ex):
-        collectives.all_reduce(ex, buf.flat, "sum" if name == "avg" else name)
+        hierarchical.all_reduce_any(ex, buf.flat, "sum" if name == "avg" else name)
         if name == "avg":
             buf.flat /= ex.size
         buf.commit()
@@ -214,7 +214,7 @@ def reduce(tensor, dst, op=ReduceOp.SUM, group=None, async_op=False):
 
     def run(ex):
         work = buf.flat if is_dst else buf.flat.copy()
-        collectives.all_reduce(ex, work, "sum" if name == "avg" else name)
+        hierarchical.all_reduce_any(ex, work, "sum" if name == "avg" else name)
         if is_dst:
             if name == "avg":
                 buf.flat /= ex.size

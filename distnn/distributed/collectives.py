@@ -7,9 +7,9 @@
   doubling (log2 n pairwise exchanges) when n is a power of two, else a
   one-hop direct path (every rank sends its buffer to every other and sums in
   rank order). Ranks that all share a host stage large buffers in shared
-  memory (``shm_all_reduce``) instead of streaming them through sockets;
-  groups that span hosts with several ranks on some reduce in two levels
-  (``hierarchical.py``).
+  memory (``shm_all_reduce``) instead of streaming them through sockets.
+  Groups that span hosts with several ranks on some reduce large buffers in
+  two levels, on top of these (``hierarchical.py``).
 - ``broadcast``: a pipelined chain from the root for large buffers, direct
   sends for small ones. ``all_gather``/``reduce_scatter``: the two ring halves.
 - ``all_to_all``: every rank sends each peer its own chunk (pairwise exchange),
@@ -21,7 +21,7 @@ and the all-gather copies one rank's reduced values to all.
 
 import numpy as np
 
-from . import hierarchical, wire
+from . import wire
 from .errors import DistributedError
 from .wire import MAX_FRAME_BYTES
 
@@ -82,24 +82,24 @@ def all_reduce(ex, buf, op):
         return
     if buf.size == 0:
         return ex.handshake()
-    # Whole-buffer exchanges beat the ring's 2(n-1) hops until the extra volume costs more
-    # than the hops (with two ranks both move the same bytes); shared memory beats both
-    # from about 16 KiB.
-    if ex.shm is not None:
-        direct_max = DIRECT_MAX_BYTES // 4
-    else:
-        direct_max = DIRECT_MAX_BYTES * (4 if ex.size == 2 else 1)
-    if buf.nbytes <= direct_max:
+    if buf.nbytes <= direct_max_bytes(ex):
         if ex.size & (ex.size - 1) == 0:
             _recursive_doubling_all_reduce(ex, buf, REDUCE_UFUNCS[op])
         else:
             _direct_all_reduce(ex, buf, REDUCE_UFUNCS[op])
     elif ex.shm is not None:
         shm_all_reduce(ex, buf, REDUCE_UFUNCS[op])
-    elif ex.hierarchy is not None:
-        hierarchical.all_reduce(ex, buf, op, ex.hierarchy)
     else:
         ring_all_reduce(ex, buf, REDUCE_UFUNCS[op])
+
+
+def direct_max_bytes(ex):
+    """The largest buffer ``all_reduce`` moves by whole-buffer exchanges. They beat the
+    ring's 2(n-1) hops until the extra volume costs more than the hops (with two ranks
+    both move the same bytes); shared memory beats both from about 16 KiB."""
+    if ex.shm is not None:
+        return DIRECT_MAX_BYTES // 4
+    return DIRECT_MAX_BYTES * (4 if ex.size == 2 else 1)
 
 
 def _recursive_doubling_all_reduce(ex, buf, ufunc):

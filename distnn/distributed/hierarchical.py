@@ -58,6 +58,14 @@ class Hierarchy:
         self.lane_members = [h[self.local] for h in layout] if self.local < self.lanes else None
 
 
+def all_reduce_any(ex, buf, op):
+    """``collectives.all_reduce``, or the two-level ``all_reduce`` where it applies: a group
+    laid out in hosts (``ex.hierarchy``) and a buffer past the direct-exchange size."""
+    if ex.hierarchy is not None and ex.size > 1 and buf.nbytes > collectives.direct_max_bytes(ex):
+        return all_reduce(ex, buf, op, ex.hierarchy)
+    return collectives.all_reduce(ex, buf, op)
+
+
 def all_reduce(ex, buf, op, hierarchy):
     """Reduce flat ``buf`` in place with reduction ``op`` across exchange ``ex``'s group,
     laid out as ``hierarchy``."""

@@ -269,3 +269,24 @@ def test_a_batchnorm_given_directly_comes_back_converted():
     assert sync.weight.requires_grad is False
     other = nn.Linear(2, 2)
     assert nn.SyncBatchNorm.convert_sync_batchnorm(other) is other
+
+
+def test_double_backward_is_refused_on_every_rank():
+    """Its op claims no double backward: the first derivative (with create_graph) is given
+    and equals the plain one, and differentiating it again names the op on every rank. It
+    runs only in a group of two or more, so the catalogue of double-backward cases
+    (tests/autograd/test_double_backward.py) leaves it to this test."""
+    from distnn.autograd import grad
+    from distnn.distributed.inprocess import run_threads
+
+    def body(rank):
+        distnn.manual_seed(rank)
+        layer = nn.SyncBatchNorm(3)
+        x = distnn.randn(4, 3, 5, requires_grad=True)
+        (g,) = grad(layer(x).pow(2).sum(), x, create_graph=True)
+        (expected,) = grad(layer(x).pow(2).sum(), x)
+        np.testing.assert_allclose(g.detach().numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+        with pytest.raises(RuntimeError, match=r"^SyncBatchNormBackward does not support double backward"):
+            (g ** 2).sum().backward()
+        return True
+    assert run_threads(2, body) == [True, True]
