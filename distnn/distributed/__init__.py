@@ -60,3 +60,14 @@ class _reduce_op:
 
 
 reduce_op = _reduce_op()
+
+
+def _register_with_nn():
+    """nn sits below this package and never imports it: SyncBatchNorm gets the collectives
+    from here."""
+    import sys
+    from ..nn.modules import sync_batchnorm
+    sync_batchnorm.register_collectives(sys.modules[__name__])
+
+
+_register_with_nn()

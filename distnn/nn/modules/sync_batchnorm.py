@@ -2,8 +2,9 @@
 group, so N ranks on B/N samples each normalise (forward and backward) as one process on
 all B; and ``convert_sync_batchnorm``, which swaps it in for a model's BatchNorm layers.
 
-The collectives live a layer above ``nn`` (``distnn.distributed``); they are imported
-when a synchronised forward first runs, so importing ``nn`` never pulls them in.
+The collectives live a layer above ``nn`` (``distnn.distributed``), which ``nn`` never
+imports: ``distnn.distributed`` hands itself over (``register_collectives``) when it is
+imported. Until then no process group can exist, and the layer is plain BatchNorm.
 """
 
 import numpy as np  # dtype metadata only
@@ -11,6 +12,15 @@ import numpy as np  # dtype metadata only
 from ...autograd.function import Op
 from ...ops.normalization import _affine, _channel_dot, _channel_shape, _one_pass, _update_running
 from .normalization import _BatchNorm
+
+_collectives = None  # distnn.distributed, once it has registered itself
+
+
+def register_collectives(distributed):
+    """Called by ``distnn.distributed`` as it is imported: the collectives a synchronised
+    forward and backward use."""
+    global _collectives
+    _collectives = distributed
 
 __all__ = ["SyncBatchNorm"]
 
@@ -24,7 +34,7 @@ class _SyncBatchNormFunction(Op):
 
     @staticmethod
     def forward(ctx, input, weight, bias, *, running_mean, running_var, eps, momentum, group):
-        from ... import distributed as dist
+        dist = _collectives
         xp = ctx.xp
         channels = input.shape[1]
         stat_dtype = input.dtype if input.dtype.itemsize >= 4 else np.dtype(np.float32)
@@ -50,7 +60,7 @@ class _SyncBatchNormFunction(Op):
 
     @staticmethod
     def backward(ctx, g):
-        from ... import distributed as dist
+        dist = _collectives
         xp = ctx.xp
         xhat, weight = ctx.saved_tensors
         invstd, count = ctx.invstd, ctx.count
@@ -163,8 +173,8 @@ class SyncBatchNorm(_BatchNorm):
         """In training, with a process group of more than one rank (as PyTorch decides)."""
         if not self.training:
             return False
-        from ... import distributed as dist
-        return dist.is_available() and dist.is_initialized() and dist.get_world_size(self.process_group) > 1
+        dist = _collectives
+        return dist is not None and dist.is_initialized() and dist.get_world_size(self.process_group) > 1
 
     @classmethod
     def convert_sync_batchnorm(cls, module, process_group=None):
