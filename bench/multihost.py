@@ -166,7 +166,8 @@ def launch_command(library, node, ranks_per_host, master, port, argv):
 
 def run_variant(hosts, variant, args, out):
     library, extra, hook = VARIANTS[variant]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]), **extra)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]), **extra,
+               TMPDIR=os.path.dirname(out))  # torchrun's scratch folders go with ours
     if 2 * args.ranks_per_host > os.cpu_count():
         # Both pretend hosts share this machine's cores: a rank spinning on a shared-memory
         # signal would take the core a rank of the other host needs (gloo never spins).
