@@ -3,7 +3,9 @@ of 2-5 ranks: rings both ways, every rank to every other, receives listed before
 after the sends, several messages between one pair (paired in list order),
 multi-segment messages, subgroups addressed by global or group rank; torch's argument
 checks; and across real processes, the same results as torch's gloo
-(workers/exchanges.py). isend/irecv themselves are tested by test_collective_ops.py."""
+(workers/exchanges.py). isend/irecv themselves: rings posting receives first, receives
+from any source, order across collectives (in-process here, across real processes in
+test_collective_ops.py)."""
 
 import sys
 
@@ -13,6 +15,7 @@ import pytest
 import distnn
 import distnn.distributed as dist
 from distnn.distributed import collectives
+from collective_check import assert_equal, inputs, layout, one_host, sockets
 from distnn.distributed.inprocess import run_threads
 from multiproc import REPO
 
@@ -136,3 +139,82 @@ def test_same_results_as_torch_gloo(world, tmp_path):
     rank to every other: bit-identical to torch's gloo."""
     pytest.importorskip("torch")
     assert_same_as_torch(run_both("p2p", world, tmp_path), min_cases=4)
+
+
+# --- isend / irecv -----------------------------------------------------------------------------
+
+P2P_SIZES = (0, 7, int(2.5 * SEG / 4) + 1)  # the last: three messages of one send
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int64", "bool"])
+@pytest.mark.parametrize("world_size, hosts", [one_host(2), sockets(2), one_host(3), layout(4, [0, 0, 1, 1])])
+def test_ring_exchange_posting_receives_first(world_size, hosts, dtype):
+    """Every rank posts its irecv from the left before its isend to the right (as torch
+    allows), for each size; then blocking send/recv the other way round the ring."""
+    def body(rank):
+        left, right = (rank - 1) % world_size, (rank + 1) % world_size
+        got = {}
+        for n in P2P_SIZES:
+            out = np.zeros(n, dtype)
+            incoming = dist.irecv(out, src=left)
+            outgoing = dist.isend(inputs(rank, n, dtype), dst=right)
+            assert outgoing.wait() is True and incoming.wait() is True
+            assert incoming.result() == left
+            back = np.zeros(n, dtype)
+            if rank % 2 == 0:
+                dist.send(inputs(rank, n, dtype, salt=1), dst=left)
+                assert dist.recv(back, src=right) == right
+            else:
+                assert dist.recv(back, src=right) == right
+                dist.send(inputs(rank, n, dtype, salt=1), dst=left)
+            got[n] = out, back
+        return got
+    results = run_threads(world_size, body, hosts)
+    for rank, got in enumerate(results):
+        left, right = (rank - 1) % world_size, (rank + 1) % world_size
+        for n in P2P_SIZES:
+            assert_equal(got[n][0], inputs(left, n, dtype), f"isend/irecv of {n} {dtype} at rank {rank}")
+            assert_equal(got[n][1], inputs(right, n, dtype, salt=1), f"send/recv of {n} {dtype} at rank {rank}")
+
+
+@pytest.mark.parametrize("world_size, hosts", [one_host(3), sockets(4), layout(5, [0, 0, 0, 1, 1])])
+def test_irecv_from_any_source(world_size, hosts):
+    """Rank 0 posts one receive per peer from any source; every peer sends a message of
+    several segments, all at once. Each receive takes one whole message, and says whose."""
+    n = P2P_SIZES[-1]
+
+    def body(rank):
+        if rank != 0:
+            dist.send(inputs(rank, n, "float32"), dst=0)
+            return None
+        bufs = [np.zeros(n, "float32") for _ in range(world_size - 1)]
+        works = [dist.irecv(b) for b in bufs]
+        return [(w.result(), b) for w, b in zip(works, bufs)]
+    received = run_threads(world_size, body, hosts)[0]
+    assert sorted(sender for sender, _ in received) == list(range(1, world_size))
+    for sender, buf in received:
+        assert_equal(buf, inputs(sender, n, "float32"), f"message received from rank {sender} (any source)")
+
+
+def test_messages_between_two_ranks_keep_their_order_and_wait_across_collectives():
+    """A receive posted before a barrier completes after it; sends pair with receives in
+    order; sending to oneself is refused."""
+    def body(rank):
+        if rank == 0:
+            with pytest.raises(ValueError, match="cannot send to itself"):
+                dist.isend(np.zeros(1, "float32"), 0)
+            dist.barrier()
+            for salt in range(3):
+                dist.send(inputs(0, 5, "int32", salt=salt), 1)
+            return None
+        first = np.zeros(5, "int32")
+        pending = dist.irecv(first, src=0)
+        dist.barrier()
+        rest = [np.zeros(5, "int32") for _ in range(2)]
+        for b in rest:
+            dist.recv(b, src=0)
+        pending.wait()
+        return [first] + rest
+    received = run_threads(2, body)[1]
+    for salt, buf in enumerate(received):
+        assert_equal(buf, inputs(0, 5, "int32", salt=salt), f"message {salt} from rank 0")
