@@ -271,3 +271,14 @@ def check_cases(results, min_cases=1):
 
 def format_results(results):
     return "\n".join(f"--- rank {r.rank} (exit {r.returncode})\n{r.stdout}\n{r.stderr}" for r in results)
+
+
+def reports(results):
+    """Each rank's last JSON report (a line with "ok" or "error"), keyed by rank; fails
+    naming a rank that printed none."""
+    found = {}
+    for r in results:
+        lines = [rec for rec in json_lines(r.stdout) if "ok" in rec or "error" in rec]
+        assert lines, f"rank {r.rank} reported nothing\n{format_results(results)}"
+        found[r.rank] = lines[-1]
+    return found

@@ -46,14 +46,14 @@ def host_layout(members):
 
 class Hierarchy:
     """A group's host layout as seen from one member: its host's members, its local
-    index, the lanes, and the shared-memory regions of its host's members."""
+    index, the lanes, and the shared-memory regions of its host's members, made by
+    ``regions_for(host, local)``."""
 
-    def __init__(self, layout, rank, regions):
-        self.layout = layout
+    def __init__(self, layout, rank, regions_for):
         self.host = next(h for h in layout if rank in h)
         self.local = self.host.index(rank)
         self.lanes = min(len(h) for h in layout)
-        self.regions = regions
+        self.regions = regions_for(self.host, self.local)
         # lane k's members: the member of local index k on every host, in host order
         self.lane_members = [h[self.local] for h in layout] if self.local < self.lanes else None
 

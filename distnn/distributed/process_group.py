@@ -42,10 +42,8 @@ class ProcessGroup:
         layout = hierarchical.host_layout([self.world.members[r] for r in self.ranks])
         if layout is None:
             return None
-        host = next(h for h in layout if self.rank in h)
-        global_ranks = [self.ranks[i] for i in host]
-        regions = self._regions(global_ranks, host.index(self.rank))
-        return hierarchical.Hierarchy(layout, self.rank, regions)
+        return hierarchical.Hierarchy(layout, self.rank,
+                                      lambda host, local: self._regions([self.ranks[i] for i in host], local))
 
     def _regions(self, global_ranks, rank):
         """Shared-memory regions among ``global_ranks`` (this process is ``rank`` of them),

@@ -191,8 +191,7 @@ class Transport:
         need nothing more from this rank, and their sockets may be closed without
         lingering (a notice queued to a peer that has closed would hold ``close`` for the
         whole linger). Ranks that close together thus finish at once."""
-        frame = wire.encode_abort(self.job, self.rank, "left", op=wire.LEAVE_OP)
-        self._notify_all(frame)
+        self._announce_leaving()
         deadline = time.monotonic() + seconds
         while True:
             try:
@@ -203,6 +202,9 @@ class Transport:
             if len(gone) == len(self._push) or time.monotonic() >= deadline:
                 return gone
             self._poll(max(min(deadline - time.monotonic(), 0.05), 0) * 1000)
+
+    def _announce_leaving(self):
+        self._notify_all(wire.encode_abort(self.job, self.rank, "left", op=wire.LEAVE_OP))
 
     def _dead(self, peer):
         pid = self._peer_pids.get(peer)

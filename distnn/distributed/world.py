@@ -128,9 +128,10 @@ class World:
         for regions in self.shared_memory:
             regions.close()
         self.transport.close(linger=linger, gone=gone)
-        self.store.close()
-        if self._server is not None:
-            self._server.close()
-        self.context.term()
+        for closable in (self.store, self._server):
+            if closable is not None:
+                closable.close()
+        if self.context is not None:  # None in an in-process world
+            self.context.term()
 
 

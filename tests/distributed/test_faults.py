@@ -7,21 +7,12 @@ import uuid
 
 import pytest
 
-from multiproc import collect, format_results, free_port, json_lines, kill_tree, run_ranks, shm_files, start_rank
+from multiproc import (collect, format_results, free_port, json_lines, kill_tree, reports, run_ranks, shm_files,
+                       start_rank)
 
 WORKER = "tests/distributed/workers/faults.py"
 FIELD = {"shape": "shape", "empty": "shape", "dtype": "dtype", "op": "op", "collective": "op", "src": "src",
          "dst": "dst"}
-
-
-def reports(results):
-    """Each rank's one JSON report, keyed by rank; fails if a rank printed none."""
-    out = {}
-    for r in results:
-        lines = [rec for rec in json_lines(r.stdout) if "error" in rec or "ok" in rec]
-        assert lines, f"rank {r.rank} reported nothing\n{format_results([r])}"
-        out[r.rank] = lines[-1]
-    return out
 
 
 MISMATCHES = [  # (kind, elements, world_size, the rank that differs, how the call is made)

@@ -16,22 +16,12 @@ import numpy as np
 import pytest
 
 import distnn
-from multiproc import REPO, collect, format_results, free_port, json_lines, run_ranks, start_rank
+from multiproc import REPO, collect, format_results, free_port, json_lines, reports, run_ranks, start_rank
 from netns import two_hosts
 
 HOSTS = "tests/distributed/workers/hosts.py"
 FAULTS = "tests/distributed/workers/faults.py"
 DDP = "tests/distributed/workers/ddp_train.py"
-
-
-def reports(results):
-    """Each rank's last JSON report, by rank (fails naming a rank that printed none)."""
-    found = {}
-    for r in results:
-        lines = [rec for rec in json_lines(r.stdout) if "ok" in rec or "error" in rec]
-        assert lines, f"rank {r.rank} reported nothing\n{format_results(results)}"
-        found[r.rank] = lines[-1]
-    return found
 
 
 def one_rank_per_host(world_size):
