@@ -14,9 +14,8 @@ import numpy as np
 import distnn
 import distnn.distributed as dist
 import distnn.nn as nn
-import distnn.nn.functional as F
 from distnn.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
-from ddp_spec import HOOK_SIZES, LR, POWERSGD, batch, linear_weights
+from ddp_spec import HOOK_SIZES, LR, POWERSGD, linear_weights, save, sgd_step
 
 
 def build_model():
@@ -60,17 +59,9 @@ def train(name, steps, rank, out_dir):
     if len(model.reducer.buckets) != 1:
         raise SystemExit(f"Expect: one gradient bucket, Actual: {len(model.reducer.buckets)}")
     opt = distnn.optim.SGD(model.parameters(), lr=LR)
-    losses = []
-    for step in range(steps):
-        x, y = batch(rank, step, HOOK_SIZES[0], HOOK_SIZES[-1])
-        opt.zero_grad()
-        loss = F.cross_entropy(model(distnn.from_numpy(x)), distnn.from_numpy(y))
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    params = {f"param.{k}": v.numpy() for k, v in model.module.state_dict().items()}
-    np.savez(Path(out_dir) / f"{name}-rank{rank}.npz", losses=np.array(losses), **params,
-             **{k: np.array(v) for k, v in records.items() if v})
+    losses = [sgd_step(distnn, model, opt, rank, step, HOOK_SIZES) for step in range(steps)]
+    save(Path(out_dir) / f"{name}-rank{rank}.npz", model.module, losses,
+         **{k: np.array(v) for k, v in records.items() if v})
 
 
 def main():

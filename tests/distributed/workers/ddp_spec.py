@@ -2,6 +2,8 @@
 initial weights, each rank's batches, and the hook and join configurations, all from
 fixed NumPy seeds (the workers build their own model from these arrays)."""
 
+from pathlib import Path
+
 import numpy as np
 
 HOOK_SIZES = (20, 32, 16, 10)  # three Linear layers: every weight compressible by PowerSGD at rank <= 3
@@ -46,3 +48,20 @@ def batch(rank, step, features, classes):
 def join_batches(rank):
     """Uneven inputs: rank r has 3 + 2r batches, so rank 0 joins first and the last rank last."""
     return 3 + 2 * rank
+
+
+def sgd_step(lib, model, opt, rank, i, sizes):
+    """One step of ``opt`` on rank ``rank``'s batch ``i`` of layer ``sizes``, in ``lib``
+    (distnn or torch: the same calls); returns the loss."""
+    x, y = batch(rank, i, sizes[0], sizes[-1])
+    opt.zero_grad()
+    loss = lib.nn.functional.cross_entropy(model(lib.from_numpy(x)), lib.from_numpy(y))
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
+def save(path, model, losses, **extra):
+    """``model``'s parameters (as ``param.<name>``), the losses and ``extra`` arrays, to ``path``."""
+    state = {f"param.{k}": v.detach().numpy() for k, v in model.state_dict().items()}
+    np.savez(Path(path), losses=np.array(losses), **state, **extra)

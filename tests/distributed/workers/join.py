@@ -26,7 +26,7 @@ import distnn.distributed as dist
 import distnn.nn as nn
 import distnn.nn.functional as F
 from distnn.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
-from ddp_spec import JOIN_POWERSGD, JOIN_RUNS, JOIN_SIZES, LR, batch, join_batches, linear_weights
+from ddp_spec import JOIN_POWERSGD, JOIN_RUNS, JOIN_SIZES, LR, batch, join_batches, linear_weights, save, sgd_step
 
 
 def join_model():
@@ -37,18 +37,8 @@ def join_model():
     return nn.Sequential(first, nn.BatchNorm1d(JOIN_SIZES[1]), nn.ReLU(), last)
 
 
-def save(out_dir, name, rank, model, losses):
-    state = {f"param.{k}": v.numpy() for k, v in model.state_dict().items()}
-    np.savez(Path(out_dir) / f"{name}-rank{rank}.npz", losses=np.array(losses), **state)
-
-
 def step(model, opt, rank, i):
-    x, y = batch(rank, i, JOIN_SIZES[0], JOIN_SIZES[-1])
-    opt.zero_grad()
-    loss = F.cross_entropy(model(distnn.from_numpy(x)), distnn.from_numpy(y))
-    loss.backward()
-    opt.step()
-    return loss.item()
+    return sgd_step(distnn, model, opt, rank, i, JOIN_SIZES)
 
 
 def train_joined(out_dir, run, rank):
@@ -62,7 +52,7 @@ def train_joined(out_dir, run, rank):
     opt = distnn.optim.SGD(model.parameters(), lr=LR)
     with ddp.join(divide_by_initial_world_size=divide_by_initial_world_size):
         losses = [step(ddp, opt, rank, i) for i in range(join_batches(rank))]
-    save(out_dir, f"join-{run}", rank, model, losses)
+    save(Path(out_dir) / f"join-{run}-rank{rank}.npz", model, losses)
 
 
 def train_reference(out_dir, world, divide):
@@ -89,7 +79,7 @@ def train_reference(out_dir, world, divide):
         for p, t in zip(params, total):
             p.grad = distnn.from_numpy(t)
         opt.step()
-    save(out_dir, f"reference{world}-{divide}", 0, model, [])
+    save(Path(out_dir) / f"reference{world}-{divide}-rank0.npz", model, [])
 
 
 def report(rank, reached, error):

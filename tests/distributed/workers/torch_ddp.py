@@ -16,16 +16,14 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
 
 import distnn
-from ddp_spec import (HOOK_SIZES, JOIN_POWERSGD, JOIN_RUNS, JOIN_SIZES, LR, POWERSGD, batch, join_batches,
-                      linear_weights)
+from ddp_spec import (HOOK_SIZES, JOIN_POWERSGD, JOIN_RUNS, JOIN_SIZES, LR, POWERSGD, join_batches, linear_weights,
+                      save, sgd_step)
 
 
 class _DistnnRandom:
@@ -65,11 +63,6 @@ def join_model():
     return nn.Sequential(linear(w1, b1), nn.BatchNorm1d(JOIN_SIZES[1]), nn.ReLU(), linear(w2, b2))
 
 
-def save(out_dir, name, rank, model, losses):
-    params = {f"param.{k}": v.detach().numpy() for k, v in model.state_dict().items()}
-    np.savez(Path(out_dir) / f"torch-{name}-rank{rank}.npz", losses=np.array(losses), **params)
-
-
 def train_hooks(out_dir, steps, names, rank):
     for name in names:
         model = torch.nn.parallel.DistributedDataParallel(hook_model())
@@ -81,15 +74,8 @@ def train_hooks(out_dir, steps, names, rank):
             model.register_comm_hook(powerSGD_hook.PowerSGDState(None, **POWERSGD[name]),
                                      powerSGD_hook.powerSGD_hook)
         opt = torch.optim.SGD(model.parameters(), lr=LR)
-        losses = []
-        for step in range(steps):
-            x, y = batch(rank, step, HOOK_SIZES[0], HOOK_SIZES[-1])
-            opt.zero_grad()
-            loss = F.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y))
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        save(out_dir, name, rank, model.module, losses)
+        losses = [sgd_step(torch, model, opt, rank, step, HOOK_SIZES) for step in range(steps)]
+        save(Path(out_dir) / f"torch-{name}-rank{rank}.npz", model.module, losses)
 
 
 def train_join(out_dir, runs, rank):
@@ -101,16 +87,9 @@ def train_join(out_dir, runs, rank):
         elif hook == "powersgd":
             model.register_comm_hook(powerSGD_hook.PowerSGDState(None, **JOIN_POWERSGD), powerSGD_hook.powerSGD_hook)
         opt = torch.optim.SGD(model.parameters(), lr=LR)
-        losses = []
         with model.join(divide_by_initial_world_size=divide_by_initial_world_size):
-            for step in range(join_batches(rank)):
-                x, y = batch(rank, step, JOIN_SIZES[0], JOIN_SIZES[-1])
-                opt.zero_grad()
-                loss = F.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y))
-                loss.backward()
-                opt.step()
-                losses.append(loss.item())
-        save(out_dir, f"join-{run}", rank, model.module, losses)
+            losses = [sgd_step(torch, model, opt, rank, step, JOIN_SIZES) for step in range(join_batches(rank))]
+        save(Path(out_dir) / f"torch-join-{run}-rank{rank}.npz", model.module, losses)
 
 
 def main():
