@@ -9,8 +9,8 @@ from collections import namedtuple
 from ..autograd.function import Op
 from ..autograd.graph_xp import GraphArray, recording
 from ..tensor import _wrap
-from . import conv_direct
-from .im2col import batch_chunks, layout_for, scratch_array
+from . import conv_direct, conv_grid
+from .im2col import batch_chunks, layout_for, scratch_array, weight_gemm
 from .shape import squeeze, unsqueeze
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"]
@@ -163,6 +163,8 @@ def _conv_forward(xp, x, w, b, geo):
         return conv_direct.pointwise_forward(xp, x, w, b, geo)
     if conv_direct.is_depthwise(x.shape, w.shape, geo):
         return conv_direct.depthwise_forward(xp, x, w, b, geo)
+    if conv_grid.applies(x.shape, w.shape, geo):
+        return conv_grid.forward(xp, x, w, b, geo)
     n, c, h, wd = x.shape
     oc, cg, kh, kw = w.shape
     g = geo.groups
@@ -186,6 +188,8 @@ def _conv_backward(xp, x, w, grad, geo, need_x, need_w, need_b):
         return conv_direct.pointwise_backward(xp, x, w, grad, geo, need_x, need_w, need_b)
     if conv_direct.is_depthwise(x.shape, w.shape, geo):
         return conv_direct.depthwise_backward(xp, x, w, grad, geo, need_x, need_w, need_b)
+    if conv_grid.applies(x.shape, w.shape, geo):
+        return conv_grid.backward(xp, x, w, grad, geo, need_x, need_w, need_b)
     n, c, h, wd = x.shape
     oc, cg, kh, kw = w.shape
     g = geo.groups
@@ -202,7 +206,7 @@ def _conv_backward(xp, x, w, grad, geo, need_x, need_w, need_b):
         if need_w:  # recomputing im2col beat keeping it from forward (KH*KW copies of x)
             xl = layout.enter(xp, x[part], geo.padding, "src")
             col = layout.unfold(xp, xl, (kh, kw), geo.stride, geo.dilation, (oh, ow), "col")
-            gw = _add_into(xp, gw, _weight_gemm(xp, col.reshape(g, cg * kh * kw, -1), gt))
+            gw = _add_into(xp, gw, weight_gemm(xp, col.reshape(g, cg * kh * kw, -1), gt))
         if need_x:
             gcol = scratch_array(xp, "col", (g, cg * kh * kw, gt.shape[-1]), x.dtype)
             xp.matmul(w3.transpose(0, 2, 1), gt, out=gcol)
@@ -210,21 +214,6 @@ def _conv_backward(xp, x, w, grad, geo, need_x, need_w, need_b):
                               geo.stride, geo.dilation, "dst")
             layout.leave(gx[part], dxl, (pt, pl))
     return gx, (gw.reshape(w.shape) if gw is not None else None), g_bias
-
-
-# Below this many output channels per group the weight gradient is computed as
-# (CKK, P) @ (P, OC): OpenBLAS is faster with the short side last (81 vs 54 GF/s
-# for the 32-channel 3x3 layers of a small ResNet), and the transposed copy back
-# is small. For ResNet-18's 512-channel layers that copy cost more than the GEMM.
-_SHORT_SIDE_LAST_CHANNELS = 128
-
-
-def _weight_gemm(xp, col, gt):
-    """A weight gradient's GEMM, (g, OC, CKK) = gt @ col^T; a transposed view of
-    col @ gt^T when OC is small."""
-    if gt.shape[1] < _SHORT_SIDE_LAST_CHANNELS:
-        return xp.matmul(col, gt.transpose(0, 2, 1)).transpose(0, 2, 1)
-    return xp.matmul(gt, col.transpose(0, 2, 1))
 
 
 def _transposed_forward(xp, x, w, b, geo):

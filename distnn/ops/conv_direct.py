@@ -25,7 +25,7 @@ def row_sums(xp, rows):
     return xp.matmul(rows, xp.ones(rows.shape[-1], rows.dtype))
 
 
-def _bias_grad(xp, g):
+def bias_grad(xp, g):
     """The bias gradient of an NCHW output gradient."""
     return row_sums(xp, g.reshape(g.shape[0], g.shape[1], -1)).sum(axis=0)
 
@@ -60,7 +60,7 @@ def pointwise_backward(xp, x, w, g, geo, need_x, need_w, need_b):
     g3 = g.reshape(n, oc, oh * ow)
     gx = gw = g_bias = None
     if need_b:
-        g_bias = _bias_grad(xp, g)
+        g_bias = bias_grad(xp, g)
     if need_w:
         x3 = _sampled(x, geo).reshape(n, c, oh * ow)
         gw = xp.matmul(g3[0], x3[0].T)
@@ -150,7 +150,7 @@ def depthwise_backward(xp, x, w, g, geo, need_x, need_w, need_b):
     padded_w = pl + wd + pr
     gx = gw = g_bias = None
     if need_b:
-        g_bias = _bias_grad(xp, g)
+        g_bias = bias_grad(xp, g)
     if not (need_x or need_w):
         return gx, gw, g_bias
     gl = scratch_array(xp, "gemm", (c, n, oh, m, ow), g.dtype)

@@ -8,6 +8,7 @@ import pytest
 import distnn
 import distnn.nn.functional  # noqa: F401  (makes distnn.nn available as lib.nn)
 import distnn.ops.conv as conv_module
+import distnn.ops.conv_grid as conv_grid
 import distnn.ops.im2col as im2col
 from op_check import check_op, compare_with_torch, make_input, requires_torch
 
@@ -33,13 +34,18 @@ def _call(name, kwargs):
     return fn
 
 
-LAYOUTS = [im2col.BatchLast, im2col.BatchSecond]
+LAYOUTS = [im2col.BatchLast, im2col.BatchSecond, conv_grid.Grid]
 
 
 @pytest.fixture(params=LAYOUTS, ids=lambda layout: layout.__name__)
 def layout(request, monkeypatch):
-    """Every convolution in the test runs in this working layout, whatever the shapes."""
-    monkeypatch.setattr(conv_module, "layout_for", lambda *shape: request.param)
+    """Every convolution in the test runs in this working layout, whatever the shapes;
+    with ``Grid``, every stride-1 one the flat grid can take runs there, however narrow."""
+    if request.param is conv_grid.Grid:
+        monkeypatch.setattr(conv_grid, "_MAX_EXTRA_COLUMNS", float("inf"))
+    else:
+        monkeypatch.setattr(conv_grid, "applies", lambda *shapes: False)
+        monkeypatch.setattr(conv_module, "layout_for", lambda *shape: request.param)
     return request.param
 
 
@@ -176,6 +182,10 @@ def test_partial_requires_grad(layout, requires_grad):
     ((4, 16, 8, 8), (24, 16, 1, 1), {}),  # pointwise: a GEMM per sample
     ((4, 16, 16, 15), (8, 16, 1, 1), {"stride": 2}),
     ((4, 16, 15, 16), (8, 16, 1, 1), {"stride": (1, 3)}),
+    # stride 1 on maps wide enough for the flat grid (a small ResNet's blocks)
+    ((4, 16, 32, 32), (16, 16, 3, 3), {"padding": 1}),
+    ((3, 6, 17, 20), (8, 6, 5, 3), {"padding": (2, 0), "dilation": (1, 2)}),
+    ((2, 8, 14, 16), (8, 4, 4, 4), {"padding": "same", "groups": 2}),
 ])
 def test_conv2d_moderate_shapes_match_torch(layout, x_shape, w_shape, kwargs):
     # the weight gradient sums thousands of float32 products: round-off, not a bug, sets atol
@@ -255,8 +265,26 @@ def test_batch_chunks_and_unpooled_scratch(layout, monkeypatch, setting):
     monkeypatch.setattr(im2col, *setting)
     compare_with_torch(_call("conv2d", {"stride": 2, "padding": 1, "groups": 2}),
                        _inputs((3, 4, 7, 7), (6, 2, 3, 3), 6))
+    compare_with_torch(_call("conv2d", {"padding": (2, 1), "groups": 2}), _inputs((3, 4, 7, 7), (6, 2, 3, 3), 6))
     compare_with_torch(_call("conv_transpose2d", {"stride": 2, "padding": 1, "groups": 2}),
                        _inputs((3, 4, 4, 4), (4, 3, 3, 3), 6))
+
+
+@pytest.mark.parametrize("x_shape,w_shape,kwargs,grid", [
+    ((2, 32, 32, 32), (32, 32, 3, 3), {"padding": 1}, True),
+    ((2, 8, 1, 64), (8, 8, 1, 5), {"padding": (0, 2)}, True),  # conv1d over a long sequence
+    ((2, 32, 32, 32), (32, 32, 3, 3), {"padding": 1, "stride": 2}, False),
+    ((2, 32, 8, 8), (32, 32, 3, 3), {"padding": 1}, False),  # separators would be 27% of the GEMM
+    ((2, 32, 26, 26), (64, 32, 3, 3), {}, False),  # unpadded: 17% of the grid is past the outputs
+    ((2, 32, 8, 8), (32, 1, 3, 3), {"padding": 1, "groups": 32}, True),  # depthwise: the GEMMs are cheap
+    ((2, 32, 32, 32), (32, 32, 3, 3), {"padding": 3}, False),  # padding past the kernel's reach
+    ((2, 32, 32, 32), (32, 32, 1, 1), {}, False),
+])
+def test_flat_grid_takes_stride_one_convolutions_on_wide_maps(x_shape, w_shape, kwargs, grid):
+    geometry = conv_module._check_and_normalise("conv2d", distnn.zeros(*x_shape), distnn.zeros(*w_shape), None,
+                                                kwargs.get("stride", 1), kwargs.get("padding", 0), 1,
+                                                kwargs.get("groups", 1), False, 0, 2)
+    assert conv_grid.applies(x_shape, w_shape, geometry) == grid
 
 
 def test_empty_batch():
