@@ -19,6 +19,7 @@ from . import autograd, ops
 from . import nn, optim, utils
 from . import multiprocessing  # noqa: F401  (registers how shared tensors travel between processes)
 from .serialization import load, save
+from .threads import get_num_threads, set_num_threads
 from . import accelerator, backends, onnx, serialization  # noqa: F401  (torch.accelerator, torch.backends, ...)
 from . import xpu  # noqa: F401  (torch.xpu: no XPU backend, is_available() is False)
 from . import futures  # noqa: F401  (torch.futures)

@@ -8,6 +8,7 @@ from collections import namedtuple
 
 from ..autograd.function import Op
 from ..autograd.graph_xp import GraphArray, recording
+from ..threads import map_chunks
 from ..tensor import _wrap
 from . import conv_direct, conv_grid
 from .im2col import batch_chunks, layout_for, scratch_array, weight_gemm
@@ -173,13 +174,16 @@ def _conv_forward(xp, x, w, b, geo):
     layout = layout_for(c, oc, kw)
     w3 = w.reshape(g, oc // g, cg * kh * kw)
     y = xp.empty((n, oc, oh, ow), x.dtype)
-    for part in batch_chunks(n, c * kh * kw * oh * ow * x.itemsize):
+
+    def convolve(part):
         xl = layout.enter(xp, x[part], geo.padding, "src")
         col = layout.unfold(xp, xl, (kh, kw), geo.stride, geo.dilation, (oh, ow), "col")
         out = scratch_array(xp, "gemm", (g, oc // g, col.shape[-1]), x.dtype)
         xp.matmul(w3, col.reshape(g, cg * kh * kw, -1), out=out)
         _add_bias(xp, out.reshape(oc, -1), b)
         layout.leave(y[part], layout.grid(out, oc, (oh, ow)))
+
+    map_chunks(xp, convolve, batch_chunks(n, c * kh * kw * oh * ow * x.itemsize))
     return y
 
 
@@ -198,21 +202,30 @@ def _conv_backward(xp, x, w, grad, geo, need_x, need_w, need_b):
     layout = layout_for(c, oc, kw)
     w3 = w.reshape(g, oc // g, cg * kh * kw)
     gx = xp.empty(x.shape, x.dtype) if need_x else None
-    gw = g_bias = None
-    for part in batch_chunks(n, c * kh * kw * oh * ow * x.itemsize):
+
+    def gradients(part):
+        """This chunk's (weight, bias) gradient terms; its input gradient goes into gx."""
         gt = layout.enter(xp, grad[part], ((0, 0), (0, 0)), "gemm").reshape(g, oc // g, -1)
+        gw_part = g_bias_part = None
         if need_b:
-            g_bias = _add_into(xp, g_bias, conv_direct.row_sums(xp, gt.reshape(oc, -1)))
+            g_bias_part = conv_direct.row_sums(xp, gt.reshape(oc, -1))
         if need_w:  # recomputing im2col beat keeping it from forward (KH*KW copies of x)
             xl = layout.enter(xp, x[part], geo.padding, "src")
             col = layout.unfold(xp, xl, (kh, kw), geo.stride, geo.dilation, (oh, ow), "col")
-            gw = _add_into(xp, gw, weight_gemm(xp, col.reshape(g, cg * kh * kw, -1), gt))
+            gw_part = weight_gemm(xp, col.reshape(g, cg * kh * kw, -1), gt)
         if need_x:
             gcol = scratch_array(xp, "col", (g, cg * kh * kw, gt.shape[-1]), x.dtype)
             xp.matmul(w3.transpose(0, 2, 1), gt, out=gcol)
             dxl = layout.fold(xp, gcol, c, (kh, kw), (oh, ow), (pt + h + pb, pl + wd + pr),
                               geo.stride, geo.dilation, "dst")
             layout.leave(gx[part], dxl, (pt, pl))
+        return gw_part, g_bias_part
+
+    gw = g_bias = None
+    # summed in batch order, so the result is the same at any thread count
+    for gw_part, g_bias_part in map_chunks(xp, gradients, batch_chunks(n, c * kh * kw * oh * ow * x.itemsize)):
+        gw = _add_into(xp, gw, gw_part) if need_w else None
+        g_bias = _add_into(xp, g_bias, g_bias_part) if need_b else None
     return gx, (gw.reshape(w.shape) if gw is not None else None), g_bias
 
 

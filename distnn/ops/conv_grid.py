@@ -16,6 +16,7 @@ separators, times the input's windows.
 """
 
 from .conv_direct import bias_grad
+from ..threads import map_chunks
 from .im2col import batch_chunks, scratch_array, weight_gemm
 
 # The share of GEMM columns on separators past which im2col.py's layouts are faster:
@@ -95,7 +96,7 @@ def applies(x_shape, w_shape, geo):
     extent = _extent(w_shape, geo)
     if any(p >= e for pads, e in zip(geo.padding, extent) for p in pads):
         return False
-    grid = Grid(1, x_shape[2:], extent, geo.padding)
+    grid = _grid(1, x_shape, w_shape, geo)
     outputs = grid.out_hw[0] * grid.out_hw[1]
     depthwise = 1 < geo.groups == x_shape[1]
     return depthwise or grid.sample <= (1 + _MAX_EXTRA_COLUMNS) * outputs
@@ -106,24 +107,21 @@ def _extent(w_shape, geo):
 
 
 def forward(xp, x, w, b, geo):
-    n, c = x.shape[:2]
     oc, cg, kh, kw = w.shape
     g = geo.groups
-    extent = _extent(w.shape, geo)
     w3 = w.reshape(g, oc // g, cg * kh * kw)
-    y = None
-    for part in batch_chunks(n, c * kh * kw * Grid(1, x.shape[2:], extent, geo.padding).sample * x.itemsize):
-        chunk = x[part]
-        grid = Grid(chunk.shape[0], x.shape[2:], extent, geo.padding)
-        if y is None:
-            y = xp.empty((n, oc) + grid.out_hw, x.dtype)
-        col = grid.unfold(xp, grid.enter(xp, chunk, "src"), (kh, kw), geo.dilation)
+    y = xp.empty((x.shape[0], oc) + _grid(1, x.shape, w.shape, geo).out_hw, x.dtype)
+
+    def convolve(part):
+        grid, col = _windows(xp, x, part, w.shape, geo)
         out = scratch_array(xp, "gemm", (g, oc // g, grid.length), x.dtype)
         xp.matmul(w3, col.reshape(g, cg * kh * kw, -1), out=out)
         out = out.reshape(oc, -1)
         if b is not None:  # while the GEMM result is contiguous and in cache
             xp.add(out, b[:, None], out=out)
         y[part] = grid.outputs(out).transpose(1, 0, 2, 3)
+
+    map_chunks(xp, convolve, _batch_chunks(x, w.shape, geo))
     return y
 
 
@@ -136,17 +134,33 @@ def backward(xp, x, w, grad, geo, need_x, need_w, need_b):
     if need_x:
         gx = forward(xp, grad, _flipped_transposed(xp, w, g), None, _input_grad_geometry(w.shape, geo))
     if need_w:
-        extent = _extent(w.shape, geo)
-        n, c = x.shape[:2]
-        for part in batch_chunks(n, c * kh * kw * Grid(1, x.shape[2:], extent, geo.padding).sample * x.itemsize):
-            chunk = x[part]
-            grid = Grid(chunk.shape[0], x.shape[2:], extent, geo.padding)
-            col = grid.unfold(xp, grid.enter(xp, chunk, "src"), (kh, kw), geo.dilation)
+        def weight_grad(part):
+            grid, col = _windows(xp, x, part, w.shape, geo)
             gt = grid.output_grid(xp, grad[part], "gemm")
-            part_w = weight_gemm(xp, col.reshape(g, cg * kh * kw, -1), gt.reshape(g, oc // g, -1))
-            gw = part_w if gw is None else xp.add(gw, part_w, out=gw)
+            return weight_gemm(xp, col.reshape(g, cg * kh * kw, -1), gt.reshape(g, oc // g, -1))
+
+        parts = map_chunks(xp, weight_grad, _batch_chunks(x, w.shape, geo))
+        gw = parts[0]
+        for part in parts[1:]:  # in batch order, so the sum is the same at any thread count
+            gw += part
         gw = gw.reshape(w.shape)
     return gx, gw, g_bias
+
+
+def _grid(n, x_shape, w_shape, geo):
+    return Grid(n, x_shape[2:], _extent(w_shape, geo), geo.padding)
+
+
+def _batch_chunks(x, w_shape, geo):
+    col_bytes = x.shape[1] * w_shape[2] * w_shape[3] * _grid(1, x.shape, w_shape, geo).sample * x.itemsize
+    return batch_chunks(x.shape[0], col_bytes)
+
+
+def _windows(xp, x, part, w_shape, geo):
+    """The grid of the batch chunk ``x[part]`` and its unfolded windows."""
+    chunk = x[part]
+    grid = _grid(chunk.shape[0], x.shape, w_shape, geo)
+    return grid, grid.unfold(xp, grid.enter(xp, chunk, "src"), w_shape[2:], geo.dilation)
 
 
 def _flipped_transposed(xp, w, groups):

@@ -1,0 +1,160 @@
+"""Intra-op threads: torch's set_num_threads/get_num_threads, map_chunks (order,
+errors, nesting, the BLAS held to one thread while chunks run side by side), and
+convolutions giving bit-identical results at any thread count."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import distnn
+import distnn.nn.functional as F
+from distnn import threads
+
+
+@pytest.fixture
+def two_threads():
+    """Two intra-op threads for the test, whatever the machine's default."""
+    before = distnn.get_num_threads()
+    distnn.set_num_threads(2)
+    yield
+    distnn.set_num_threads(before)
+
+
+needs_openblas = pytest.mark.skipif(threads._openblas().set_global is None,
+                                    reason="numpy's BLAS is not an OpenBLAS whose threads can be set")
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True, None])
+def test_set_num_threads_rejects_what_torch_rejects(bad):
+    with pytest.raises(ValueError, match="positive integer"):
+        distnn.set_num_threads(bad)
+
+
+@needs_openblas
+def test_set_num_threads_sets_the_blas_count_too(two_threads):
+    distnn.set_num_threads(1)
+    assert distnn.get_num_threads() == 1
+    assert threads._openblas().get_global() == 1
+    distnn.set_num_threads(2)
+    assert distnn.get_num_threads() == 2
+    assert threads._openblas().get_global() == 2
+
+
+@needs_openblas
+def test_chunks_run_on_two_threads_in_order_with_single_threaded_blas(two_threads):
+    blas = threads._openblas()
+    seen = []
+
+    def fn(chunk):
+        seen.append((chunk, threading.current_thread().name, blas.get_global()))
+        return chunk * 10
+
+    assert threads.map_chunks(np, fn, list(range(7))) == [0, 10, 20, 30, 40, 50, 60]
+    assert {name for _, name, _ in seen} == {"MainThread", "distnn-intra-op_0"}
+    assert {count for _, _, count in seen} == {1}
+    assert blas.get_global() == 2  # given back after the last chunk
+
+
+def test_one_thread_runs_the_chunks_here_in_order():
+    before = distnn.get_num_threads()
+    distnn.set_num_threads(1)
+    try:
+        names = threads.map_chunks(np, lambda c: (c, threading.current_thread().name), [3, 1, 2])
+    finally:
+        distnn.set_num_threads(before)
+    assert names == [(3, "MainThread"), (1, "MainThread"), (2, "MainThread")]
+
+
+@needs_openblas
+def test_a_failing_chunk_raises_after_every_chunk_has_finished(two_threads):
+    finished = []
+
+    def fn(chunk):
+        if chunk == 3:
+            raise KeyError("chunk 3")
+        finished.append(chunk)
+
+    with pytest.raises(KeyError, match="chunk 3"):
+        threads.map_chunks(np, fn, list(range(6)))
+    assert sorted(finished) == [0, 1, 2, 4, 5]
+    assert threads._openblas().held == 0
+    assert threads._openblas().get_global() == 2
+
+
+@needs_openblas
+def test_nested_calls_in_a_worker_run_there(two_threads):
+    def inner(chunk):
+        return threading.current_thread().name
+
+    def outer(chunk):
+        return threads.map_chunks(np, inner, [0, 1])
+
+    results = threads.map_chunks(np, outer, [0, 1])
+    assert results[1] == ["distnn-intra-op_0"] * 2  # the worker did not wait on its own pool
+
+
+@needs_openblas
+def test_concurrent_callers_leave_the_blas_count_as_it_was(two_threads):
+    barrier = threading.Barrier(3)
+
+    def caller():
+        barrier.wait()
+        for _ in range(20):
+            threads.map_chunks(np, lambda c: c, list(range(4)))
+
+    callers = [threading.Thread(target=caller) for _ in range(3)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join(timeout=60)
+    assert threads._openblas().held == 0
+    assert threads._openblas().get_global() == 2
+
+
+@pytest.mark.parametrize("shape,kwargs", [
+    ((8, 16, 32, 32), {"padding": 1}),  # the flat grid
+    ((8, 16, 32, 32), {"padding": 1, "stride": 2}),  # im2col's working layouts
+    ((8, 16, 8, 8), {"padding": 1}),
+])
+def test_convolutions_are_bit_identical_at_one_and_two_threads(monkeypatch, shape, kwargs):
+    monkeypatch.setattr("distnn.ops.im2col._CHUNK_BYTES", 1 << 16)  # many chunks
+    rng = np.random.default_rng(0)
+    x_np = rng.standard_normal(shape, dtype=np.float32)
+    w_np = rng.standard_normal((24, shape[1], 3, 3), dtype=np.float32)
+    before = distnn.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            distnn.set_num_threads(n)
+            x = distnn.tensor(x_np, requires_grad=True)
+            w = distnn.tensor(w_np, requires_grad=True)
+            y = F.conv2d(x, w, **kwargs)
+            (y * y).sum().backward()
+            results.append([y.detach().numpy(), x.grad.numpy(), w.grad.numpy()])
+    finally:
+        distnn.set_num_threads(before)
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
+
+
+def _chunks_in_child(queue):
+    queue.put(threads.map_chunks(np, lambda c: c + 1, [0, 1, 2, 3]))
+
+
+@needs_openblas
+def test_a_forked_child_makes_its_own_pool(two_threads):
+    import multiprocessing
+    threads.map_chunks(np, lambda c: c, [0, 1])  # the parent's pool exists before the fork
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_chunks_in_child, args=(queue,))
+    child.start()
+    try:
+        assert queue.get(timeout=60) == [1, 2, 3, 4]
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+            child.join()
+    assert child.exitcode == 0
