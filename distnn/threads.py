@@ -63,6 +63,7 @@ _blas = None
 _lock = threading.RLock()
 _num_threads = None
 _pool = None
+_pool_workers = 0
 _in_worker = threading.local()
 
 
@@ -119,13 +120,14 @@ def _hold_blas(blas, delta):
 
 
 def _worker_pool(workers):
-    global _pool
+    global _pool, _pool_workers
     with _lock:
-        if _pool is None or _pool._max_workers != workers:
+        if _pool is None or _pool_workers != workers:
             if _pool is not None:
                 _pool.shutdown(wait=False)
             _pool = ThreadPoolExecutor(workers, thread_name_prefix="distnn-intra-op",
                                        initializer=_mark_worker)
+            _pool_workers = workers
         return _pool
 
 
@@ -144,14 +146,14 @@ if hasattr(os, "register_at_fork"):
 def map_chunks(xp, fn, chunks):
     """``[fn(chunk) for chunk in chunks]``, the chunks spread over ``get_num_threads()``
     threads (this one included) when that is more than one, the arrays are numpy's
-    and the BLAS can be held to one thread per caller. ``fn`` must write only its
-    own chunk's outputs and use thread-local scratch."""
+    and OpenBLAS's thread count can be set. ``fn`` must write only its own chunk's
+    outputs and use thread-local scratch."""
     threads = min(get_num_threads(), len(chunks))
     blas = _openblas()
     if (threads < 2 or xp.__name__ != "numpy" or blas.set_global is None
             or getattr(_in_worker, "active", False)):
         return [fn(chunk) for chunk in chunks]
-    pool = _worker_pool(threads - 1)
+    pool = _worker_pool(get_num_threads() - 1)
     _hold_blas(blas, 1)
     try:
         # this thread takes every `threads`-th chunk from the first; the pool the rest
