@@ -12,7 +12,8 @@
 
 import numpy as np  # host-side index arithmetic only
 
-from .im2col import BatchSecond, _overlap_add, _span, _spans, scratch_array
+from ..threads import map_chunks
+from .im2col import BatchSecond, _overlap_add, _span, _spans, batch_chunks, scratch_array
 
 # Below this many output positions per sample, the per-sample GEMMs are too small
 # and one GEMM over the whole batch in a working layout (conv.py) is faster.
@@ -48,9 +49,15 @@ def _sampled(x, geo):
 def pointwise_forward(xp, x, w, b, geo):
     xs = _sampled(x, geo)
     n, c, oh, ow = xs.shape
-    y = xp.matmul(w.reshape(w.shape[0], c), xs.reshape(n, c, oh * ow))
-    if b is not None:
-        y += b[:, None]
+    w2 = w.reshape(w.shape[0], c)
+    y = xp.empty((n, w.shape[0], oh * ow), x.dtype)
+
+    def convolve(part):
+        xp.matmul(w2, xs[part].reshape(-1, c, oh * ow), out=y[part])
+        if b is not None:
+            y[part] += b[:, None]
+
+    map_chunks(xp, convolve, batch_chunks(n, (c + w.shape[0]) * oh * ow * x.itemsize))
     return y.reshape(n, -1, oh, ow)
 
 
@@ -58,18 +65,33 @@ def pointwise_backward(xp, x, w, g, geo, need_x, need_w, need_b):
     n, oc, oh, ow = g.shape
     c = w.shape[1]
     g3 = g.reshape(n, oc, oh * ow)
+    x3 = _sampled(x, geo)
+    gs = xp.empty((n, c, oh * ow), g.dtype) if need_x else None
+
+    def gradients(part):
+        """This chunk's weight gradient term; its input gradient goes into gs."""
+        gw_part = None
+        if need_w:
+            xs = x3[part].reshape(-1, c, oh * ow)
+            gw_part = xp.matmul(g3[part][0], xs[0].T)
+            term = xp.empty_like(gw_part)
+            for i in range(1, xs.shape[0]):
+                gw_part += xp.matmul(g3[part][i], xs[i].T, out=term)
+        if need_x:
+            xp.matmul(w.reshape(oc, c).T, g3[part], out=gs[part])
+        return gw_part
+
+    parts = map_chunks(xp, gradients, batch_chunks(n, (c + oc) * oh * ow * g.itemsize))
     gx = gw = g_bias = None
     if need_b:
         g_bias = bias_grad(xp, g)
     if need_w:
-        x3 = _sampled(x, geo).reshape(n, c, oh * ow)
-        gw = xp.matmul(g3[0], x3[0].T)
-        part = xp.empty_like(gw)
-        for i in range(1, n):
-            gw += xp.matmul(g3[i], x3[i].T, out=part)
+        gw = parts[0]
+        for part in parts[1:]:  # in batch order, so the sum is the same at any thread count
+            gw += part
         gw = gw.reshape(w.shape)
     if need_x:
-        gs = xp.matmul(w.reshape(oc, c).T, g3).reshape(n, c, oh, ow)
+        gs = gs.reshape(n, c, oh, ow)
         if geo.stride == (1, 1):
             gx = gs
         else:
