@@ -6,7 +6,9 @@ copies of long contiguous runs, and entering and leaving NCHW move whole rows:
 no element-by-element transposes. The price is the separators: the GEMM also
 computes outputs on them, which are dropped: 6% more columns on 32x32 maps with
 padding 1, 13% on 16x16. Past ``_MAX_EXTRA_COLUMNS`` the working layouts of
-``im2col.py`` win, except for depthwise kernels, whose GEMMs are not the cost.
+``im2col.py`` win, except for depthwise kernels, whose GEMMs are not the cost:
+there the grid beat ``conv_direct.py``'s banded GEMM 1.4x on 4x4 maps, 2.6x
+on 16x16 (fwd+bwd, 144-384 channels, batch 32).
 
 The input gradient is itself such a convolution (of the output gradient by the
 flipped, transposed kernel), so backward needs no col2im: its GEMM has
