@@ -11,7 +11,7 @@ from ..autograd.graph_xp import GraphArray, recording
 from ..threads import map_chunks
 from ..tensor import _wrap
 from . import conv_direct, conv_grid
-from .im2col import batch_chunks, layout_for, scratch_array, weight_gemm
+from .im2col import batch_chunks, chunk_sum, layout_for, scratch_array, weight_gemm
 from .shape import squeeze, unsqueeze
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"]
@@ -221,11 +221,8 @@ def _conv_backward(xp, x, w, grad, geo, need_x, need_w, need_b):
             layout.leave(gx[part], dxl, (pt, pl))
         return gw_part, g_bias_part
 
-    gw = g_bias = None
-    # summed in batch order, so the result is the same at any thread count
-    for gw_part, g_bias_part in map_chunks(xp, gradients, batch_chunks(n, c * kh * kw * oh * ow * x.itemsize)):
-        gw = _add_into(xp, gw, gw_part) if need_w else None
-        g_bias = _add_into(xp, g_bias, g_bias_part) if need_b else None
+    parts = map_chunks(xp, gradients, batch_chunks(n, c * kh * kw * oh * ow * x.itemsize))
+    gw, g_bias = chunk_sum(p[0] for p in parts), chunk_sum(p[1] for p in parts)
     return gx, (gw.reshape(w.shape) if gw is not None else None), g_bias
 
 

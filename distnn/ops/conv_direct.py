@@ -14,7 +14,7 @@
 import numpy as np  # host-side index arithmetic only
 
 from ..threads import map_chunks
-from .im2col import BatchSecond, _overlap_add, _span, _spans, batch_chunks, scratch_array
+from .im2col import BatchSecond, _overlap_add, _span, _spans, batch_chunks, chunk_sum, scratch_array
 
 # Below this many output positions per sample, the per-sample GEMMs are too small
 # and one GEMM over the whole batch in a working layout (conv.py) is faster.
@@ -73,11 +73,11 @@ def pointwise_backward(xp, x, w, g, geo, need_x, need_w, need_b):
         """This chunk's weight gradient term; its input gradient goes into gs."""
         gw_part = None
         if need_w:
-            xs = x3[part].reshape(-1, c, oh * ow)
-            gw_part = xp.matmul(g3[part][0], xs[0].T)
+            x_chunk, g_chunk = x3[part].reshape(-1, c, oh * ow), g3[part]
+            gw_part = xp.matmul(g_chunk[0], x_chunk[0].T)
             term = xp.empty_like(gw_part)
-            for i in range(1, xs.shape[0]):
-                gw_part += xp.matmul(g3[part][i], xs[i].T, out=term)
+            for i in range(1, len(x_chunk)):
+                gw_part += xp.matmul(g_chunk[i], x_chunk[i].T, out=term)
         if need_x:
             xp.matmul(w.reshape(oc, c).T, g3[part], out=gs[part])
         return gw_part
@@ -87,10 +87,7 @@ def pointwise_backward(xp, x, w, g, geo, need_x, need_w, need_b):
     if need_b:
         g_bias = bias_grad(xp, g)
     if need_w:
-        gw = parts[0]
-        for part in parts[1:]:  # in batch order, so the sum is the same at any thread count
-            gw += part
-        gw = gw.reshape(w.shape)
+        gw = chunk_sum(parts).reshape(w.shape)
     if need_x:
         gs = gs.reshape(n, c, oh, ow)
         if geo.stride == (1, 1):

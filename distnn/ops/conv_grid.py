@@ -19,7 +19,7 @@ separators, times the input's windows.
 
 from .conv_direct import bias_grad
 from ..threads import map_chunks
-from .im2col import batch_chunks, scratch_array, weight_gemm
+from .im2col import batch_chunks, chunk_sum, scratch_array, weight_gemm
 
 # The share of GEMM columns on separators past which im2col.py's layouts are faster:
 # 13% (16x16 maps, padding 1) still gained 8-20%; the MNIST CNN's unpadded conv2
@@ -141,11 +141,7 @@ def backward(xp, x, w, grad, geo, need_x, need_w, need_b):
             gt = grid.output_grid(xp, grad[part], "gemm")
             return weight_gemm(xp, col.reshape(g, cg * kh * kw, -1), gt.reshape(g, oc // g, -1))
 
-        parts = map_chunks(xp, weight_grad, _batch_chunks(x, w.shape, geo))
-        gw = parts[0]
-        for part in parts[1:]:  # in batch order, so the sum is the same at any thread count
-            gw += part
-        gw = gw.reshape(w.shape)
+        gw = chunk_sum(map_chunks(xp, weight_grad, _batch_chunks(x, w.shape, geo))).reshape(w.shape)
     return gx, gw, g_bias
 
 

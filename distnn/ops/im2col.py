@@ -75,6 +75,17 @@ def batch_chunks(n, col_bytes_per_sample):
     return [slice(i, min(i + step, n)) for i in range(0, n, step)] or [slice(0, 0)]
 
 
+def chunk_sum(parts):
+    """The sum of per-chunk terms (``None`` where a chunk has none), added in batch
+    order whichever thread computed them, so the result is the same at any thread
+    count; ``None`` when there are no terms. Adds into the first term."""
+    total = None
+    for part in parts:
+        if part is not None:
+            total = part if total is None else total.__iadd__(part)
+    return total
+
+
 def _span(start, step, count):
     """The slice that picks ``count`` positions ``start, start + step, ...``."""
     return slice(start, start + step * (count - 1) + 1, step)

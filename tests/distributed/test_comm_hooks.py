@@ -251,13 +251,9 @@ def trained(tmp_path_factory):
     return lambda world_size: _trained(world_size, base)
 
 
-def params(run):
-    return {k: v for k, v in run.items() if k.startswith("param.")}
-
-
 def max_diff(a, b):
-    assert set(params(a)) == set(params(b))
-    return max(float(np.abs(a[k].astype(np.float64) - b[k]).max()) for k in params(a))
+    assert set(ddp_spec.params(a)) == set(ddp_spec.params(b))
+    return max(float(np.abs(a[k].astype(np.float64) - b[k]).max()) for k in ddp_spec.params(a))
 
 
 WORLDS = [2, 3]
@@ -269,7 +265,7 @@ WORLDS = [2, 3]
 def test_every_rank_ends_with_the_same_model(trained, world_size, hook):
     runs = trained(world_size)
     for r in range(1, world_size):
-        for k, v in params(runs["distnn", hook, 0]).items():
+        for k, v in ddp_spec.params(runs["distnn", hook, 0]).items():
             np.testing.assert_array_equal(runs["distnn", hook, r][k], v, err_msg=f"{hook}: rank {r}'s {k}")
 
 
@@ -278,7 +274,7 @@ def test_every_rank_ends_with_the_same_model(trained, world_size, hook):
 def test_allreduce_hook_trains_bit_identically_to_no_hook(trained, world_size):
     runs = trained(world_size)
     hooked, plain = runs["distnn", "allreduce", 0], runs["distnn", "none", 0]
-    for k, v in params(plain).items():
+    for k, v in ddp_spec.params(plain).items():
         np.testing.assert_array_equal(hooked[k], v, err_msg=k)
     np.testing.assert_array_equal(hooked["losses"], plain["losses"])
 
@@ -316,7 +312,7 @@ def test_compressing_hooks_are_exact_at_every_step(trained, world_size, hook):
     runs = trained(world_size)
     into = [runs["distnn", hook, r]["into"] for r in range(world_size)]
     out = [runs["distnn", hook, r]["out"] for r in range(world_size)]
-    assert into[0].shape == (STEPS, sum(v.size for v in params(runs["distnn", hook, 0]).values()))
+    assert into[0].shape == (STEPS, sum(v.size for v in ddp_spec.params(runs["distnn", hook, 0]).values()))
     expect = expected_fp16 if hook == "fp16" else expected_bf16
     for step in range(STEPS):
         for r in range(1, world_size):

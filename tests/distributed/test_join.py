@@ -57,13 +57,9 @@ def trained(tmp_path_factory):
     return lambda world_size: _trained(world_size, base)
 
 
-def state(run):
-    return {k: v for k, v in run.items() if k.startswith("param.")}
-
-
 def assert_close(ours, theirs, atol, what):
-    assert set(state(ours)) == set(state(theirs)), what
-    for k, v in state(theirs).items():
+    assert set(ddp_spec.params(ours)) == set(ddp_spec.params(theirs)), what
+    for k, v in ddp_spec.params(theirs).items():
         np.testing.assert_allclose(ours[k], v, rtol=0, atol=atol, err_msg=f"{what}: {k}")
 
 
@@ -76,11 +72,12 @@ def test_joined_training_matches_one_process(trained, world_size, divide):
     divided by the world size ("initial") or by their number ("active")."""
     runs = trained(world_size)
     for r in range(world_size):
-        for k, v in state(runs["distnn", divide, world_size - 1]).items():
+        for k, v in ddp_spec.params(runs["distnn", divide, world_size - 1]).items():
             np.testing.assert_array_equal(runs["distnn", divide, r][k], v, err_msg=f"rank {r}: {k}")
     assert_close(runs["distnn", divide, 0], runs["reference", divide, 0], 1e-6, f"{divide}, {world_size} ranks")
     other = runs["distnn", "active" if divide == "initial" else "initial", 0]
-    assert any(not np.array_equal(v, other[k]) for k, v in state(runs["distnn", divide, 0]).items() if "weight" in k)
+    ours = ddp_spec.params(runs["distnn", divide, 0])
+    assert any(not np.array_equal(v, other[k]) for k, v in ours.items() if "weight" in k)
 
 
 @pytest.mark.timeout(300)
@@ -90,7 +87,7 @@ def test_joined_ranks_shadow_through_the_comm_hook(trained, world_size):
     hook under join too."""
     runs = trained(world_size)
     for r in range(world_size):
-        for k, v in state(runs["distnn", "initial", r]).items():
+        for k, v in ddp_spec.params(runs["distnn", "initial", r]).items():
             np.testing.assert_array_equal(runs["distnn", "allreduce_hook", r][k], v, err_msg=f"rank {r}: {k}")
 
 

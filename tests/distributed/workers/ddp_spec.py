@@ -65,3 +65,9 @@ def save(path, model, losses, **extra):
     """``model``'s parameters (as ``param.<name>``), the losses and ``extra`` arrays, to ``path``."""
     state = {f"param.{k}": v.detach().numpy() for k, v in model.state_dict().items()}
     np.savez(Path(path), losses=np.array(losses), **state, **extra)
+
+
+def params(run):
+    """The parameters among a loaded ``save`` file's arrays."""
+    return {k: v for k, v in run.items() if k.startswith("param.")}
+
