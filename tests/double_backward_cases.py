@@ -17,7 +17,7 @@ import distnn.nn.functional as F
 from distnn.autograd.function import Op
 from double_backward_inputs import GATHER, MASK, ROWS, SCATTER, apart, case, const, spread, uniform, with_zeros
 from double_backward_nn_cases import (ACTIVATION, CLASSIFICATION_LOSS, CONV, DERIVATIVES, EMBEDDING, LOSS,
-                                      NORMALIZATION, PADDING, POOL, VARIANTS)
+                                      NORMALIZATION, PADDING, POOL, RECURRENT, VARIANTS)
 
 
 def _copy_into_clone(x, y):
@@ -270,7 +270,7 @@ REFUSING = [
 ]
 
 CASES = (ACTIVATION + CLASSIFICATION_LOSS + CONV + CONVERSION + ELEMENTWISE + EMBEDDING + GATHER_SCATTER
-         + INDEX + JOIN + LINALG + LOSS + MINMAX + NORMALIZATION + PADDING + POOL + REDUCE + SCAN + SHAPE
+         + INDEX + JOIN + LINALG + LOSS + MINMAX + NORMALIZATION + PADDING + POOL + RECURRENT + REDUCE + SCAN + SHAPE
          + SORTING + VARIANTS + DERIVATIVES + REFUSING)
 
 # float32 round off (~1e-7) over a 1e-6 step would swamp the difference quotient

@@ -1,11 +1,12 @@
 """Double-backward cases for the ops behind ``nn.functional`` (activation,
-classification loss, conv, embedding, loss, normalization, padding, pool), variants
+classification loss, conv, embedding, loss, normalization, padding, pool, recurrent), variants
 that take other code paths, and first derivatives differentiated again. Collected
 into ``CASES`` by ``double_backward_cases``, which describes the case format.
 """
 
 import distnn
 import distnn.nn.functional as F
+from distnn.ops.recurrent import gru_layer, lstm_layer
 from double_backward_inputs import (EMBED_IDX, LABELS, LABELS_4D, MASK, ROWS, apart, case, const, const64, spread,
                                     uniform, with_zeros)
 
@@ -156,6 +157,13 @@ POOL = [
          uniform((1, 1, 4, 4), 323)),
     case("adaptive_avg_pool2d", lambda x: F.adaptive_avg_pool2d(x, (2, 2)) ** 2, uniform((1, 1, 3, 3), 324)),
     case("adaptive_max_pool2d", lambda x: F.adaptive_max_pool2d(x, 2) ** 2, spread((1, 2, 3, 3), 325)),
+]
+
+RECURRENT = [
+    case("lstm_layer", lambda xw, h, c, w, b: lstm_layer(xw, h, c, w, b)[0], uniform((2, 1, 8), 480),
+         uniform((1, 2), 481), uniform((1, 2), 482), uniform((8, 2), 483), uniform((8,), 484)),
+    case("gru_layer_batch_first_reverse", lambda xw, h, w, b: gru_layer(xw, h, w, b, time_dim=1, reverse=True)[0],
+         uniform((1, 2, 6), 485), uniform((1, 2), 486), uniform((6, 2), 487), uniform((6,), 488)),
 ]
 
 # Variants that take other code paths: unbatched, non-contiguous, broadcast, odd geometry,

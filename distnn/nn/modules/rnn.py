@@ -2,8 +2,10 @@
 from differentiable ops with PyTorch's parameter names, gate order and shapes.
 
 Each layer projects the input of every time step in one GEMM before the loop,
-so a step only multiplies the hidden state. Sequences stay in the caller's
-layout (time is dim 1 with ``batch_first``), so no transposes are needed.
+so a step only multiplies the hidden state; LSTM (without projections) and GRU
+layers then run as one op over the whole sequence (``ops/recurrent.py``).
+Sequences stay in the caller's layout (time is dim 1 with ``batch_first``), so
+no transposes are needed.
 """
 
 import math
@@ -12,6 +14,7 @@ import warnings
 
 from ... import creation
 from ...ops.join import cat, stack
+from ...ops.recurrent import gru_layer, lstm_layer
 from ...tensor import Tensor
 from .. import functional as F
 from .. import init
@@ -59,7 +62,13 @@ def _run_direction(mode, x, time_dim, h, c, weights, reverse):
     """One layer in one direction over the whole sequence: (outputs stacked along
     ``time_dim``, final h, final c). ``weights`` is (w_ih, w_hh, b_ih, b_hh, w_hr)."""
     w_ih, w_hh, b_ih, b_hh, w_hr = weights
-    steps = F.linear(x, w_ih, b_ih).unbind(time_dim)
+    xw = F.linear(x, w_ih, b_ih)
+    if mode == "LSTM" and w_hr is None:
+        return lstm_layer(xw, h, c, w_hh, b_hh, time_dim, reverse)
+    if mode == "GRU":
+        out, h = gru_layer(xw, h, w_hh, b_hh, time_dim, reverse)
+        return out, h, c
+    steps = xw.unbind(time_dim)
     order = range(len(steps) - 1, -1, -1) if reverse else range(len(steps))
     outputs = [None] * len(steps)
     if mode == "LSTM":

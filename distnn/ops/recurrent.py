@@ -1,0 +1,159 @@
+"""Whole-sequence LSTM and GRU layers, one op each: the time loop runs on raw arrays,
+so a step costs one small GEMM and a few array passes rather than a dozen recorded
+ops, and backward forms the hidden weights' gradient in one GEMM over all steps.
+
+Forward follows ATen's CPU cells term by term, as the composed cells in
+``nn/modules/rnn.py`` do (same values). Backward is written on ``xp`` so that it
+also runs on GraphArrays for double backward; there the gate activations, which
+forward kept as plain arrays (constants to the graph), are recomputed from the
+inputs first.
+"""
+
+from ..autograd.function import Op
+from ..autograd.graph_xp import recording
+from .activation import _sigmoid
+
+__all__ = ["lstm_layer", "gru_layer"]
+
+
+def _order(steps, reverse):
+    return range(steps - 1, -1, -1) if reverse else range(steps)
+
+
+def _at(a, t, time_dim):
+    """Step ``t`` of a sequence laid out with time along ``time_dim`` (0 or 1)."""
+    return a[t] if time_dim == 0 else a[:, t]
+
+
+def _hidden_gates(h, w_hh_t, b_hh):
+    """``F.linear(h, w_hh, b_hh)``, given ``w_hh.T`` contiguous: the GEMM, then the bias."""
+    z = h @ w_hh_t
+    return z if b_hh is None else z + b_hh
+
+
+def _lstm_forward(xp, xw, h, c, w_hh, b_hh, time_dim, reverse):
+    """(per step: h_prev, c_prev, i, f, g, o, tanh(c)), the outputs, final h and c."""
+    n = h.shape[-1]
+    steps = [None] * xw.shape[time_dim]
+    outputs = [None] * len(steps)
+    w_hh_t = xp.ascontiguousarray(w_hh.T)  # a small GEMM reads a transposed operand at half speed
+    for t in _order(len(steps), reverse):
+        gates = _hidden_gates(h, w_hh_t, b_hh) + _at(xw, t, time_dim)
+        s = _sigmoid(xp, gates)
+        i, f, o = s[:, :n], s[:, n:2 * n], s[:, 3 * n:]
+        g = xp.tanh(gates[:, 2 * n:3 * n])
+        c_next = f * c + i * g
+        tc = xp.tanh(c_next)
+        steps[t] = (h, c, i, f, g, o, tc)
+        h = outputs[t] = o * tc
+        c = c_next
+    return steps, outputs, h, c
+
+
+def _gru_forward(xp, xw, h, w_hh, b_hh, time_dim, reverse):
+    """(per step: h_prev, r, z, n, the hidden part of n's pre-activation), the outputs, final h."""
+    size = h.shape[-1]
+    steps = [None] * xw.shape[time_dim]
+    outputs = [None] * len(steps)
+    w_hh_t = xp.ascontiguousarray(w_hh.T)
+    for t in _order(len(steps), reverse):
+        x = _at(xw, t, time_dim)
+        hg = _hidden_gates(h, w_hh_t, b_hh)
+        rz = _sigmoid(xp, hg[:, :2 * size] + x[:, :2 * size])
+        r, z = rz[:, :size], rz[:, size:]
+        h_n = hg[:, 2 * size:]
+        n = xp.tanh(x[:, 2 * size:] + h_n * r)
+        steps[t] = (h, r, z, n, h_n)
+        h = outputs[t] = (h - n) * z + n
+    return steps, outputs, h
+
+
+def _weight_grads(xp, ctx, d_hidden, h_prevs):
+    """The hidden weights' and bias's gradients: one GEMM and one sum over all steps,
+    from the gradient of each step's ``h_prev @ w_hh.T + b_hh``."""
+    need_w, need_b = ctx.needs_input_grad[-2:]
+    if not (need_w or need_b):
+        return None, None
+    rows = xp.stack(d_hidden, 0)
+    rows = rows.reshape(-1, rows.shape[-1])
+    d_w = rows.T @ xp.stack(h_prevs, 0).reshape(-1, h_prevs[0].shape[-1]) if need_w else None
+    return d_w, rows.sum(0) if need_b else None
+
+
+class LSTMLayer(Op):
+    """One LSTM layer in one direction over a whole sequence, given the input
+    projection ``xw = x @ w_ih.T + b_ih`` of every step: (outputs, h_n, c_n)."""
+
+    double_backward = True
+
+    @staticmethod
+    def forward(ctx, xw, h0, c0, w_hh, b_hh, time_dim=0, reverse=False):
+        ctx.steps, outputs, h, c = _lstm_forward(ctx.xp, xw, h0, c0, w_hh, b_hh, time_dim, reverse)
+        ctx.time_dim, ctx.reverse = time_dim, reverse
+        ctx.save_for_backward(xw, h0, c0, w_hh, b_hh)
+        return ctx.xp.stack(outputs, time_dim), h, c
+
+    @staticmethod
+    def backward(ctx, g_out, g_h, g_c):
+        xp, time_dim = ctx.xp, ctx.time_dim
+        xw, h0, c0, w_hh, b_hh = ctx.saved_tensors
+        steps = ctx.steps
+        if recording(xw):
+            steps = _lstm_forward(xp, xw, h0, c0, w_hh, b_hh, time_dim, ctx.reverse)[0]
+        dh, dc = g_h, g_c
+        d_gates = [None] * len(steps)
+        for t in _order(len(steps), not ctx.reverse):
+            _, c_prev, i, f, g, o, tc = steps[t]
+            dh = dh + _at(g_out, t, time_dim)
+            dc = dc + dh * o * (1 - tc * tc)
+            d_gates[t] = xp.concatenate([dc * g * (i * (1 - i)), dc * c_prev * (f * (1 - f)),
+                                         dc * i * (1 - g * g), dh * tc * (o * (1 - o))], axis=1)
+            dh = d_gates[t] @ w_hh
+            dc = dc * f
+        d_w, d_b = _weight_grads(xp, ctx, d_gates, [s[0] for s in steps])
+        return xp.stack(d_gates, time_dim), dh, dc, d_w, d_b
+
+
+class GRULayer(Op):
+    """One GRU layer in one direction over a whole sequence, given ``xw`` as for
+    ``LSTMLayer``: (outputs, h_n)."""
+
+    double_backward = True
+
+    @staticmethod
+    def forward(ctx, xw, h0, w_hh, b_hh, time_dim=0, reverse=False):
+        ctx.steps, outputs, h = _gru_forward(ctx.xp, xw, h0, w_hh, b_hh, time_dim, reverse)
+        ctx.time_dim, ctx.reverse = time_dim, reverse
+        ctx.save_for_backward(xw, h0, w_hh, b_hh)
+        return ctx.xp.stack(outputs, time_dim), h
+
+    @staticmethod
+    def backward(ctx, g_out, g_h):
+        xp, time_dim = ctx.xp, ctx.time_dim
+        xw, h0, w_hh, b_hh = ctx.saved_tensors
+        steps = ctx.steps
+        if recording(xw):
+            steps = _gru_forward(xp, xw, h0, w_hh, b_hh, time_dim, ctx.reverse)[0]
+        dh = g_h
+        d_inputs, d_hidden = [None] * len(steps), [None] * len(steps)
+        for t in _order(len(steps), not ctx.reverse):
+            h_prev, r, z, n, h_n = steps[t]
+            dh = dh + _at(g_out, t, time_dim)
+            d_n = dh * (1 - z) * (1 - n * n)
+            d_r = d_n * h_n * (r * (1 - r))
+            d_z = dh * (h_prev - n) * (z * (1 - z))
+            d_inputs[t] = xp.concatenate([d_r, d_z, d_n], axis=1)
+            d_hidden[t] = xp.concatenate([d_r, d_z, d_n * r], axis=1)
+            dh = dh * z + d_hidden[t] @ w_hh
+        d_w, d_b = _weight_grads(xp, ctx, d_hidden, [s[0] for s in steps])
+        return xp.stack(d_inputs, time_dim), dh, d_w, d_b
+
+
+def lstm_layer(xw, h0, c0, w_hh, b_hh, time_dim=0, reverse=False):
+    """(outputs stacked along ``time_dim``, h_n, c_n) of one LSTM layer-direction."""
+    return LSTMLayer.apply(xw, h0, c0, w_hh, b_hh, time_dim=time_dim, reverse=reverse)
+
+
+def gru_layer(xw, h0, w_hh, b_hh, time_dim=0, reverse=False):
+    """(outputs stacked along ``time_dim``, h_n) of one GRU layer-direction."""
+    return GRULayer.apply(xw, h0, w_hh, b_hh, time_dim=time_dim, reverse=reverse)
