@@ -165,3 +165,17 @@ def map_chunks(xp, fn, chunks):
     finally:
         _hold_blas(blas, -1)
     return [mine[i] if i in mine else futures[i].result() for i in range(len(chunks))]
+
+
+_ROW_BLOCK_BYTES = 1 << 20
+
+
+def row_blocks(x):
+    """Slices of about 1 MiB over the rows of ``x`` seen as (rows, last dim): a pass
+    along rows (softmax) taken a block at a time stays in cache, and the blocks
+    spread over threads with ``map_chunks``."""
+    width = x.shape[-1]
+    rows = x.size // width if width else 0
+    per = max(1, _ROW_BLOCK_BYTES // max(1, width * x.itemsize))
+    return [slice(start, start + per) for start in range(0, rows, per)]
+

@@ -1,6 +1,7 @@
 """Intra-op threads: torch's set_num_threads/get_num_threads, map_chunks (order,
 errors, nesting, the BLAS held to one thread while chunks run side by side), and
-convolutions giving bit-identical results at any thread count."""
+convolutions and softmax by row blocks giving bit-identical results at any thread
+count."""
 
 import threading
 
@@ -10,6 +11,7 @@ import pytest
 import distnn
 import distnn.nn.functional as F
 from distnn import threads
+from distnn.ops import activation
 
 
 @pytest.fixture
@@ -136,6 +138,34 @@ def test_convolutions_are_bit_identical_at_one_and_two_threads(monkeypatch, shap
         distnn.set_num_threads(before)
     for one, two in zip(*results):
         np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape", [(300, 70), (3, 50, 70)])
+def test_softmax_by_row_blocks_is_bit_identical_to_the_whole_array(monkeypatch, name, shape):
+    rng = np.random.default_rng(1)
+    x_np = rng.standard_normal(shape, dtype=np.float32) * 4
+    g_np = rng.standard_normal(shape, dtype=np.float32)
+    blocks = []
+    monkeypatch.setattr("distnn.ops.activation._by_rows",
+                        lambda *a, fn=activation._by_rows: blocks.append(a[1]) or fn(*a))
+    monkeypatch.setattr("distnn.threads._ROW_BLOCK_BYTES", 4096)  # several blocks
+    before = distnn.get_num_threads()
+    results = []
+    try:
+        for n, threshold in ((1, float("inf")), (1, 0), (2, 0)):
+            monkeypatch.setattr("distnn.ops.activation._ROWWISE_BYTES", threshold)
+            distnn.set_num_threads(n)
+            x = distnn.tensor(x_np, requires_grad=True)
+            y = getattr(F, name)(x, dim=-1)
+            y.backward(distnn.tensor(g_np))
+            results.append([y.detach().numpy(), x.grad.numpy()])
+    finally:
+        distnn.set_num_threads(before)
+    assert len(blocks) == 4  # forward and backward, in the two runs by blocks
+    for whole, *by_blocks in zip(*results):
+        for b in by_blocks:
+            np.testing.assert_array_equal(whole, b)
 
 
 def _chunks_in_child(queue):

@@ -17,6 +17,7 @@ from ..autograd import grad_mode
 from ..autograd.function import Op
 from ..autograd.graph_xp import GraphArray, recording
 from .._dims import normalize_dim
+from ..threads import map_chunks, row_blocks
 from .elementwise import abs as _abs, add, div, mul, neg, sub
 from .index import getitem
 
@@ -379,14 +380,57 @@ def glu(input, dim=-1):
 
 # --- softmax family ----------------------------------------------------------------------------
 
+# Past a few MiB, softmax along the last dim goes a block of rows at a time (same values):
+# each block's passes then stay in cache, and the blocks share the threads.
+_ROWWISE_BYTES = 4 << 20
+
+
+def _rowwise(dim, *arrays):
+    first = arrays[0]
+    return (all(type(a) is np.ndarray and a.flags.c_contiguous and a.shape == first.shape for a in arrays)
+            and dim == first.ndim - 1 and first.nbytes >= _ROWWISE_BYTES)
+
+
+def _by_rows(xp, fn, out, *arrays):
+    """``fn(xp, out rows, *rows)`` block by block over rows of the last dim; returns ``out``."""
+    rows = [a.reshape(-1, a.shape[-1]) for a in (out, *arrays)]
+    map_chunks(xp, lambda s: fn(xp, *(r[s] for r in rows)), row_blocks(out))
+    return out
+
+
+def _softmax_rows(xp, out, x):
+    xp.subtract(x, x.max(axis=1, keepdims=True), out=out)
+    xp.exp(out, out=out)
+    out /= out.sum(axis=1, keepdims=True)
+
+
+def _softmax_grad_rows(xp, out, g, y):
+    xp.multiply(g, y, out=out)
+    out -= y * out.sum(axis=1, keepdims=True)
+
+
+def _log_softmax_rows(xp, out, x):
+    xp.subtract(x, x.max(axis=1, keepdims=True), out=out)
+    out -= xp.log(xp.exp(out).sum(axis=1, keepdims=True))
+
+
+def _log_softmax_grad_rows(xp, out, g, y):
+    xp.exp(y, out=out)
+    out *= g.sum(axis=1, keepdims=True)
+    xp.subtract(g, out, out=out)
+
+
 class Softmax(Op):
     double_backward = True
 
     @staticmethod
     def forward(ctx, x, dim):
         xp = ctx.xp
-        out = xp.exp(x - x.max(axis=dim, keepdims=True))
-        out /= out.sum(axis=dim, keepdims=True)
+        if _rowwise(dim, x):
+            out = _by_rows(xp, _softmax_rows, xp.empty_like(x), x)
+        else:
+            out = xp.exp(x - x.max(axis=dim, keepdims=True))
+            out /= out.sum(axis=dim, keepdims=True)
         ctx.dim = dim
         ctx.save_for_backward(out)
         return out
@@ -394,6 +438,8 @@ class Softmax(Op):
     @staticmethod
     def backward(ctx, g):
         (out,) = ctx.saved_tensors
+        if _rowwise(ctx.dim, g, out):
+            return _by_rows(ctx.xp, _softmax_grad_rows, ctx.xp.empty_like(g), g, out), None
         gy = g * out
         return gy - out * gy.sum(axis=ctx.dim, keepdims=True), None
 
@@ -404,8 +450,11 @@ class LogSoftmax(Op):
     @staticmethod
     def forward(ctx, x, dim):
         xp = ctx.xp
-        shifted = x - x.max(axis=dim, keepdims=True)
-        out = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
+        if _rowwise(dim, x):
+            out = _by_rows(xp, _log_softmax_rows, xp.empty_like(x), x)
+        else:
+            shifted = x - x.max(axis=dim, keepdims=True)
+            out = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
         ctx.dim = dim
         ctx.save_for_backward(out)
         return out
@@ -413,6 +462,8 @@ class LogSoftmax(Op):
     @staticmethod
     def backward(ctx, g):
         (out,) = ctx.saved_tensors
+        if _rowwise(ctx.dim, g, out):
+            return _by_rows(ctx.xp, _log_softmax_grad_rows, ctx.xp.empty_like(g), g, out), None
         return g - ctx.xp.exp(out) * g.sum(axis=ctx.dim, keepdims=True), None
 
 
