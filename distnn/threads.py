@@ -1,6 +1,6 @@
 """Intra-op threads, as ``torch.set_num_threads`` / ``get_num_threads``: how many
-cores one op may use, and the pool that runs a convolution's batch chunks side
-by side, each chunk's GEMM on single-threaded BLAS.
+cores one op may use, and the pool that runs a convolution's batch chunks (or a
+softmax's row blocks) side by side, each chunk's GEMM on single-threaded BLAS.
 
 Splitting each small GEMM across BLAS threads instead makes every scratch buffer
 one core writes and the other reads change caches once per chunk; on this EPYC
@@ -21,7 +21,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
-__all__ = ["get_num_threads", "set_num_threads", "map_chunks"]
+__all__ = ["get_num_threads", "set_num_threads", "map_chunks", "row_blocks"]
 
 
 class _OpenBLAS:
