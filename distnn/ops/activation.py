@@ -387,36 +387,47 @@ _ROWWISE_BYTES = 4 << 20
 
 def _rowwise(dim, *arrays):
     first = arrays[0]
-    return (all(type(a) is np.ndarray and a.flags.c_contiguous and a.shape == first.shape for a in arrays)
-            and dim == first.ndim - 1 and first.nbytes >= _ROWWISE_BYTES)
+    return (type(first) is np.ndarray and first.nbytes >= _ROWWISE_BYTES and dim == first.ndim - 1
+            and all(type(a) is np.ndarray and a.flags.c_contiguous and a.shape == first.shape for a in arrays))
 
 
 def _by_rows(xp, fn, out, *arrays):
-    """``fn(xp, out rows, *rows)`` block by block over rows of the last dim; returns ``out``."""
+    """``fn(xp, out rows, *rows, 1)`` block by block over rows of the last dim; returns ``out``."""
     rows = [a.reshape(-1, a.shape[-1]) for a in (out, *arrays)]
-    map_chunks(xp, lambda s: fn(xp, *(r[s] for r in rows)), row_blocks(out))
+    map_chunks(xp, lambda s: fn(xp, *(r[s] for r in rows), 1), row_blocks(out))
     return out
 
 
-def _softmax_rows(xp, out, x):
-    xp.subtract(x, x.max(axis=1, keepdims=True), out=out)
+def _along(xp, fn, dim, *arrays):
+    """``fn(xp, out, *arrays, dim)`` into a fresh ``out``: by row blocks when that pays."""
+    out = xp.empty_like(arrays[0])
+    if _rowwise(dim, *arrays):
+        return _by_rows(xp, fn, out, *arrays)
+    fn(xp, out, *arrays, dim)
+    return out
+
+
+# The formulas on arrays, written into ``out``; graph mode (double backward) runs the
+# out-of-place forms in the backward methods.
+def _softmax_into(xp, out, x, dim):
+    xp.subtract(x, x.max(axis=dim, keepdims=True), out=out)
     xp.exp(out, out=out)
-    out /= out.sum(axis=1, keepdims=True)
+    out /= out.sum(axis=dim, keepdims=True)
 
 
-def _softmax_grad_rows(xp, out, g, y):
+def _softmax_grad_into(xp, out, g, y, dim):
     xp.multiply(g, y, out=out)
-    out -= y * out.sum(axis=1, keepdims=True)
+    out -= y * out.sum(axis=dim, keepdims=True)
 
 
-def _log_softmax_rows(xp, out, x):
-    xp.subtract(x, x.max(axis=1, keepdims=True), out=out)
-    out -= xp.log(xp.exp(out).sum(axis=1, keepdims=True))
+def _log_softmax_into(xp, out, x, dim):
+    xp.subtract(x, x.max(axis=dim, keepdims=True), out=out)
+    out -= xp.log(xp.exp(out).sum(axis=dim, keepdims=True))
 
 
-def _log_softmax_grad_rows(xp, out, g, y):
+def _log_softmax_grad_into(xp, out, g, y, dim):
     xp.exp(y, out=out)
-    out *= g.sum(axis=1, keepdims=True)
+    out *= g.sum(axis=dim, keepdims=True)
     xp.subtract(g, out, out=out)
 
 
@@ -425,12 +436,7 @@ class Softmax(Op):
 
     @staticmethod
     def forward(ctx, x, dim):
-        xp = ctx.xp
-        if _rowwise(dim, x):
-            out = _by_rows(xp, _softmax_rows, xp.empty_like(x), x)
-        else:
-            out = xp.exp(x - x.max(axis=dim, keepdims=True))
-            out /= out.sum(axis=dim, keepdims=True)
+        out = _along(ctx.xp, _softmax_into, dim, x)
         ctx.dim = dim
         ctx.save_for_backward(out)
         return out
@@ -438,8 +444,8 @@ class Softmax(Op):
     @staticmethod
     def backward(ctx, g):
         (out,) = ctx.saved_tensors
-        if _rowwise(ctx.dim, g, out):
-            return _by_rows(ctx.xp, _softmax_grad_rows, ctx.xp.empty_like(g), g, out), None
+        if not (recording(g) or recording(out)):
+            return _along(ctx.xp, _softmax_grad_into, ctx.dim, g, out), None
         gy = g * out
         return gy - out * gy.sum(axis=ctx.dim, keepdims=True), None
 
@@ -449,12 +455,7 @@ class LogSoftmax(Op):
 
     @staticmethod
     def forward(ctx, x, dim):
-        xp = ctx.xp
-        if _rowwise(dim, x):
-            out = _by_rows(xp, _log_softmax_rows, xp.empty_like(x), x)
-        else:
-            shifted = x - x.max(axis=dim, keepdims=True)
-            out = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
+        out = _along(ctx.xp, _log_softmax_into, dim, x)
         ctx.dim = dim
         ctx.save_for_backward(out)
         return out
@@ -462,8 +463,8 @@ class LogSoftmax(Op):
     @staticmethod
     def backward(ctx, g):
         (out,) = ctx.saved_tensors
-        if _rowwise(ctx.dim, g, out):
-            return _by_rows(ctx.xp, _log_softmax_grad_rows, ctx.xp.empty_like(g), g, out), None
+        if not (recording(g) or recording(out)):
+            return _along(ctx.xp, _log_softmax_grad_into, ctx.dim, g, out), None
         return g - ctx.xp.exp(out) * g.sum(axis=ctx.dim, keepdims=True), None
 
 
