@@ -40,7 +40,8 @@ LAYOUTS = [im2col.BatchLast, im2col.BatchSecond, conv_grid.Grid]
 @pytest.fixture(params=LAYOUTS, ids=lambda layout: layout.__name__)
 def layout(request, monkeypatch):
     """Every convolution in the test runs in this working layout, whatever the shapes;
-    with ``Grid``, every stride-1 one the flat grid can take runs there, however narrow."""
+    with ``Grid``, every one the flat grids can take (stride 1, or strided on phase
+    grids) runs there, however narrow."""
     if request.param is conv_grid.Grid:
         monkeypatch.setattr(conv_grid, "_MAX_EXTRA_COLUMNS", float("inf"))
     else:
@@ -273,18 +274,41 @@ def test_batch_chunks_and_unpooled_scratch(layout, monkeypatch, setting):
 @pytest.mark.parametrize("x_shape,w_shape,kwargs,grid", [
     ((2, 32, 32, 32), (32, 32, 3, 3), {"padding": 1}, True),
     ((2, 8, 1, 64), (8, 8, 1, 5), {"padding": (0, 2)}, True),  # conv1d over a long sequence
-    ((2, 32, 32, 32), (32, 32, 3, 3), {"padding": 1, "stride": 2}, False),
+    ((2, 32, 32, 32), (32, 32, 3, 3), {"padding": 1, "stride": 2}, True),  # phase grids: 13% separators
+    ((2, 32, 8, 8), (32, 32, 3, 3), {"padding": 1, "stride": 2}, False),  # 56%
+    ((2, 3, 64, 64), (64, 3, 7, 7), {"padding": 3, "stride": 2}, False),  # ResNet's stem: 20%
+    ((2, 96, 8, 8), (96, 1, 3, 3), {"padding": 1, "stride": 2, "groups": 96}, True),  # depthwise
     ((2, 32, 8, 8), (32, 32, 3, 3), {"padding": 1}, False),  # separators would be 27% of the GEMM
     ((2, 32, 26, 26), (64, 32, 3, 3), {}, False),  # unpadded: 17% of the grid is past the outputs
     ((2, 32, 8, 8), (32, 1, 3, 3), {"padding": 1, "groups": 32}, True),  # depthwise: the GEMMs are cheap
     ((2, 32, 32, 32), (32, 32, 3, 3), {"padding": 3}, False),  # padding past the kernel's reach
     ((2, 32, 32, 32), (32, 32, 1, 1), {}, False),
 ])
-def test_flat_grid_takes_stride_one_convolutions_on_wide_maps(x_shape, w_shape, kwargs, grid):
+def test_flat_grid_takes_convolutions_on_wide_maps(x_shape, w_shape, kwargs, grid):
     geometry = conv_module._check_and_normalise("conv2d", distnn.zeros(*x_shape), distnn.zeros(*w_shape), None,
                                                 kwargs.get("stride", 1), kwargs.get("padding", 0), 1,
                                                 kwargs.get("groups", 1), False, 0, 2)
     assert conv_grid.applies(x_shape, w_shape, geometry) == grid
+
+
+@requires_torch
+@pytest.mark.parametrize("x_shape,w_shape,kwargs", [
+    ((2, 3, 9, 11), (3, 1, 3, 3), {"stride": 2, "padding": 1, "groups": 3}),
+    ((2, 2, 10, 9), (6, 1, 2, 3), {"stride": (3, 2), "padding": (0, 2), "groups": 2}),  # multiplier 3
+    ((1, 2, 11, 10), (2, 1, 3, 2), {"stride": 3, "dilation": 2, "padding": 1, "groups": 2}),
+    ((2, 2, 7, 7), (2, 1, 2, 2), {"stride": 3, "groups": 2}),  # pixels no tap reads: zero gradient
+    ((2, 2, 5, 6), (2, 1, 3, 3), {"stride": 2, "padding": 3, "groups": 2}),  # padding past the reach
+    ((2, 3, 12, 12), (4, 3, 3, 3), {"stride": 2, "padding": 1}),
+    ((2, 4, 9, 8), (6, 2, 5, 3), {"stride": (2, 3), "padding": (2, 1), "groups": 2}),
+])
+def test_phase_grids_match_torch(monkeypatch, x_shape, w_shape, kwargs):
+    """Strided convolutions on phase grids, whatever their separators."""
+    monkeypatch.setattr(conv_grid, "_MAX_EXTRA_COLUMNS", float("inf"))
+    geometry = conv_module._check_and_normalise(
+        "conv2d", distnn.zeros(*x_shape), distnn.zeros(*w_shape), None, kwargs["stride"], kwargs.get("padding", 0),
+        kwargs.get("dilation", 1), kwargs.get("groups", 1), False, 0, 2)
+    assert conv_grid.applies(x_shape, w_shape, geometry)
+    compare_with_torch(_call("conv2d", kwargs), _inputs(x_shape, w_shape, w_shape[0]))
 
 
 def test_empty_batch():
