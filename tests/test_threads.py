@@ -4,6 +4,7 @@ convolutions and softmax by row blocks giving bit-identical results at any threa
 count."""
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -50,6 +51,7 @@ def test_chunks_run_on_two_threads_in_order_with_single_threaded_blas(two_thread
 
     def fn(chunk):
         seen.append((chunk, threading.current_thread().name, blas.get_global()))
+        time.sleep(0.02)  # long enough for the worker to wake and take chunks too
         return chunk * 10
 
     assert threads.map_chunks(np, fn, list(range(7))) == [0, 10, 20, 30, 40, 50, 60]
@@ -133,6 +135,28 @@ def test_convolutions_are_bit_identical_at_one_and_two_threads(monkeypatch, shap
             w = distnn.tensor(w_np, requires_grad=True)
             y = F.conv2d(x, w, **kwargs)
             (y * y).sum().backward()
+            results.append([y.detach().numpy(), x.grad.numpy(), w.grad.numpy()])
+    finally:
+        distnn.set_num_threads(before)
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
+
+
+def test_batch_norm_by_sample_blocks_is_bit_identical_at_one_and_two_threads(monkeypatch):
+    monkeypatch.setattr("distnn.ops.normalization._BN_BLOCKED_MIN_BYTES", 0)
+    monkeypatch.setattr("distnn.ops.normalization._BN_BLOCK_BYTES", 1)  # a block per sample
+    rng = np.random.default_rng(2)
+    x_np = rng.standard_normal((9, 6, 5, 5), dtype=np.float32) + 3
+    g_np = rng.standard_normal(x_np.shape, dtype=np.float32)
+    before = distnn.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            distnn.set_num_threads(n)
+            x = distnn.tensor(x_np, requires_grad=True)
+            w = distnn.ones(6, requires_grad=True)
+            y = F.batch_norm(x, None, None, w, None, training=True)
+            y.backward(distnn.tensor(g_np))
             results.append([y.detach().numpy(), x.grad.numpy(), w.grad.numpy()])
     finally:
         distnn.set_num_threads(before)

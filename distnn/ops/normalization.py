@@ -15,7 +15,9 @@ from ..tensor import _wrap
 from ..autograd.function import Op
 from ..autograd.graph_xp import recording
 from .._dims import normalize_dim
+from ..threads import map_chunks
 from .elementwise import add, div, mul
+from .im2col import chunk_sum, scratch_array
 
 __all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm", "normalize", "dropout",
            "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout"]
@@ -86,6 +88,97 @@ def _update_running(stat, batch_value, momentum):
         data += momentum * batch_value.reshape(data.shape).astype(data.dtype, copy=False)
 
 
+# Batch norm over big plain arrays goes a block of samples at a time, each block
+# small enough to stay in a core's cache between its passes: forward reads the
+# input twice (moments; then xhat and the affine output), backward reads the
+# gradient and xhat twice. The whole-array forms read and write every temporary
+# through memory: 8.5 ms a pass each way on MobileNet's 12.6 MB activations.
+_BN_BLOCK_BYTES = 512 << 10
+_BN_BLOCKED_MIN_BYTES = 2 << 20
+
+
+def _sample_blocks(xp, *arrays):
+    """Slices of about ``_BN_BLOCK_BYTES`` over the batch of plain C-contiguous numpy
+    arrays past ``_BN_BLOCKED_MIN_BYTES``; None where the whole-array forms run."""
+    x = arrays[0]
+    if (xp.__name__ != "numpy" or not all(_one_pass(a) and a.flags.c_contiguous for a in arrays)
+            or x.ndim < 2 or x.nbytes < _BN_BLOCKED_MIN_BYTES):
+        return None
+    per = max(1, _BN_BLOCK_BYTES // max(1, x[0].nbytes))
+    return [slice(i, i + per) for i in range(0, x.shape[0], per)]
+
+
+def _by_channel(a):
+    return a.reshape(a.shape[0], a.shape[1], -1)
+
+
+def _blocked_batch_norm(xp, x, weight, bias, eps, blocks):
+    """Training batch norm by sample blocks: each block's mean and squared deviations,
+    combined in block order as Chan et al.'s parallel variance (stable, and the
+    same at any thread count), then xhat and the output block by block.
+    Returns (output, xhat, mean, var, invstd), the statistics shaped (1, C, 1...)."""
+    shape = _channel_shape(x.ndim)
+
+    def moments(part):
+        xb = _by_channel(x[part])
+        count = xb.shape[0] * xb.shape[2]
+        mean = xp.einsum("nck->c", xb) / count
+        dev = scratch_array(xp, "bn", xb.shape, x.dtype)
+        xp.subtract(xb, mean[:, None], out=dev)
+        return count, mean, _channel_dot(xp, dev, dev)
+
+    (count, mean, m2), *rest = map_chunks(xp, moments, blocks)
+    for count_b, mean_b, m2_b in rest:
+        delta, total = mean_b - mean, count + count_b
+        mean = mean + delta * (count_b / total)
+        m2 = m2 + m2_b + delta * delta * (count * count_b / total)
+        count = total
+    var = (m2 / count).reshape(shape)
+    mean = mean.reshape(shape)
+    invstd = 1 / xp.sqrt(var + eps)
+    xhat, out = xp.empty_like(x), xp.empty_like(x)
+
+    def normalize(part):
+        xp.subtract(x[part], mean, out=xhat[part])
+        xhat[part] *= invstd
+        if weight is None:
+            out[part] = xhat[part]
+        else:
+            xp.multiply(xhat[part], weight.reshape(shape), out=out[part])
+        if bias is not None:
+            out[part] += bias.reshape(shape)
+
+    map_chunks(xp, normalize, blocks)
+    return out, xhat, mean, var, invstd
+
+
+def _blocked_batch_norm_backward(xp, g, xhat, scale, need_input, blocks):
+    """(grad_input or None, sum of g*xhat, sum of g) per channel, by sample blocks."""
+    def sums(part):
+        gb = _by_channel(g[part])
+        return xp.einsum("nck->c", gb), _channel_dot(xp, gb, _by_channel(xhat[part]))
+
+    parts = map_chunks(xp, sums, blocks)
+    sum_g, sum_gx = chunk_sum(p[0] for p in parts), chunk_sum(p[1] for p in parts)
+    if not need_input:
+        return None, sum_gx, sum_g
+    shape, m = _channel_shape(g.ndim), g.size // g.shape[1]
+    scale = scale.reshape(shape)
+    k, c = scale * (sum_gx / m).reshape(shape), scale * (sum_g / m).reshape(shape)
+    grad_input = xp.empty_like(g)
+
+    def input_grad(part):
+        # g*scale - xhat*(scale*mean(g*xhat)) - scale*mean(g)
+        gi = grad_input[part]
+        xp.multiply(g[part], scale, out=gi)
+        term = scratch_array(xp, "bn", gi.shape, gi.dtype)
+        gi -= xp.multiply(xhat[part], k, out=term)
+        gi -= c
+
+    map_chunks(xp, input_grad, blocks)
+    return grad_input, sum_gx, sum_g
+
+
 class NativeBatchNorm(Op):
     """Batch norm over every dim but the channel dim 1; batch statistics in training,
     the running ones otherwise."""
@@ -98,17 +191,22 @@ class NativeBatchNorm(Op):
         xp = ctx.xp
         axes = (0,) + tuple(range(2, input.ndim))
         shape = _channel_shape(input.ndim)
-        if training:
+        blocks = _sample_blocks(xp, input) if training else None
+        out = None
+        if blocks:
+            out, xhat, mean, var, invstd = _blocked_batch_norm(xp, input, weight, bias, eps, blocks)
+        elif training:
             xhat, mean, var, invstd = _standardize(xp, input, axes, eps, channel_first=True)
-            n = input.size // input.shape[1]
-            _update_running(running_mean, mean, momentum)
-            _update_running(running_var, var * (n / (n - 1)), momentum)
         else:
             invstd = 1 / xp.sqrt(running_var._data.reshape(shape) + eps)
             xhat = (input - running_mean._data.reshape(shape)) * invstd
+        if training:
+            n = input.size // input.shape[1]
+            _update_running(running_mean, mean, momentum)
+            _update_running(running_var, var * (n / (n - 1)), momentum)
         ctx.save_for_backward(xhat, invstd, weight, input)
         ctx.axes, ctx.training, ctx.eps = axes, training, eps
-        return _affine(xhat, weight, bias, shape)
+        return _affine(xhat, weight, bias, shape) if out is None else out
 
     @staticmethod
     def backward(ctx, g):
@@ -119,6 +217,13 @@ class NativeBatchNorm(Op):
                 xhat, _, _, invstd = _standardize(ctx.xp, input, ctx.axes, ctx.eps)
             else:  # affine in the input: the saved value, with the input's derivative
                 xhat = xhat + (input - input.t._data) * invstd
+        blocks = _sample_blocks(ctx.xp, g, xhat) if ctx.training else None
+        if blocks:
+            scale = invstd if weight is None else invstd * weight.reshape(shape)
+            grad_input, sum_gx, sum_g = _blocked_batch_norm_backward(ctx.xp, g, xhat, scale,
+                                                                     ctx.needs_input_grad[0], blocks)
+            return (grad_input, sum_gx if ctx.needs_input_grad[1] else None,
+                    sum_g if ctx.needs_input_grad[2] else None)
         sum_g = g.sum(axis=ctx.axes, keepdims=True)
         plain = _one_pass(g) and _one_pass(xhat)
         if plain:  # one pass, no (g * xhat) temporary

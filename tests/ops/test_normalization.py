@@ -32,6 +32,45 @@ def test_batch_norm(shape, training, affine):
              [make_input(shape, low=-2, high=2)] + stats + params, requires_grad=[True, False, False, True, True])
 
 
+@pytest.fixture
+def bn_by_blocks(monkeypatch):
+    """Batch norm by sample blocks (as on big activations), one or two samples a block."""
+    monkeypatch.setattr("distnn.ops.normalization._BN_BLOCKED_MIN_BYTES", 0)
+    monkeypatch.setattr("distnn.ops.normalization._BN_BLOCK_BYTES", 1)
+    blocked = []
+    monkeypatch.setattr("distnn.ops.normalization._blocked_batch_norm_backward",
+                        lambda *a, fn=distnn.ops.normalization._blocked_batch_norm_backward: blocked.append(1) or fn(*a))
+    return blocked
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 4, 5), (5, 3)])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_by_sample_blocks(bn_by_blocks, shape, affine):
+    c = shape[1]
+    params = [make_input((c,), positive=True, seed=5), make_input((c,), seed=6)] if affine else [None, None]
+    check_op(lambda lib, x, w, b: F(lib).batch_norm(x, None, None, w, b, training=True),
+             [make_input(shape, low=-2, high=2)] + params, requires_grad=[True, affine, affine])
+    assert bn_by_blocks
+
+
+@requires_torch
+def test_batch_norm_by_sample_blocks_keeps_float32_statistics_exact(bn_by_blocks):
+    """Blocks' moments combined (Chan et al.), far from zero mean: torch's values and running stats."""
+    x = (make_input((6, 4, 5, 7), seed=2) + 300).astype(np.float32)
+    g = make_input(x.shape, seed=3).astype(np.float32)
+    results = []
+    for lib in (distnn, torch):
+        stats = [lib.zeros(4), lib.ones(4)]
+        xt = lib.tensor(x, requires_grad=True)
+        w = lib.tensor(make_input((4,), positive=True, seed=5).astype(np.float32), requires_grad=True)
+        out = F(lib).batch_norm(xt, *stats, w, None, training=True, momentum=0.5)
+        out.backward(lib.tensor(g))
+        results.append([out.detach().numpy(), xt.grad.numpy(), w.grad.numpy()] + [s.numpy() for s in stats])
+    for ours, theirs in zip(*results):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=2e-4)
+    assert bn_by_blocks
+
+
 @pytest.mark.parametrize("shape", BN_SHAPES)
 def test_batch_norm_without_running_stats(shape):
     check_op(lambda lib, x, w: F(lib).batch_norm(x, None, None, w, None, training=True),
