@@ -1,5 +1,5 @@
 """The contract with workers: the environment each one starts with (ranks,
-rendezvous address, job token, run id, restart count, BLAS thread caps), the
+rendezvous address, job token, run id, restart count, BLAS thread caps and idle spin), the
 job token itself, and the free port rank 0 will serve the store on.
 """
 
@@ -9,6 +9,9 @@ import socket
 
 TOKEN_VAR = "DISTNN_JOB_TOKEN"  # distnn.distributed reads exactly this name
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# OpenBLAS's idle threads spin 2**20 cycles, not 2**28, after a threaded call (why:
+# distnn/threads.py, which sets the same when numpy is not loaded before distnn)
+BLAS_SPIN = ("OPENBLAS_THREAD_TIMEOUT", "20")
 
 
 def new_token():
@@ -57,6 +60,7 @@ def worker_env(base, cfg, local_rank, *, restart_count, master_port, token, erro
     threads = str(threads_per_worker(cfg.workers))
     for var in THREAD_VARS:
         env.setdefault(var, threads)
+    env.setdefault(*BLAS_SPIN)  # in case the program loads numpy before distnn
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 

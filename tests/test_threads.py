@@ -1,8 +1,11 @@
-"""Intra-op threads: torch's set_num_threads/get_num_threads, map_chunks (order,
+"""Intra-op threads: torch's set_num_threads/get_num_threads, OpenBLAS's idle spin set at import, map_chunks (order,
 errors, nesting, the BLAS held to one thread while chunks run side by side), and
 convolutions and softmax by row blocks giving bit-identical results at any thread
 count."""
 
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -42,6 +45,30 @@ def test_set_num_threads_sets_the_blas_count_too(two_threads):
     distnn.set_num_threads(2)
     assert distnn.get_num_threads() == 2
     assert threads._openblas().get_global() == 2
+
+
+_SPIN_PROBE = """
+import os, sys
+{first}
+from distnn import threads
+lib = threads._OpenBLAS._load()
+print(lib.openblas_thread_timeout(), os.environ.get("OPENBLAS_THREAD_TIMEOUT"))
+"""
+
+
+@pytest.mark.skipif(getattr(threads._OpenBLAS._load(), "openblas_thread_timeout", None) is None,
+                    reason="numpy's BLAS does not report its idle spin")
+@pytest.mark.parametrize("first,env,expected", [
+    ("import distnn", {}, "20 None"),  # set for the load, then removed from the environment
+    ("import numpy, distnn", {}, "0 None"),  # numpy loaded first: OpenBLAS's default stands
+    ("import distnn", {"OPENBLAS_THREAD_TIMEOUT": "7"}, "7 7"),  # the user's own setting stands
+])
+def test_import_shortens_openblas_idle_spin(first, env, expected):
+    base = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    proc = subprocess.run([sys.executable, "-c", _SPIN_PROBE.format(first=first)], env={**base, **env},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-2:] == expected.split()
 
 
 @needs_openblas

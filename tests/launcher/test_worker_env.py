@@ -55,6 +55,11 @@ def test_blas_threads_capped_unless_the_user_set_them():
     assert env["MKL_NUM_THREADS"] == str(threads_per_worker(4))
 
 
+def test_blas_idle_spin_is_short_unless_the_user_set_it():
+    assert env_for(["--workers", "2"], 0)["OPENBLAS_THREAD_TIMEOUT"] == "20"
+    assert env_for(["--workers", "2"], 0, base={"OPENBLAS_THREAD_TIMEOUT": "28"})["OPENBLAS_THREAD_TIMEOUT"] == "28"
+
+
 def test_tokens_are_32_random_bytes_in_hex():
     tokens = {new_token() for _ in range(4)}
     assert len(tokens) == 4
