@@ -1,7 +1,7 @@
-"""Intra-op threads: torch's set_num_threads/get_num_threads, OpenBLAS's idle spin set at import, map_chunks (order,
-errors, nesting, the BLAS held to one thread while chunks run side by side), and
-convolutions and softmax by row blocks giving bit-identical results at any thread
-count."""
+"""Intra-op threads: torch's set_num_threads/get_num_threads, OpenBLAS's idle spin
+set at import, map_chunks (order, errors, nesting, the BLAS held to one thread
+while chunks run side by side), and convolutions, batch norm and softmax by
+blocks giving bit-identical results at any thread count."""
 
 import os
 import subprocess
