@@ -143,9 +143,24 @@ def test_concurrent_callers_leave_the_blas_count_as_it_was(two_threads):
     assert threads._openblas().get_global() == 2
 
 
+def _same_at_one_and_two_threads(run):
+    """``run()`` (a list of arrays) at 1 and at 2 threads: bit-identical."""
+    before = distnn.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            distnn.set_num_threads(n)
+            results.append(run())
+    finally:
+        distnn.set_num_threads(before)
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
+
+
 @pytest.mark.parametrize("shape,kwargs", [
     ((8, 16, 32, 32), {"padding": 1}),  # the flat grid
-    ((8, 16, 32, 32), {"padding": 1, "stride": 2}),  # im2col's working layouts
+    ((8, 16, 32, 32), {"padding": 1, "stride": 2}),  # phase grids
+    ((8, 16, 12, 12), {"padding": 1, "stride": 2}),  # im2col's working layouts
     ((8, 16, 8, 8), {"padding": 1}),
 ])
 def test_convolutions_are_bit_identical_at_one_and_two_threads(monkeypatch, shape, kwargs):
@@ -153,20 +168,14 @@ def test_convolutions_are_bit_identical_at_one_and_two_threads(monkeypatch, shap
     rng = np.random.default_rng(0)
     x_np = rng.standard_normal(shape, dtype=np.float32)
     w_np = rng.standard_normal((24, shape[1], 3, 3), dtype=np.float32)
-    before = distnn.get_num_threads()
-    results = []
-    try:
-        for n in (1, 2):
-            distnn.set_num_threads(n)
-            x = distnn.tensor(x_np, requires_grad=True)
-            w = distnn.tensor(w_np, requires_grad=True)
-            y = F.conv2d(x, w, **kwargs)
-            (y * y).sum().backward()
-            results.append([y.detach().numpy(), x.grad.numpy(), w.grad.numpy()])
-    finally:
-        distnn.set_num_threads(before)
-    for one, two in zip(*results):
-        np.testing.assert_array_equal(one, two)
+
+    def run():
+        x = distnn.tensor(x_np, requires_grad=True)
+        w = distnn.tensor(w_np, requires_grad=True)
+        y = F.conv2d(x, w, **kwargs)
+        (y * y).sum().backward()
+        return [y.detach().numpy(), x.grad.numpy(), w.grad.numpy()]
+    _same_at_one_and_two_threads(run)
 
 
 def test_batch_norm_by_sample_blocks_is_bit_identical_at_one_and_two_threads(monkeypatch):
@@ -175,20 +184,14 @@ def test_batch_norm_by_sample_blocks_is_bit_identical_at_one_and_two_threads(mon
     rng = np.random.default_rng(2)
     x_np = rng.standard_normal((9, 6, 5, 5), dtype=np.float32) + 3
     g_np = rng.standard_normal(x_np.shape, dtype=np.float32)
-    before = distnn.get_num_threads()
-    results = []
-    try:
-        for n in (1, 2):
-            distnn.set_num_threads(n)
-            x = distnn.tensor(x_np, requires_grad=True)
-            w = distnn.ones(6, requires_grad=True)
-            y = F.batch_norm(x, None, None, w, None, training=True)
-            y.backward(distnn.tensor(g_np))
-            results.append([y.detach().numpy(), x.grad.numpy(), w.grad.numpy()])
-    finally:
-        distnn.set_num_threads(before)
-    for one, two in zip(*results):
-        np.testing.assert_array_equal(one, two)
+
+    def run():
+        x = distnn.tensor(x_np, requires_grad=True)
+        w = distnn.ones(6, requires_grad=True)
+        y = F.batch_norm(x, None, None, w, None, training=True)
+        y.backward(distnn.tensor(g_np))
+        return [y.detach().numpy(), x.grad.numpy(), w.grad.numpy()]
+    _same_at_one_and_two_threads(run)
 
 
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
