@@ -4,10 +4,8 @@ trained data-parallel across processes with a ZeroMQ all-reduce.
 ``import distnn as torch`` is meant to work for the common API.
 """
 
-from .threads import import_numpy_with_short_blas_spin as _import_numpy
-
-_import_numpy()  # first: OpenBLAS reads its idle-spin setting when numpy loads it
-from . import backend as _backend  # noqa: E402
+from . import threads  # first: it loads numpy, whose OpenBLAS reads its idle spin setting then
+from . import backend as _backend
 from . import dtypes as _dtypes
 from .autograd.grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from .backend import Device as device

@@ -86,6 +86,9 @@ def import_numpy_with_short_blas_spin():
     return True
 
 
+import_numpy_with_short_blas_spin()  # distnn/__init__.py imports this module before any other
+
+
 _blas = None
 _lock = threading.RLock()
 _num_threads = None
