@@ -89,10 +89,11 @@ def _update_running(stat, batch_value, momentum):
 
 
 # Batch norm over big plain arrays goes a block of samples at a time, each block
-# small enough to stay in a core's cache between its passes: forward reads the
-# input twice (moments; then xhat and the affine output), backward reads the
-# gradient and xhat twice. The whole-array forms read and write every temporary
-# through memory: 8.5 ms a pass each way on MobileNet's 12.6 MB activations.
+# small enough to stay in a core's cache between its passes, and keeps no xhat:
+# forward reads the input twice (moments; then x * scale + shift, PyTorch's own
+# form) and writes only the output; backward reads the gradient and the input
+# twice, recomputing x - mean per block in cache. Past the caches each pass over
+# a MobileNet activation (12.6 MB) goes to memory, so passes are what cost.
 _BN_BLOCK_BYTES = 512 << 10
 _BN_BLOCKED_MIN_BYTES = 2 << 20
 
@@ -112,19 +113,24 @@ def _by_channel(a):
     return a.reshape(a.shape[0], a.shape[1], -1)
 
 
+def _deviations(xp, x, mean):
+    """``x - mean`` (mean per channel) into this thread's scratch block, as (N, C, rest)."""
+    xb = _by_channel(x)
+    return xp.subtract(xb, mean.reshape(1, -1, 1), out=scratch_array(xp, "bn", xb.shape, x.dtype))
+
+
 def _blocked_batch_norm(xp, x, weight, bias, eps, blocks):
     """Training batch norm by sample blocks: each block's mean and squared deviations,
     combined in block order as Chan et al.'s parallel variance (stable, and the
-    same at any thread count), then xhat and the output block by block.
-    Returns (output, xhat, mean, var, invstd), the statistics shaped (1, C, 1...)."""
+    same at any thread count), then the output block by block.
+    Returns (output, mean, var, invstd), the statistics shaped (1, C, 1...)."""
     shape = _channel_shape(x.ndim)
 
     def moments(part):
         xb = _by_channel(x[part])
         count = xb.shape[0] * xb.shape[2]
         mean = xp.einsum("nck->c", xb) / count
-        dev = scratch_array(xp, "bn", xb.shape, x.dtype)
-        xp.subtract(xb, mean[:, None], out=dev)
+        dev = _deviations(xp, x[part], mean)
         return count, mean, _channel_dot(xp, dev, dev)
 
     (count, mean, m2), *rest = map_chunks(xp, moments, blocks)
@@ -136,47 +142,45 @@ def _blocked_batch_norm(xp, x, weight, bias, eps, blocks):
     var = (m2 / count).reshape(shape)
     mean = mean.reshape(shape)
     invstd = 1 / xp.sqrt(var + eps)
-    xhat, out = xp.empty_like(x), xp.empty_like(x)
+    scale = invstd if weight is None else invstd * weight.reshape(shape)
+    shift = -mean * scale if bias is None else bias.reshape(shape) - mean * scale
+    out = xp.empty_like(x)
 
-    def normalize(part):
-        xp.subtract(x[part], mean, out=xhat[part])
-        xhat[part] *= invstd
-        if weight is None:
-            out[part] = xhat[part]
-        else:
-            xp.multiply(xhat[part], weight.reshape(shape), out=out[part])
-        if bias is not None:
-            out[part] += bias.reshape(shape)
+    def affine(part):
+        xp.multiply(x[part], scale, out=out[part])
+        out[part] += shift
 
-    map_chunks(xp, normalize, blocks)
-    return out, xhat, mean, var, invstd
+    map_chunks(xp, affine, blocks)
+    return out, mean, var, invstd
 
 
-def _blocked_batch_norm_backward(xp, g, xhat, scale, need_input, blocks):
+def _blocked_batch_norm_backward(xp, g, x, mean, invstd, scale, need_input, blocks):
     """(grad_input or None, sum of g*xhat, sum of g) per channel, by sample blocks."""
     def sums(part):
         gb = _by_channel(g[part])
-        return xp.einsum("nck->c", gb), _channel_dot(xp, gb, _by_channel(xhat[part]))
+        return xp.einsum("nck->c", gb), _channel_dot(xp, gb, _deviations(xp, x[part], mean))
 
     parts = map_chunks(xp, sums, blocks)
-    sum_g, sum_gx = chunk_sum(p[0] for p in parts), chunk_sum(p[1] for p in parts)
-    if not need_input:
-        return None, sum_gx, sum_g
     shape, m = _channel_shape(g.ndim), g.size // g.shape[1]
+    sum_g = chunk_sum(p[0] for p in parts).reshape(shape)
+    sum_gx = chunk_sum(p[1] for p in parts).reshape(shape) * invstd
+    if not need_input:
+        return None, sum_gx.reshape(-1), sum_g.reshape(-1)
     scale = scale.reshape(shape)
-    k, c = scale * (sum_gx / m).reshape(shape), scale * (sum_g / m).reshape(shape)
+    k, c = (scale * invstd * (sum_gx / m)).reshape(-1, 1), scale * (sum_g / m)
     grad_input = xp.empty_like(g)
 
     def input_grad(part):
-        # g*scale - xhat*(scale*mean(g*xhat)) - scale*mean(g)
+        # g*scale - xhat*(scale*mean(g*xhat)) - scale*mean(g), xhat = (x - mean) * invstd
         gi = grad_input[part]
         xp.multiply(g[part], scale, out=gi)
-        term = scratch_array(xp, "bn", gi.shape, gi.dtype)
-        gi -= xp.multiply(xhat[part], k, out=term)
+        dev = _deviations(xp, x[part], mean)
+        dev *= k
+        gi -= dev.reshape(gi.shape)
         gi -= c
 
     map_chunks(xp, input_grad, blocks)
-    return grad_input, sum_gx, sum_g
+    return grad_input, sum_gx.reshape(-1), sum_g.reshape(-1)
 
 
 class NativeBatchNorm(Op):
@@ -193,8 +197,9 @@ class NativeBatchNorm(Op):
         shape = _channel_shape(input.ndim)
         blocks = _sample_blocks(xp, input) if training else None
         out = None
-        if blocks:
-            out, xhat, mean, var, invstd = _blocked_batch_norm(xp, input, weight, bias, eps, blocks)
+        if blocks:  # no xhat kept: backward recomputes x - mean from the input
+            out, mean, var, invstd = _blocked_batch_norm(xp, input, weight, bias, eps, blocks)
+            xhat, ctx.mean = None, mean
         elif training:
             xhat, mean, var, invstd = _standardize(xp, input, axes, eps, channel_first=True)
         else:
@@ -217,13 +222,15 @@ class NativeBatchNorm(Op):
                 xhat, _, _, invstd = _standardize(ctx.xp, input, ctx.axes, ctx.eps)
             else:  # affine in the input: the saved value, with the input's derivative
                 xhat = xhat + (input - input.t._data) * invstd
-        blocks = _sample_blocks(ctx.xp, g, xhat) if ctx.training else None
-        if blocks:
-            scale = invstd if weight is None else invstd * weight.reshape(shape)
-            grad_input, sum_gx, sum_g = _blocked_batch_norm_backward(ctx.xp, g, xhat, scale,
-                                                                     ctx.needs_input_grad[0], blocks)
-            return (grad_input, sum_gx if ctx.needs_input_grad[1] else None,
-                    sum_g if ctx.needs_input_grad[2] else None)
+        if xhat is None:  # forward went by blocks
+            blocks = _sample_blocks(ctx.xp, g, input)
+            if blocks:
+                scale = invstd if weight is None else invstd * weight.reshape(shape)
+                grad_input, sum_gx, sum_g = _blocked_batch_norm_backward(
+                    ctx.xp, g, input, ctx.mean, invstd, scale, ctx.needs_input_grad[0], blocks)
+                return (grad_input, sum_gx if ctx.needs_input_grad[1] else None,
+                        sum_g if ctx.needs_input_grad[2] else None)
+            xhat = (input - ctx.mean) * invstd
         sum_g = g.sum(axis=ctx.axes, keepdims=True)
         plain = _one_pass(g) and _one_pass(xhat)
         if plain:  # one pass, no (g * xhat) temporary

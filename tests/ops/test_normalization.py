@@ -71,6 +71,24 @@ def test_batch_norm_by_sample_blocks_keeps_float32_statistics_exact(bn_by_blocks
     assert bn_by_blocks
 
 
+@requires_torch
+def test_batch_norm_by_sample_blocks_with_a_strided_gradient(bn_by_blocks):
+    """A gradient that is not contiguous takes the whole-array backward, xhat recomputed
+    from the input the blocked forward kept instead."""
+    x = make_input((4, 3, 5, 6), seed=7).astype(np.float32)
+    g = make_input((3, 4, 5, 6), seed=8).astype(np.float32)
+    results = []
+    for lib in (distnn, torch):
+        xt = lib.tensor(x, requires_grad=True)
+        w = lib.tensor(make_input((3,), positive=True, seed=5).astype(np.float32), requires_grad=True)
+        out = F(lib).batch_norm(xt, None, None, w, None, training=True)
+        out.backward(lib.tensor(g).permute(1, 0, 2, 3))
+        results.append([xt.grad.numpy(), w.grad.numpy()])
+    for ours, theirs in zip(*results):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=2e-5)
+    assert not bn_by_blocks  # the blocked backward was not taken
+
+
 @pytest.mark.parametrize("shape", BN_SHAPES)
 def test_batch_norm_without_running_stats(shape):
     check_op(lambda lib, x, w: F(lib).batch_norm(x, None, None, w, None, training=True),
