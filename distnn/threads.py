@@ -9,18 +9,19 @@ chunk per thread keeps each thread's scratch buffers (``ops/im2col.py``, thread
 local) in its own cache.
 
 BLAS threads are set through OpenBLAS's own API, found among the libraries
-loaded into this process (numpy's wheels bundle it). OpenBLAS's idle threads
-spin for ``2**OPENBLAS_THREAD_TIMEOUT`` cycles after each threaded call (2**28,
-about 0.1 s, by default), and spinning they took the second core from this
-pool's chunks and from the Python between GEMMs: at 2 threads ResNet-18 (64x64)
-went from 235 to 170-200 ms a step with 2**20 (a third of a millisecond), the
-LSTM LM from 134 to 102. OpenBLAS reads the variable once, when it loads, so
-``import distnn`` sets it (``BLAS_SPIN``) only when numpy is not loaded yet; the
-launcher sets it for its workers. Its count is one global
+loaded into this process (numpy's wheels bundle it). Its count is one global
 (``openblas_set_num_threads_local`` is not per thread in numpy's build), so it
 drops to one while any chunks run in parallel and comes back after the last.
 With another BLAS, chunks run one after another and the BLAS keeps its own
 threading.
+
+OpenBLAS's idle threads spin for ``2**OPENBLAS_THREAD_TIMEOUT`` cycles after
+each threaded call (2**28, about 0.1 s, by default), and spinning they took the
+second core from this pool's chunks and from the Python between GEMMs: at 2
+threads ResNet-18 (64x64) went from 235 to 170-200 ms a step with 2**20 (a third
+of a millisecond), the LSTM LM from 134 to 102. OpenBLAS reads the variable
+once, when it loads, so importing this module sets it (``BLAS_SPIN``) only when
+numpy is not loaded yet; the launcher sets it for its workers.
 """
 
 import ctypes
@@ -73,17 +74,15 @@ BLAS_SPIN = ("OPENBLAS_THREAD_TIMEOUT", "20")
 
 def import_numpy_with_short_blas_spin():
     """Import numpy, loading its OpenBLAS with ``BLAS_SPIN`` unless numpy is loaded
-    already or the variable is set (then as set); the environment is left as it was.
-    True when the short spin took effect."""
+    already or the variable is set (then as set); the environment is left as it was."""
     name, value = BLAS_SPIN
     if "numpy" in sys.modules or name in os.environ:
-        return False
+        return
     os.environ[name] = value
     try:
         import numpy  # noqa: F401
     finally:
         del os.environ[name]
-    return True
 
 
 import_numpy_with_short_blas_spin()  # distnn/__init__.py imports this module before any other

@@ -2,8 +2,9 @@
 
 - pointwise (1x1, unpadded, one group): a GEMM per sample straight on NCHW
   data, (OC, C) @ (C, H*W), with no working layout to enter or leave;
-- depthwise (one input channel per group) on narrow maps, in practice strided
-  ones (``conv_grid.py`` takes stride 1 first): per channel, one GEMM
+- depthwise (one input channel per group) on narrow maps, in practice only
+  1x1 kernels and stride-1 ones padded past the kernel's reach (``conv_grid.py``
+  takes every other depthwise kernel first): per channel, one GEMM
   of the input rows each output row reads, (N*OH, KH*Wp), by a banded matrix
   (KH*Wp, OW) holding the kernel on its diagonals. im2col there would copy the
   input KH*KW times for a GEMM of one row per channel; this copies it KH times.

@@ -110,7 +110,7 @@ class PhaseGrid(Grid):
     and tap (i, j) reads its phase at that column plus a fixed offset."""
 
     def __init__(self, n, hw, kernel, stride, dilation, padding):
-        self.n, self.hw, self.kernel = n, hw, kernel
+        self.n = n
         reads = [[d * t for t in range(k)] for k, d in zip(kernel, dilation)]  # padded offsets per tap
         self.out_hw = tuple((p0 + size + p1 - r[-1] - 1) // s + 1
                             for size, r, s, (p0, p1) in zip(hw, reads, stride, padding))
@@ -127,7 +127,7 @@ class PhaseGrid(Grid):
                                    in zip(phase, stride, padding, hw, (self.rows, self.row)))))
                         for phase in self.phases]
         # phases are disjoint: they cover the input when their pixel counts add up to it
-        read = sum(_count(rows) * _count(cols) for _, (rows, cols) in self.regions)
+        read = sum((rows.stop - rows.start) * (cols.stop - cols.start) for (rows, cols), _ in self.regions)
         self.covers_input = read == hw[0] * hw[1]
 
     def enter(self, xp, x, slot):
@@ -170,10 +170,6 @@ class PhaseGrid(Grid):
             xp.matmul(wp, col.reshape(groups, m * len(taps), -1), out=plane)
             out[(slice(None), slice(None)) + source] = \
                 self._samples(plane.reshape(groups * cg, -1))[(slice(None), slice(None)) + at].transpose(1, 0, 2, 3)
-
-
-def _count(span):
-    return len(range(span.start, span.stop, span.step))
 
 
 def _phase_span(a, stride, before, size, extent):
