@@ -81,11 +81,27 @@ def _sigmoid(xp, x):
 
 
 def _apply(op, input, inplace, **params):
-    """Out of place, or written back into ``input`` (from a clone, so what op saved stays valid)."""
+    """Out of place, or written back into ``input``. An op whose backward needs only its
+    output (``writes_in_place``) overwrites the array itself, as PyTorch's ``relu_`` does;
+    any other works on a clone (so what it saved stays valid) and is copied back."""
     if not inplace:
         return op.apply(input, **params)
+    if getattr(op, "writes_in_place", False) and _writable_in_place(input):
+        input._vc[0] += 1  # first: the node saves the values written below at their new version
+        result = op.apply(input, in_place=True, **params)
+        if result.requires_grad:
+            input.grad_fn, input._output_nr, input.requires_grad = result.grad_fn, result._output_nr, True
+        return input
     source = input.clone() if grad_mode._state.enabled and input.requires_grad else input
     return input.copy_(op.apply(source, **params))
+
+
+def _writable_in_place(t):
+    """A floating tensor that is not a view, nor a leaf whose in-place write
+    ``copy_`` must refuse while grad is recorded."""
+    if t._base is not None or t._data.dtype.kind != "f":
+        return False
+    return not (t.requires_grad and t.grad_fn is None and grad_mode._state.enabled)
 
 
 def _pointwise(name, forward, grad, saves="input"):
@@ -128,10 +144,11 @@ class Relu(Op):
     """max(x, 0); written out rather than built by _pointwise: it is in nearly every model."""
 
     double_backward = True
+    writes_in_place = True  # forward(x, in_place=True) overwrites x: backward reads only the output
 
     @staticmethod
-    def forward(ctx, x):
-        out = ctx.xp.maximum(x, 0)
+    def forward(ctx, x, in_place=False):
+        out = ctx.xp.maximum(x, 0, out=x if in_place else None)
         ctx.save_for_backward(out)
         return out
 
@@ -141,10 +158,29 @@ class Relu(Op):
         return (g * (out > 0),)
 
 
+class Hardtanh(Op):
+    """clip(x, lo, hi) (ReLU6 in MobileNets). The gradient mask is read off the output,
+    as PyTorch's in-place form does: inside (lo, hi) exactly where the input was."""
+
+    double_backward = True
+    writes_in_place = True
+
+    @staticmethod
+    def forward(ctx, x, lo, hi, in_place=False):
+        out = ctx.xp.clip(x, lo, hi, out=x if in_place else None)
+        ctx.bounds = lo, hi
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        lo, hi = ctx.bounds
+        return (g * ((out > lo) & (out < hi)),)
+
+
 Sigmoid = _pointwise("Sigmoid", _sigmoid, lambda xp, out: out * (1 - out), saves="output")
 Tanh = _pointwise("Tanh", lambda xp, x: xp.tanh(x), lambda xp, out: 1 - out * out, saves="output")
-Hardtanh = _pointwise("Hardtanh", lambda xp, x, lo, hi: xp.clip(x, lo, hi),
-                      lambda xp, x, lo, hi: (x > lo) & (x < hi))
 Threshold = _pointwise("Threshold", lambda xp, x, threshold, value: xp.where(x > threshold, x, x.dtype.type(value)),
                        lambda xp, x, threshold, value: x > threshold)
 LeakyRelu = _pointwise("LeakyRelu", lambda xp, x, slope: xp.where(x > 0, x, x * slope),

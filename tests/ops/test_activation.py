@@ -173,6 +173,34 @@ def test_inplace_variants_match_torch(name):
     np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["relu", "relu6", "hardtanh"])
+def test_inplace_relu_and_hardtanh_write_the_array_itself(name):
+    # PyTorch's relu_/hardtanh_: one write into the input's own array, version + 1, the
+    # node saving those written values; anything that saved the old values refuses backward.
+    x = distnn.tensor([-2.0, -0.5, 0.5, 3.0, 7.0], requires_grad=True)
+    h = x * 1
+    array = h._data
+    out = getattr(F(distnn), name)(h, inplace=True)
+    assert out is h and h._data is array and h._version == 1
+    assert h.grad_fn.name().startswith({"relu": "Relu"}.get(name, "Hardtanh"))
+    (out * out).sum().backward()
+    lo, hi = {"relu": (0, np.inf), "relu6": (0, 6), "hardtanh": (-1, 1)}[name]
+    y = np.clip(x.detach().numpy(), lo, hi)
+    assert x.grad.tolist() == (2 * y * ((y > lo) & (y < hi))).tolist()
+
+    h = x * 1
+    out = getattr(F(distnn), name)(h, inplace=True)
+    loss = (out * 3).sum() + out.sum() * 0
+    h.mul_(2)  # the written values were saved: changing them again is caught
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        (loss + (out * out).sum()).backward()
+    h = x * 1
+    squared = h * h  # saves h's old values
+    getattr(F(distnn), name)(h, inplace=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        squared.sum().backward()
+
+
 def test_inplace_without_grad_overwrites_input():
     x = distnn.tensor([-1.0, 0.5, 2.0])
     with distnn.no_grad():
