@@ -34,16 +34,19 @@ def _call(name, kwargs):
     return fn
 
 
-LAYOUTS = [im2col.BatchLast, im2col.BatchSecond, conv_grid.Grid]
+LAYOUTS = [im2col.BatchLast, im2col.BatchSecond, conv_grid.Grid, conv_grid.SameGrid]
 
 
 @pytest.fixture(params=LAYOUTS, ids=lambda layout: layout.__name__)
 def layout(request, monkeypatch):
     """Every convolution in the test runs in this working layout, whatever the shapes;
-    with ``Grid``, every one the flat grids can take (stride 1, or strided on phase
-    grids) runs there, however narrow."""
-    if request.param is conv_grid.Grid:
+    with the grids, every one they can take (stride 1, or strided on phase grids)
+    runs there, however narrow: with ``Grid``, size-keeping ones too (on separators),
+    with ``SameGrid`` those on their own layout."""
+    if request.param in (conv_grid.Grid, conv_grid.SameGrid):
         monkeypatch.setattr(conv_grid, "_MAX_EXTRA_COLUMNS", float("inf"))
+        if request.param is conv_grid.Grid:
+            monkeypatch.setattr(conv_grid, "_keeps_size", lambda *shapes: False)
     else:
         monkeypatch.setattr(conv_grid, "applies", lambda *shapes: False)
         monkeypatch.setattr(conv_module, "layout_for", lambda *shape: request.param)
@@ -278,7 +281,8 @@ def test_batch_chunks_and_unpooled_scratch(layout, monkeypatch, setting):
     ((2, 32, 8, 8), (32, 32, 3, 3), {"padding": 1, "stride": 2}, False),  # 56%
     ((2, 3, 64, 64), (64, 3, 7, 7), {"padding": 3, "stride": 2}, False),  # ResNet's stem: 20%
     ((2, 96, 8, 8), (96, 1, 3, 3), {"padding": 1, "stride": 2, "groups": 96}, True),  # depthwise
-    ((2, 32, 8, 8), (32, 32, 3, 3), {"padding": 1}, False),  # separators would be 27% of the GEMM
+    ((2, 32, 8, 8), (32, 32, 3, 3), {"padding": 1}, True),  # keeps the size: no separators at all
+    ((2, 32, 8, 8), (32, 32, 3, 3), {"padding": (1, 0)}, False),  # 8x6 outputs: 27% separators
     ((2, 32, 26, 26), (64, 32, 3, 3), {}, False),  # unpadded: 17% of the grid is past the outputs
     ((2, 32, 8, 8), (32, 1, 3, 3), {"padding": 1, "groups": 32}, True),  # depthwise: the GEMMs are cheap
     ((2, 32, 32, 32), (32, 32, 3, 3), {"padding": 3}, False),  # padding past the kernel's reach
@@ -309,6 +313,30 @@ def test_phase_grids_match_torch(monkeypatch, x_shape, w_shape, kwargs):
         kwargs.get("dilation", 1), kwargs.get("groups", 1), False, 0, 2)
     assert conv_grid.applies(x_shape, w_shape, geometry)
     compare_with_torch(_call("conv2d", kwargs), _inputs(x_shape, w_shape, w_shape[0]))
+
+
+@requires_torch
+@pytest.mark.parametrize("chunk_bytes", [None, 1])
+@pytest.mark.parametrize("x_shape,w_shape,kwargs", [
+    ((2, 3, 9, 11), (4, 3, 3, 3), {"padding": 1}),
+    ((3, 2, 5, 6), (4, 2, 2, 4), {"padding": "same"}),  # even kernels: asymmetric padding
+    ((2, 2, 7, 5), (2, 2, 3, 2), {"padding": "same", "dilation": (3, 2)}),
+    ((2, 2, 1, 3), (2, 2, 5, 5), {"padding": 2}),  # reads past every edge, both ways
+    ((2, 4, 6, 6), (4, 1, 3, 3), {"padding": 1, "groups": 4}),  # depthwise
+    ((1, 2, 32, 32), (3, 2, 3, 3), {"padding": 1}),  # 4 KiB rows: GEMM operands get slack
+])
+def test_same_grids_match_torch(monkeypatch, x_shape, w_shape, kwargs, chunk_bytes):
+    """Size-keeping stride-1 convolutions on the grid without separators, with the
+    reads that wrap past an edge zeroed; one sample per chunk too."""
+    if chunk_bytes:
+        monkeypatch.setattr(im2col, "_CHUNK_BYTES", chunk_bytes)
+    geometry = conv_module._check_and_normalise(
+        "conv2d", distnn.zeros(*x_shape), distnn.zeros(*w_shape), None, 1, kwargs["padding"],
+        kwargs.get("dilation", 1), kwargs.get("groups", 1), False, 0, 2)
+    assert conv_grid.applies(x_shape, w_shape, geometry)
+    assert isinstance(conv_grid._grid(1, x_shape, w_shape, geometry), conv_grid.SameGrid)
+    # float32 sums over up to 2048 terms in another order than PyTorch's
+    compare_with_torch(_call("conv2d", kwargs), _inputs(x_shape, w_shape, w_shape[0]), rtol=1e-4, atol=1e-5)
 
 
 def test_empty_batch():
