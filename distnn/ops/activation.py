@@ -2,10 +2,11 @@
 ``nn.functional``): relu family, elu family, gelu, sigmoid/tanh family,
 softplus, shrinkage, and softmax/log_softmax/softmin along a dim.
 
-Each is one ``Op`` that saves only what its gradient needs (relu, sigmoid,
-tanh and the softmaxes save their output). ``inplace=True`` writes the result
-back into the input through ``Tensor.copy_``, so the version counter and the
-graph stay right.
+Each is one ``Op`` that saves only what its gradient needs (relu, hardtanh,
+sigmoid, tanh and the softmaxes save their output). ``inplace=True`` makes
+relu and hardtanh overwrite the input's own array (their backward reads only
+the output); the others write their result back through ``Tensor.copy_``.
+Either way the version counter and the graph stay right.
 """
 
 import warnings
@@ -167,6 +168,8 @@ class Hardtanh(Op):
 
     @staticmethod
     def forward(ctx, x, lo, hi, in_place=False):
+        if x.dtype.kind in "iu":  # the bounds in the input's integer type, as PyTorch's result
+            lo, hi = x.dtype.type(lo), x.dtype.type(hi)
         out = ctx.xp.clip(x, lo, hi, out=x if in_place else None)
         ctx.bounds = lo, hi
         ctx.save_for_backward(out)

@@ -201,6 +201,15 @@ def test_inplace_relu_and_hardtanh_write_the_array_itself(name):
         squared.sum().backward()
 
 
+@requires_torch
+@pytest.mark.parametrize("name,args", [("relu6", ()), ("hardtanh", ()), ("hardtanh", (-2.0, 3.0)), ("relu", ())])
+def test_integer_inputs_keep_their_dtype(name, args):
+    values = [-5, -1, 0, 2, 7]
+    ours, theirs = (getattr(F(lib), name)(lib.tensor(values), *args) for lib in (distnn, torch))
+    assert str(ours.dtype).split(".")[-1] == str(theirs.dtype).split(".")[-1]
+    assert ours.tolist() == theirs.tolist()
+
+
 def test_inplace_without_grad_overwrites_input():
     x = distnn.tensor([-1.0, 0.5, 2.0])
     with distnn.no_grad():
