@@ -270,22 +270,27 @@ def _extent(w_shape, geo):
 
 
 def forward(xp, x, w, b, geo):
-    oc, cg, kh, kw = w.shape
-    g = geo.groups
-    w3 = w.reshape(g, oc // g, cg * kh * kw)
+    oc = w.shape[0]
     y = xp.empty((x.shape[0], oc) + _grid(1, x.shape, w.shape, geo).out_hw, x.dtype)
 
     def convolve(part):
-        grid, col = _windows(xp, x, part, w.shape, geo)
-        out = gemm_rows(xp, "gemm", oc, grid.length, x.dtype).reshape(g, oc // g, -1)
-        xp.matmul(w3, col.reshape(g, cg * kh * kw, -1), out=out)
-        out = out.reshape(oc, -1)
-        if b is not None:  # while the GEMM result is contiguous and in cache
-            xp.add(out, b[:, None], out=out)
-        y[part] = grid.outputs(out).transpose(1, 0, 2, 3)
+        grid = _grid(part.stop - part.start, x.shape, w.shape, geo)
+        _convolve_chunk(xp, grid, grid.enter(xp, x[part], "src"), w, geo.groups, b, y[part])
 
     map_chunks(xp, convolve, _batch_chunks(x, w.shape, geo))
     return y
+
+
+def _convolve_chunk(xp, grid, buf, w, groups, b, y):
+    """The outputs ``y`` (n, OC, OH, OW) of the chunk entered on ``grid`` as ``buf``."""
+    oc, cg, kh, kw = w.shape
+    col = grid.unfold(xp, buf)
+    out = gemm_rows(xp, "gemm", oc, grid.length, buf.dtype).reshape(groups, oc // groups, -1)
+    xp.matmul(w.reshape(groups, oc // groups, -1), col.reshape(groups, cg * kh * kw, -1), out=out)
+    out = out.reshape(oc, -1)
+    if b is not None:  # while the GEMM result is contiguous and in cache
+        xp.add(out, b[:, None], out=out)
+    y[...] = grid.outputs(out).transpose(1, 0, 2, 3)
 
 
 def backward(xp, x, w, grad, geo, need_x, need_w, need_b):
@@ -294,6 +299,8 @@ def backward(xp, x, w, grad, geo, need_x, need_w, need_b):
     gx = gw = g_bias = None
     if need_b:
         g_bias = bias_grad(xp, grad)
+    if need_x and need_w and _shares_grid(x.shape, w.shape, geo):
+        return (*_input_and_weight_grads(xp, x, w, grad, geo), g_bias)
     if need_x and geo.stride == (1, 1):
         gx = forward(xp, grad, _flipped_transposed(xp, w, g), None, _input_grad_geometry(w.shape, geo))
     elif need_x:
@@ -311,6 +318,40 @@ def backward(xp, x, w, grad, geo, need_x, need_w, need_b):
 
         gw = chunk_sum(map_chunks(xp, weight_grad, _batch_chunks(x, w.shape, geo))).reshape(w.shape)
     return gx, gw, g_bias
+
+
+def _shares_grid(x_shape, w_shape, geo):
+    """Stride 1, with the output gradient entered for the input gradient's
+    convolution lying on the forward's grid, the separators zero: the weight
+    gradient's GEMM then reads it there, and the gradient is entered once."""
+    if geo.stride != (1, 1):
+        return False
+    ig_shape = (x_shape[0], w_shape[0]) + _grid(1, x_shape, w_shape, geo).out_hw
+    grid, ig_grid = _grid(1, x_shape, w_shape, geo), _grid(1, ig_shape, w_shape, _input_grad_geometry(w_shape, geo))
+    return (grid.row, grid.sample) == (ig_grid.row, ig_grid.sample)
+
+
+def _input_and_weight_grads(xp, x, w, grad, geo):
+    """Both gradients a chunk at a time: the output gradient entered once, convolved
+    for the input gradient and read in place as the weight gradient's operand."""
+    oc, cg, kh, kw = w.shape
+    groups = geo.groups
+    wt, ig_geo = _flipped_transposed(xp, w, groups), _input_grad_geometry(w.shape, geo)
+    gx = xp.empty(x.shape, x.dtype)
+    per_sample = max(x.shape[1], oc) * kh * kw * _grid(1, x.shape, w.shape, geo).sample * x.itemsize
+
+    def gradients(part):
+        n = part.stop - part.start
+        ig_grid = _grid(n, grad.shape, wt.shape, ig_geo)
+        buf = ig_grid.enter(xp, grad[part], "src")
+        _convolve_chunk(xp, ig_grid, buf, wt, groups, None, gx[part])
+        gt = buf[:, ig_grid.head:ig_grid.head + ig_grid.length]
+        grid = _grid(n, x.shape, w.shape, geo)
+        col = grid.unfold(xp, grid.enter(xp, x[part], "src_x"))
+        return weight_gemm(xp, col.reshape(groups, cg * kh * kw, -1), gt.reshape(groups, oc // groups, -1))
+
+    gw = chunk_sum(map_chunks(xp, gradients, batch_chunks(x.shape[0], per_sample)))
+    return gx, gw.reshape(w.shape)
 
 
 def _grid(n, x_shape, w_shape, geo):

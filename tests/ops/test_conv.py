@@ -339,6 +339,32 @@ def test_same_grids_match_torch(monkeypatch, x_shape, w_shape, kwargs, chunk_byt
     compare_with_torch(_call("conv2d", kwargs), _inputs(x_shape, w_shape, w_shape[0]), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("kwargs,shared", [
+    ({"padding": 1}, True), ({}, True), ({"padding": (1, 0)}, True), ({"padding": 1, "stride": 2}, False)])
+def test_backward_enters_the_output_gradient_once(monkeypatch, kwargs, shared):
+    """Stride 1: the output gradient entered for the input gradient's convolution is
+    read in place by the weight gradient's GEMM: two grids entered per chunk, not three."""
+    monkeypatch.setattr(conv_grid, "_MAX_EXTRA_COLUMNS", float("inf"))
+    x_shape, w_shape = (3, 4, 9, 8), (6, 4, 3, 3)
+    geometry = conv_module._check_and_normalise(
+        "conv2d", distnn.zeros(*x_shape), distnn.zeros(*w_shape), None, kwargs.get("stride", 1),
+        kwargs.get("padding", 0), 1, 1, False, 0, 2)
+    assert conv_grid._shares_grid(x_shape, w_shape, geometry) == shared
+    x, w = make_input(x_shape, seed=1).astype(np.float32), make_input(w_shape, seed=2).astype(np.float32)
+    g = make_input(conv_module._convolve(np, x, w, None, geometry).shape, seed=3).astype(np.float32)
+    entered = []
+    for grid_class in (conv_grid.Grid, conv_grid.SameGrid, conv_grid.PhaseGrid):
+        enter = grid_class.__dict__["enter"]
+        monkeypatch.setattr(grid_class, "enter", lambda self, *a, _enter=enter: entered.append(1) or _enter(self, *a))
+    gx, gw, _ = conv_module._gradients(np, x, w, g, geometry, True, True, False)
+    if shared:
+        assert len(entered) == 2 * len(conv_grid._batch_chunks(x, w_shape, geometry))
+        monkeypatch.setattr(conv_grid, "_shares_grid", lambda *shapes: False)
+        apart = conv_module._gradients(np, x, w, g, geometry, True, True, False)
+        np.testing.assert_allclose(gx, apart[0], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(gw, apart[1], rtol=1e-6, atol=1e-6)
+
+
 def test_empty_batch():
     out = distnn.nn.functional.conv2d(distnn.randn(0, 3, 8, 8), distnn.randn(4, 3, 3, 3))
     assert tuple(out.shape) == (0, 4, 6, 6)
