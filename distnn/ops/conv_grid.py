@@ -14,7 +14,9 @@ The input gradient is itself such a convolution (of the output gradient by the
 flipped, transposed kernel), so backward needs no col2im: its GEMM has
 K = OC*KH*KW rather than K = OC, which OpenBLAS runs 1.3x faster at 32
 channels. The weight gradient is the output gradient on the grid, zero on the
-separators, times the input's windows.
+separators, times the input's windows; with both gradients asked for, that grid
+is the one the input gradient's convolution entered, read in place (entered
+once: MobileNet's conv backward 74-87 -> 68-69 ms a step, ResNets even).
 
 A kernel padded to keep the map's size (ResNet's and MobileNet's 3x3, padding
 1) needs no separators (``SameGrid``): the samples lie back to back and the
