@@ -29,7 +29,10 @@ def _standardize(xp, x, axes, eps, channel_first=False):
     """(x - mean) / sqrt(var + eps) over ``axes`` (biased var); also the mean, var and 1/std.
     ``channel_first``: ``axes`` are every dim but 1, whose sums of squares then take one
     pass with no temporary."""
-    mean = x.mean(axis=axes, keepdims=True)
+    if channel_first and _one_pass(x):
+        mean = (_channel_sum(xp, x) / (x.size // x.shape[1])).reshape(_channel_shape(x.ndim))
+    else:
+        mean = x.mean(axis=axes, keepdims=True)
     xhat = x - mean
     if channel_first and _one_pass(xhat):
         var = _channel_dot(xp, xhat, xhat).reshape(mean.shape) / (x.size // x.shape[1])
@@ -51,6 +54,13 @@ def _one_pass(a):
     """Whether ``a`` is a plain float32/float64 array, whose sums einsum may fuse
     (float16's would then accumulate in float16)."""
     return not recording(a) and a.dtype.itemsize >= 4
+
+
+def _channel_sum(xp, a):
+    """Per channel (dim 1), the sum over every other dim: einsum's loop, 2.5-6x
+    faster than ``sum(axis=(0, 2, 3))``'s on activations."""
+    n, c = a.shape[:2]
+    return xp.einsum("nck->c", a.reshape(n, c, -1))
 
 
 def _channel_dot(xp, a, b):
@@ -129,7 +139,7 @@ def _blocked_batch_norm(xp, x, weight, bias, eps, blocks):
     def moments(part):
         xb = _by_channel(x[part])
         count = xb.shape[0] * xb.shape[2]
-        mean = xp.einsum("nck->c", xb) / count
+        mean = _channel_sum(xp, xb) / count
         dev = _deviations(xp, x[part], mean)
         return count, mean, _channel_dot(xp, dev, dev)
 
@@ -158,7 +168,7 @@ def _blocked_batch_norm_backward(xp, g, x, mean, invstd, scale, need_input, bloc
     """(grad_input or None, sum of g*xhat, sum of g) per channel, by sample blocks."""
     def sums(part):
         gb = _by_channel(g[part])
-        return xp.einsum("nck->c", gb), _channel_dot(xp, gb, _deviations(xp, x[part], mean))
+        return _channel_sum(xp, gb), _channel_dot(xp, gb, _deviations(xp, x[part], mean))
 
     parts = map_chunks(xp, sums, blocks)
     shape, m = _channel_shape(g.ndim), g.size // g.shape[1]
@@ -231,8 +241,8 @@ class NativeBatchNorm(Op):
                 return (grad_input, sum_gx if ctx.needs_input_grad[1] else None,
                         sum_g if ctx.needs_input_grad[2] else None)
             xhat = (input - ctx.mean) * invstd
-        sum_g = g.sum(axis=ctx.axes, keepdims=True)
         plain = _one_pass(g) and _one_pass(xhat)
+        sum_g = _channel_sum(ctx.xp, g).reshape(shape) if plain else g.sum(axis=ctx.axes, keepdims=True)
         if plain:  # one pass, no (g * xhat) temporary
             sum_gx = _channel_dot(ctx.xp, g, xhat).reshape(sum_g.shape)
         else:
