@@ -18,8 +18,8 @@ from ..ops.index import embedding, index_select, one_hot
 from ..ops.linalg import linear, matmul
 from ..ops.loss import (_reduction_arg, binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,
                         huber_loss, kl_div, l1_loss, mse_loss, nll_loss, smooth_l1_loss)
-from ..ops.normalization import (alpha_dropout, batch_norm, dropout, dropout1d, dropout2d, dropout3d,
-                                 feature_alpha_dropout, group_norm, instance_norm, layer_norm, normalize, rms_norm)
+from ..ops.dropouts import alpha_dropout, dropout, dropout1d, dropout2d, dropout3d, feature_alpha_dropout
+from ..ops.normalization import batch_norm, group_norm, instance_norm, layer_norm, normalize, rms_norm
 from ..ops.padding import pad
 from ..ops.pool import (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_max_pool1d, adaptive_max_pool2d,
                         avg_pool1d, avg_pool2d, max_pool1d, max_pool2d)

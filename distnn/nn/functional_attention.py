@@ -15,7 +15,7 @@ from ..ops.activation import softmax
 from ..ops.index import masked_fill
 from ..ops.join import cat
 from ..ops.linalg import linear, matmul
-from ..ops.normalization import dropout
+from ..ops.dropouts import dropout
 from ..ops.padding import pad
 from ..tensor import _wrap
 

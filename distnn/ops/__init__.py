@@ -2,13 +2,14 @@
 followed by its functional form. ``TENSOR_METHODS`` lists the functions that
 ``Tensor`` also exposes as methods (``x.sum()`` is ``ops.sum(x)``)."""
 
-from . import (activation, classification_loss, conv, conversion, elementwise, embedding, gather_scatter, index,
-               join, linalg, loss, minmax, normalization, padding, pool, reduce, sampling, scan, shape, sorting,
+from . import (activation, classification_loss, conv, conversion, dropouts, elementwise, embedding, gather_scatter,
+               index, join, linalg, loss, minmax, normalization, padding, pool, reduce, sampling, scan, shape, sorting,
                triangular)
 from .activation import *  # noqa: F401,F403
 from .classification_loss import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
 from .conversion import *  # noqa: F401,F403
+from .dropouts import *  # noqa: F401,F403
 from .elementwise import *  # noqa: F401,F403
 from .embedding import *  # noqa: F401,F403
 from .gather_scatter import *  # noqa: F401,F403
@@ -27,7 +28,7 @@ from .shape import *  # noqa: F401,F403
 from .sorting import *  # noqa: F401,F403
 from .triangular import *  # noqa: F401,F403
 
-_FAMILIES = (activation, classification_loss, conv, conversion, elementwise, embedding, gather_scatter, index,
-             join, linalg, loss, minmax, normalization, padding, pool, reduce, sampling, scan, shape, sorting,
+_FAMILIES = (activation, classification_loss, conv, conversion, dropouts, elementwise, embedding, gather_scatter,
+             index, join, linalg, loss, minmax, normalization, padding, pool, reduce, sampling, scan, shape, sorting,
              triangular)
 TENSOR_METHODS = tuple(name for family in _FAMILIES for name in family.TENSOR_METHODS)

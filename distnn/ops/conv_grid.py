@@ -155,7 +155,7 @@ class SameGrid(Grid):
 
     def output_grid(self, xp, g, slot):
         c = g.shape[1]
-        buf = gemm_rows(xp, slot, c, self.length, g.dtype) if isinstance(slot, str) else slot
+        buf = gemm_rows(xp, slot, c, self.length, g.dtype)
         buf.reshape(c, self.n, self.sample)[...] = g.reshape(self.n, c, self.sample).transpose(1, 0, 2)
         return buf
 
@@ -264,7 +264,8 @@ def applies(x_shape, w_shape, geo):
 
 def _keeps_size(x_shape, w_shape, geo):
     """Stride 1, padded by exactly the kernel's reach: the output is the input's size."""
-    return geo.stride == (1, 1) and all(before + after == e - 1 for (before, after), e in zip(geo.padding, _extent(w_shape, geo)))
+    return geo.stride == (1, 1) and all(before + after == e - 1
+                                        for (before, after), e in zip(geo.padding, _extent(w_shape, geo)))
 
 
 def _extent(w_shape, geo):
@@ -328,8 +329,8 @@ def _shares_grid(x_shape, w_shape, geo):
     gradient's GEMM then reads it there, and the gradient is entered once."""
     if geo.stride != (1, 1):
         return False
-    ig_shape = (x_shape[0], w_shape[0]) + _grid(1, x_shape, w_shape, geo).out_hw
-    grid, ig_grid = _grid(1, x_shape, w_shape, geo), _grid(1, ig_shape, w_shape, _input_grad_geometry(w_shape, geo))
+    grid = _grid(1, x_shape, w_shape, geo)
+    ig_grid = _grid(1, (x_shape[0], w_shape[0]) + grid.out_hw, w_shape, _input_grad_geometry(w_shape, geo))
     return (grid.row, grid.sample) == (ig_grid.row, ig_grid.sample)
 
 

@@ -1,26 +1,23 @@
-"""Normalisation and dropout as in ``torch.nn.functional``: batch_norm, layer_norm,
-group_norm, instance_norm, rms_norm, normalize, and the dropout family.
+"""Normalisation as in ``torch.nn.functional``: batch_norm, layer_norm, group_norm,
+instance_norm, rms_norm, normalize (the dropout family is in ``dropout.py``).
 
 The norms are each one fused op with the closed-form backward. Running statistics
 are buffers: batch_norm updates them in place, outside autograd, bumping their
-version counters. Dropout masks come from distnn's seeded generator.
+version counters.
 """
 
-import warnings
+import math
 
 import numpy as np  # dtype metadata only (finfo)
 
-from .. import backend, random
-from ..tensor import _wrap
 from ..autograd.function import Op
 from ..autograd.graph_xp import recording
 from .._dims import normalize_dim
 from ..threads import map_chunks
-from .elementwise import add, div, mul
+from .elementwise import div
 from .im2col import chunk_sum, scratch_array
 
-__all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm", "normalize", "dropout",
-           "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout"]
+__all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm", "normalize"]
 
 TENSOR_METHODS = ()
 
@@ -29,23 +26,23 @@ def _standardize(xp, x, axes, eps, channel_first=False):
     """(x - mean) / sqrt(var + eps) over ``axes`` (biased var); also the mean, var and 1/std.
     ``channel_first``: ``axes`` are every dim but 1, whose sums of squares then take one
     pass with no temporary."""
-    if channel_first and _one_pass(x) and x.flags.c_contiguous:
-        count = x.size // x.shape[1]
-        mean = (_channel_sum(xp, x) / count).reshape(_channel_shape(x.ndim))
+    rows = channel_first and _one_pass(x) and x.flags.c_contiguous  # per-channel values as _channel_rows
+    if rows:
+        mean = (_channel_sum(xp, x) / (x.size // x.shape[1])).reshape(_channel_shape(x.ndim))
         xhat = (_by_sample(x) - _channel_row(xp, mean, x)).reshape(x.shape)
-        var = _channel_dot(xp, xhat, xhat).reshape(mean.shape) / count
-        invstd = 1 / xp.sqrt(var + eps)
-        rows = _by_sample(xhat)
-        rows *= _channel_row(xp, invstd, x)
-        return xhat, mean, var, invstd
-    mean = x.mean(axis=axes, keepdims=True)
-    xhat = x - mean
+    else:
+        mean = x.mean(axis=axes, keepdims=True)
+        xhat = x - mean
     if channel_first and _one_pass(xhat):
         var = _channel_dot(xp, xhat, xhat).reshape(mean.shape) / (x.size // x.shape[1])
     else:
         var = (xhat * xhat).mean(axis=axes, keepdims=True)
     invstd = 1 / xp.sqrt(var + eps)
-    xhat *= invstd
+    if rows:
+        flat = _by_sample(xhat)
+        flat *= _channel_row(xp, invstd, x)
+    else:
+        xhat *= invstd
     return xhat, mean, var, invstd
 
 
@@ -63,14 +60,7 @@ def _one_pass(a):
 
 
 def _by_sample(a):
-    return a.reshape(a.shape[0], _per_sample(a))
-
-
-def _per_sample(a):
-    size = 1
-    for d in a.shape[1:]:
-        size *= d
-    return size
+    return a.reshape(a.shape[0], math.prod(a.shape[1:]))
 
 
 def _channel_row(xp, v, like):
@@ -78,7 +68,16 @@ def _channel_row(xp, v, like):
     (1, C*rest): an op between ``_by_sample`` views and it broadcasts along the
     batch only and runs numpy's contiguous loop, 2x faster than a (1, C, 1)
     broadcast's row-by-row loop on 32x32 maps and 4x on 4x4 ones."""
-    return xp.repeat(v.reshape(-1), _per_sample(like) // max(like.shape[1], 1)).reshape(1, -1)
+    return xp.repeat(v.reshape(-1), math.prod(like.shape[2:])).reshape(1, -1)
+
+
+def _channel_form(xp, *arrays):
+    """(view, per_channel) for an op between ``arrays`` (N, C, ...) and per-channel
+    values shaped (1, C, 1...): C-contiguous arrays as ``_by_sample`` views against
+    ``_channel_row``s, any others as they are against the values themselves."""
+    if all(a.flags.c_contiguous for a in arrays):
+        return _by_sample, lambda v: _channel_row(xp, v, arrays[0])
+    return (lambda a: a), (lambda v: v)
 
 
 def _channel_sum(xp, a):
@@ -262,7 +261,7 @@ class NativeBatchNorm(Op):
         ctx.save_for_backward(xhat, invstd, weight, input)
         ctx.axes, ctx.training, ctx.eps = axes, training, eps
         if out is None and weight is not None and _one_pass(xhat) and xhat.flags.c_contiguous:
-            out = _by_sample(xhat) * _channel_row(xp, weight, xhat)
+            out = _by_sample(xhat) * _channel_row(xp, weight, xhat)  # _affine's product on channel rows
             if bias is not None:
                 out += _channel_row(xp, bias, xhat)
             return out.reshape(xhat.shape)
@@ -295,18 +294,14 @@ class NativeBatchNorm(Op):
         grad_input = None
         if ctx.needs_input_grad[0]:
             scale = invstd if weight is None else invstd * weight.reshape(shape)
-            if ctx.training and plain and g.flags.c_contiguous and xhat.flags.c_contiguous:
+            if ctx.training and plain:
                 # g*scale - xhat*(scale*mean(g*xhat)) - scale*mean(g): two temporaries, not five
-                m, xp = g.size // g.shape[1], ctx.xp
-                grad_input = _by_sample(g) * _channel_row(xp, scale, g)
-                grad_input -= _by_sample(xhat) * _channel_row(xp, scale * (sum_gx / m), g)
-                grad_input -= _channel_row(xp, scale * (sum_g / m), g)
-                grad_input = grad_input.reshape(g.shape)
-            elif ctx.training and plain:
                 m = g.size // g.shape[1]
-                grad_input = g * scale
-                grad_input -= xhat * (scale * (sum_gx / m))
-                grad_input -= scale * (sum_g / m)
+                view, per_channel = _channel_form(ctx.xp, g, xhat)
+                grad_input = view(g) * per_channel(scale)
+                grad_input -= view(xhat) * per_channel(scale * (sum_gx / m))
+                grad_input -= per_channel(scale * (sum_g / m))
+                grad_input = grad_input.reshape(g.shape)
             elif ctx.training:
                 m = g.size // g.shape[1]
                 grad_input = (g - sum_g / m - xhat * (sum_gx / m)) * scale
@@ -551,97 +546,3 @@ def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
         raise NotImplementedError("normalize(out=...) is not supported; use the returned tensor")
     dim = normalize_dim(dim, input.ndim)
     return div(input, ClampedNorm.apply(input, float(p), dim, float(eps)))
-
-
-# --- dropout ----------------------------------------------------------------------
-
-_SELU_ALPHA = 1.7580993408473766  # -scale * alpha of SELU: where alpha dropout sends dropped units
-
-
-def _check_p(p):
-    if p < 0.0 or p > 1.0:
-        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-
-
-def _dropout(input, p, training, inplace, mask_shape, alpha=False):
-    """input * noise (+ b for alpha dropout) with a Bernoulli(1 - p) keep-mask of ``mask_shape``,
-    drawn from the seeded generator and broadcast over the input."""
-    _check_p(p)
-    if not training or p == 0 or input.numel() == 0:
-        return input
-    dtype = input._data.dtype
-    shift = None
-    if p == 1:  # everything dropped, alpha dropout included (as PyTorch)
-        noise = backend.array_module(input._data).zeros((), dtype)
-    else:
-        keep = random.sample("uniform", mask_shape, dtype, input.device) < 1 - p
-        noise = keep.astype(dtype)
-        if alpha:
-            a = 1.0 / ((_SELU_ALPHA * _SELU_ALPHA * p + 1) * (1 - p)) ** 0.5
-            shift = _wrap((noise - 1) * dtype.type(_SELU_ALPHA * a) + dtype.type(_SELU_ALPHA * a * p))
-            noise *= dtype.type(a)
-        else:
-            # PyTorch divides in the input's dtype: the kept scale is float32(1) / float32(1 - p)
-            noise *= dtype.type(1) / dtype.type(1 - p)
-    noise = _wrap(noise)
-    if inplace:
-        input.mul_(noise)
-        return input if shift is None else input.add_(shift)
-    out = mul(input, noise)
-    return out if shift is None else add(out, shift)
-
-
-def _feature_mask_shape(shape, batched):
-    """Keep or drop whole channels: one draw per (sample,) channel."""
-    if len(shape) < 2:
-        raise RuntimeError(f"Feature dropout requires at least 2 dimensions in the input, got {list(shape)}")
-    lead = 2 if batched else 1
-    return tuple(shape[:lead]) + (1,) * (len(shape) - lead)
-
-
-def dropout(input, p=0.5, training=True, inplace=False):
-    return _dropout(input, p, training, inplace, input._data.shape)
-
-
-def alpha_dropout(input, p=0.5, training=False, inplace=False):
-    return _dropout(input, p, training, inplace, input._data.shape, alpha=True)
-
-
-def feature_alpha_dropout(input, p=0.5, training=False, inplace=False):
-    return _dropout(input, p, training, inplace, _feature_mask_shape(input.shape, True), alpha=True)
-
-
-def dropout1d(input, p=0.5, training=True, inplace=False):
-    _check_p(p)
-    if input.ndim not in (2, 3):
-        raise RuntimeError(f"dropout1d: Expected 2D or 3D input, but received a {input.ndim}D input. Note that "
-                           "dropout1d exists to provide channel-wise dropout on inputs with 1 spatial dimension, "
-                           "a channel dimension, and an optional batch dimension (i.e. 2D or 3D inputs).")
-    return _dropout(input, p, training, inplace, _feature_mask_shape(input.shape, input.ndim == 3))
-
-
-def _warn_feature_dims(name, ndim, spatial):
-    if ndim not in (spatial + 1, spatial + 2):
-        warnings.warn(f"{name}: Received a {ndim}-D input to {name}, which is deprecated and will result in an "
-                      "error in a future release. To retain the behavior and silence this warning, please use "
-                      f"dropout instead. Note that {name} exists to provide channel-wise dropout on inputs with "
-                      f"{spatial} spatial dimensions, a channel dimension, and an optional batch dimension "
-                      f"(i.e. {spatial + 1}D or {spatial + 2}D inputs).", stacklevel=3)
-
-
-def dropout2d(input, p=0.5, training=True, inplace=False):
-    _check_p(p)
-    _warn_feature_dims("dropout2d", input.ndim, 2)
-    if input.ndim == 3:
-        warnings.warn("dropout2d: Received a 3D input to dropout2d and assuming that channel-wise 1D dropout "
-                      "behavior is desired - input is interpreted as shape (N, C, L), where C is the channel "
-                      "dim. This behavior will change in a future release to interpret the input as one without "
-                      "a batch dimension, i.e. shape (C, H, W). To maintain the 1D channel-wise dropout "
-                      "behavior, please switch to using dropout1d instead.", stacklevel=2)
-    return _dropout(input, p, training, inplace, _feature_mask_shape(input.shape, True))
-
-
-def dropout3d(input, p=0.5, training=True, inplace=False):
-    _check_p(p)
-    _warn_feature_dims("dropout3d", input.ndim, 3)
-    return _dropout(input, p, training, inplace, _feature_mask_shape(input.shape, input.ndim == 5))
