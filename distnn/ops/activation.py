@@ -9,6 +9,7 @@ the output); the others write their result back through ``Tensor.copy_``.
 Either way the version counter and the graph stay right.
 """
 
+import math
 import warnings
 
 import numpy as np
@@ -117,9 +118,26 @@ def _pointwise(name, forward, grad, saves="input"):
 
     def bwd(ctx, g):
         (saved,) = ctx.saved_tensors
-        return g * grad(ctx.xp, saved, **ctx.params)
+        return _masked(g, grad(ctx.xp, saved, **ctx.params))
 
     return type(name, (Op,), {"forward": staticmethod(fwd), "backward": staticmethod(bwd), "double_backward": True})
+
+
+def _masked(g, keep):
+    """``g`` where ``keep`` (a fresh bool array of g's shape, overwritten) holds, else
+    +0: a select, as PyTorch's masked gradients are, so a NaN or -0.0 in ``g`` where a
+    unit is off is not passed on. By bits: ``keep`` negated in place as int8 (0 or -1),
+    widened to g's width and ANDed with g's bits; 10-15% faster than ``g * keep``, whose
+    multiply by a bool array casts per element. A ``keep`` that is not a bool array of
+    g's shape (a float derivative), or a graph being recorded, multiplies."""
+    if (recording(g) or recording(keep) or getattr(keep, "dtype", None) != bool or g.dtype.kind != "f"
+            or keep.shape != g.shape):
+        return g * keep
+    ones = keep.view("i1")
+    ones *= -1
+    bits = ones.astype(f"i{g.dtype.itemsize}")
+    bits &= g.view(bits.dtype)
+    return bits.view(g.dtype)
 
 
 def _softplus(xp, x, beta, threshold):
@@ -149,14 +167,18 @@ class Relu(Op):
 
     @staticmethod
     def forward(ctx, x, in_place=False):
-        out = ctx.xp.maximum(x, 0, out=x if in_place else None)
+        out = x if in_place else None
+        if x.dtype.kind == "f":  # numpy 2.4's clip runs a SIMD loop, maximum by a scalar one 2.5-3x slower
+            out = ctx.xp.clip(x, 0, math.inf, out=out)  # and like PyTorch's, relu(-0.0) is -0.0
+        else:
+            out = ctx.xp.maximum(x, 0, out=out)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
     def backward(ctx, g):
         (out,) = ctx.saved_tensors
-        return (g * (out > 0),)
+        return (_masked(g, out != 0),)  # out >= 0 or NaN: PyTorch's out > 0 or NaN
 
 
 class Hardtanh(Op):
@@ -179,13 +201,13 @@ class Hardtanh(Op):
     def backward(ctx, g):
         (out,) = ctx.saved_tensors
         lo, hi = ctx.bounds
-        return (g * ((out > lo) & (out < hi)),)
+        return (_masked(g, (out != lo) & (out != hi)),)  # out in [lo, hi] or NaN, as PyTorch's mask
 
 
 Sigmoid = _pointwise("Sigmoid", _sigmoid, lambda xp, out: out * (1 - out), saves="output")
 Tanh = _pointwise("Tanh", lambda xp, x: xp.tanh(x), lambda xp, out: 1 - out * out, saves="output")
-Threshold = _pointwise("Threshold", lambda xp, x, threshold, value: xp.where(x > threshold, x, x.dtype.type(value)),
-                       lambda xp, x, threshold, value: x > threshold)
+Threshold = _pointwise("Threshold", lambda xp, x, threshold, value: xp.where(x <= threshold, x.dtype.type(value), x),
+                       lambda xp, x, threshold, value: ~(x <= threshold))
 LeakyRelu = _pointwise("LeakyRelu", lambda xp, x, slope: xp.where(x > 0, x, x * slope),
                        lambda xp, x, slope: xp.where(x > 0, 1, x.dtype.type(slope)))
 Silu = _pointwise("Silu", lambda xp, x: x * _sigmoid(xp, x), _silu_grad)
@@ -198,8 +220,8 @@ Softplus = _pointwise("Softplus", _softplus, lambda xp, x, beta, threshold: xp.w
     x * beta > threshold, 1, _sigmoid(xp, x * beta)))
 LogSigmoid = _pointwise("LogSigmoid", lambda xp, x: xp.minimum(x, 0) - xp.log1p(xp.exp(-xp.abs(x))),
                         lambda xp, x: _sigmoid(xp, -x))
-Hardshrink = _pointwise("Hardshrink", lambda xp, x, lambd: x * (xp.abs(x) > lambd),
-                        lambda xp, x, lambd: xp.abs(x) > lambd)
+Hardshrink = _pointwise("Hardshrink", lambda xp, x, lambd: _masked(x, ~(xp.abs(x) <= lambd)),
+                        lambda xp, x, lambd: ~(xp.abs(x) <= lambd))
 Softshrink = _pointwise("Softshrink",
                         lambda xp, x, lambd: (x - xp.sign(x) * x.dtype.type(lambd)) * (xp.abs(x) > lambd),
                         lambda xp, x, lambd: xp.abs(x) > lambd)
