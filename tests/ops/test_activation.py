@@ -213,12 +213,13 @@ def test_integer_inputs_keep_their_dtype(name, args):
 @requires_torch
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name,args", [("relu", ()), ("relu6", ()), ("hardtanh", ()), ("threshold", (0.0, -1.0)),
-                                       ("hardshrink", ())])
+                                       ("hardshrink", ()), ("leaky_relu", (0.2,)), ("leaky_relu", (0.0,)),
+                                       ("leaky_relu", (1.5,))])
 def test_special_values_match_torch_bit_for_bit(name, args, dtype):
     # relu runs through clip and the masked gradients through a float mask: signed zeros,
     # NaNs and infinities, in the values and in the upstream gradient, as PyTorch has them
     values = np.array([-0.0, 0.0, np.nan, -np.inf, np.inf, 1e-39, -1e-39, 6.0, -1.0, 1.0, 3.0, 0.25], dtype)
-    if name not in ("relu", "threshold"):  # PyTorch's own gradient at a NaN input differs by dtype (passed in float32 only)
+    if name not in ("relu", "threshold", "leaky_relu"):  # PyTorch's own gradient at a NaN input differs by dtype (passed in float32 only)
         values[2] = 0.5
     upstream = np.array([1.5, -2.0, 3.0, np.nan, 4.0, -0.0, 2.0, np.inf, 5.0, -1.0, 7.0, -3.0], dtype)
     results = []
@@ -230,6 +231,18 @@ def test_special_values_match_torch_bit_for_bit(name, args, dtype):
     for ours, theirs in zip(*results):
         np.testing.assert_array_equal(ours, theirs)
         np.testing.assert_array_equal(np.signbit(ours), np.signbit(theirs))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_saturates_without_overflow(dtype):
+    x = np.array([-np.inf, -1000.0, -0.0, 0.0, 1000.0, np.inf, np.nan, -2.0, 2.0], dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # exp never sees a large positive argument
+        out = activation.sigmoid(distnn.tensor(x)).numpy()
+    assert out[[0, 1]].tolist() == [0.0, 0.0] and out[[2, 3]].tolist() == [0.5, 0.5]
+    assert out[[4, 5]].tolist() == [1.0, 1.0] and np.isnan(out[6])
+    np.testing.assert_allclose(out[7:], 1 / (1 + np.exp(-x[7:].astype(np.float64))), rtol=1e-6)
+    assert out[7] + out[8] == pytest.approx(1.0, abs=1e-7)
 
 
 def test_inplace_without_grad_overwrites_input():
