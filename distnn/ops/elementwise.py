@@ -13,6 +13,7 @@ from ..autograd import grad_mode
 from ..autograd.function import Op
 from ..tensor import Tensor, _wrap
 from .common import SCALARS, as_tensor, no_grad_result, promote_operands, result_float_dtype
+from .selection import select
 
 __all__ = ["add", "sub", "rsub", "mul", "div", "rdiv", "true_divide", "neg", "negative", "pow", "rpow",
            "exp", "log", "log1p", "log2", "log10", "sqrt", "rsqrt", "abs", "sign", "reciprocal",
@@ -266,15 +267,15 @@ class Where(Op):
     @staticmethod
     def forward(ctx, cond, a, b):
         ctx.save_for_backward(cond)
-        return ctx.xp.where(cond, a, b)
+        return select(ctx.xp, cond, a, b)
 
     @staticmethod
     def backward(ctx, g):
         (cond,) = ctx.saved_tensors
         _, need_a, need_b = ctx.needs_input_grad
         zero = g.dtype.type(0)
-        return (None, ctx.xp.where(cond, g, zero) if need_a else None,
-                ctx.xp.where(cond, zero, g) if need_b else None)
+        return (None, select(ctx.xp, cond, g, zero) if need_a else None,
+                select(ctx.xp, cond, zero, g) if need_b else None)
 
 
 # --- functional forms -------------------------------------------------------------

@@ -19,6 +19,7 @@ from .common import SCALARS, as_array, as_tensor, no_grad_result
 from .embedding import embedding, one_hot  # noqa: F401
 from .gather_scatter import gather, index_select, scatter, scatter_add, take_along_dim  # noqa: F401
 from .index_put import IndexPut, put_into_zeros
+from .selection import select
 
 __all__ = ["getitem", "index_put", "assign_index", "assign_masked", "masked_fill", "masked_select", "nonzero"]
 
@@ -180,15 +181,16 @@ class MaskedFill(Op):
     def forward(ctx, a, mask, value):
         ctx.save_for_backward(mask)
         fill = value.astype(a.dtype) if hasattr(value, "dtype") else a.dtype.type(value)
-        return ctx.xp.where(mask, fill, a)
+        return select(ctx.xp, mask, fill, a)
 
     @staticmethod
     def backward(ctx, g):
         (mask,) = ctx.saved_tensors
         need_a, _, need_value = ctx.needs_input_grad
         xp = ctx.xp
-        ga = xp.where(mask, 0, g) if need_a else None
-        gv = xp.where(mask, g, 0).sum(keepdims=True).reshape(()) if need_value else None
+        zero = g.dtype.type(0)
+        ga = select(xp, mask, zero, g) if need_a else None
+        gv = select(xp, mask, g, zero).sum(keepdims=True).reshape(()) if need_value else None
         return ga, None, gv
 
 

@@ -26,6 +26,7 @@ from .conversion import to_dtype
 from .elementwise import abs as abs_, div, mul, refuse_bool_subtraction, sub
 from .loss_reduction import _reduce, _reduction_arg, _refuse_grad, _upstream
 from .reduce import _type_name, mean, sum as sum_
+from .selection import select
 
 __all__ = ["mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
            "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div"]
@@ -109,7 +110,7 @@ class SmoothL1Loss(_PointwiseLoss):
     @staticmethod
     def value(xp, d, beta):
         ad = xp.abs(d)
-        return xp.where(ad < beta, (0.5 / beta) * d * d, ad - 0.5 * beta)
+        return select(xp, ad < beta, (0.5 / beta) * d * d, ad - 0.5 * beta)
 
     @staticmethod
     def grad(xp, d, beta, up):
@@ -122,7 +123,7 @@ class HuberLoss(_PointwiseLoss):
     @staticmethod
     def value(xp, d, delta):
         ad = xp.abs(d)
-        return xp.where(ad < delta, 0.5 * d * d, delta * (ad - 0.5 * delta))
+        return select(xp, ad < delta, 0.5 * d * d, delta * (ad - 0.5 * delta))
 
     @staticmethod
     def grad(xp, d, delta, up):
