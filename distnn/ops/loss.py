@@ -11,6 +11,7 @@ out of smaller ops, our op is renamed after PyTorch's last one (``renamed_op``)
 so ``print(loss)`` shows the same ``grad_fn`` (l1_loss: ``MeanBackward0``).
 """
 
+import math
 import warnings
 
 import numpy as np
@@ -226,7 +227,8 @@ class BinaryCrossEntropy(Op):
         if not bool(((input >= 0) & (input <= 1)).all()):
             raise RuntimeError("all elements of input should be between 0 and 1")
         with np.errstate(divide="ignore"):  # log(0) = -inf, clamped just below
-            loss = (target - 1) * xp.maximum(xp.log1p(-input), -100) - target * xp.maximum(xp.log(input), -100)
+            loss = ((target - 1) * xp.clip(xp.log1p(-input), -100, math.inf)
+                    - target * xp.clip(xp.log(input), -100, math.inf))
         if weight is not None:
             loss = loss * weight
         ctx.save_for_backward(input, target, weight)
@@ -292,7 +294,7 @@ class BinaryCrossEntropyWithLogits(Op):
 
 
 def _log_sigmoid(xp, x):
-    return xp.minimum(x, 0) - xp.log1p(xp.exp(-xp.abs(x)))
+    return xp.clip(x, -math.inf, 0) - xp.log1p(xp.exp(-xp.abs(x)))
 
 
 class KlDiv(Op):

@@ -219,7 +219,7 @@ def test_special_values_match_torch_bit_for_bit(name, args, dtype):
     # relu runs through clip and the masked gradients through a float mask: signed zeros,
     # NaNs and infinities, in the values and in the upstream gradient, as PyTorch has them
     values = np.array([-0.0, 0.0, np.nan, -np.inf, np.inf, 1e-39, -1e-39, 6.0, -1.0, 1.0, 3.0, 0.25], dtype)
-    if name not in ("relu", "threshold", "leaky_relu"):  # PyTorch's own gradient at a NaN input differs by dtype (passed in float32 only)
+    if name not in ("relu", "threshold", "leaky_relu"):  # PyTorch's gradient at a NaN input: by dtype
         values[2] = 0.5
     upstream = np.array([1.5, -2.0, 3.0, np.nan, 4.0, -0.0, 2.0, np.inf, 5.0, -1.0, 7.0, -3.0], dtype)
     results = []
