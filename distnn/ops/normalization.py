@@ -74,8 +74,8 @@ def _channel_row(xp, v, like):
 def _channel_form(xp, *arrays):
     """(view, per_channel) for an op between ``arrays`` (N, C, ...) and per-channel
     values shaped (1, C, 1...): C-contiguous arrays as ``_by_sample`` views against
-    ``_channel_row``s, any others as they are against the values themselves."""
-    if all(a.flags.c_contiguous for a in arrays):
+    ``_channel_row``s, any others (recorded ones too) as they are against the values."""
+    if all(not recording(a) and a.flags.c_contiguous for a in arrays):
         return _by_sample, lambda v: _channel_row(xp, v, arrays[0])
     return (lambda a: a), (lambda v: v)
 
@@ -251,9 +251,16 @@ class NativeBatchNorm(Op):
             xhat, ctx.mean = None, mean
         elif training:
             xhat, mean, var, invstd = _standardize(xp, input, axes, eps, channel_first=True)
-        else:
+        else:  # PyTorch's inference form, x * scale + shift: two passes on channel rows, not four
             invstd = 1 / xp.sqrt(running_var._data.reshape(shape) + eps)
-            xhat = (input - running_mean._data.reshape(shape)) * invstd
+            mean = running_mean._data.reshape(shape).copy()  # the buffer may change before backward
+            scale = invstd if weight is None else invstd * weight.reshape(shape)
+            shift = -mean * scale if bias is None else bias.reshape(shape) - mean * scale
+            view, per_channel = _channel_form(xp, input)
+            out = view(input) * per_channel(scale)
+            out += per_channel(shift)
+            out = out.reshape(input.shape)
+            xhat, ctx.mean = None, mean
         if training:
             n = input.size // input.shape[1]
             _update_running(running_mean, mean, momentum)
@@ -271,11 +278,10 @@ class NativeBatchNorm(Op):
     def backward(ctx, g):
         xhat, invstd, weight, input = ctx.saved_tensors
         shape = _channel_shape(g.ndim)
-        if recording(input):  # xhat and invstd, saved from forward, must be differentiated too
-            if ctx.training:
-                xhat, _, _, invstd = _standardize(ctx.xp, input, ctx.axes, ctx.eps)
-            else:  # affine in the input: the saved value, with the input's derivative
-                xhat = xhat + (input - input.t._data) * invstd
+        if not ctx.training:  # affine in the input, so right too when backward is recorded
+            xhat = (input - ctx.mean) * invstd
+        elif recording(input):  # xhat and invstd, saved from forward, must be differentiated too
+            xhat, _, _, invstd = _standardize(ctx.xp, input, ctx.axes, ctx.eps)
         if xhat is None:  # forward went by blocks
             blocks = _sample_blocks(ctx.xp, g, input)
             if blocks:
@@ -306,7 +312,8 @@ class NativeBatchNorm(Op):
                 m = g.size // g.shape[1]
                 grad_input = (g - sum_g / m - xhat * (sum_gx / m)) * scale
             else:
-                grad_input = g * scale
+                view, per_channel = _channel_form(ctx.xp, g)
+                grad_input = (view(g) * per_channel(scale)).reshape(g.shape)
         grad_weight = sum_gx.reshape(-1) if ctx.needs_input_grad[1] else None
         grad_bias = sum_g.reshape(-1) if ctx.needs_input_grad[2] else None
         return grad_input, grad_weight, grad_bias

@@ -32,6 +32,28 @@ def test_batch_norm(shape, training, affine):
              [make_input(shape, low=-2, high=2)] + stats + params, requires_grad=[True, False, False, True, True])
 
 
+def test_eval_batch_norm_backward_uses_its_forwards_statistics():
+    # eval keeps no xhat (x * scale + shift on channel rows): backward rebuilds it from the
+    # running statistics as they were at forward, even if a training step updated them since
+    bn = distnn.nn.BatchNorm2d(3)
+    bn.running_mean.copy_(distnn.tensor([0.5, -1.0, 2.0]))
+    bn.running_var.copy_(distnn.tensor([4.0, 0.25, 1.0]))
+    x = distnn.tensor(make_input((2, 3, 4, 5), seed=1).astype(np.float32), requires_grad=True)
+    mean, var = bn.running_mean.numpy().copy(), bn.running_var.numpy().copy()
+    bn.eval()
+    out = bn(x.transpose(2, 3))  # not C-contiguous: the (1, C, 1, 1) form
+    bn.train()
+    bn(x * 3)  # updates the running statistics in place
+    g = make_input(out.shape, seed=2).astype(np.float32)
+    out.backward(distnn.tensor(g))
+    w, std = bn.weight.detach().numpy().reshape(1, 3, 1, 1), np.sqrt(var + bn.eps).reshape(1, 3, 1, 1)
+    scale = w / std
+    xhat = (x.detach().numpy().transpose(0, 1, 3, 2) - mean.reshape(1, 3, 1, 1)) / std
+    np.testing.assert_allclose(out.detach().numpy(), xhat * w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(x.grad.numpy(), (g * scale).transpose(0, 1, 3, 2), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(bn.weight.grad.numpy(), (g * xhat).sum(axis=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+
+
 @pytest.fixture
 def bn_by_blocks(monkeypatch):
     """Batch norm by sample blocks (as on big activations), one or two samples a block."""
