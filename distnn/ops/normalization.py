@@ -59,6 +59,11 @@ def _one_pass(a):
     return not recording(a) and a.dtype.itemsize >= 4
 
 
+def _plain(a):
+    """A C-contiguous plain float32/float64 array: einsum's sums and channel rows apply."""
+    return _one_pass(a) and a.flags.c_contiguous
+
+
 def _by_sample(a):
     return a.reshape(a.shape[0], math.prod(a.shape[1:]))
 
@@ -357,31 +362,53 @@ class NativeGroupNorm(Op):
 
     @staticmethod
     def forward(ctx, input, weight, bias, num_groups, eps):
+        xp = ctx.xp
         grouped = input.reshape(input.shape[0], num_groups, -1)
-        xhat, _, _, invstd = _standardize(ctx.xp, grouped, (2,), eps)
+        if _plain(input):  # each group's sums by einsum, one pass each, no temporary
+            m = grouped.shape[2]
+            xhat = grouped - xp.einsum("ngk->ng", grouped)[..., None] / m
+            invstd = 1 / xp.sqrt(xp.einsum("ngk,ngk->ng", xhat, xhat)[..., None] / m + eps)
+            xhat *= invstd
+        else:
+            xhat, _, _, invstd = _standardize(xp, grouped, (2,), eps)
         xhat = xhat.reshape(input.shape)
         ctx.save_for_backward(xhat, invstd, weight, input)
         ctx.num_groups, ctx.eps = num_groups, eps
-        return _affine(xhat, weight, bias, _channel_shape(input.ndim))
+        if weight is None:
+            return _affine(xhat, weight, bias, _channel_shape(input.ndim))
+        view, per_channel = _channel_form(xp, xhat)
+        out = view(xhat) * per_channel(weight.reshape(_channel_shape(input.ndim)))
+        if bias is not None:
+            out += per_channel(bias.reshape(_channel_shape(input.ndim)))
+        return out.reshape(input.shape)
 
     @staticmethod
     def backward(ctx, g):
+        xp = ctx.xp
         xhat, invstd, weight, input = ctx.saved_tensors
+        grouped = (g.shape[0], ctx.num_groups, -1)
         if recording(input):  # xhat and invstd, saved from forward, must be differentiated too
-            xhat, _, _, invstd = _standardize(ctx.xp, input.reshape(input.shape[0], ctx.num_groups, -1), (2,),
-                                              ctx.eps)
+            xhat, _, _, invstd = _standardize(xp, input.reshape(grouped), (2,), ctx.eps)
             xhat = xhat.reshape(input.shape)
+        plain = _plain(g) and _plain(xhat)
         axes = (0,) + tuple(range(2, g.ndim))
         grad_input = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            gxhat = g if weight is None else g * weight.reshape(_channel_shape(g.ndim))
-            grouped = (g.shape[0], ctx.num_groups, -1)
-            grad_input = _standardize_backward(gxhat.reshape(grouped), xhat.reshape(grouped), invstd,
-                                               (2,)).reshape(g.shape)
+            view, per_channel = _channel_form(xp, g)
+            gxhat = g if weight is None else (view(g) * per_channel(weight.reshape(_channel_shape(g.ndim))))
+            gxhat, xh = gxhat.reshape(grouped), xhat.reshape(grouped)
+            if plain:  # _standardize_backward with einsum's sums
+                m = gxhat.shape[2]
+                grad_input = gxhat - xp.einsum("ngk->ng", gxhat)[..., None] / m
+                grad_input -= xh * (xp.einsum("ngk,ngk->ng", gxhat, xh)[..., None] / m)
+                grad_input *= invstd
+            else:
+                grad_input = _standardize_backward(gxhat, xh, invstd, (2,))
+            grad_input = grad_input.reshape(g.shape)
         if ctx.needs_input_grad[1]:
-            grad_weight = (g * xhat).sum(axis=axes)
+            grad_weight = _channel_dot(xp, g, xhat) if plain else (g * xhat).sum(axis=axes)
         if ctx.needs_input_grad[2]:
-            grad_bias = g.sum(axis=axes)
+            grad_bias = _channel_sum(xp, g) if plain else g.sum(axis=axes)
         return grad_input, grad_weight, grad_bias, None, None
 
 
