@@ -233,6 +233,18 @@ def test_special_values_match_torch_bit_for_bit(name, args, dtype):
         np.testing.assert_array_equal(np.signbit(ours), np.signbit(theirs))
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_leaky_relu_derivative_is_exactly_one_or_the_slope(dtype):
+    # mask * (1 - slope) + slope: 1 - slope's rounding never keeps the sum off 1
+    slopes = np.concatenate([np.random.default_rng(0).random(3000), [1.0, 0.5, 2.0 ** -24, 1 - 2.0 ** -24, 0.2]])
+    x = distnn.tensor(np.array([1.0, -1.0, 0.0, np.nan, 1e-4], dtype), requires_grad=True)
+    for slope in slopes:
+        x.grad = None
+        activation.leaky_relu(x, float(slope)).backward(distnn.ones(5, dtype=x.dtype))
+        s = dtype(slope)
+        assert x.grad.numpy().tolist() == [1.0, s, s, s, 1.0], slope
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_sigmoid_saturates_without_overflow(dtype):
     x = np.array([-np.inf, -1000.0, -0.0, 0.0, 1000.0, np.inf, np.nan, -2.0, 2.0], dtype)
