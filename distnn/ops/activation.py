@@ -218,8 +218,9 @@ LogSigmoid = _pointwise("LogSigmoid", lambda xp, x: xp.clip(x, -math.inf, 0) - x
 Hardshrink = _pointwise("Hardshrink", lambda xp, x, lambd: _masked(x, ~(xp.abs(x) <= lambd)),
                         lambda xp, x, lambd: ~(xp.abs(x) <= lambd))
 Softshrink = _pointwise("Softshrink",
-                        lambda xp, x, lambd: (x - xp.sign(x) * x.dtype.type(lambd)) * (xp.abs(x) > lambd),
-                        lambda xp, x, lambd: xp.abs(x) > lambd)
+                        lambda xp, x, lambd: select(xp, xp.abs(x) > lambd, x - xp.sign(x) * x.dtype.type(lambd),
+                                                    x * 0),  # x * 0 inside: PyTorch's signed zeros and NaN
+                        lambda xp, x, lambd: ~(xp.abs(x) <= lambd))
 
 
 class Elu(Op):
