@@ -106,12 +106,14 @@ def _masked(g, keep):
 def _leaky(xp, x, slope):
     """where(x > 0, x, x * slope): for 0 < slope <= 1 the larger of the two, for a
     slope above 1 the smaller, exactly (signed zeros, infinities and NaN included),
-    without numpy's slow ``where`` (0 * inf would be NaN, so a slope of 0 selects)."""
+    without numpy's slow ``where`` (a slope of 0 or below selects: 0 * inf is NaN)."""
     if 0 < slope <= 1:
         return xp.maximum(x, x * slope)
     if slope > 1:
         return xp.minimum(x, x * slope)
-    return select(xp, x > 0, x, x * slope)
+    with np.errstate(invalid="ignore"):  # -inf * 0 is NaN, as PyTorch's, which does not warn
+        scaled = x * slope
+    return select(xp, x > 0, x, scaled)
 
 
 def _leaky_factor(xp, x, slope):
@@ -126,6 +128,14 @@ def _leaky_factor(xp, x, slope):
     factor *= x.dtype.type(1) - s
     factor += s
     return factor
+
+
+def _softshrink(xp, x, lambd):
+    """x - sign(x) * lambd outside [-lambd, lambd], x * 0 inside (PyTorch's NaN and,
+    in float32, signed zeros); an infinite x, outside, makes no warning."""
+    with np.errstate(invalid="ignore"):
+        zero = x * 0
+    return select(xp, xp.abs(x) > lambd, x - xp.sign(x) * x.dtype.type(lambd), zero)
 
 
 def _positive_part(xp, x):
@@ -218,8 +228,7 @@ LogSigmoid = _pointwise("LogSigmoid", lambda xp, x: xp.clip(x, -math.inf, 0) - x
 Hardshrink = _pointwise("Hardshrink", lambda xp, x, lambd: _masked(x, ~(xp.abs(x) <= lambd)),
                         lambda xp, x, lambd: ~(xp.abs(x) <= lambd))
 Softshrink = _pointwise("Softshrink",
-                        lambda xp, x, lambd: select(xp, xp.abs(x) > lambd, x - xp.sign(x) * x.dtype.type(lambd),
-                                                    x * 0),  # x * 0 inside: PyTorch's signed zeros and NaN
+                        _softshrink,
                         lambda xp, x, lambd: ~(xp.abs(x) <= lambd))
 
 
