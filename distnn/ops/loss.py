@@ -20,6 +20,7 @@ from .. import dtypes
 from ..autograd.function import Op
 from ..autograd.graph_xp import recording
 from ..tensor import Tensor
+from .activation import _log_sigmoid
 from .classification_loss import (LabelSmoothingLoss, NllLoss, NllLoss2D, SoftTargetCrossEntropy,  # noqa: F401
                                   cross_entropy, nll_loss)  # re-exported from their old home
 from .common import as_array, as_tensor, promote_operands, renamed_op
@@ -291,10 +292,6 @@ class BinaryCrossEntropyWithLogits(Op):
             slope = input if pos_weight is None else input + (pos_weight - 1) * log_sig
             grad_target = -slope * up
         return grad_input, grad_target, None, None, None
-
-
-def _log_sigmoid(xp, x):
-    return xp.clip(x, -math.inf, 0) - xp.log1p(xp.exp(-xp.abs(x)))
 
 
 class KlDiv(Op):

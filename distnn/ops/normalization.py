@@ -26,7 +26,7 @@ def _standardize(xp, x, axes, eps, channel_first=False):
     """(x - mean) / sqrt(var + eps) over ``axes`` (biased var); also the mean, var and 1/std.
     ``channel_first``: ``axes`` are every dim but 1, whose sums of squares then take one
     pass with no temporary."""
-    rows = channel_first and _one_pass(x) and x.flags.c_contiguous  # per-channel values as _channel_rows
+    rows = channel_first and _plain(x)  # per-channel values as _channel_rows
     if rows:
         mean = (_channel_sum(xp, x) / (x.size // x.shape[1])).reshape(_channel_shape(x.ndim))
         xhat = (_by_sample(x) - _channel_row(xp, mean, x)).reshape(x.shape)
@@ -87,7 +87,10 @@ def _channel_form(xp, *arrays):
 
 def _channel_sum(xp, a):
     """Per channel (dim 1), the sum over every other dim: einsum's loop, 2.5-6x
-    faster than ``sum(axis=(0, 2, 3))``'s on activations."""
+    faster than ``sum(axis=(0, 2, 3))``'s on activations; that sum where einsum may
+    not fuse (``_one_pass``)."""
+    if not _one_pass(a):
+        return a.sum(axis=_non_channel_axes(a.ndim))
     n, c = a.shape[:2]
     return xp.einsum("nck->c", a.reshape(n, c, -1))
 
@@ -96,7 +99,9 @@ def _channel_dot(xp, a, b):
     """Per channel (dim 1), the sum of ``a * b`` over every other dim, in one pass:
     a dot product per (sample, channel) row by BLAS where rows are long (13 vs 20 us
     by einsum on a 96x1024 block), einsum's loop where they are short (67 vs 171 us
-    on 16-element rows)."""
+    on 16-element rows); ``(a * b).sum(...)`` where einsum may not fuse (``_one_pass``)."""
+    if not (_one_pass(a) and _one_pass(b)):
+        return (a * b).sum(axis=_non_channel_axes(a.ndim))
     n, c = a.shape[:2]
     a, b = a.reshape(n, c, -1), b.reshape(n, c, -1)
     if a.shape[2] >= _BLAS_DOT_MIN_ROW:
@@ -110,6 +115,21 @@ _BLAS_DOT_MIN_ROW = 256
 def _channel_shape(ndim):
     """Shape that broadcasts a per-channel vector along dim 1 of an ndim-dim input."""
     return (1, -1) + (1,) * (ndim - 2)
+
+
+def _non_channel_axes(ndim):
+    return (0,) + tuple(range(2, ndim))
+
+
+def _channel_affine(xp, x, scale, shift=None):
+    """x * scale (+ shift), per-channel values along dim 1, as a fresh array: on
+    channel rows where ``x`` is C-contiguous (``_channel_form``)."""
+    shape = _channel_shape(x.ndim)
+    view, per_channel = _channel_form(xp, x)
+    out = view(x) * per_channel(scale.reshape(shape))
+    if shift is not None:
+        out += per_channel(shift.reshape(shape))
+    return out.reshape(x.shape)
 
 
 def _affine(xhat, weight, bias, shape=None):
@@ -150,7 +170,7 @@ def _sample_blocks(xp, *arrays):
     """Slices of about ``_BN_BLOCK_BYTES`` over the batch of plain C-contiguous numpy
     arrays past ``_BN_BLOCKED_MIN_BYTES``; None where the whole-array forms run."""
     x = arrays[0]
-    if (xp.__name__ != "numpy" or not all(_one_pass(a) and a.flags.c_contiguous for a in arrays)
+    if (xp.__name__ != "numpy" or not all(_plain(a) for a in arrays)
             or x.ndim < 2 or x.nbytes < _BN_BLOCKED_MIN_BYTES):
         return None
     per = max(1, _BN_BLOCK_BYTES // max(1, x[0].nbytes))
@@ -247,7 +267,7 @@ class NativeBatchNorm(Op):
     def forward(ctx, input, weight, bias, *, running_mean, running_var, training, momentum, eps):
         # running stats arrive as Tensors (keyword arguments pass through): buffers, updated in place
         xp = ctx.xp
-        axes = (0,) + tuple(range(2, input.ndim))
+        axes = _non_channel_axes(input.ndim)
         shape = _channel_shape(input.ndim)
         blocks = _sample_blocks(xp, input) if training else None
         out = None
@@ -261,10 +281,7 @@ class NativeBatchNorm(Op):
             mean = running_mean._data.reshape(shape).copy()  # the buffer may change before backward
             scale = invstd if weight is None else invstd * weight.reshape(shape)
             shift = -mean * scale if bias is None else bias.reshape(shape) - mean * scale
-            view, per_channel = _channel_form(xp, input)
-            out = view(input) * per_channel(scale)
-            out += per_channel(shift)
-            out = out.reshape(input.shape)
+            out = _channel_affine(xp, input, scale, shift)
             xhat, ctx.mean = None, mean
         if training:
             n = input.size // input.shape[1]
@@ -272,56 +289,44 @@ class NativeBatchNorm(Op):
             _update_running(running_var, var * (n / (n - 1)), momentum)
         ctx.save_for_backward(xhat, invstd, weight, input)
         ctx.axes, ctx.training, ctx.eps = axes, training, eps
-        if out is None and weight is not None and _one_pass(xhat) and xhat.flags.c_contiguous:
-            out = _by_sample(xhat) * _channel_row(xp, weight, xhat)  # _affine's product on channel rows
-            if bias is not None:
-                out += _channel_row(xp, bias, xhat)
-            return out.reshape(xhat.shape)
+        if out is None and weight is not None:
+            out = _channel_affine(xp, xhat, weight, bias)
         return _affine(xhat, weight, bias, shape) if out is None else out
 
     @staticmethod
     def backward(ctx, g):
         xhat, invstd, weight, input = ctx.saved_tensors
-        shape = _channel_shape(g.ndim)
-        if not ctx.training:  # affine in the input, so right too when backward is recorded
-            xhat = (input - ctx.mean) * invstd
-        elif recording(input):  # xhat and invstd, saved from forward, must be differentiated too
-            xhat, _, _, invstd = _standardize(ctx.xp, input, ctx.axes, ctx.eps)
+        xp, shape = ctx.xp, _channel_shape(g.ndim)
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        if ctx.training and recording(input):  # xhat and invstd, saved from forward, must be differentiated too
+            xhat, _, _, invstd = _standardize(xp, input, ctx.axes, ctx.eps)
+        scale = invstd if weight is None else invstd * weight.reshape(shape)
+        if not ctx.training:  # affine in the input (so right too when backward is recorded); xhat only for the weight
+            return (_channel_affine(xp, g, scale) if need_x else None,
+                    _channel_dot(xp, g, (input - ctx.mean) * invstd) if need_w else None,
+                    _channel_sum(xp, g) if need_b else None)
         if xhat is None:  # forward went by blocks
-            blocks = _sample_blocks(ctx.xp, g, input)
+            blocks = _sample_blocks(xp, g, input)
             if blocks:
-                scale = invstd if weight is None else invstd * weight.reshape(shape)
                 grad_input, sum_gx, sum_g = _blocked_batch_norm_backward(
-                    ctx.xp, g, input, ctx.mean, invstd, scale, ctx.needs_input_grad[0], blocks)
-                return (grad_input, sum_gx if ctx.needs_input_grad[1] else None,
-                        sum_g if ctx.needs_input_grad[2] else None)
+                    xp, g, input, ctx.mean, invstd, scale, need_x, blocks)
+                return grad_input, sum_gx if need_w else None, sum_g if need_b else None
             xhat = (input - ctx.mean) * invstd
-        plain = _one_pass(g) and _one_pass(xhat)
-        sum_g = _channel_sum(ctx.xp, g).reshape(shape) if plain else g.sum(axis=ctx.axes, keepdims=True)
-        if plain:  # one pass, no (g * xhat) temporary
-            sum_gx = _channel_dot(ctx.xp, g, xhat).reshape(sum_g.shape)
-        else:
-            sum_gx = (g * xhat).sum(axis=ctx.axes, keepdims=True)
+        sum_g = _channel_sum(xp, g).reshape(shape)
+        sum_gx = _channel_dot(xp, g, xhat).reshape(shape)
         grad_input = None
-        if ctx.needs_input_grad[0]:
-            scale = invstd if weight is None else invstd * weight.reshape(shape)
-            if ctx.training and plain:
+        if need_x:
+            m = g.size // g.shape[1]
+            if _one_pass(g) and _one_pass(xhat):
                 # g*scale - xhat*(scale*mean(g*xhat)) - scale*mean(g): two temporaries, not five
-                m = g.size // g.shape[1]
-                view, per_channel = _channel_form(ctx.xp, g, xhat)
+                view, per_channel = _channel_form(xp, g, xhat)
                 grad_input = view(g) * per_channel(scale)
                 grad_input -= view(xhat) * per_channel(scale * (sum_gx / m))
                 grad_input -= per_channel(scale * (sum_g / m))
                 grad_input = grad_input.reshape(g.shape)
-            elif ctx.training:
-                m = g.size // g.shape[1]
-                grad_input = (g - sum_g / m - xhat * (sum_gx / m)) * scale
             else:
-                view, per_channel = _channel_form(ctx.xp, g)
-                grad_input = (view(g) * per_channel(scale)).reshape(g.shape)
-        grad_weight = sum_gx.reshape(-1) if ctx.needs_input_grad[1] else None
-        grad_bias = sum_g.reshape(-1) if ctx.needs_input_grad[2] else None
-        return grad_input, grad_weight, grad_bias
+                grad_input = (g - sum_g / m - xhat * (sum_gx / m)) * scale
+        return grad_input, sum_gx.reshape(-1) if need_w else None, sum_g.reshape(-1) if need_b else None
 
 
 class NativeLayerNorm(Op):
@@ -376,11 +381,7 @@ class NativeGroupNorm(Op):
         ctx.num_groups, ctx.eps = num_groups, eps
         if weight is None:
             return _affine(xhat, weight, bias, _channel_shape(input.ndim))
-        view, per_channel = _channel_form(xp, xhat)
-        out = view(xhat) * per_channel(weight.reshape(_channel_shape(input.ndim)))
-        if bias is not None:
-            out += per_channel(bias.reshape(_channel_shape(input.ndim)))
-        return out.reshape(input.shape)
+        return _channel_affine(xp, xhat, weight, bias)
 
     @staticmethod
     def backward(ctx, g):
@@ -390,14 +391,11 @@ class NativeGroupNorm(Op):
         if recording(input):  # xhat and invstd, saved from forward, must be differentiated too
             xhat, _, _, invstd = _standardize(xp, input.reshape(grouped), (2,), ctx.eps)
             xhat = xhat.reshape(input.shape)
-        plain = _plain(g) and _plain(xhat)
-        axes = (0,) + tuple(range(2, g.ndim))
         grad_input = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            view, per_channel = _channel_form(xp, g)
-            gxhat = g if weight is None else (view(g) * per_channel(weight.reshape(_channel_shape(g.ndim))))
-            gxhat, xh = gxhat.reshape(grouped), xhat.reshape(grouped)
-            if plain:  # _standardize_backward with einsum's sums
+            gxhat = (g if weight is None else _channel_affine(xp, g, weight)).reshape(grouped)
+            xh = xhat.reshape(grouped)
+            if _plain(g) and _plain(xhat):  # _standardize_backward with einsum's sums
                 m = gxhat.shape[2]
                 grad_input = gxhat - xp.einsum("ngk->ng", gxhat)[..., None] / m
                 grad_input -= xh * (xp.einsum("ngk,ngk->ng", gxhat, xh)[..., None] / m)
@@ -406,9 +404,9 @@ class NativeGroupNorm(Op):
                 grad_input = _standardize_backward(gxhat, xh, invstd, (2,))
             grad_input = grad_input.reshape(g.shape)
         if ctx.needs_input_grad[1]:
-            grad_weight = _channel_dot(xp, g, xhat) if plain else (g * xhat).sum(axis=axes)
+            grad_weight = _channel_dot(xp, g, xhat)
         if ctx.needs_input_grad[2]:
-            grad_bias = _channel_sum(xp, g) if plain else g.sum(axis=axes)
+            grad_bias = _channel_sum(xp, g)
         return grad_input, grad_weight, grad_bias, None, None
 
 

@@ -1,4 +1,5 @@
-"""``select(xp, cond, a, b)``: ``xp.where`` for the ops, by bits on numpy.
+"""``select(xp, cond, a, b)``: ``xp.where`` for the ops, by bits on numpy; and
+``masked(g, keep)``, its special case ``where(keep, g, 0)``, by one AND.
 
 numpy 2.4's ``where`` takes 1-4 ns an element on this EPYC, 7-28x a multiply's
 (a random mask is the slow end), and activations, masks and piecewise losses call
@@ -10,6 +11,8 @@ bits, NaN payloads and signed zeros included: 3-5x faster from 64K elements.
 import math
 
 import numpy as np
+
+from ..autograd.graph_xp import recording
 
 # Below this many result elements where's own loop costs no more than five calls
 _MIN_SIZE = 16384
@@ -32,3 +35,21 @@ def select(xp, cond, a, b):
     out = np.bitwise_and(take_a, a_bits ^ b_bits)
     out ^= b_bits
     return out.view(dtype)
+
+
+def masked(g, keep):
+    """``g`` where ``keep`` (a fresh bool array of g's shape, overwritten) holds, else
+    +0: a select, as PyTorch's masked gradients are, so a NaN or -0.0 in ``g`` where a
+    unit is off is not passed on. ``select``'s bits with b = 0: ``keep`` negated in place
+    as int8 (0 or -1), widened to g's width and ANDed with g's bits; 10-20% faster than
+    ``g * keep``, whose multiply by a bool array casts per element (numpy or CuPy). A
+    ``keep`` that is not a bool array of g's shape (a float derivative), or a graph
+    being recorded, multiplies."""
+    if (recording(g) or recording(keep) or getattr(keep, "dtype", None) != bool or g.dtype.kind != "f"
+            or keep.shape != g.shape):
+        return g * keep
+    ones = keep.view("i1")
+    ones *= -1
+    bits = ones.astype(f"i{g.dtype.itemsize}")
+    bits &= g.view(bits.dtype)
+    return bits.view(g.dtype)
