@@ -71,7 +71,8 @@ def _writable_in_place(t):
 
 def _pointwise(name, forward, grad, saves="input"):
     """A one-input activation Op: ``forward(xp, x, **params)`` is its value and
-    ``g * grad(xp, saved, **params)`` its gradient, ``saved`` being the input or the output."""
+    ``g * grad(xp, saved, **params)`` its gradient (``g`` where a bool ``grad`` holds, by
+    ``masked``), ``saved`` being the input or the output."""
 
     def fwd(ctx, x, **params):
         out = forward(ctx.xp, x, **params)
