@@ -77,6 +77,7 @@ CONV2D_CASES = [
     ((2, 1, 5, 6), (2, 1, 3, 3), True, {"dilation": 2, "padding": 1, "stride": 2}),
     # taps that only read padding, or input rows no window reads, are cropped away
     ((2, 3, 1, 1), (4, 3, 3, 3), True, {"padding": 1}),  # ResNet's last stage at 32x32
+    ((2, 3, 2, 2), (4, 3, 3, 3), True, {"padding": 1, "stride": 2}),  # its stride-2 entry: a 2x2 kernel
     ((2, 2, 2, 1), (3, 2, 5, 3), False, {"padding": (3, 1)}),
     ((1, 2, 6, 7), (2, 2, 1, 1), True, {"stride": 2}),  # the last row and column are never read
     ((2, 2, 1, 2), (3, 2, 3, 3), True, {"padding": (2, 1), "dilation": (2, 1)}),
