@@ -8,6 +8,11 @@ that made a small ResNet's im2col copies 6x slower at 2 threads than at 1. A
 chunk per thread keeps each thread's scratch buffers (``ops/im2col.py``, thread
 local) in its own cache.
 
+A chunk's numpy calls must each run long (a hundred microseconds or more): two
+threads making short calls keep waiting on each other for the GIL, and each wait
+costs a 30-50 us futex wake-up on this VM. Batch norm in 512 KB blocks ran no
+faster at two threads than at one; in 2 MB blocks, 1.3-2.5x faster.
+
 BLAS threads are set through OpenBLAS's own API, found among the libraries
 loaded into this process (numpy's wheels bundle it). Its count is one global
 (``openblas_set_num_threads_local`` is not per thread in numpy's build), so it
