@@ -222,6 +222,40 @@ def test_softmax_by_row_blocks_is_bit_identical_to_the_whole_array(monkeypatch, 
             np.testing.assert_array_equal(whole, b)
 
 
+@pytest.mark.parametrize("name,kwargs", [
+    ("gelu", {}), ("elu", {}), ("selu", {}), ("celu", {"alpha": 0.5}), ("softplus", {"beta": 2.0}), ("mish", {})])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_activations_by_blocks_are_bit_identical_to_the_whole_array(monkeypatch, name, kwargs, dtype):
+    """Forward and backward a flat block at a time, at one thread and at two, give the
+    bits the whole array does: NaN, infinities and signed zeros included, and a short
+    last block."""
+    rng = np.random.default_rng(3)
+    x_np = (rng.standard_normal((37, 211)) * 4).astype(dtype)
+    x_np.reshape(-1)[:6] = [np.nan, np.inf, -np.inf, -0.0, 0.0, -40]
+    g_np = rng.standard_normal(x_np.shape).astype(dtype)
+    calls = []
+    real_map = activation.map_chunks
+    monkeypatch.setattr("distnn.ops.activation.map_chunks",
+                        lambda xp, fn, parts: calls.append(len(parts)) or real_map(xp, fn, parts))
+    monkeypatch.setattr("distnn.ops.activation._BLOCK_ELEMENTS", 1000)
+    before = distnn.get_num_threads()
+    results = []
+    try:
+        for n, threshold in ((1, float("inf")), (1, 0), (2, 0)):
+            monkeypatch.setattr("distnn.ops.activation._BLOCKED_MIN_ELEMENTS", threshold)
+            distnn.set_num_threads(n)
+            x = distnn.tensor(x_np, requires_grad=True)
+            y = getattr(F, name)(x, **kwargs)
+            y.backward(distnn.tensor(g_np))
+            results.append([y.detach().numpy(), x.grad.numpy()])
+    finally:
+        distnn.set_num_threads(before)
+    assert len(calls) >= 4 and all(c == 7 for c in calls)  # 7807 elements: 8 blocks, the first run here
+    for whole, *by_blocks in zip(*results):
+        for b in by_blocks:
+            assert whole.tobytes() == b.tobytes()
+
+
 def _chunks_in_child(queue):
     queue.put(threads.map_chunks(np, lambda c: c + 1, [0, 1, 2, 3]))
 

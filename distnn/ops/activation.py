@@ -69,20 +69,56 @@ def _writable_in_place(t):
     return not (t.requires_grad and t.grad_fn is None and grad_mode._state.enabled)
 
 
-def _pointwise(name, forward, grad, saves="input"):
+# Big arrays go through an activation's formula of many passes (exact GELU, ELU,
+# softplus, mish) a flat block at a time: the passes then run over blocks that stay
+# in a core's cache, and the blocks spread over threads (map_chunks). fwd+bwd on
+# 1M float32, 1 thread -> 1 thread, 2 threads: GELU 12.7 -> 9.7, 8.0 ms; ELU 4.7 ->
+# 3.8, 2.9; softplus 6.4 -> 5.8, 4.5; mish 7.8 -> 7.9, 5.8. Formulas of a few
+# passes (sigmoid, tanh, SiLU) lost 10-35% at 1 thread to copying each block's result.
+_BLOCK_ELEMENTS = 1 << 17
+_BLOCKED_MIN_ELEMENTS = 1 << 19
+
+
+def _elementwise(xp, fn, *arrays):
+    """``fn(*arrays)`` for an elementwise ``fn`` of same-shaped arrays, whole or, for big
+    C-contiguous numpy arrays, ``_BLOCK_ELEMENTS`` at a time: the same bits at any
+    thread count."""
+    first = arrays[0]
+    if (xp is not np or first.size < _BLOCKED_MIN_ELEMENTS
+            or not all(type(a) is np.ndarray and a.shape == first.shape and a.flags.c_contiguous for a in arrays)):
+        return fn(*arrays)
+    flat = [a.reshape(-1) for a in arrays]
+    blocks = [slice(i, i + _BLOCK_ELEMENTS) for i in range(0, first.size, _BLOCK_ELEMENTS)]
+    head = fn(*(a[blocks[0]] for a in flat))
+    if getattr(head, "shape", None) != (_BLOCK_ELEMENTS,):  # not elementwise after all
+        return fn(*arrays)
+    out = np.empty(first.shape, head.dtype)
+    out_flat = out.reshape(-1)
+    out_flat[blocks[0]] = head
+
+    def block(part):
+        out_flat[part] = fn(*(a[part] for a in flat))
+
+    map_chunks(xp, block, blocks[1:])
+    return out
+
+
+def _pointwise(name, forward, grad, saves="input", blocked=False):
     """A one-input activation Op: ``forward(xp, x, **params)`` is its value and
     ``g * grad(xp, saved, **params)`` its gradient (``g`` where a bool ``grad`` holds, by
-    ``masked``), ``saved`` being the input or the output."""
+    ``masked``), ``saved`` being the input or the output; ``blocked``: both by
+    ``_elementwise``'s blocks, for formulas of many passes."""
+    by = _elementwise if blocked else (lambda xp, fn, *arrays: fn(*arrays))
 
     def fwd(ctx, x, **params):
-        out = forward(ctx.xp, x, **params)
+        out = by(ctx.xp, lambda xb: forward(ctx.xp, xb, **params), x)
         ctx.params = params
         ctx.save_for_backward(out if saves == "output" else x)
         return out
 
     def bwd(ctx, g):
         (saved,) = ctx.saved_tensors
-        return masked(g, grad(ctx.xp, saved, **ctx.params))
+        return by(ctx.xp, lambda gb, sb: masked(gb, grad(ctx.xp, sb, **ctx.params)), g, saved)
 
     return type(name, (Op,), {"forward": staticmethod(fwd), "backward": staticmethod(bwd), "double_backward": True})
 
@@ -209,14 +245,14 @@ Threshold = _pointwise("Threshold", lambda xp, x, threshold, value: select(xp, x
 LeakyRelu = _pointwise("LeakyRelu", lambda xp, x, slope: _leaky(xp, x, slope),
                        lambda xp, x, slope: _leaky_factor(xp, x, slope))
 Silu = _pointwise("Silu", lambda xp, x: x * _sigmoid(xp, x), _silu_grad)
-Mish = _pointwise("Mish", lambda xp, x: x * _mish_gate(xp, x), _mish_grad)
+Mish = _pointwise("Mish", lambda xp, x: x * _mish_gate(xp, x), _mish_grad, blocked=True)
 Hardsigmoid = _pointwise("Hardsigmoid", lambda xp, x: xp.clip(x / 6 + 0.5, 0, 1),
                          lambda xp, x: ((x > -3) & (x < 3)) / x.dtype.type(6))
 Hardswish = _pointwise("Hardswish", lambda xp, x: x * xp.clip(x + 3, 0, 6) / 6,
                        lambda xp, x: select(xp, x < -3, x.dtype.type(0),
                                             select(xp, x <= 3, x / 3 + 0.5, x.dtype.type(1))))
 Softplus = _pointwise("Softplus", _softplus, lambda xp, x, beta, threshold: select(
-    xp, x * beta > threshold, x.dtype.type(1), _sigmoid(xp, x * beta)))
+    xp, x * beta > threshold, x.dtype.type(1), _sigmoid(xp, x * beta)), blocked=True)
 LogSigmoid = _pointwise("LogSigmoid", _log_sigmoid,
                         lambda xp, x: _sigmoid(xp, -x))
 Hardshrink = _pointwise("Hardshrink", lambda xp, x, lambd: masked(x, ~(xp.abs(x) <= lambd)),
@@ -234,7 +270,8 @@ class Elu(Op):
     @staticmethod
     def forward(ctx, x, alpha, scale=1.0, input_scale=1.0):
         xp = ctx.xp
-        out = select(xp, x > 0, x * scale, xp.expm1(_negative_part(xp, x) * input_scale) * (alpha * scale))
+        out = _elementwise(xp, lambda xb: select(
+            xp, xb > 0, xb * scale, xp.expm1(_negative_part(xp, xb) * input_scale) * (alpha * scale)), x)
         ctx.coef, ctx.scale, ctx.input_scale = alpha * scale, scale, input_scale
         ctx.save_for_backward(x, out)
         return out
@@ -242,7 +279,9 @@ class Elu(Op):
     @staticmethod
     def backward(ctx, g):
         x, out = ctx.saved_tensors
-        return select(ctx.xp, x > 0, g * ctx.scale, g * ((out + ctx.coef) * ctx.input_scale))
+        xp, scale, coef, input_scale = ctx.xp, ctx.scale, ctx.coef, ctx.input_scale
+        return _elementwise(xp, lambda gb, xb, ob: select(xp, xb > 0, gb * scale, gb * ((ob + coef) * input_scale)),
+                            g, x, out)
 
 
 class Celu(Elu):
@@ -260,7 +299,7 @@ class Gelu(Op):
             t = xp.tanh((x + 0.044715 * x * x * x) * _SQRT_2_OVER_PI)
             ctx.save_for_backward(x, t)
             return 0.5 * x * (1 + t)
-        cdf = normal_cdf(xp, x)
+        cdf = _elementwise(xp, lambda xb: normal_cdf(xp, xb), x)
         ctx.save_for_backward(x, cdf)
         return x * cdf
 
@@ -273,7 +312,8 @@ class Gelu(Op):
         if ctx.approximate == "tanh":
             inner_grad = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
             return g * (0.5 * (1 + s) + 0.5 * x * (1 - s * s) * inner_grad)
-        return g * (s + x * ctx.xp.exp(-0.5 * x * x) * _INV_SQRT_2PI)
+        return _elementwise(ctx.xp, lambda gb, xb, sb: gb * (sb + xb * ctx.xp.exp(-0.5 * xb * xb) * _INV_SQRT_2PI),
+                            g, x, s)
 
 
 class NormalCdf(Op):
