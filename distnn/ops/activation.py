@@ -103,6 +103,15 @@ def _elementwise(xp, fn, *arrays):
     return out
 
 
+def _quiet(fn):
+    """``fn`` under numpy's errstate(invalid="ignore"), set in whichever thread runs it:
+    an infinite input makes inf * 0, NaN as PyTorch's, which does not warn."""
+    def quiet(*args, **kwargs):
+        with np.errstate(invalid="ignore"):
+            return fn(*args, **kwargs)
+    return quiet
+
+
 def _pointwise(name, forward, grad, saves="input", blocked=False):
     """A one-input activation Op: ``forward(xp, x, **params)`` is its value and
     ``g * grad(xp, saved, **params)`` its gradient (``g`` where a bool ``grad`` holds, by
@@ -244,8 +253,8 @@ Threshold = _pointwise("Threshold", lambda xp, x, threshold, value: select(xp, x
                        lambda xp, x, threshold, value: ~(x <= threshold))
 LeakyRelu = _pointwise("LeakyRelu", lambda xp, x, slope: _leaky(xp, x, slope),
                        lambda xp, x, slope: _leaky_factor(xp, x, slope))
-Silu = _pointwise("Silu", lambda xp, x: x * _sigmoid(xp, x), _silu_grad)
-Mish = _pointwise("Mish", lambda xp, x: x * _mish_gate(xp, x), _mish_grad, blocked=True)
+Silu = _pointwise("Silu", _quiet(lambda xp, x: x * _sigmoid(xp, x)), _quiet(_silu_grad))
+Mish = _pointwise("Mish", _quiet(lambda xp, x: x * _mish_gate(xp, x)), _quiet(_mish_grad), blocked=True)
 Hardsigmoid = _pointwise("Hardsigmoid", lambda xp, x: xp.clip(x / 6 + 0.5, 0, 1),
                          lambda xp, x: ((x > -3) & (x < 3)) / x.dtype.type(6))
 Hardswish = _pointwise("Hardswish", lambda xp, x: x * xp.clip(x + 3, 0, 6) / 6,
@@ -301,7 +310,8 @@ class Gelu(Op):
             return 0.5 * x * (1 + t)
         cdf = _elementwise(xp, lambda xb: normal_cdf(xp, xb), x)
         ctx.save_for_backward(x, cdf)
-        return x * cdf
+        with np.errstate(invalid="ignore"):  # -inf * 0: NaN, as PyTorch's, which does not warn
+            return x * cdf
 
     @staticmethod
     def backward(ctx, g):
@@ -312,8 +322,8 @@ class Gelu(Op):
         if ctx.approximate == "tanh":
             inner_grad = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
             return g * (0.5 * (1 + s) + 0.5 * x * (1 - s * s) * inner_grad)
-        return _elementwise(ctx.xp, lambda gb, xb, sb: gb * (sb + xb * ctx.xp.exp(-0.5 * xb * xb) * _INV_SQRT_2PI),
-                            g, x, s)
+        return _elementwise(ctx.xp, _quiet(lambda gb, xb, sb: gb * (sb + xb * ctx.xp.exp(-0.5 * xb * xb)
+                                                                      * _INV_SQRT_2PI)), g, x, s)
 
 
 class NormalCdf(Op):

@@ -114,6 +114,28 @@ def test_extreme_inputs_stay_finite_and_match_torch(name):
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-30)
 
 
+@pytest.mark.parametrize("name", ["gelu", "silu", "mish", "softplus", "elu"])
+@pytest.mark.parametrize("blocks", [False, True])
+def test_infinite_inputs_make_no_warning(monkeypatch, name, blocks):
+    """inf * 0 inside a formula gives NaN where PyTorch's does, and, as PyTorch, no
+    warning: in the whole-array form and by blocks on the intra-op threads."""
+    if blocks:
+        monkeypatch.setattr(activation, "_BLOCKED_MIN_ELEMENTS", 0)
+        monkeypatch.setattr(activation, "_BLOCK_ELEMENTS", 2)
+    before = distnn.get_num_threads()
+    distnn.set_num_threads(2 if blocks else 1)
+    x = distnn.tensor(np.array([np.inf, -np.inf, 1.0, -2.0] * 2, np.float32), requires_grad=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            y = getattr(activation, name)(x)
+            y.backward(distnn.ones_like(y))
+    finally:
+        distnn.set_num_threads(before)
+    assert np.isnan(x.grad.numpy()[1]) or name in ("softplus", "elu")  # they make no inf * 0
+    assert np.isfinite(y.detach().numpy()[2:4]).all()
+
+
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
 def test_softmax_is_stable_for_large_logits(name):
     x = distnn.tensor([[1000.0, 1001.0, 1002.0], [-1000.0, -1001.0, -1002.0]])
