@@ -194,6 +194,26 @@ def test_batch_norm_by_sample_blocks_is_bit_identical_at_one_and_two_threads(mon
     _same_at_one_and_two_threads(run)
 
 
+def _whole_and_by_blocks(monkeypatch, threshold, fn, x_np, g_np):
+    """``fn``'s output and input gradient with the blocks' ``threshold`` (a dotted name)
+    past the input, then at 0 at one thread and at two: each pair bit-identical to the first."""
+    before = distnn.get_num_threads()
+    results = []
+    try:
+        for n, value in ((1, float("inf")), (1, 0), (2, 0)):
+            monkeypatch.setattr(threshold, value)
+            distnn.set_num_threads(n)
+            x = distnn.tensor(x_np, requires_grad=True)
+            y = fn(x)
+            y.backward(distnn.tensor(g_np))
+            results.append([y.detach().numpy(), x.grad.numpy()])
+    finally:
+        distnn.set_num_threads(before)
+    for whole, *by_blocks in zip(*results):
+        for b in by_blocks:
+            assert whole.tobytes() == b.tobytes()  # NaN payloads and signed zeros too
+
+
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
 @pytest.mark.parametrize("shape", [(300, 70), (3, 50, 70)])
 def test_softmax_by_row_blocks_is_bit_identical_to_the_whole_array(monkeypatch, name, shape):
@@ -204,22 +224,9 @@ def test_softmax_by_row_blocks_is_bit_identical_to_the_whole_array(monkeypatch, 
     monkeypatch.setattr("distnn.ops.activation._by_rows",
                         lambda *a, fn=activation._by_rows: blocks.append(a[1]) or fn(*a))
     monkeypatch.setattr("distnn.threads._ROW_BLOCK_BYTES", 4096)  # several blocks
-    before = distnn.get_num_threads()
-    results = []
-    try:
-        for n, threshold in ((1, float("inf")), (1, 0), (2, 0)):
-            monkeypatch.setattr("distnn.ops.activation._ROWWISE_BYTES", threshold)
-            distnn.set_num_threads(n)
-            x = distnn.tensor(x_np, requires_grad=True)
-            y = getattr(F, name)(x, dim=-1)
-            y.backward(distnn.tensor(g_np))
-            results.append([y.detach().numpy(), x.grad.numpy()])
-    finally:
-        distnn.set_num_threads(before)
+    _whole_and_by_blocks(monkeypatch, "distnn.ops.activation._ROWWISE_BYTES",
+                         lambda x: getattr(F, name)(x, dim=-1), x_np, g_np)
     assert len(blocks) == 4  # forward and backward, in the two runs by blocks
-    for whole, *by_blocks in zip(*results):
-        for b in by_blocks:
-            np.testing.assert_array_equal(whole, b)
 
 
 @pytest.mark.parametrize("name,kwargs", [
@@ -238,22 +245,9 @@ def test_activations_by_blocks_are_bit_identical_to_the_whole_array(monkeypatch,
     monkeypatch.setattr("distnn.ops.activation.map_chunks",
                         lambda xp, fn, parts: calls.append(len(parts)) or real_map(xp, fn, parts))
     monkeypatch.setattr("distnn.ops.activation._BLOCK_ELEMENTS", 1000)
-    before = distnn.get_num_threads()
-    results = []
-    try:
-        for n, threshold in ((1, float("inf")), (1, 0), (2, 0)):
-            monkeypatch.setattr("distnn.ops.activation._BLOCKED_MIN_ELEMENTS", threshold)
-            distnn.set_num_threads(n)
-            x = distnn.tensor(x_np, requires_grad=True)
-            y = getattr(F, name)(x, **kwargs)
-            y.backward(distnn.tensor(g_np))
-            results.append([y.detach().numpy(), x.grad.numpy()])
-    finally:
-        distnn.set_num_threads(before)
+    _whole_and_by_blocks(monkeypatch, "distnn.ops.activation._BLOCKED_MIN_ELEMENTS",
+                         lambda x: getattr(F, name)(x, **kwargs), x_np, g_np)
     assert len(calls) >= 4 and all(c == 7 for c in calls)  # 7807 elements: 8 blocks, the first run here
-    for whole, *by_blocks in zip(*results):
-        for b in by_blocks:
-            assert whole.tobytes() == b.tobytes()
 
 
 def _chunks_in_child(queue):
