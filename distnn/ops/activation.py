@@ -90,7 +90,7 @@ def _elementwise(xp, fn, *arrays):
     flat = [a.reshape(-1) for a in arrays]
     blocks = [slice(i, i + _BLOCK_ELEMENTS) for i in range(0, first.size, _BLOCK_ELEMENTS)]
     head = fn(*(a[blocks[0]] for a in flat))
-    if getattr(head, "shape", None) != (_BLOCK_ELEMENTS,):  # not elementwise after all
+    if getattr(head, "shape", None) != (min(_BLOCK_ELEMENTS, first.size),):  # not elementwise after all
         return fn(*arrays)
     out = np.empty(first.shape, head.dtype)
     out_flat = out.reshape(-1)
