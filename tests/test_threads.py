@@ -15,7 +15,7 @@ import pytest
 import distnn
 import distnn.nn.functional as F
 from distnn import threads
-from distnn.ops import activation
+from distnn.ops import activation, layer_norm_rows
 
 
 @pytest.fixture
@@ -212,6 +212,34 @@ def _whole_and_by_blocks(monkeypatch, threshold, fn, x_np, g_np):
     for whole, *by_blocks in zip(*results):
         for b in by_blocks:
             assert whole.tobytes() == b.tobytes()  # NaN payloads and signed zeros too
+
+
+@pytest.mark.parametrize("normalized,affine", [((7,), True), ((5, 7), True), ((7,), False)])
+def test_layer_norm_by_row_blocks_is_bit_identical_at_one_and_two_threads(monkeypatch, normalized, affine):
+    """Rows a block at a time over threads: the same output and gradients at either
+    count, and within rounding of the whole-array formulas (float64)."""
+    monkeypatch.setattr("distnn.ops.layer_norm_rows._BLOCK_BYTES", 64)  # a few rows a block
+    blocks = []
+    real_map = layer_norm_rows.map_chunks
+    monkeypatch.setattr("distnn.ops.layer_norm_rows.map_chunks",
+                        lambda xp, fn, parts: blocks.append(len(parts)) or real_map(xp, fn, parts))
+    rng = np.random.default_rng(4)
+    x_np = rng.standard_normal((3, 11) + normalized) * 3 + 5
+    g_np = rng.standard_normal(x_np.shape)
+    w_np, b_np = rng.standard_normal(normalized), rng.standard_normal(normalized)
+
+    def run():
+        x = distnn.tensor(x_np, requires_grad=True)
+        w, b = (distnn.tensor(v, requires_grad=True) if affine else None for v in (w_np, b_np))
+        y = F.layer_norm(x, normalized, w, b)
+        y.backward(distnn.tensor(g_np))
+        return [y.detach().numpy(), x.grad.numpy()] + ([w.grad.numpy(), b.grad.numpy()] if affine else [])
+    _same_at_one_and_two_threads(run)
+    assert blocks and min(blocks) > 1  # it did go by blocks
+    by_blocks = run()
+    monkeypatch.setattr("distnn.ops.layer_norm_rows.applies", lambda *a: False)  # the whole-array formulas
+    for ours, whole in zip(by_blocks, run()):
+        np.testing.assert_allclose(ours, whole, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])

@@ -15,6 +15,7 @@ from ..autograd.graph_xp import recording
 from .._dims import normalize_dim
 from ..threads import map_chunks
 from .elementwise import div
+from . import layer_norm_rows
 from .im2col import chunk_sum, scratch_array
 
 __all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm", "normalize"]
@@ -341,9 +342,16 @@ class NativeLayerNorm(Op):
     @staticmethod
     def forward(ctx, input, weight, bias, normalized_ndim, eps):
         axes = tuple(range(input.ndim - normalized_ndim, input.ndim))
+        ctx.axes, ctx.eps = axes, eps
+        if layer_norm_rows.applies(ctx.xp, input, weight, bias):  # by blocks of rows
+            width = math.prod(input.shape[input.ndim - normalized_ndim:])
+            out, xhat, invstd = layer_norm_rows.forward(
+                input.reshape(-1, width), *(None if p is None else p.reshape(-1) for p in (weight, bias)), eps)
+            stats_shape = input.shape[:input.ndim - normalized_ndim] + (1,) * normalized_ndim
+            ctx.save_for_backward(xhat.reshape(input.shape), invstd.reshape(stats_shape), weight, input)
+            return out.reshape(input.shape)
         xhat, _, _, invstd = _standardize(ctx.xp, input, axes, eps)
         ctx.save_for_backward(xhat, invstd, weight, input)
-        ctx.axes, ctx.eps = axes, eps
         return _affine(xhat, weight, bias)
 
     @staticmethod
@@ -351,6 +359,13 @@ class NativeLayerNorm(Op):
         xhat, invstd, weight, input = ctx.saved_tensors
         if recording(input):  # xhat and invstd, saved from forward, must be differentiated too
             xhat, _, _, invstd = _standardize(ctx.xp, input, ctx.axes, ctx.eps)
+        elif layer_norm_rows.applies(ctx.xp, g, xhat, weight):
+            width = math.prod(g.shape[g.ndim - len(ctx.axes):])
+            gi, gw, gb = layer_norm_rows.backward(
+                g.reshape(-1, width), xhat.reshape(-1, width), invstd.reshape(-1, 1),
+                None if weight is None else weight.reshape(-1), *ctx.needs_input_grad[:3])
+            return (None if gi is None else gi.reshape(g.shape), None if gw is None else gw.reshape(weight.shape),
+                    None if gb is None else gb.reshape(g.shape[g.ndim - len(ctx.axes):]), None, None)
         leading = tuple(range(g.ndim - len(ctx.axes)))
         grad_input = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
