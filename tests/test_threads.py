@@ -214,24 +214,29 @@ def _whole_and_by_blocks(monkeypatch, threshold, fn, x_np, g_np):
             assert whole.tobytes() == b.tobytes()  # NaN payloads and signed zeros too
 
 
-@pytest.mark.parametrize("normalized,affine", [((7,), True), ((5, 7), True), ((7,), False)])
-def test_layer_norm_by_row_blocks_is_bit_identical_at_one_and_two_threads(monkeypatch, normalized, affine):
-    """Rows a block at a time over threads: the same output and gradients at either
-    count, and within rounding of the whole-array formulas (float64)."""
+@pytest.mark.parametrize("norm,shape,affine", [
+    ("layer", (3, 11, 7), True), ("layer", (3, 11, 5, 7), True), ("layer", (3, 11, 7), False),
+    ("group", (9, 6, 4, 3), True), ("group", (9, 6, 4, 3), False), ("instance", (9, 6, 4, 3), True)])
+def test_norms_by_row_blocks_are_bit_identical_at_one_and_two_threads(monkeypatch, norm, shape, affine):
+    """Layer and group norm rows a block at a time over threads: the same output and
+    gradients at either count, and within rounding of the whole-array formulas (float64)."""
     monkeypatch.setattr("distnn.ops.layer_norm_rows._BLOCK_BYTES", 64)  # a few rows a block
     blocks = []
     real_map = layer_norm_rows.map_chunks
     monkeypatch.setattr("distnn.ops.layer_norm_rows.map_chunks",
                         lambda xp, fn, parts: blocks.append(len(parts)) or real_map(xp, fn, parts))
     rng = np.random.default_rng(4)
-    x_np = rng.standard_normal((3, 11) + normalized) * 3 + 5
-    g_np = rng.standard_normal(x_np.shape)
-    w_np, b_np = rng.standard_normal(normalized), rng.standard_normal(normalized)
+    x_np = rng.standard_normal(shape) * 3 + 5
+    g_np = rng.standard_normal(shape)
+    params = shape[2:] if norm == "layer" else shape[1:2]
+    w_np, b_np = rng.standard_normal(params), rng.standard_normal(params)
+    call = {"layer": lambda x, w, b: F.layer_norm(x, params, w, b), "group": lambda x, w, b: F.group_norm(x, 3, w, b),
+            "instance": lambda x, w, b: F.instance_norm(x, weight=w, bias=b)}[norm]
 
     def run():
         x = distnn.tensor(x_np, requires_grad=True)
         w, b = (distnn.tensor(v, requires_grad=True) if affine else None for v in (w_np, b_np))
-        y = F.layer_norm(x, normalized, w, b)
+        y = call(x, w, b)
         y.backward(distnn.tensor(g_np))
         return [y.detach().numpy(), x.grad.numpy()] + ([w.grad.numpy(), b.grad.numpy()] if affine else [])
     _same_at_one_and_two_threads(run)

@@ -346,7 +346,7 @@ class NativeLayerNorm(Op):
         if layer_norm_rows.applies(ctx.xp, input, weight, bias):  # by blocks of rows
             width = math.prod(input.shape[input.ndim - normalized_ndim:])
             out, xhat, invstd = layer_norm_rows.forward(
-                input.reshape(-1, width), *(None if p is None else p.reshape(-1) for p in (weight, bias)), eps)
+                input.reshape(-1, width), *(None if p is None else p.reshape(1, -1) for p in (weight, bias)), eps)
             stats_shape = input.shape[:input.ndim - normalized_ndim] + (1,) * normalized_ndim
             ctx.save_for_backward(xhat.reshape(input.shape), invstd.reshape(stats_shape), weight, input)
             return out.reshape(input.shape)
@@ -363,7 +363,7 @@ class NativeLayerNorm(Op):
             width = math.prod(g.shape[g.ndim - len(ctx.axes):])
             gi, gw, gb = layer_norm_rows.backward(
                 g.reshape(-1, width), xhat.reshape(-1, width), invstd.reshape(-1, 1),
-                None if weight is None else weight.reshape(-1), *ctx.needs_input_grad[:3])
+                None if weight is None else weight.reshape(1, -1), *ctx.needs_input_grad[:3])
             return (None if gi is None else gi.reshape(g.shape), None if gw is None else gw.reshape(weight.shape),
                     None if gb is None else gb.reshape(g.shape[g.ndim - len(ctx.axes):]), None, None)
         leading = tuple(range(g.ndim - len(ctx.axes)))
@@ -378,6 +378,13 @@ class NativeLayerNorm(Op):
         return grad_input, grad_weight, grad_bias, None, None
 
 
+def _group_patterns(xp, x, num_groups, *params):
+    """Per-channel ``params`` (None or (C,)) spread over one sample of ``x`` (N, C, ...)
+    as (groups, C/groups * positions): the affine of a sample's rows in group norm."""
+    positions = x.size // (x.shape[0] * x.shape[1]) if x.shape[0] else 1
+    return [None if p is None else xp.repeat(p, positions).reshape(num_groups, -1) for p in params]
+
+
 class NativeGroupNorm(Op):
     """Normalisation over each group of channels (and all spatial dims) per sample,
     then a per-channel affine."""
@@ -387,7 +394,14 @@ class NativeGroupNorm(Op):
     @staticmethod
     def forward(ctx, input, weight, bias, num_groups, eps):
         xp = ctx.xp
+        ctx.num_groups, ctx.eps = num_groups, eps
         grouped = input.reshape(input.shape[0], num_groups, -1)
+        if layer_norm_rows.applies(xp, input, weight, bias):  # a row per sample and group, by blocks
+            rows = grouped.reshape(-1, grouped.shape[2])
+            out, xhat, invstd = layer_norm_rows.forward(rows, *_group_patterns(xp, input, num_groups, weight, bias),
+                                                        eps, group=num_groups)
+            ctx.save_for_backward(xhat.reshape(input.shape), invstd.reshape(grouped.shape[:2] + (1,)), weight, input)
+            return out.reshape(input.shape)
         if _plain(input):  # each group's sums by einsum, one pass each, no temporary
             m = grouped.shape[2]
             xhat = grouped - xp.einsum("ngk->ng", grouped)[..., None] / m
@@ -397,7 +411,6 @@ class NativeGroupNorm(Op):
             xhat, _, _, invstd = _standardize(xp, grouped, (2,), eps)
         xhat = xhat.reshape(input.shape)
         ctx.save_for_backward(xhat, invstd, weight, input)
-        ctx.num_groups, ctx.eps = num_groups, eps
         if weight is None:
             return _affine(xhat, weight, bias, _channel_shape(input.ndim))
         return _channel_affine(xp, xhat, weight, bias)
@@ -410,6 +423,13 @@ class NativeGroupNorm(Op):
         if recording(input):  # xhat and invstd, saved from forward, must be differentiated too
             xhat, _, _, invstd = _standardize(xp, input.reshape(grouped), (2,), ctx.eps)
             xhat = xhat.reshape(input.shape)
+        elif layer_norm_rows.applies(xp, g, xhat, weight):
+            width = g.size // (g.shape[0] * ctx.num_groups)
+            gi, gw, gb = layer_norm_rows.backward(
+                g.reshape(-1, width), xhat.reshape(-1, width), invstd.reshape(-1, 1),
+                _group_patterns(xp, g, ctx.num_groups, weight)[0], *ctx.needs_input_grad[:3], group=ctx.num_groups,
+                positions=g.size // (g.shape[0] * g.shape[1]))
+            return None if gi is None else gi.reshape(g.shape), gw, gb, None, None
         grad_input = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             gxhat = (g if weight is None else _channel_affine(xp, g, weight)).reshape(grouped)
