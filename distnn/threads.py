@@ -36,7 +36,7 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
-__all__ = ["get_num_threads", "set_num_threads", "map_chunks", "row_blocks"]
+__all__ = ["get_num_threads", "set_num_threads", "map_chunks", "row_blocks", "in_flat_blocks", "flat_blocks"]
 
 
 class _OpenBLAS:
@@ -228,3 +228,25 @@ def row_blocks(x):
     per = max(1, _ROW_BLOCK_BYTES // max(1, width * x.itemsize))
     return [slice(start, start + per) for start in range(0, rows, per)]
 
+
+def in_flat_blocks(xp, fn, arrays, block_elements, min_elements):
+    """``fn(*arrays)`` for an elementwise ``fn`` that writes its results into some of
+    the arrays; where ``flat_blocks`` has blocks, a block at a time over the flat
+    arrays, spread with ``map_chunks``: a formula of many passes then keeps its
+    temporaries in a core's cache. The same bits as whole, at any thread count."""
+    blocks = flat_blocks(xp, arrays, block_elements, min_elements)
+    if blocks is None:
+        fn(*arrays)
+        return
+    flat = [a.reshape(-1) for a in arrays]
+    map_chunks(xp, lambda part: fn(*(a[part] for a in flat)), blocks)
+
+
+def flat_blocks(xp, arrays, block_elements, min_elements):
+    """Slices of ``block_elements`` over C-contiguous numpy arrays of one shape and
+    ``min_elements`` or more elements, seen flat; None for any other arrays."""
+    first = arrays[0]
+    if (xp.__name__ != "numpy" or first.size < min_elements
+            or not all(type(a) is xp.ndarray and a.shape == first.shape and a.flags.c_contiguous for a in arrays)):
+        return None
+    return [slice(i, i + block_elements) for i in range(0, first.size, block_elements)]

@@ -247,6 +247,46 @@ def test_norms_by_row_blocks_are_bit_identical_at_one_and_two_threads(monkeypatc
         np.testing.assert_allclose(ours, whole, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("name,kwargs", [
+    ("AdamW", {"weight_decay": 0.1}), ("Adam", {"weight_decay": 0.1, "amsgrad": True}),
+    ("Adam", {"maximize": True}), ("SGD", {"momentum": 0.9, "weight_decay": 5e-4}),
+    ("SGD", {"momentum": 0.9, "nesterov": True}), ("SGD", {"momentum": 0.5, "dampening": 0.3, "maximize": True})])
+def test_optimizers_by_flat_blocks_are_bit_identical_to_the_whole_update(monkeypatch, name, kwargs):
+    """Three steps on a parameter big enough to go by blocks (a short last one), at
+    one thread and at two, and whole: the same parameters and state, bit for bit."""
+    import importlib
+    module = importlib.import_module("distnn.optim." + ("sgd" if name == "SGD" else "adam"))
+    rng = np.random.default_rng(5)
+    p_np = rng.standard_normal((37, 53))
+    grads = [rng.standard_normal(p_np.shape) for _ in range(3)]
+    calls = []
+    real_map = threads.map_chunks
+    monkeypatch.setattr("distnn.threads.map_chunks",
+                        lambda xp, fn, parts: calls.append(len(parts)) or real_map(xp, fn, parts))
+    monkeypatch.setattr(module, "_BLOCK_ELEMENTS", 100)
+    before = distnn.get_num_threads()
+    results = []
+    try:
+        for n, threshold in ((1, float("inf")), (1, 0), (2, 0)):
+            monkeypatch.setattr(module, "_BLOCKED_MIN_ELEMENTS", threshold)
+            distnn.set_num_threads(n)
+            w = distnn.nn.Parameter(distnn.tensor(p_np))
+            opt = getattr(distnn.optim, name)([w], lr=0.01, **kwargs)
+            for g in grads:
+                w.grad = distnn.tensor(g)
+                opt.step()
+            state = opt.state[w]
+            results.append([w.detach().numpy()] + [state[k].numpy() for k in sorted(state) if k != "step"])
+            assert len(results[-1]) > 1  # the state is compared too
+    finally:
+        distnn.set_num_threads(before)
+    steps_by_blocks = 2 if name == "SGD" else 3  # SGD's first step makes its momentum buffer whole
+    assert calls == [20] * (2 * steps_by_blocks)  # 1961 elements: 20 blocks, in each of the two runs by blocks
+    for whole, *by_blocks in zip(*results):
+        for b in by_blocks:
+            assert whole.tobytes() == b.tobytes()
+
+
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
 @pytest.mark.parametrize("shape", [(300, 70), (3, 50, 70)])
 def test_softmax_by_row_blocks_is_bit_identical_to_the_whole_array(monkeypatch, name, shape):
@@ -303,3 +343,14 @@ def test_a_forked_child_makes_its_own_pool(two_threads):
             child.kill()
             child.join()
     assert child.exitcode == 0
+
+
+def test_flat_blocks_only_for_plain_contiguous_numpy_arrays_of_one_shape():
+    from distnn.autograd.graph_xp import GraphArray
+    a = np.zeros((4, 5))
+    assert threads.flat_blocks(np, [a, a + 1], 6, 0) == [slice(0, 6), slice(6, 12), slice(12, 18), slice(18, 24)]
+    assert threads.flat_blocks(np, [a], 6, 21) is None  # below the size
+    assert threads.flat_blocks(np, [a, a.T.copy()], 6, 0) is None  # shapes differ
+    assert threads.flat_blocks(np, [a, np.zeros((5, 4)).T], 6, 0) is None  # not C-contiguous
+    recorded = GraphArray(distnn.tensor(a, requires_grad=True) * 2)
+    assert threads.flat_blocks(np, [recorded], 6, 0) is None  # being recorded: the graph's own ops
