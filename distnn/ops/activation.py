@@ -23,7 +23,7 @@ from ..threads import flat_blocks, map_chunks, row_blocks
 from .elementwise import abs as _abs, add, div, mul, neg, sub
 from .index import getitem
 from .normal_cdf import normal_cdf
-from .selection import masked, select
+from .selection import masked, masked_by, select
 
 __all__ = ["relu", "relu6", "hardtanh", "threshold", "leaky_relu", "prelu", "elu", "selu", "celu", "gelu",
            "silu", "mish", "sigmoid", "tanh", "hardsigmoid", "hardswish", "softplus", "logsigmoid",
@@ -200,6 +200,10 @@ def _mish_grad(xp, x):
     return t + x * _sigmoid(xp, x) * (1 - t * t)
 
 
+def _nonzero(a):
+    return a != 0
+
+
 class Relu(Op):
     """max(x, 0); written out rather than built by _pointwise: it is in nearly every model."""
 
@@ -219,7 +223,7 @@ class Relu(Op):
     @staticmethod
     def backward(ctx, g):
         (out,) = ctx.saved_tensors
-        return (masked(g, out != 0),)  # out >= 0 or NaN: PyTorch's out > 0 or NaN
+        return (masked_by(ctx.xp, g, _nonzero, out),)  # out >= 0 or NaN: PyTorch's out > 0 or NaN
 
 
 class Hardtanh(Op):
@@ -242,7 +246,7 @@ class Hardtanh(Op):
     def backward(ctx, g):
         (out,) = ctx.saved_tensors
         lo, hi = ctx.bounds
-        return (masked(g, (out != lo) & (out != hi)),)  # out in [lo, hi] or NaN, as PyTorch's mask
+        return (masked_by(ctx.xp, g, lambda o: (o != lo) & (o != hi), out),)  # out in [lo, hi] or NaN: PyTorch's
 
 
 Sigmoid = _pointwise("Sigmoid", _sigmoid, lambda xp, out: out * (1 - out), saves="output")

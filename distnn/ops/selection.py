@@ -13,9 +13,14 @@ import math
 import numpy as np
 
 from ..autograd.graph_xp import recording
+from ..threads import flat_blocks, in_flat_blocks
 
 # Below this many result elements where's own loop costs no more than five calls
 _MIN_SIZE = 16384
+
+# masked_by's blocks (elements), and the size from which it goes by blocks
+_BLOCK_ELEMENTS = 1 << 19
+_BLOCKED_MIN_ELEMENTS = 1 << 20
 
 
 def select(xp, cond, a, b):
@@ -53,3 +58,25 @@ def masked(g, keep):
     bits = ones.astype(f"i{g.dtype.itemsize}")
     bits &= g.view(bits.dtype)
     return bits.view(g.dtype)
+
+
+def masked_by(xp, g, keep_of, *operands):
+    """``masked(g, keep_of(*operands))``, ``keep_of`` comparing its arguments into a
+    fresh bool array; for big C-contiguous numpy arrays a flat block at a time over the
+    intra-op threads (``threads.in_flat_blocks``), the result written in place. ReLU
+    and ReLU6 gradients, in a training step, paired whole/by blocks, 1 thread; 2:
+    MobileNet 11.8 -> 10.2 ms; 16.6 -> 13.0. Small ResNet 6.1 -> 6.1; 5.5 -> 5.1."""
+    if g.dtype.kind != "f" or flat_blocks(xp, (g,) + operands, _BLOCK_ELEMENTS, _BLOCKED_MIN_ELEMENTS) is None:
+        return masked(g, keep_of(*operands))
+    out = np.empty_like(g)
+    bits = np.dtype(f"i{g.itemsize}")
+
+    def block(result, grad, *args):
+        ones = keep_of(*args).view(np.int8)
+        ones *= -1
+        r = result.view(bits)
+        r[...] = ones
+        r &= grad.view(bits)
+
+    in_flat_blocks(xp, block, [out, g, *operands], _BLOCK_ELEMENTS, _BLOCKED_MIN_ELEMENTS)
+    return out

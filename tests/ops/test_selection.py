@@ -83,3 +83,32 @@ def test_bitwise_path_is_the_one_taken_for_large_float_arrays(monkeypatch):
     select(np, x[:100] > 0, x[:100], 0.0)  # small: where's own loop
     select(np, x > 0, x.astype(bool), False)  # bool results: where
     assert calls == [1, 1]
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_masked_by_blocks_is_masked_bit_for_bit(monkeypatch, dtype, threads):
+    """Big arrays go block by block, over threads: the same bits as ``masked`` on the
+    whole array, NaN and signed zeros in the gradient and in the compared operand
+    included, a short last block too."""
+    import distnn
+    from distnn import threads as threads_module
+    monkeypatch.setattr(selection, "_BLOCK_ELEMENTS", 1000)
+    monkeypatch.setattr(selection, "_BLOCKED_MIN_ELEMENTS", 0)
+    blocks = []
+    real_map = threads_module.map_chunks
+    monkeypatch.setattr(threads_module, "map_chunks",
+                        lambda xp, fn, parts: blocks.append(len(parts)) or real_map(xp, fn, parts))
+    before = distnn.get_num_threads()
+    distnn.set_num_threads(threads)
+    try:
+        g = _special(dtype, 7 * 5733, 10).reshape(-1, 7)
+        out = np.clip(_special(dtype, g.size, 11), 0, 6).reshape(g.shape)
+        out.reshape(-1)[6:12] = [np.nan, -0.0, 0.0, 6.0, 6.0, 0.0]
+        keep = (out != 0) & (out != 6)
+        ours = selection.masked_by(np, g, lambda o: (o != 0) & (o != 6), out)
+    finally:
+        distnn.set_num_threads(before)
+    _same(ours, selection.masked(g, keep.copy()))
+    assert blocks == [41]  # it did go by blocks: 40131 elements
+    assert ours.reshape(-1)[6] == g.reshape(-1)[6] != 0  # out NaN: the gradient passes, as PyTorch's
