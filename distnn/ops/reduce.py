@@ -9,6 +9,8 @@ re-inserts the reduced axes (when ``keepdim`` dropped them) and broadcasts.
 import builtins
 import math
 
+import numpy as np  # errstate only
+
 from .. import dtypes
 from ..autograd.function import Op
 from .._dims import normalize_dims
@@ -105,7 +107,8 @@ class Logsumexp(Op):
         xp = ctx.xp
         m = a.max(axis=dims, keepdims=True) if a.size else xp.zeros((1,) * a.ndim, a.dtype)
         m = xp.where(xp.isinf(m), 0, m).astype(a.dtype)  # all -inf (or +inf) rows stay finite in exp
-        out = xp.log(xp.exp(a - m).sum(axis=dims, keepdims=True)) + m
+        with np.errstate(divide="ignore"):  # an all -inf row: log(0) = -inf, as PyTorch's, which does not warn
+            out = xp.log(xp.exp(a - m).sum(axis=dims, keepdims=True)) + m
         out = out if keepdim else out.squeeze(axis=dims)
         ctx.save_for_backward(a, out)  # the output itself, so double backward differentiates it too
         return out
@@ -114,7 +117,8 @@ class Logsumexp(Op):
     def backward(ctx, g):
         a, out = ctx.saved_tensors
         xp = ctx.xp
-        return _unsqueeze_reduced(xp, g, ctx) * xp.exp(a - _unsqueeze_reduced(xp, out, ctx)), None, None
+        with np.errstate(invalid="ignore"):  # -inf - (-inf): NaN, as PyTorch's, which does not warn
+            return _unsqueeze_reduced(xp, g, ctx) * xp.exp(a - _unsqueeze_reduced(xp, out, ctx)), None, None
 
 
 # --- variance and norms ----------------------------------------------------------
