@@ -36,7 +36,8 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
-__all__ = ["get_num_threads", "set_num_threads", "map_chunks", "row_blocks", "in_flat_blocks", "flat_blocks"]
+__all__ = ["get_num_threads", "set_num_threads", "map_chunks", "row_blocks", "in_flat_blocks", "by_flat_blocks",
+           "flat_blocks"]
 
 
 class _OpenBLAS:
@@ -240,6 +241,28 @@ def in_flat_blocks(xp, fn, arrays, block_elements, min_elements):
         return
     flat = [a.reshape(-1) for a in arrays]
     map_chunks(xp, lambda part: fn(*(a[part] for a in flat)), blocks)
+
+
+def by_flat_blocks(xp, fn, arrays, block_elements, min_elements):
+    """``fn(*arrays)`` for an elementwise ``fn`` that returns its result, as a fresh
+    array: where ``flat_blocks`` has blocks, the first block here (for the result's
+    dtype), the rest spread with ``map_chunks``, each written into the result."""
+    blocks = flat_blocks(xp, arrays, block_elements, min_elements)
+    if blocks is None:
+        return fn(*arrays)
+    flat = [a.reshape(-1) for a in arrays]
+    head = fn(*(a[blocks[0]] for a in flat))
+    if getattr(head, "shape", None) != (min(block_elements, arrays[0].size),):  # not elementwise after all
+        return fn(*arrays)
+    out = xp.empty(arrays[0].shape, head.dtype)
+    out_flat = out.reshape(-1)
+    out_flat[blocks[0]] = head
+
+    def block(part):
+        out_flat[part] = fn(*(a[part] for a in flat))
+
+    map_chunks(xp, block, blocks[1:])
+    return out
 
 
 def flat_blocks(xp, arrays, block_elements, min_elements):

@@ -314,8 +314,8 @@ def test_activations_by_blocks_are_bit_identical_to_the_whole_array(monkeypatch,
     x_np.reshape(-1)[:6] = [np.nan, np.inf, -np.inf, -0.0, 0.0, -40]
     g_np = rng.standard_normal(x_np.shape).astype(dtype)
     calls = []
-    real_map = activation.map_chunks
-    monkeypatch.setattr("distnn.ops.activation.map_chunks",
+    real_map = threads.map_chunks
+    monkeypatch.setattr("distnn.threads.map_chunks",
                         lambda xp, fn, parts: calls.append(len(parts)) or real_map(xp, fn, parts))
     monkeypatch.setattr("distnn.ops.activation._BLOCK_ELEMENTS", 1000)
     _whole_and_by_blocks(monkeypatch, "distnn.ops.activation._BLOCKED_MIN_ELEMENTS",

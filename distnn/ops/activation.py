@@ -19,7 +19,7 @@ from ..autograd import grad_mode
 from ..autograd.function import Op
 from ..autograd.graph_xp import GraphArray, recording
 from .._dims import normalize_dim
-from ..threads import flat_blocks, map_chunks, row_blocks
+from ..threads import by_flat_blocks, map_chunks, row_blocks
 from .elementwise import abs as _abs, add, div, mul, neg, sub
 from .index import getitem
 from .normal_cdf import normal_cdf
@@ -80,25 +80,9 @@ _BLOCKED_MIN_ELEMENTS = 1 << 19
 
 
 def _elementwise(xp, fn, *arrays):
-    """``fn(*arrays)`` for an elementwise ``fn`` of same-shaped arrays, whole or, for big
-    C-contiguous numpy arrays, ``_BLOCK_ELEMENTS`` at a time (``flat_blocks``): the same
-    bits at any thread count."""
-    blocks = flat_blocks(xp, arrays, _BLOCK_ELEMENTS, _BLOCKED_MIN_ELEMENTS)
-    if blocks is None:
-        return fn(*arrays)
-    flat = [a.reshape(-1) for a in arrays]
-    head = fn(*(a[blocks[0]] for a in flat))
-    if getattr(head, "shape", None) != (min(_BLOCK_ELEMENTS, arrays[0].size),):  # not elementwise after all
-        return fn(*arrays)
-    out = np.empty(arrays[0].shape, head.dtype)
-    out_flat = out.reshape(-1)
-    out_flat[blocks[0]] = head
-
-    def block(part):
-        out_flat[part] = fn(*(a[part] for a in flat))
-
-    map_chunks(xp, block, blocks[1:])
-    return out
+    """``fn(*arrays)`` for an elementwise ``fn``, by ``threads.by_flat_blocks`` from
+    ``_BLOCKED_MIN_ELEMENTS``: the same bits at any thread count."""
+    return by_flat_blocks(xp, fn, arrays, _BLOCK_ELEMENTS, _BLOCKED_MIN_ELEMENTS)
 
 
 def _quiet(fn):

@@ -16,6 +16,8 @@ from .._dims import normalize_dim
 from ..threads import map_chunks
 from .elementwise import div
 from . import layer_norm_rows
+from .channel_rows import (_by_sample, _channel_affine, _channel_dot, _channel_form, _channel_row,
+                           _channel_shape, _channel_sum, _non_channel_axes, _one_pass, _plain)
 from .im2col import chunk_sum, scratch_array
 
 __all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm", "normalize"]
@@ -52,85 +54,6 @@ def _standardize_backward(gxhat, xhat, invstd, axes):
     mean_g = gxhat.mean(axis=axes, keepdims=True)
     mean_gx = (gxhat * xhat).mean(axis=axes, keepdims=True)
     return (gxhat - mean_g - xhat * mean_gx) * invstd
-
-
-def _one_pass(a):
-    """Whether ``a`` is a plain float32/float64 array, whose sums einsum may fuse
-    (float16's would then accumulate in float16)."""
-    return not recording(a) and a.dtype.itemsize >= 4
-
-
-def _plain(a):
-    """A C-contiguous plain float32/float64 array: einsum's sums and channel rows apply."""
-    return _one_pass(a) and a.flags.c_contiguous
-
-
-def _by_sample(a):
-    return a.reshape(a.shape[0], math.prod(a.shape[1:]))
-
-
-def _channel_row(xp, v, like):
-    """A per-channel vector spread over one sample of ``like`` (N, C, ...), flat as
-    (1, C*rest): an op between ``_by_sample`` views and it broadcasts along the
-    batch only and runs numpy's contiguous loop, 2x faster than a (1, C, 1)
-    broadcast's row-by-row loop on 32x32 maps and 4x on 4x4 ones."""
-    return xp.repeat(v.reshape(-1), math.prod(like.shape[2:])).reshape(1, -1)
-
-
-def _channel_form(xp, *arrays):
-    """(view, per_channel) for an op between ``arrays`` (N, C, ...) and per-channel
-    values shaped (1, C, 1...): C-contiguous arrays as ``_by_sample`` views against
-    ``_channel_row``s, any others (recorded ones too) as they are against the values."""
-    if all(not recording(a) and a.flags.c_contiguous for a in arrays):
-        return _by_sample, lambda v: _channel_row(xp, v, arrays[0])
-    return (lambda a: a), (lambda v: v)
-
-
-def _channel_sum(xp, a):
-    """Per channel (dim 1), the sum over every other dim: einsum's loop, 2.5-6x
-    faster than ``sum(axis=(0, 2, 3))``'s on activations; that sum where einsum may
-    not fuse (``_one_pass``)."""
-    if not _one_pass(a):
-        return a.sum(axis=_non_channel_axes(a.ndim))
-    n, c = a.shape[:2]
-    return xp.einsum("nck->c", a.reshape(n, c, -1))
-
-
-def _channel_dot(xp, a, b):
-    """Per channel (dim 1), the sum of ``a * b`` over every other dim, in one pass:
-    a dot product per (sample, channel) row by BLAS where rows are long (13 vs 20 us
-    by einsum on a 96x1024 block), einsum's loop where they are short (67 vs 171 us
-    on 16-element rows); ``(a * b).sum(...)`` where einsum may not fuse (``_one_pass``)."""
-    if not (_one_pass(a) and _one_pass(b)):
-        return (a * b).sum(axis=_non_channel_axes(a.ndim))
-    n, c = a.shape[:2]
-    a, b = a.reshape(n, c, -1), b.reshape(n, c, -1)
-    if a.shape[2] >= _BLAS_DOT_MIN_ROW:
-        return xp.matmul(a[:, :, None, :], b[:, :, :, None]).reshape(n, c).sum(0)
-    return xp.einsum("nck,nck->c", a, b)
-
-
-_BLAS_DOT_MIN_ROW = 256
-
-
-def _channel_shape(ndim):
-    """Shape that broadcasts a per-channel vector along dim 1 of an ndim-dim input."""
-    return (1, -1) + (1,) * (ndim - 2)
-
-
-def _non_channel_axes(ndim):
-    return (0,) + tuple(range(2, ndim))
-
-
-def _channel_affine(xp, x, scale, shift=None):
-    """x * scale (+ shift), per-channel values along dim 1, as a fresh array: on
-    channel rows where ``x`` is C-contiguous (``_channel_form``)."""
-    shape = _channel_shape(x.ndim)
-    view, per_channel = _channel_form(xp, x)
-    out = view(x) * per_channel(scale.reshape(shape))
-    if shift is not None:
-        out += per_channel(shift.reshape(shape))
-    return out.reshape(x.shape)
 
 
 def _affine(xhat, weight, bias, shape=None):
@@ -402,13 +325,7 @@ class NativeGroupNorm(Op):
                                                         eps, group=num_groups)
             ctx.save_for_backward(xhat.reshape(input.shape), invstd.reshape(grouped.shape[:2] + (1,)), weight, input)
             return out.reshape(input.shape)
-        if _plain(input):  # each group's sums by einsum, one pass each, no temporary
-            m = grouped.shape[2]
-            xhat = grouped - xp.einsum("ngk->ng", grouped)[..., None] / m
-            invstd = 1 / xp.sqrt(xp.einsum("ngk,ngk->ng", xhat, xhat)[..., None] / m + eps)
-            xhat *= invstd
-        else:
-            xhat, _, _, invstd = _standardize(xp, grouped, (2,), eps)
+        xhat, _, _, invstd = _standardize(xp, grouped, (2,), eps)
         xhat = xhat.reshape(input.shape)
         ctx.save_for_backward(xhat, invstd, weight, input)
         if weight is None:
@@ -433,15 +350,7 @@ class NativeGroupNorm(Op):
         grad_input = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             gxhat = (g if weight is None else _channel_affine(xp, g, weight)).reshape(grouped)
-            xh = xhat.reshape(grouped)
-            if _plain(g) and _plain(xhat):  # _standardize_backward with einsum's sums
-                m = gxhat.shape[2]
-                grad_input = gxhat - xp.einsum("ngk->ng", gxhat)[..., None] / m
-                grad_input -= xh * (xp.einsum("ngk,ngk->ng", gxhat, xh)[..., None] / m)
-                grad_input *= invstd
-            else:
-                grad_input = _standardize_backward(gxhat, xh, invstd, (2,))
-            grad_input = grad_input.reshape(g.shape)
+            grad_input = _standardize_backward(gxhat, xhat.reshape(grouped), invstd, (2,)).reshape(g.shape)
         if ctx.needs_input_grad[1]:
             grad_weight = _channel_dot(xp, g, xhat)
         if ctx.needs_input_grad[2]:

@@ -34,22 +34,15 @@ class SGD(Optimizer):
         momentum, dampening = group["momentum"], group["dampening"]
         weight_decay, nesterov, maximize = group["weight_decay"], group["nesterov"], group["maximize"]
         for p, param, xp, state in self._params_with_grad(group):
-            buf = None
-            if momentum != 0:
-                buf = state.get("momentum_buffer")
-                if buf is None:  # the first step: the buffer is the gradient itself
-                    grad, owned = effective_grad(xp, param, p.grad._data, weight_decay, maximize)
-                    state["momentum_buffer"] = _wrap(grad if owned else grad.copy())
-                    buf = None
-                else:
-                    buf = buf._data
+            first = momentum != 0 and "momentum_buffer" not in state
+            if first:  # the buffer starts as the first (effective) gradient itself
+                grad, owned = effective_grad(xp, param, p.grad._data, weight_decay, maximize)
+                state["momentum_buffer"] = _wrap(grad if owned else grad.copy())
 
             def update(param, grad, buf=None):
                 grad, owned = effective_grad(xp, param, grad, weight_decay, maximize)
-                if momentum != 0:
-                    if buf is None:  # first step: the buffer was just made from this gradient
-                        buf = state["momentum_buffer"]._data
-                    else:
+                if buf is not None:
+                    if not first:
                         buf *= momentum
                         if dampening != 0:
                             buf += xp.multiply(grad, 1 - dampening)
@@ -71,8 +64,9 @@ class SGD(Optimizer):
                 else:
                     param += xp.multiply(grad, -lr)
 
-            if buf is None:  # no buffer to step yet (or no momentum): whole
-                update(param, p.grad._data)
+            arrays = [param, p.grad._data] + ([state["momentum_buffer"]._data] if momentum != 0 else [])
+            if first or momentum == 0:  # as before: no buffer to step yet, or none at all
+                update(*arrays)
             else:
-                in_flat_blocks(xp, update, [param, p.grad._data, buf], _BLOCK_ELEMENTS, _BLOCKED_MIN_ELEMENTS)
+                in_flat_blocks(xp, update, arrays, _BLOCK_ELEMENTS, _BLOCKED_MIN_ELEMENTS)
             p._vc[0] += 1

@@ -10,7 +10,8 @@ imported. Until then no process group can exist, and the layer is plain BatchNor
 import numpy as np  # dtype metadata only
 
 from ...autograd.function import Op
-from ...ops.normalization import _affine, _channel_dot, _channel_shape, _one_pass, _update_running
+from ...ops.channel_rows import _channel_dot, _channel_shape, _one_pass
+from ...ops.normalization import _affine, _update_running
 from .normalization import _BatchNorm
 
 _collectives = None  # distnn.distributed, once it has registered itself
