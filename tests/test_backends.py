@@ -99,3 +99,26 @@ def test_tf32_off_refused_when_cupy_uses_tf32(monkeypatch):
         with pytest.raises(RuntimeError, match="CUPY_TF32"):
             owner.allow_tf32 = False
         assert owner.allow_tf32 is True
+
+
+@requires_torch
+def test_mkldnn_switch_as_torchs():
+    """``enabled`` starts True, reads back, refuses non-bools, and ``flags`` restores it;
+    ``is_available`` says whether oneDNN's library loaded."""
+    from distnn.ops import onednn
+
+    def run(lib):
+        m = lib.backends.mkldnn
+        start = m.enabled
+        m.enabled = False
+        off = m.enabled
+        m.enabled = True
+        return start, off, m.enabled
+
+    assert run(distnn) == run(torch) == (True, False, True)  # (torch's flags() warns about TF32 on GPUs)
+    with backends.mkldnn.flags(enabled=False):
+        assert backends.mkldnn.enabled is False
+    assert backends.mkldnn.enabled is True
+    with pytest.raises(RuntimeError, match="set_enabled_mkldnn expects a bool, but got int"):
+        backends.mkldnn.enabled = 1
+    assert backends.mkldnn.is_available() is (onednn.library() is not None)

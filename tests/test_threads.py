@@ -164,6 +164,9 @@ def _same_at_one_and_two_threads(run):
     ((8, 16, 8, 8), {"padding": 1}),
 ])
 def test_convolutions_are_bit_identical_at_one_and_two_threads(monkeypatch, shape, kwargs):
+    """distnn's own paths; oneDNN's weight gradients, as PyTorch's, may differ in the
+    last bits between thread counts."""
+    monkeypatch.setattr(distnn.backends.mkldnn, "enabled", False)
     monkeypatch.setattr("distnn.ops.im2col._CHUNK_BYTES", 1 << 16)  # many chunks
     rng = np.random.default_rng(0)
     x_np = rng.standard_normal(shape, dtype=np.float32)

@@ -1,7 +1,7 @@
 """``distnn.backends``: PyTorch's ``torch.backends`` switches that training scripts
-set or query (``cudnn.benchmark``, ``cuda.matmul.allow_tf32``, ``mps.is_available()``),
-each saying in its module what it means for distnn."""
+set or query (``cudnn.benchmark``, ``cuda.matmul.allow_tf32``, ``mps.is_available()``,
+``mkldnn.enabled``), each saying in its module what it means for distnn."""
 
-from . import cuda, cudnn, mps
+from . import cuda, cudnn, mkldnn, mps
 
-__all__ = ["cuda", "cudnn", "mps"]
+__all__ = ["cuda", "cudnn", "mkldnn", "mps"]

@@ -1,0 +1,53 @@
+"""``distnn.backends.mkldnn``: PyTorch's oneDNN (formerly MKL-DNN) switch.
+distnn runs float32 CPU convolutions through oneDNN when its shared library is
+installed (``ops/onednn.py``), as PyTorch does:
+
+- ``is_available()``: whether the library loaded;
+- ``enabled``: whether convolutions may use it (True by default); False sends
+  them to distnn's own im2col + GEMM paths, as ``torch.backends.mkldnn.enabled
+  = False`` sends PyTorch's to its slower native ones.
+"""
+
+import sys
+import types
+from contextlib import contextmanager
+
+from ._flags import bool_flag
+
+__all__ = ["flags", "is_available", "set_flags"]
+
+_state = {"enabled": True}
+
+
+def is_available():
+    """Whether oneDNN's library is loaded (or loads now)."""
+    from ..ops import onednn
+    return onednn.library() is not None
+
+
+def set_flags(_enabled=None):
+    """Set ``enabled`` (None leaves it); returns the previous value, in a 1-tuple as PyTorch's."""
+    module = sys.modules[__name__]
+    previous = (module.enabled,)
+    if _enabled is not None:
+        module.enabled = _enabled
+    return previous
+
+
+@contextmanager
+def flags(enabled=False):
+    """``enabled`` set inside the block, and back to what it was after it."""
+    previous = set_flags(enabled)
+    try:
+        yield
+    finally:
+        set_flags(*previous)
+
+
+class MkldnnModule(types.ModuleType):
+    """This module's type, so that ``enabled`` is a property that checks what is set."""
+
+    enabled = bool_flag(_state, "enabled", "set_enabled_mkldnn")
+
+
+sys.modules[__name__].__class__ = MkldnnModule

@@ -1,0 +1,385 @@
+"""Convolutions through oneDNN, the library PyTorch's CPU convolutions run on, called
+by ctypes through its C API when its shared library is installed (the
+``onednn-cpu-gomp`` wheel, a dependency on Linux x86-64; no compiled code of ours).
+
+Its JIT kernels work on blocked layouts (``nChw16c``): each call reorders the NCHW
+operands into the layouts the primitive chose, runs it, and reorders the result
+back, as PyTorch does for NCHW tensors. Against im2col + OpenBLAS (``conv.py``)
+that made a small ResNet's 3x3 layers 1.3-1.5x faster forward and backward, and
+the results are PyTorch's to the bit (same kernels, same summation order).
+
+``distnn.backends.mkldnn.enabled = False`` (or ``DISTNN_ONEDNN=0`` in the
+environment) turns it off; ``conv.py`` then uses its own paths. Only float32 numpy
+convolutions come here, not transposed ones.
+
+Threads: oneDNN runs on GNU OpenMP, whose thread count belongs to the calling
+thread; it is set to ``threads.get_num_threads()`` before a primitive is made or
+run (primitives fix their thread count when made). Splitting the batch over our
+own pool instead, one OpenMP thread per call, ran ResNet-18 at 2 threads 1.2-1.5x
+PyTorch's step against 1.03-1.07 (each half-batch call reorders the weights again,
+and scales worse). GNU OpenMP's idle threads spin (``GOMP_SPINCOUNT``) before
+sleeping; 10K spins instead of its default 300K made whole steps 5-30% slower at
+2 threads: each parallel region then pays a wake-up. GNU OpenMP's threads do not
+survive a fork, and a forked child that runs a primitive made before the fork
+hangs in it, so a child forked after oneDNN ran uses ``conv.py``'s own paths.
+"""
+
+import ctypes
+import os
+import sys
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from .. import threads
+from .im2col import scratch_array
+
+_F32, _ANY = 3, 1
+_FORWARD_TRAINING, _BACKWARD_DATA, _BACKWARD_WEIGHTS, _DIRECT = 64, 160, 192, 1
+# execute arguments and primitive-descriptor queries (dnnl_types.h)
+_SRC, _DST, _WEIGHTS, _BIAS, _SCRATCHPAD = 1, 17, 33, 41, 80
+_DIFF_SRC, _DIFF_DST, _DIFF_WEIGHTS, _DIFF_BIAS = 129, 145, 161, 169
+_Q_IMPL, _Q_SCRATCHPAD = 8, 136
+_QUERY = {_SRC: 129, _DIFF_SRC: 130, _WEIGHTS: 131, _DIFF_WEIGHTS: 132, _DST: 133, _DIFF_DST: 134}
+_CACHE_SIZE = 256  # convolution geometries kept (primitive creation takes about a millisecond)
+
+_Dims = ctypes.c_int64 * 12
+
+
+class _ExecArg(ctypes.Structure):
+    _fields_ = [("arg", ctypes.c_int), ("memory", ctypes.c_void_p)]
+
+
+class OneDNNError(RuntimeError):
+    pass
+
+
+def _dims(values):
+    out = _Dims()
+    for i, v in enumerate(values):
+        out[i] = v
+    return out
+
+
+class _Library:
+    """The loaded libdnnl: its CPU engine, a primitive attribute asking for
+    user-provided scratchpads, and libgomp's thread-count setter."""
+
+    def __init__(self, path):
+        self.lib = lib = ctypes.CDLL(path)
+        lib.dnnl_primitive_desc_query_md.restype = ctypes.c_void_p
+        lib.dnnl_primitive_desc_query_md.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+        lib.dnnl_memory_desc_get_size.restype = ctypes.c_size_t
+        lib.dnnl_memory_desc_get_size.argtypes = [ctypes.c_void_p]
+        lib.dnnl_memory_desc_equal.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        lib.dnnl_memory_create.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+        self.engine = self.out_handle("dnnl_engine_create", ctypes.c_int(1), ctypes.c_size_t(0))
+        self.attr = self.out_handle("dnnl_primitive_attr_create")
+        self.check(lib.dnnl_primitive_attr_set_scratchpad_mode(self.attr, 1), "dnnl_primitive_attr_set_scratchpad_mode")
+        self.set_omp_threads = ctypes.CDLL("libgomp.so.1").omp_set_num_threads  # OSError: not loaded
+        self.streams = threading.local()
+        self.ran = False  # a primitive ran in this process
+
+    def check(self, status, what):
+        if status != 0:
+            raise OneDNNError(f"oneDNN {what} failed with status {status}")
+
+    def out_handle(self, fn, *args):
+        handle = ctypes.c_void_p()
+        self.check(getattr(self.lib, fn)(ctypes.byref(handle), *args), fn)
+        return handle
+
+    def stream(self):
+        """This thread's stream, with OpenMP's thread count for this thread up to date."""
+        local = self.streams
+        stream = getattr(local, "stream", None)
+        if stream is None:
+            stream = local.stream = self.out_handle("dnnl_stream_create", self.engine, ctypes.c_uint(1))
+        n = threads.get_num_threads()
+        if getattr(local, "omp", None) != n:
+            self.set_omp_threads(n)
+            local.omp = n
+        return stream
+
+    def memory_desc(self, shape, tag):
+        return self.out_handle("dnnl_memory_desc_create_with_tag", ctypes.c_int(len(shape)), _dims(shape),
+                               ctypes.c_int(_F32), ctypes.c_int(tag))
+
+    def primitive(self, pd):
+        return self.out_handle("dnnl_primitive_create", pd)
+
+    def execute(self, primitive, args):
+        """Run ``primitive`` on ``args``: (argument, memory descriptor, numpy array)
+        triples; each array is wrapped as a memory object for this call only."""
+        lib = self.lib
+        memories = []
+        try:
+            for _, md, array in args:
+                memories.append(self.out_handle("dnnl_memory_create", md, self.engine,
+                                                ctypes.c_void_p(array.ctypes.data)))
+            packed = (_ExecArg * len(args))(*(_ExecArg(a[0], m) for a, m in zip(args, memories)))
+            stream = self.stream()
+            self.ran = True
+            self.check(lib.dnnl_primitive_execute(primitive, stream, len(args), packed), "dnnl_primitive_execute")
+            self.check(lib.dnnl_stream_wait(stream), "dnnl_stream_wait")
+        finally:
+            for m in memories:
+                lib.dnnl_memory_destroy(m)
+
+
+_PATHS_TRIED = False
+_library = None
+
+
+def _candidates():
+    env = os.environ.get("DISTNN_ONEDNN_LIBRARY")
+    if env:
+        return [env]
+    prefixes = [sys.prefix, sys.base_prefix, os.path.join(os.path.expanduser("~"), ".local")]
+    return [os.path.join(p, "lib", "libdnnl.so.3") for p in prefixes] + ["libdnnl.so.3"]
+
+
+def library():
+    """The loaded oneDNN, or None when it is absent, turned off, or failed to load."""
+    global _PATHS_TRIED, _library
+    if not _PATHS_TRIED:
+        _PATHS_TRIED = True
+        if os.environ.get("DISTNN_ONEDNN", "1") != "0" and sys.platform.startswith("linux"):
+            for path in _candidates():
+                try:
+                    _library = _Library(path)
+                    break
+                except (OSError, OneDNNError, AttributeError):
+                    continue
+    return _library
+
+
+def _after_fork_in_child():
+    global _library
+    if _library is not None and _library.ran:
+        _library = None  # its primitives would wait forever for the parent's OpenMP threads
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# --- convolution primitives -------------------------------------------------------------
+
+class _Operand:
+    """One argument of a primitive: the NCHW array's plain descriptor, the layout the
+    primitive chose, and the reorders between them (None when they are the same)."""
+
+    def __init__(self, lib, pd, arg, plain, into):
+        self.plain = plain
+        self.chosen = ctypes.c_void_p(lib.lib.dnnl_primitive_desc_query_md(pd, _QUERY[arg], 0))
+        self.arg = arg
+        self.size = lib.lib.dnnl_memory_desc_get_size(self.chosen) // 4
+        self.reorder = None
+        if not lib.lib.dnnl_memory_desc_equal(self.chosen, plain):
+            src, dst = (plain, self.chosen) if into else (self.chosen, plain)
+            rpd = lib.out_handle("dnnl_reorder_primitive_desc_create", src, lib.engine, dst, lib.engine, None)
+            try:
+                self.reorder = lib.primitive(rpd)
+            finally:
+                lib.lib.dnnl_primitive_desc_destroy(rpd)
+
+    def enter(self, lib, array, slot):
+        """(argument, descriptor, array) for the primitive: ``array`` reordered in."""
+        if self.reorder is None:
+            return self.arg, self.plain, array
+        blocked = scratch_array(np, slot, (self.size,), np.float32)
+        lib.execute(self.reorder, [(_SRC, self.plain, array), (_DST, self.chosen, blocked)])
+        return self.arg, self.chosen, blocked
+
+    def output(self, slot, array):
+        return self.arg, (self.plain, array) if self.reorder is None else \
+            (self.chosen, scratch_array(np, slot, (self.size,), np.float32))
+
+    def leave(self, lib, blocked, array):
+        if self.reorder is not None:
+            lib.execute(self.reorder, [(_SRC, self.chosen, blocked), (_DST, self.plain, array)])
+
+
+class _Convolution:
+    """The forward, backward-data and backward-weights primitives of one geometry,
+    each made when first needed."""
+
+    def __init__(self, lib, x_shape, w_shape, y_shape, groups, strides, dilates, pad_l, pad_r, bias):
+        self.lib = lib
+        if groups > 1:
+            w_shape = (groups, w_shape[0] // groups) + tuple(w_shape[1:])
+        self.shapes = x_shape, w_shape, y_shape
+        self.geometry = tuple(_dims(v) for v in (strides, dilates, pad_l, pad_r))
+        self.handles = []  # (destroy function, handle), freed in __del__
+        self.plain = [self._md(s, _plain_tag(len(s))) for s in (x_shape, w_shape, y_shape)]
+        self.plain_bias = self._md((y_shape[1],), 2)
+        self.any = [self._md(s, _ANY) for s in (x_shape, w_shape, y_shape)]
+        self.bias = bias
+        self.forward_pd = self._pd("dnnl_convolution_forward_primitive_desc_create", ctypes.c_int(_FORWARD_TRAINING),
+                                   ctypes.c_int(_DIRECT), self.any[0], self.any[1],
+                                   self.plain_bias if bias else None, self.any[2], *self.geometry, lib.attr)
+        self.parts = {}
+        if self.implementation().startswith("ref"):  # no JIT kernel for this CPU or shape: conv.py is faster
+            raise OneDNNError(f"only oneDNN's reference convolution for {x_shape} by {w_shape}")
+
+    def _md(self, shape, tag):
+        md = self.lib.memory_desc(shape, tag)
+        self.handles.append(("dnnl_memory_desc_destroy", md))
+        return md
+
+    def _pd(self, fn, *args):
+        pd = self.lib.out_handle(fn, self.lib.engine, *args)
+        self.handles.append(("dnnl_primitive_desc_destroy", pd))
+        return pd
+
+    def _part(self, kind):
+        """(primitive descriptor, primitive, {argument: _Operand}) of ``kind``."""
+        part = self.parts.get(kind)
+        if part is not None:
+            return part
+        lib, (x, w, y), (ax, aw, ay) = self.lib, self.plain, self.any
+        if kind == "forward":
+            pd, operands = self.forward_pd, ((_SRC, x, True), (_WEIGHTS, w, True), (_DST, y, False))
+        elif kind == "data":
+            pd = self._pd("dnnl_convolution_backward_data_primitive_desc_create", ctypes.c_int(_DIRECT),
+                          ax, aw, ay, *self.geometry, self.forward_pd, lib.attr)
+            operands = ((_DIFF_DST, y, True), (_WEIGHTS, w, True), (_DIFF_SRC, x, False))
+        else:
+            pd = self._pd("dnnl_convolution_backward_weights_primitive_desc_create", ctypes.c_int(_DIRECT),
+                          ax, aw, self.plain_bias if self.bias else None, ay, *self.geometry, self.forward_pd,
+                          lib.attr)
+            operands = ((_SRC, x, True), (_DIFF_DST, y, True), (_DIFF_WEIGHTS, w, False))
+        primitive = lib.primitive(pd)
+        self.handles.append(("dnnl_primitive_destroy", primitive))
+        ops = {arg: _Operand(lib, pd, arg, plain, into) for arg, plain, into in operands}
+        self.handles.extend(("dnnl_primitive_destroy", op.reorder) for op in ops.values() if op.reorder is not None)
+        part = self.parts[kind] = (pd, primitive, ops)
+        return part
+
+    def implementation(self, kind="forward"):
+        """oneDNN's name for the kernel ``kind`` ("forward", "data", "weights") runs."""
+        text = ctypes.c_char_p()
+        self.lib.check(self.lib.lib.dnnl_primitive_desc_query(self._part(kind)[0], _Q_IMPL, 0, ctypes.byref(text)),
+                       "dnnl_primitive_desc_query")
+        return text.value.decode()
+
+    def run(self, kind, inputs, outputs, extra=()):
+        """Execute ``kind``: ``inputs`` and ``outputs`` map arguments to NCHW arrays;
+        ``extra`` are (argument, descriptor, array) passed as they are."""
+        lib = self.lib
+        pd, primitive, ops = self._part(kind)
+        args = [ops[arg].enter(lib, array, f"dnnl{arg}") for arg, array in inputs.items()]
+        outs = []
+        for arg, array in outputs.items():
+            a, (md, buf) = ops[arg].output(f"dnnl{arg}", array)
+            args.append((a, md, buf))
+            outs.append((ops[arg], buf, array))
+        args.extend(extra)
+        scratch_md = lib.lib.dnnl_primitive_desc_query_md(pd, _Q_SCRATCHPAD, 0)
+        scratch = lib.lib.dnnl_memory_desc_get_size(scratch_md)
+        if scratch:
+            args.append((_SCRATCHPAD, scratch_md, scratch_array(np, "dnnl_scratchpad", (scratch,), np.uint8)))
+        lib.execute(primitive, args)
+        for op, buf, array in outs:
+            op.leave(lib, buf, array)
+
+    def __del__(self):  # when no cache entry or running call holds it any more
+        for fn, handle in reversed(self.handles):
+            getattr(self.lib.lib, fn)(handle)
+        self.handles = []
+
+
+def _plain_tag(ndims):
+    return 1 + ndims  # dnnl_a = 2, dnnl_ab = 3, ... (dnnl_types.h)
+
+
+class _Cache(OrderedDict):
+    """Convolutions by geometry, least recently used dropped past ``_CACHE_SIZE``."""
+
+    def __init__(self):
+        super().__init__()
+        self.lock = threading.Lock()
+
+    def get_or_make(self, key, make):
+        with self.lock:
+            conv = self.get(key)
+            if conv is not None or key in self:
+                self.move_to_end(key)
+                return conv
+        try:
+            conv = make()
+        except OneDNNError:
+            conv = None  # no implementation for this geometry: conv.py computes it
+        with self.lock:
+            self[key] = conv
+            while len(self) > _CACHE_SIZE:
+                self.popitem(last=False)
+        return conv
+
+
+_cache = _Cache()
+
+
+def convolution(x_shape, w_shape, geo, bias):
+    """The oneDNN convolution for these shapes and ``conv.Geometry``, or None where
+    oneDNN is off, absent or has no kernel for it."""
+    from ..backends import mkldnn
+    lib = library()
+    if lib is None or not mkldnn.enabled or geo.transposed or x_shape[0] == 0:
+        return None
+    out, pad_r = [], []
+    for size, k, s, d, (before, after) in zip(x_shape[2:], w_shape[2:], geo.stride, geo.dilation, geo.padding):
+        extent = d * (k - 1) + 1
+        o = (before + size + after - extent) // s + 1
+        # the right padding oneDNN wants: how far the last window reaches past the input
+        # (negative where the input's last rows are never read)
+        pad_r.append((o - 1) * s + extent - size - before)
+        out.append(o)
+    y_shape = (x_shape[0], w_shape[0]) + tuple(out)
+    pad_l = tuple(p[0] for p in geo.padding)
+    dilates = tuple(d - 1 for d in geo.dilation)
+    # a primitive keeps the thread count it was made with
+    key = (x_shape, w_shape, geo.stride, dilates, pad_l, tuple(pad_r), geo.groups, bias, threads.get_num_threads())
+    lib.stream()  # this thread's OpenMP thread count set before a primitive is made
+    return _cache.get_or_make(key, lambda: _Convolution(lib, x_shape, w_shape, y_shape, geo.groups, geo.stride,
+                                                        dilates, pad_l, pad_r, bias))
+
+
+def _applies(xp, *arrays):
+    return xp is np and all(a is None or a.dtype == np.float32 for a in arrays)
+
+
+def convolve(xp, x, w, b, geo):
+    """The convolution's output, or None where oneDNN does not take it."""
+    conv = _applies(xp, x, w, b) and convolution(x.shape, w.shape, geo, b is not None)
+    if not conv:
+        return None
+    y = np.empty(conv.shapes[2], np.float32)
+    extra = () if b is None else ((_BIAS, conv.plain_bias, np.ascontiguousarray(b)),)
+    conv.run("forward", {_SRC: np.ascontiguousarray(x), _WEIGHTS: np.ascontiguousarray(w)}, {_DST: y}, extra)
+    return y
+
+
+def gradients(xp, x, w, g, geo, need_x, need_w, need_b):
+    """(input, weight, bias) gradients, None for those not asked for; or None where
+    oneDNN does not take the convolution."""
+    conv = _applies(xp, x, w, g) and convolution(x.shape, w.shape, geo, need_w and need_b)
+    if not conv:
+        return None
+    g = np.ascontiguousarray(g)
+    gx = gw = gb = None
+    if need_x:
+        gx = np.empty(x.shape, np.float32)
+        conv.run("data", {_DIFF_DST: g, _WEIGHTS: np.ascontiguousarray(w)}, {_DIFF_SRC: gx})
+    if need_w:
+        gw = np.empty(w.shape, np.float32)
+        extra = ()
+        if conv.bias:
+            gb = np.empty(w.shape[0], np.float32)
+            extra = ((_DIFF_BIAS, conv.plain_bias, gb),)
+        conv.run("weights", {_SRC: np.ascontiguousarray(x), _DIFF_DST: g}, {_DIFF_WEIGHTS: gw}, extra)
+    if need_b and gb is None:
+        gb = g.sum(axis=(0, 2, 3), dtype=np.float32)
+    return gx, gw, gb

@@ -1,0 +1,238 @@
+"""Convolutions through oneDNN (distnn/ops/onednn.py): test_conv.py's cases in
+float32 against PyTorch with every call counted through oneDNN, the switch that
+turns it off, the geometry cache, threads, and a child forked after it ran."""
+
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import distnn
+import distnn.nn.functional  # noqa: F401  (makes distnn.nn available as lib.nn)
+from distnn.backends import mkldnn
+from distnn.ops import onednn
+from conv_cases import CONV1D_CASES, CONV2D_CASES, MODERATE_CONV2D_CASES, conv_call, conv_inputs
+from op_check import compare_with_torch, requires_torch
+
+try:
+    import torch
+except ImportError:
+    torch = None
+
+pytestmark = [pytest.mark.skipif(not mkldnn.is_available(),
+                                 reason="oneDNN's library (pip onednn-cpu-gomp) is not installed"),
+              pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")]
+
+
+@pytest.fixture(autouse=True)
+def enabled(monkeypatch):
+    monkeypatch.setattr(mkldnn, "enabled", True)
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """How many forward and backward calls went through oneDNN."""
+    counts = {"forward": 0, "backward": 0}
+    for name, fn in (("forward", "convolve"), ("backward", "gradients")):
+        real = getattr(onednn, fn)
+
+        def counted(*args, _real=real, _name=name):
+            out = _real(*args)
+            counts[_name] += out is not None
+            return out
+        monkeypatch.setattr(onednn, fn, counted)
+    return counts
+
+
+@requires_torch
+@pytest.mark.parametrize("x_shape,w_shape,bias,kwargs", CONV2D_CASES)
+def test_conv2d_matches_torch(calls, x_shape, w_shape, bias, kwargs):
+    compare_with_torch(conv_call("conv2d", kwargs), conv_inputs(x_shape, w_shape, w_shape[0] if bias else 0),
+                       rtol=1e-5, atol=1e-5)
+    # contiguous and non-contiguous inputs, each forward and backward
+    assert calls == {"forward": 2, "backward": 2}
+
+
+@requires_torch
+@pytest.mark.parametrize("x_shape,w_shape,bias,kwargs", CONV1D_CASES)
+def test_conv1d_matches_torch(calls, x_shape, w_shape, bias, kwargs):
+    compare_with_torch(conv_call("conv1d", kwargs), conv_inputs(x_shape, w_shape, w_shape[0] if bias else 0),
+                       rtol=1e-5, atol=1e-5)
+    assert calls == {"forward": 2, "backward": 2}
+
+
+@requires_torch
+@pytest.mark.parametrize("x_shape,w_shape,kwargs", MODERATE_CONV2D_CASES)
+def test_moderate_shapes_match_torch(calls, x_shape, w_shape, kwargs):
+    compare_with_torch(conv_call("conv2d", kwargs), conv_inputs(x_shape, w_shape, w_shape[0]),
+                       rtol=1e-4, atol=2e-4)
+    assert calls == {"forward": 2, "backward": 2}
+
+
+@requires_torch
+@pytest.mark.parametrize("requires_grad", [[False, True, True], [True, False, False], [False, False, True],
+                                           [True, True, False], [False, True, False]])
+def test_partial_requires_grad(calls, requires_grad):
+    compare_with_torch(conv_call("conv2d", {"stride": 2, "padding": 1}), conv_inputs((2, 3, 6, 6), (4, 3, 3, 3), 4),
+                       requires_grad=requires_grad, rtol=1e-5, atol=1e-5)
+
+
+def _resnet_layer(bias=False):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 16, 8, 8), dtype=np.float32)
+    w = rng.standard_normal((16, 16, 3, 3), dtype=np.float32) * 0.1
+    b = rng.standard_normal(16, dtype=np.float32) if bias else None
+    return x, w, b
+
+
+def _run(x, w, b, kwargs):
+    xt = distnn.tensor(x, requires_grad=True)
+    wt = distnn.tensor(w, requires_grad=True)
+    bt = distnn.tensor(b, requires_grad=True) if b is not None else None
+    y = distnn.nn.functional.conv2d(xt, wt, bt, **kwargs)
+    (y * y).sum().backward()
+    return [y.detach().numpy(), xt.grad.numpy(), wt.grad.numpy()] + ([bt.grad.numpy()] if b is not None else [])
+
+
+def test_the_switch_sends_convolutions_to_distnns_own_paths(calls):
+    x, w, b = _resnet_layer(bias=True)
+    fast = _run(x, w, b, {"padding": 1})
+    assert calls == {"forward": 1, "backward": 1}
+    with mkldnn.flags(enabled=False):
+        assert mkldnn.enabled is False
+        own = _run(x, w, b, {"padding": 1})
+    assert mkldnn.enabled is True
+    assert calls == {"forward": 1, "backward": 1}
+    for a, b_ in zip(fast, own):
+        np.testing.assert_allclose(a, b_, rtol=1e-4, atol=1e-4)
+    with pytest.raises(RuntimeError, match="set_enabled_mkldnn expects a bool"):
+        mkldnn.enabled = 1
+
+
+def test_float64_and_transposed_convolutions_keep_distnns_paths(calls):
+    x, w, _ = _resnet_layer()
+    _run(x.astype(np.float64), w.astype(np.float64), None, {"padding": 1})
+    xt = distnn.tensor(x, requires_grad=True)
+    distnn.nn.functional.conv_transpose2d(xt, distnn.tensor(w), stride=2).sum().backward()
+    assert calls == {"forward": 0, "backward": 0}
+
+
+def test_a_resnet_layer_runs_a_jit_kernel():
+    x, w, _ = _resnet_layer()
+    from distnn.ops.conv import Geometry
+    conv = onednn.convolution(x.shape, w.shape, Geometry((1, 1), ((1, 1), (1, 1)), (1, 1), 1, False, (0, 0)), False)
+    for kind in ("forward", "data", "weights"):
+        assert conv.implementation(kind).startswith(("jit", "brg")), conv.implementation(kind)
+
+
+def test_the_geometry_cache_is_bounded_and_results_stay_right(monkeypatch):
+    monkeypatch.setattr(onednn, "_CACHE_SIZE", 2)
+    x, w, _ = _resnet_layer()
+    first = _run(x, w, None, {"padding": 1})
+    for pad in (0, 2, 3, 1, 0, 1):
+        _run(x, w, None, {"padding": pad})
+        assert len(onednn._cache) <= 2
+    for a, b in zip(first, _run(x, w, None, {"padding": 1})):
+        np.testing.assert_array_equal(a, b)
+
+
+@requires_torch
+def test_strided_and_broadcast_gradients():
+    """An output gradient that is an expanded scalar (strides 0), and a transposed input."""
+    x, w, _ = _resnet_layer()
+    xs = x.transpose(0, 1, 3, 2)
+    xt = distnn.tensor(xs, requires_grad=True)
+    wt = distnn.tensor(w, requires_grad=True)
+    distnn.nn.functional.conv2d(xt, wt, padding=1).sum().backward()
+    tx = torch.tensor(np.ascontiguousarray(xs), requires_grad=True)
+    tw = torch.tensor(w, requires_grad=True)
+    torch.nn.functional.conv2d(tx, tw, padding=1).sum().backward()
+    np.testing.assert_allclose(xt.grad.numpy(), tx.grad.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(wt.grad.numpy(), tw.grad.numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_double_backward_through_onednn(calls):
+    """create_graph=True records the gradients as convolutions, which run through oneDNN too."""
+    x, w, _ = _resnet_layer()
+    xt = distnn.tensor(x, requires_grad=True)
+    wt = distnn.tensor(w, requires_grad=True)
+    y = distnn.nn.functional.conv2d(xt, wt, padding=1)
+    gx, = distnn.autograd.grad((y * y).sum(), xt, create_graph=True)
+    (gx * gx).sum().backward()
+    with mkldnn.flags(enabled=False):
+        xo = distnn.tensor(x, requires_grad=True)
+        wo = distnn.tensor(w, requires_grad=True)
+        yo = distnn.nn.functional.conv2d(xo, wo, padding=1)
+        go, = distnn.autograd.grad((yo * yo).sum(), xo, create_graph=True)
+        (go * go).sum().backward()
+    assert calls["forward"] > 1
+    np.testing.assert_allclose(wt.grad.numpy(), wo.grad.numpy(), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(xt.grad.numpy(), xo.grad.numpy(), rtol=1e-3, atol=1e-3)
+
+
+def test_two_threads_and_threads_of_their_own():
+    """At 2 intra-op threads, and from several Python threads at once, the results are
+    those of one thread (each thread sets its own OpenMP thread count)."""
+    x, w, b = _resnet_layer(bias=True)
+    previous = distnn.get_num_threads()
+    try:
+        distnn.set_num_threads(1)
+        one = _run(x, w, b, {"padding": 1})
+        distnn.set_num_threads(2)
+        two = _run(x, w, b, {"padding": 1})
+        results = [None] * 4
+
+        def work(i):
+            results[i] = _run(x, w, b, {"padding": 1})
+        workers = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join(60)
+    finally:
+        distnn.set_num_threads(previous)
+    for got in [two] + results:
+        assert got is not None
+        for a, b_ in zip(one, got):
+            np.testing.assert_allclose(a, b_, rtol=1e-5, atol=1e-5)
+
+
+CHILD = """
+import os, signal, sys, time
+import numpy as np
+import distnn
+import distnn.nn.functional as F
+distnn.set_num_threads(2)
+x = distnn.randn(8, 16, 16, 16)
+w = distnn.randn(16, 16, 3, 3)
+y = F.conv2d(x, w, padding=1).numpy()
+pid = os.fork()
+if pid == 0:
+    ok = np.allclose(F.conv2d(x, w, padding=1).numpy(), y, rtol=1e-5, atol=1e-4)
+    os._exit(0 if ok else 3)
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        sys.exit(os.waitstatus_to_exitcode(status))
+    time.sleep(0.05)
+os.kill(pid, signal.SIGKILL)  # hung
+os.waitpid(pid, 0)
+sys.exit(4)
+"""
+
+
+def test_a_child_forked_after_parallel_convolutions_does_not_hang():
+    """GNU OpenMP's threads do not survive fork: the child runs oneDNN on one thread."""
+    proc = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_the_environment_can_turn_it_off():
+    code = "import distnn; print(distnn.backends.mkldnn.is_available())"
+    env = dict(os.environ, DISTNN_ONEDNN="0")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.stdout.strip() == "False", out.stderr
