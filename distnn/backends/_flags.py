@@ -2,6 +2,7 @@
 and reads it back, refusing non-bools with PyTorch's message."""
 
 import os
+from contextlib import contextmanager
 
 
 def bool_flag(state, name, setter_name, check=None):
@@ -33,3 +34,13 @@ def refuse_tf32_off(value):
     if not value and cupy_uses_tf32():
         raise RuntimeError("TF32 cannot be turned off in this process: CUPY_TF32 is set in the environment, "
                            "so CuPy runs float32 matmuls in TF32; unset CUPY_TF32 before starting Python")
+
+
+@contextmanager
+def temporarily(set_flags, *values):
+    """``set_flags(*values)`` inside the block, and the previous values back after it."""
+    previous = set_flags(*values)
+    try:
+        yield
+    finally:
+        set_flags(*previous)

@@ -18,9 +18,8 @@ each setting is true of distnn as stated, none changes a kernel:
 
 import sys
 import types
-from contextlib import contextmanager
 
-from ._flags import bool_flag, refuse_tf32_off
+from ._flags import bool_flag, refuse_tf32_off, temporarily
 
 __all__ = ["flags", "is_acceptable", "is_available", "version"]
 
@@ -53,15 +52,10 @@ def set_flags(_enabled=None, _benchmark=None, _deterministic=None, _allow_tf32=N
     return previous
 
 
-@contextmanager
 def flags(enabled=False, benchmark=False, deterministic=False, allow_tf32=True):
     """All four flags set to these values inside the block (PyTorch's defaults here
     included), and back to what they were after it."""
-    previous = set_flags(enabled, benchmark, deterministic, allow_tf32)
-    try:
-        yield
-    finally:
-        set_flags(*previous)
+    return temporarily(set_flags, enabled, benchmark, deterministic, allow_tf32)
 
 
 class CudnnModule(types.ModuleType):

@@ -10,9 +10,8 @@ installed (``ops/onednn.py``), as PyTorch does:
 
 import sys
 import types
-from contextlib import contextmanager
 
-from ._flags import bool_flag
+from ._flags import bool_flag, temporarily
 
 __all__ = ["flags", "is_available", "set_flags"]
 
@@ -34,14 +33,9 @@ def set_flags(_enabled=None):
     return previous
 
 
-@contextmanager
 def flags(enabled=False):
     """``enabled`` set inside the block, and back to what it was after it."""
-    previous = set_flags(enabled)
-    try:
-        yield
-    finally:
-        set_flags(*previous)
+    return temporarily(set_flags, enabled)
 
 
 class MkldnnModule(types.ModuleType):

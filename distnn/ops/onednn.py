@@ -36,7 +36,7 @@ from .. import threads
 from .im2col import scratch_array
 
 _F32, _ANY = 3, 1
-_FORWARD_TRAINING, _BACKWARD_DATA, _BACKWARD_WEIGHTS, _DIRECT = 64, 160, 192, 1
+_FORWARD_TRAINING, _DIRECT = 64, 1  # dnnl_forward_training, dnnl_convolution_direct
 # execute arguments and primitive-descriptor queries (dnnl_types.h)
 _SRC, _DST, _WEIGHTS, _BIAS, _SCRATCHPAD = 1, 17, 33, 41, 80
 _DIFF_SRC, _DIFF_DST, _DIFF_WEIGHTS, _DIFF_BIAS = 129, 145, 161, 169

@@ -48,19 +48,12 @@ def calls(monkeypatch):
 
 
 @requires_torch
-@pytest.mark.parametrize("x_shape,w_shape,bias,kwargs", CONV2D_CASES)
-def test_conv2d_matches_torch(calls, x_shape, w_shape, bias, kwargs):
-    compare_with_torch(conv_call("conv2d", kwargs), conv_inputs(x_shape, w_shape, w_shape[0] if bias else 0),
+@pytest.mark.parametrize("name,x_shape,w_shape,bias,kwargs", [("conv2d", *c) for c in CONV2D_CASES]
+                         + [("conv1d", *c) for c in CONV1D_CASES])
+def test_small_cases_match_torch(calls, name, x_shape, w_shape, bias, kwargs):
+    compare_with_torch(conv_call(name, kwargs), conv_inputs(x_shape, w_shape, w_shape[0] if bias else 0),
                        rtol=1e-5, atol=1e-5)
     # contiguous and non-contiguous inputs, each forward and backward
-    assert calls == {"forward": 2, "backward": 2}
-
-
-@requires_torch
-@pytest.mark.parametrize("x_shape,w_shape,bias,kwargs", CONV1D_CASES)
-def test_conv1d_matches_torch(calls, x_shape, w_shape, bias, kwargs):
-    compare_with_torch(conv_call("conv1d", kwargs), conv_inputs(x_shape, w_shape, w_shape[0] if bias else 0),
-                       rtol=1e-5, atol=1e-5)
     assert calls == {"forward": 2, "backward": 2}
 
 
