@@ -120,7 +120,7 @@ def _convolve(xp, x, w, b, geo):
     one_d = x.ndim == 3
     if one_d:  # a 1-D convolution is a 2-D one over a height of 1
         x, w = x[:, :, None, :], w[:, :, None, :]
-    y = None if geo.transposed else onednn.convolve(xp, x, w, b, geo)
+    y = onednn.convolve(xp, x, w, b, geo)  # None where oneDNN does not take it (transposed, ...)
     if y is None and geo.transposed:
         y = _transposed_forward(xp, x, w, b, geo)
     elif y is None:
@@ -137,7 +137,7 @@ def _gradients(xp, x, w, g, geo, need_x, need_w, need_b):
     one_d = x.ndim == 3
     if one_d:
         x, w, g = x[:, :, None, :], w[:, :, None, :], g[:, :, None, :]
-    fast = None if geo.transposed else onednn.gradients(xp, x, w, g, geo, need_x, need_w, need_b)
+    fast = onednn.gradients(xp, x, w, g, geo, need_x, need_w, need_b)
     if fast is not None:
         gx, gw, g_bias = fast
     elif geo.transposed:

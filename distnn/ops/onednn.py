@@ -33,6 +33,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import threads
+from .conv_direct import _out_hw, bias_grad
 from .im2col import scratch_array
 
 _F32, _ANY = 3, 1
@@ -208,8 +209,8 @@ class _Operand:
         return self.arg, self.chosen, blocked
 
     def output(self, slot, array):
-        return self.arg, (self.plain, array) if self.reorder is None else \
-            (self.chosen, _aligned(slot, self.size))
+        """(descriptor, array) the primitive writes: ``array`` itself, or a blocked buffer."""
+        return (self.plain, array) if self.reorder is None else (self.chosen, _aligned(slot, self.size))
 
     def leave(self, lib, blocked, array):
         if self.reorder is not None:
@@ -228,7 +229,7 @@ class _Convolution:
         self.geometry = tuple(_dims(v) for v in (strides, dilates, pad_l, pad_r))
         self.handles = []  # (destroy function, handle), freed in __del__
         self.plain = [self._md(s, _plain_tag(len(s))) for s in (x_shape, w_shape, y_shape)]
-        self.plain_bias = self._md((y_shape[1],), 2)
+        self.plain_bias = self._md((y_shape[1],), _plain_tag(1))
         self.any = [self._md(s, _ANY) for s in (x_shape, w_shape, y_shape)]
         self.bias = bias
         self.forward_pd = self._pd("dnnl_convolution_forward_primitive_desc_create", ctypes.c_int(_FORWARD_TRAINING),
@@ -249,7 +250,8 @@ class _Convolution:
         return pd
 
     def _part(self, kind):
-        """(primitive descriptor, primitive, {argument: _Operand}) of ``kind``."""
+        """(primitive descriptor, primitive, {argument: _Operand}, scratchpad descriptor,
+        scratchpad bytes) of ``kind``."""
         part = self.parts.get(kind)
         if part is not None:
             return part
@@ -269,7 +271,8 @@ class _Convolution:
         self.handles.append(("dnnl_primitive_destroy", primitive))
         ops = {arg: _Operand(lib, pd, arg, plain, into) for arg, plain, into in operands}
         self.handles.extend(("dnnl_primitive_destroy", op.reorder) for op in ops.values() if op.reorder is not None)
-        part = self.parts[kind] = (pd, primitive, ops)
+        scratch_md = lib.lib.dnnl_primitive_desc_query_md(pd, _Q_SCRATCHPAD, 0)
+        part = self.parts[kind] = (pd, primitive, ops, scratch_md, lib.lib.dnnl_memory_desc_get_size(scratch_md))
         return part
 
     def implementation(self, kind="forward"):
@@ -283,16 +286,14 @@ class _Convolution:
         """Execute ``kind``: ``inputs`` and ``outputs`` map arguments to NCHW arrays;
         ``extra`` are (argument, descriptor, array) passed as they are."""
         lib = self.lib
-        pd, primitive, ops = self._part(kind)
+        _, primitive, ops, scratch_md, scratch = self._part(kind)
         args = [ops[arg].enter(lib, array, f"dnnl{arg}") for arg, array in inputs.items()]
         outs = []
         for arg, array in outputs.items():
-            a, (md, buf) = ops[arg].output(f"dnnl{arg}", array)
-            args.append((a, md, buf))
+            md, buf = ops[arg].output(f"dnnl{arg}", array)
+            args.append((arg, md, buf))
             outs.append((ops[arg], buf, array))
         args.extend(extra)
-        scratch_md = lib.lib.dnnl_primitive_desc_query_md(pd, _Q_SCRATCHPAD, 0)
-        scratch = lib.lib.dnnl_memory_desc_get_size(scratch_md)
         if scratch:
             args.append((_SCRATCHPAD, scratch_md, _aligned("dnnl_scratchpad", scratch, np.uint8)))
         lib.execute(primitive, args)
@@ -343,15 +344,12 @@ def convolution(x_shape, w_shape, geo, bias):
     lib = library()
     if lib is None or not mkldnn.enabled or geo.transposed or x_shape[0] == 0:
         return None
-    out, pad_r = [], []
-    for size, k, s, d, (before, after) in zip(x_shape[2:], w_shape[2:], geo.stride, geo.dilation, geo.padding):
-        extent = d * (k - 1) + 1
-        o = (before + size + after - extent) // s + 1
-        # the right padding oneDNN wants: how far the last window reaches past the input
-        # (negative where the input's last rows are never read)
-        pad_r.append((o - 1) * s + extent - size - before)
-        out.append(o)
-    y_shape = (x_shape[0], w_shape[0]) + tuple(out)
+    out = _out_hw(x_shape, w_shape, geo)
+    # the right padding oneDNN wants: how far the last window reaches past the input
+    # (negative where the input's last rows are never read)
+    pad_r = [(o - 1) * s + d * (k - 1) + 1 - size - before for o, size, k, s, d, (before, _)
+             in zip(out, x_shape[2:], w_shape[2:], geo.stride, geo.dilation, geo.padding)]
+    y_shape = (x_shape[0], w_shape[0]) + out
     pad_l = tuple(p[0] for p in geo.padding)
     dilates = tuple(d - 1 for d in geo.dilation)
     # a primitive keeps the thread count it was made with
@@ -395,5 +393,5 @@ def gradients(xp, x, w, g, geo, need_x, need_w, need_b):
             extra = ((_DIFF_BIAS, conv.plain_bias, gb),)
         conv.run("weights", {_SRC: np.ascontiguousarray(x), _DIFF_DST: g}, {_DIFF_WEIGHTS: gw}, extra)
     if need_b and gb is None:
-        gb = g.sum(axis=(0, 2, 3), dtype=np.float32)
+        gb = bias_grad(np, g)
     return gx, gw, gb
