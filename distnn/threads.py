@@ -1,6 +1,8 @@
 """Intra-op threads, as ``torch.set_num_threads`` / ``get_num_threads``: how many
 cores one op may use, and the pool that runs a convolution's batch chunks (or a
 softmax's row blocks) side by side, each chunk's GEMM on single-threaded BLAS.
+Once oneDNN has run, the chunks run on its GNU OpenMP team instead
+(``_OpenMPTeam``): one set of threads for the whole step, as PyTorch's.
 
 Splitting each small GEMM across BLAS threads instead makes every scratch buffer
 one core writes and the other reads change caches once per chunk; on this EPYC
@@ -100,6 +102,7 @@ _num_threads = None
 _pool = None
 _pool_workers = 0
 _in_worker = threading.local()
+_openmp_team = None  # _OpenMPTeam, once oneDNN has run
 
 
 def _openblas():
@@ -167,8 +170,9 @@ def _worker_pool(workers):
 
 
 def _forget_pool_after_fork():
-    global _pool, _lock
+    global _pool, _lock, _openmp_team
     _pool, _lock = None, threading.RLock()  # its threads did not survive into the child
+    _openmp_team = None  # nor OpenMP's: a region would wait for them forever
     if _blas is not None and _blas.held:  # forked mid-section: nothing runs in parallel here
         _blas.held = 0
         _blas.set_global(get_num_threads())
@@ -187,13 +191,13 @@ def map_chunks(xp, fn, chunks):
     Each thread takes the next chunk not yet taken, so a thread that starts late or
     runs slow (a busy core) takes fewer; which thread computes a chunk changes
     nothing in its result. One task per pool thread, not one per chunk: each task
-    costs a wake-up (40-50 us here)."""
+    costs a wake-up (40-50 us here). Once oneDNN has run, the chunks go to its
+    OpenMP team (``_OpenMPTeam``) instead of this module's pool."""
     threads = min(get_num_threads(), len(chunks))
     blas = _openblas()
     if (threads < 2 or xp.__name__ != "numpy" or blas.set_global is None
             or getattr(_in_worker, "active", False)):
         return [fn(chunk) for chunk in chunks]
-    pool = _worker_pool(get_num_threads() - 1)
     results = [None] * len(chunks)
     taken = itertools.count()  # next() on it is atomic under the GIL
 
@@ -205,16 +209,88 @@ def map_chunks(xp, fn, chunks):
 
     _hold_blas(blas, 1)
     try:
-        helpers = [pool.submit(drain) for _ in range(threads - 1)]
-        try:
-            drain()
-        finally:
-            wait(helpers)  # no worker still writes when this returns or raises
-        for helper in helpers:
-            helper.result()  # a worker's exception, raised here
+        team = _openmp_team
+        if team is not None:
+            team.run(drain, threads)
+        else:
+            _run_on_pool(drain, threads)
     finally:
         _hold_blas(blas, -1)
     return results
+
+
+def _run_on_pool(drain, threads):
+    pool = _worker_pool(get_num_threads() - 1)
+    helpers = [pool.submit(drain) for _ in range(threads - 1)]
+    try:
+        drain()
+    finally:
+        wait(helpers)  # no worker still writes when this returns or raises
+    for helper in helpers:
+        helper.result()  # a worker's exception, raised here
+
+
+class _OpenMPTeam:
+    """GNU OpenMP's thread team, the one oneDNN's convolutions run on, running
+    ``map_chunks``' chunks too: ``GOMP_parallel`` calls a ctypes callback on each of
+    its threads, which takes the GIL and drains chunks as the pool's threads do.
+
+    Two sets of threads on two cores fought: after each convolution OpenMP's
+    threads spin (``GOMP_SPINCOUNT``) on the core the pool's thread needed, and a
+    pool task costs a 40-50 us wake-up where a spinning team starts in a few.
+    On one team, ResNet-18 (32x32) at 2 threads went from 96-115 ms a step to
+    77-81. Used only once oneDNN has run: before that its threads do not exist,
+    and beside OpenBLAS's own spinning threads (a Transformer) they cost more
+    than they save.
+
+    A foreign thread's Python state lives only as long as a callback, and with it
+    its thread-locals (``im2col.scratch_array``'s buffers): each team thread keeps
+    its state by taking one more GIL-state reference the first time it runs."""
+
+    def __init__(self, gomp):
+        self._parallel = gomp.GOMP_parallel
+        self._parallel.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+        self._parallel.restype = None
+        self._callback = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(self._enter)  # kept alive with the team
+        self._callback_address = ctypes.cast(self._callback, ctypes.c_void_p)
+        self._jobs = {}
+        self._keys = itertools.count(1)
+
+    def run(self, drain, threads):
+        """``drain()`` on ``threads`` threads of the team, this one included; the
+        first exception any raised, raised here once all returned."""
+        key = next(self._keys)
+        errors = []
+        self._jobs[key] = drain, errors
+        try:
+            self._parallel(self._callback_address, key, threads, 0)
+        finally:
+            del self._jobs[key]
+        if errors:
+            raise errors[0]
+
+    def _enter(self, key):
+        if not getattr(_in_worker, "kept", False):
+            ctypes.pythonapi.PyGILState_Ensure()  # never released: this thread's Python state stays
+            _in_worker.kept = True
+        drain, errors = self._jobs[key]
+        outer = getattr(_in_worker, "active", False)
+        _in_worker.active = True  # map_chunks inside a chunk runs its chunks in line
+        try:
+            drain()
+        except BaseException as error:  # carried to the caller: nothing may escape into C
+            errors.append(error)
+        finally:
+            _in_worker.active = outer
+
+
+def share_openmp_team(gomp):
+    """Run ``map_chunks``' chunks on libgomp's (``gomp``, a loaded CDLL) team from now
+    on; called by ``ops.onednn`` when its first primitive has run."""
+    global _openmp_team
+    with _lock:
+        if _openmp_team is None:
+            _openmp_team = _OpenMPTeam(gomp)
 
 
 _ROW_BLOCK_BYTES = 1 << 20

@@ -31,6 +31,20 @@ needs_openblas = pytest.mark.skipif(threads._openblas().set_global is None,
                                     reason="numpy's BLAS is not an OpenBLAS whose threads can be set")
 
 
+@pytest.fixture(params=["pool", "openmp"])
+def runner(request, two_threads, monkeypatch):
+    """Two threads for map_chunks: this module's pool, or oneDNN's OpenMP team."""
+    team = None
+    if request.param == "openmp":
+        from distnn.ops import onednn
+        lib = onednn.library()
+        if lib is None:
+            pytest.skip("oneDNN's library, and with it GNU OpenMP, is not installed")
+        team = threads._OpenMPTeam(lib.gomp)
+    monkeypatch.setattr(threads, "_openmp_team", team)
+    return request.param
+
+
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True, None])
 def test_set_num_threads_rejects_what_torch_rejects(bad):
     with pytest.raises(ValueError, match="positive integer"):
@@ -72,18 +86,21 @@ def test_import_shortens_openblas_idle_spin(first, env, expected):
 
 
 @needs_openblas
-def test_chunks_run_on_two_threads_in_order_with_single_threaded_blas(two_threads):
+def test_chunks_run_on_two_threads_in_order_with_single_threaded_blas(runner):
     blas = threads._openblas()
     seen = []
 
     def fn(chunk):
-        seen.append((chunk, threading.current_thread().name, blas.get_global()))
+        seen.append((chunk, threading.get_ident(), threading.current_thread().name, blas.get_global()))
         time.sleep(0.02)  # long enough for the worker to wake and take chunks too
         return chunk * 10
 
     assert threads.map_chunks(np, fn, list(range(7))) == [0, 10, 20, 30, 40, 50, 60]
-    assert {name for _, name, _ in seen} == {"MainThread", "distnn-intra-op_0"}
-    assert {count for _, _, count in seen} == {1}
+    idents = {ident for _, ident, _, _ in seen}
+    assert len(idents) == 2 and threading.get_ident() in idents
+    if runner == "pool":
+        assert {name for _, _, name, _ in seen} == {"MainThread", "distnn-intra-op_0"}
+    assert {count for _, _, _, count in seen} == {1}
     assert blas.get_global() == 2  # given back after the last chunk
 
 
@@ -98,7 +115,7 @@ def test_one_thread_runs_the_chunks_here_in_order():
 
 
 @needs_openblas
-def test_a_failing_chunk_raises_after_every_chunk_has_finished(two_threads):
+def test_a_failing_chunk_raises_after_every_chunk_has_finished(runner):
     finished = []
 
     def fn(chunk):
@@ -114,19 +131,39 @@ def test_a_failing_chunk_raises_after_every_chunk_has_finished(two_threads):
 
 
 @needs_openblas
-def test_nested_calls_in_a_worker_run_there(two_threads):
+def test_nested_calls_in_a_worker_run_there(runner):
     def inner(chunk):
-        return threading.current_thread().name
+        return threading.get_ident()
 
     def outer(chunk):
-        return threads.map_chunks(np, inner, [0, 1])
+        time.sleep(0.02)  # each thread takes one
+        return threading.get_ident(), threads.map_chunks(np, inner, [0, 1])
 
     results = threads.map_chunks(np, outer, [0, 1])
-    assert results[1] == ["distnn-intra-op_0"] * 2  # the worker did not wait on its own pool
+    assert len({ident for ident, _ in results}) == 2
+    for ident, inner_idents in results:  # no thread waited on its own pool or team
+        assert inner_idents == [ident, ident]
 
 
 @needs_openblas
-def test_concurrent_callers_leave_the_blas_count_as_it_was(two_threads):
+def test_each_thread_keeps_its_thread_locals_from_call_to_call(runner):
+    """The team's threads are OpenMP's, not Python's: their state (im2col's scratch
+    buffers) must outlive one call."""
+    local = threading.local()
+
+    def fn(chunk):
+        time.sleep(0.02)
+        if not hasattr(local, "token"):
+            local.token = object()
+        return threading.get_ident(), id(local.token)
+
+    rounds = [dict(threads.map_chunks(np, fn, [0, 1, 2, 3])) for _ in range(3)]
+    assert len(rounds[0]) == 2
+    assert rounds[1] == rounds[0] and rounds[2] == rounds[0]
+
+
+@needs_openblas
+def test_concurrent_callers_leave_the_blas_count_as_it_was(runner):
     barrier = threading.Barrier(3)
 
     def caller():
@@ -327,19 +364,20 @@ def test_activations_by_blocks_are_bit_identical_to_the_whole_array(monkeypatch,
 
 
 def _chunks_in_child(queue):
-    queue.put(threads.map_chunks(np, lambda c: c + 1, [0, 1, 2, 3]))
+    queue.put((threads._openmp_team, threads.map_chunks(np, lambda c: c + 1, [0, 1, 2, 3])))
 
 
 @needs_openblas
-def test_a_forked_child_makes_its_own_pool(two_threads):
+def test_a_forked_child_makes_its_own_pool(runner):
+    """Neither the pool's threads nor OpenMP's survive a fork: the child makes a pool."""
     import multiprocessing
-    threads.map_chunks(np, lambda c: c, [0, 1])  # the parent's pool exists before the fork
+    threads.map_chunks(np, lambda c: time.sleep(0.01), [0, 1])  # the parent's threads exist before the fork
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     child = ctx.Process(target=_chunks_in_child, args=(queue,))
     child.start()
     try:
-        assert queue.get(timeout=60) == [1, 2, 3, 4]
+        assert queue.get(timeout=60) == (None, [1, 2, 3, 4])
     finally:
         child.join(timeout=10)
         if child.is_alive():

@@ -78,7 +78,8 @@ class _Library:
         self.engine = self.out_handle("dnnl_engine_create", ctypes.c_int(1), ctypes.c_size_t(0))
         self.attr = self.out_handle("dnnl_primitive_attr_create")
         self.check(lib.dnnl_primitive_attr_set_scratchpad_mode(self.attr, 1), "dnnl_primitive_attr_set_scratchpad_mode")
-        self.set_omp_threads = ctypes.CDLL("libgomp.so.1").omp_set_num_threads  # OSError: not loaded
+        self.gomp = ctypes.CDLL("libgomp.so.1")  # OSError: not loaded
+        self.set_omp_threads = self.gomp.omp_set_num_threads
         self.streams = threading.local()
         self.ran = False  # a primitive ran in this process
 
@@ -121,7 +122,9 @@ class _Library:
                                                 ctypes.c_void_p(array.ctypes.data)))
             packed = (_ExecArg * len(args))(*(_ExecArg(a[0], m) for a, m in zip(args, memories)))
             stream = self.stream()
-            self.ran = True
+            if not self.ran:
+                self.ran = True
+                threads.share_openmp_team(self.gomp)  # map_chunks' chunks on the same threads
             self.check(lib.dnnl_primitive_execute(primitive, stream, len(args), packed), "dnnl_primitive_execute")
             self.check(lib.dnnl_stream_wait(stream), "dnnl_stream_wait")
         finally:
