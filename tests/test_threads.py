@@ -342,6 +342,25 @@ def test_softmax_by_row_blocks_is_bit_identical_to_the_whole_array(monkeypatch, 
     assert len(blocks) == 4  # forward and backward, in the two runs by blocks
 
 
+@pytest.mark.parametrize("kwargs", [
+    {"kernel_size": 3, "stride": 2, "padding": 1},  # ResNet's stem: overlapping windows
+    {"kernel_size": 2, "stride": 1, "dilation": 2, "ceil_mode": True},
+])
+def test_max_pooling_by_sample_chunks_is_bit_identical_to_the_whole_batch(monkeypatch, kwargs):
+    """Ties (first maximum), NaN (the last wins) and -inf, chunk by chunk as whole."""
+    rng = np.random.default_rng(3)
+    x_np = rng.integers(-3, 3, (5, 4, 9, 9)).astype(np.float32)
+    x_np[1, 2, 4, 4], x_np[3, 0, 0, 1], x_np[3, 0, 0, 2], x_np[4, 1] = np.nan, np.nan, np.nan, -np.inf
+    out_hw = distnn.nn.functional.max_pool2d(distnn.tensor(x_np), **kwargs).shape[2:]
+    g_np = rng.standard_normal((5, 4) + tuple(out_hw), dtype=np.float32)
+    chunks = []
+    monkeypatch.setattr("distnn.ops.pool.map_chunks",
+                        lambda xp, fn, parts, run=threads.map_chunks: chunks.append(len(parts)) or run(xp, fn, parts))
+    _whole_and_by_blocks(monkeypatch, "distnn.ops.pool._CHUNK_BYTES",
+                         lambda x: F.max_pool2d(x, **kwargs), x_np, g_np)
+    assert chunks == [5] * 4  # forward and backward, in the two runs by chunks
+
+
 @pytest.mark.parametrize("name,kwargs", [
     ("gelu", {}), ("elu", {}), ("selu", {}), ("celu", {"alpha": 0.5}), ("softplus", {"beta": 2.0}), ("mish", {})])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -14,6 +14,7 @@ elementwise ops ran ~4x slower on the strided views.
 from collections import namedtuple
 
 from ..autograd.function import Op
+from ..threads import map_chunks
 from .linear_map import linear_map
 from .common import no_grad_result
 from .shape import squeeze, unsqueeze
@@ -124,9 +125,8 @@ class MaxPool2DWithIndices(Op):
             y, pick = _running_max(xp, (planes[i, j] for i in range(kh) for j in range(kw)), kh * kw)
             y, pick = y.reshape(n, c, oh, ow), pick.reshape(n, c, oh, ow)
         else:
-            lowest = -float("inf") if x.dtype.kind == "f" else xp.iinfo(x.dtype).min
-            canvas = _canvas(xp, x, geometry, lowest)
-            y, pick = _running_max(xp, (canvas[s] for _, s in _window_slices(geometry)), kh * kw)
+            y, pick = _by_sample_chunks(xp, lambda part: _window_max(xp, part, geometry), x,
+                                        ((c, oh, ow), (c, oh, ow)), (x.dtype, _index_dtype(xp, kh * kw)))
         ctx.save_for_backward(pick)
         if not return_indices:
             return y[0] if ctx.unbatched else y
@@ -160,11 +160,48 @@ def _to_maxima(xp, g, pick, geo, in_shape, tiling):
             for j in range(kw):
                 xp.multiply(g_rows, pick_rows == i * kw + j, out=windows[:, i, :, j])
         return gx
-    canvas = xp.zeros((n, c) + (geo.canvas_hw or (h, w)), g.dtype)
+    (gx,) = _by_sample_chunks(xp, lambda part, picks: _scatter_to_maxima(xp, part, picks, geo, (h, w)), g,
+                              ((c, h, w),), (g.dtype,), pick)
+    return gx
+
+
+def _window_max(xp, x, geo):
+    lowest = -float("inf") if x.dtype.kind == "f" else xp.iinfo(x.dtype).min
+    canvas = _canvas(xp, x, geo, lowest)
+    return _running_max(xp, (canvas[s] for _, s in _window_slices(geo)), geo.kernel[0] * geo.kernel[1])
+
+
+def _scatter_to_maxima(xp, g, pick, geo, in_hw):
+    h, w = in_hw
+    canvas = xp.zeros(g.shape[:2] + (geo.canvas_hw or (h, w)), g.dtype)
     for number, s in _window_slices(geo):
         canvas[s] += g * (pick == number)
     pt, pl = geo.padding
-    return canvas[:, :, pt:pt + h, pl:pl + w]
+    return (canvas[:, :, pt:pt + h, pl:pl + w],)
+
+
+# a chunk of samples per task: its canvas and its passes stay in a core's cache
+_CHUNK_BYTES = 1 << 20
+
+
+def _by_sample_chunks(xp, fn, x, shapes, dtypes, *per_sample):
+    """``fn(x, *per_sample)``, which returns arrays of ``shapes`` per sample,
+    by chunks of samples spread over the intra-op threads (``map_chunks``) for a
+    C-contiguous numpy ``x``, each chunk written into the results; whole otherwise.
+    Each sample's result is the same either way."""
+    n = x.shape[0]
+    if (xp.__name__ != "numpy" or type(x) is not xp.ndarray or not x.flags.c_contiguous
+            or x.nbytes < 2 * _CHUNK_BYTES or n < 2):
+        return fn(x, *per_sample)
+    outs = [xp.empty((n,) + shape, dtype) for shape, dtype in zip(shapes, dtypes)]
+    per = max(1, _CHUNK_BYTES // max(1, x[0].nbytes))
+
+    def chunk(part):
+        for out, result in zip(outs, fn(x[part], *(a[part] for a in per_sample))):
+            out[part] = result
+
+    map_chunks(xp, chunk, [slice(i, i + per) for i in range(0, n, per)])
+    return outs
 
 
 def _from_maxima(xp, x, pick, geo, in_shape, tiling):
