@@ -101,7 +101,9 @@ def _sample_blocks(xp, *arrays):
     if (xp.__name__ != "numpy" or not all(_plain(a) for a in arrays)
             or x.ndim < 2 or x.nbytes < _BN_BLOCKED_MIN_BYTES):
         return None
-    per = max(1, _BN_BLOCK_BYTES // max(1, x[0].nbytes))
+    # two blocks at least, so a 2 MB activation (a small ResNet's (32, 64, 16, 16)) has
+    # one for each thread: fwd+bwd 0.88 -> 0.70 ms at 2 threads; the same blocks at any count
+    per = max(1, min(_BN_BLOCK_BYTES, -(-x.nbytes // 2)) // max(1, x[0].nbytes))
     return [slice(i, i + per) for i in range(0, x.shape[0], per)]
 
 

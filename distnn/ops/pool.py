@@ -14,6 +14,7 @@ elementwise ops ran ~4x slower on the strided views.
 from collections import namedtuple
 
 from ..autograd.function import Op
+from ..autograd.graph_xp import recording
 from ..threads import map_chunks
 from .linear_map import linear_map
 from .common import no_grad_result
@@ -314,6 +315,15 @@ def _adaptive_means(xp, x, rows, cols):
 
 
 def _adaptive_spread(xp, g, rows, cols):
+    if rows.shape[0] == 1 and cols.shape[0] == 1 and not recording(g):
+        # global pooling (every CNN's head): each gradient spread over its whole plane,
+        # the same two products as the GEMMs, without their transposed copy (1.3 -> 0.2
+        # ms for a small ResNet's (32, 64, 16, 16))
+        scaled = g * cols[0, 0]
+        scaled *= rows[0, 0]
+        out = xp.empty(g.shape[:-2] + (rows.shape[1], cols.shape[1]), g.dtype)
+        out[...] = scaled
+        return out
     return _row_col_product(xp, g, rows.T, cols)
 
 

@@ -138,6 +138,19 @@ def test_adaptive_max_pool2d(shape, size):
         np.testing.assert_array_equal(idx.numpy(), ref.numpy())
 
 
+@pytest.mark.parametrize("shape", [(3, 5, 6, 7), (5, 6, 7)])
+def test_global_average_pooling_gradient_is_the_general_products_bits(shape):
+    """Output 1x1 spreads each gradient over its plane directly; the same two
+    products as the averaging-matrix GEMMs, to the bit."""
+    from distnn.ops import pool
+    g = np.random.default_rng(0).standard_normal(shape[:-2] + (1, 1), dtype=np.float32)
+    rows = pool._averaging_matrix(np, shape[-2], 1, np.float32)
+    cols = pool._averaging_matrix(np, shape[-1], 1, np.float32)
+    fast = pool._adaptive_spread(np, g, rows, cols)
+    assert fast.shape == shape
+    assert fast.tobytes() == pool._row_col_product(np, g, rows.T, cols).tobytes()
+
+
 @requires_torch
 def test_adaptive_pools_moderate_shape_match_torch():
     x = [make_input((4, 8, 13, 11))]
