@@ -227,7 +227,7 @@ class _Operand:
     into the chosen layout for an input (``into``), out of it for an output."""
 
     def __init__(self, lib, pd, arg, plain, into, owner):
-        self.plain, self.arg, self.into = plain, arg, into
+        self.plain, self.into = plain, into
         self.chosen = ctypes.c_void_p(lib.lib.dnnl_primitive_desc_query_md(pd, _QUERY[arg], 0))
         self.size = lib.lib.dnnl_memory_desc_get_size(self.chosen) // 4
         self.reorder = None

@@ -132,6 +132,20 @@ def test_the_geometry_cache_is_bounded_and_results_stay_right(monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
+def test_read_only_operands_and_reused_memory_objects():
+    """Arrays numpy will not export writable (read through ``array.ctypes``), and the
+    same primitive run on new arrays each call."""
+    from distnn.ops.conv import Geometry
+    x, w, _ = _resnet_layer()
+    geo = Geometry((1, 1), ((1, 1), (1, 1)), (1, 1), 1, False, (0, 0))
+    expected = onednn.convolve(np, x, w, None, geo)
+    x_ro, w_ro = x.copy(), w.copy()
+    x_ro.flags.writeable = w_ro.flags.writeable = False
+    assert onednn._address(x_ro) == x_ro.ctypes.data
+    np.testing.assert_array_equal(onednn.convolve(np, x_ro, w_ro, None, geo), expected)
+    np.testing.assert_array_equal(onednn.convolve(np, 2 * x, w, None, geo), 2 * expected)
+
+
 @requires_torch
 def test_strided_and_broadcast_gradients():
     """An output gradient that is an expanded scalar (strides 0), and a transposed input."""
