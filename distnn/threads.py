@@ -103,6 +103,7 @@ _pool = None
 _pool_workers = 0
 _in_worker = threading.local()
 _openmp_team = None  # _OpenMPTeam, once oneDNN has run
+_MAIN_THREAD = threading.main_thread().ident
 
 
 def _openblas():
@@ -170,9 +171,10 @@ def _worker_pool(workers):
 
 
 def _forget_pool_after_fork():
-    global _pool, _lock, _openmp_team
+    global _pool, _lock, _openmp_team, _MAIN_THREAD
     _pool, _lock = None, threading.RLock()  # its threads did not survive into the child
     _openmp_team = None  # nor OpenMP's: a region would wait for them forever
+    _MAIN_THREAD = threading.get_ident()  # the forking thread, the child's only one
     if _blas is not None and _blas.held:  # forked mid-section: nothing runs in parallel here
         _blas.held = 0
         _blas.set_global(get_num_threads())
@@ -210,7 +212,7 @@ def map_chunks(xp, fn, chunks):
     _hold_blas(blas, 1)
     try:
         team = _openmp_team
-        if team is not None:
+        if team is not None and threading.get_ident() == _MAIN_THREAD:
             team.run(drain, threads)
         else:
             _run_on_pool(drain, threads)
@@ -245,7 +247,10 @@ class _OpenMPTeam:
 
     A foreign thread's Python state lives only as long as a callback, and with it
     its thread-locals (``im2col.scratch_array``'s buffers): each team thread keeps
-    its state by taking one more GIL-state reference the first time it runs."""
+    its state by taking one more GIL-state reference the first time it runs. Only
+    the main thread's team is used: each calling thread gets a team of its own,
+    whose threads end with it, and their kept states (scratch buffers included)
+    would outlive them; other threads use the pool."""
 
     def __init__(self, gomp):
         self._parallel = gomp.GOMP_parallel

@@ -146,6 +146,22 @@ def test_nested_calls_in_a_worker_run_there(runner):
 
 
 @needs_openblas
+def test_other_threads_than_the_main_one_use_the_pool(runner):
+    """A thread's OpenMP team ends with it, and the states its threads keep would
+    outlive them: only the main thread's chunks go to the team."""
+    names = []
+
+    def fn(chunk):
+        time.sleep(0.02)
+        names.append(threading.current_thread().name)
+
+    caller = threading.Thread(target=threads.map_chunks, args=(np, fn, [0, 1, 2, 3]), name="caller")
+    caller.start()
+    caller.join(timeout=60)
+    assert set(names) == {"caller", "distnn-intra-op_0"}
+
+
+@needs_openblas
 def test_each_thread_keeps_its_thread_locals_from_call_to_call(runner):
     """The team's threads are OpenMP's, not Python's: their state (im2col's scratch
     buffers) must outlive one call."""
