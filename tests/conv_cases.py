@@ -54,6 +54,27 @@ CONV2D_CASES = [
 ]
 
 
+# weight is (C_in, C_out / groups, KH, KW)
+CONV_TRANSPOSE2D_CASES = [
+    ((2, 2, 3, 3), (2, 3, 3, 3), True, {}),
+    ((2, 2, 3, 4), (2, 2, 3, 2), True, {"stride": 2}),
+    ((1, 2, 3, 3), (2, 2, 3, 3), False, {"stride": 2, "padding": 1, "output_padding": 1}),
+    ((2, 2, 3, 3), (2, 1, 2, 3), True, {"stride": (1, 2), "padding": (1, 0), "dilation": 2}),
+    ((2, 4, 3, 3), (4, 1, 3, 3), True, {"groups": 2, "stride": 2}),
+    ((1, 2, 2, 3), (2, 3, 2, 2), True, {"stride": 3, "output_padding": (2, 1)}),
+    ((2, 2, 3, 3), (2, 2, 2, 2), False, {"dilation": 3, "output_padding": 1, "stride": 2}),
+    ((2, 3, 3, 4), (3, 1, 3, 3), True, {"stride": 2, "padding": 1}),  # one output channel
+]
+
+
+# (x shape, weight shape, kwargs), with a bias
+CONV_TRANSPOSE1D_CASES = [
+    ((2, 2, 4), (2, 3, 3), {}),
+    ((2, 2, 4), (2, 2, 3), {"stride": 2, "padding": 1, "output_padding": 1}),
+    ((1, 4, 3), (4, 1, 2), {"groups": 4, "dilation": 2}),
+]
+
+
 CONV1D_CASES = [
     ((2, 2, 7), (3, 2, 3), True, {}),
     ((2, 2, 8), (3, 2, 2), False, {"stride": 2, "padding": 1}),

@@ -120,7 +120,7 @@ def _convolve(xp, x, w, b, geo):
     one_d = x.ndim == 3
     if one_d:  # a 1-D convolution is a 2-D one over a height of 1
         x, w = x[:, :, None, :], w[:, :, None, :]
-    y = onednn.convolve(xp, x, w, b, geo)  # None where oneDNN does not take it (transposed, ...)
+    y = onednn.convolve(xp, x, w, b, geo)  # None where oneDNN does not take it (float64, ...)
     if y is None and geo.transposed:
         y = _transposed_forward(xp, x, w, b, geo)
     elif y is None:

@@ -10,7 +10,8 @@ import distnn.nn.functional  # noqa: F401  (makes distnn.nn available as lib.nn)
 import distnn.ops.conv as conv_module
 import distnn.ops.conv_grid as conv_grid
 import distnn.ops.im2col as im2col
-from conv_cases import CONV1D_CASES, CONV2D_CASES, MODERATE_CONV2D_CASES, conv_call as _call, conv_inputs as _inputs
+from conv_cases import (CONV1D_CASES, CONV2D_CASES, CONV_TRANSPOSE1D_CASES, CONV_TRANSPOSE2D_CASES,
+                        MODERATE_CONV2D_CASES, conv_call as _call, conv_inputs as _inputs)
 from op_check import check_op, compare_with_torch, make_input, requires_torch
 
 try:
@@ -77,30 +78,13 @@ def test_conv1d(layout, x_shape, w_shape, bias, kwargs):
     check_op(_call("conv1d", kwargs), _inputs(x_shape, w_shape, w_shape[0] if bias else 0))
 
 
-# weight is (C_in, C_out / groups, KH, KW)
-CONV_TRANSPOSE2D_CASES = [
-    ((2, 2, 3, 3), (2, 3, 3, 3), True, {}),
-    ((2, 2, 3, 4), (2, 2, 3, 2), True, {"stride": 2}),
-    ((1, 2, 3, 3), (2, 2, 3, 3), False, {"stride": 2, "padding": 1, "output_padding": 1}),
-    ((2, 2, 3, 3), (2, 1, 2, 3), True, {"stride": (1, 2), "padding": (1, 0), "dilation": 2}),
-    ((2, 4, 3, 3), (4, 1, 3, 3), True, {"groups": 2, "stride": 2}),
-    ((1, 2, 2, 3), (2, 3, 2, 2), True, {"stride": 3, "output_padding": (2, 1)}),
-    ((2, 2, 3, 3), (2, 2, 2, 2), False, {"dilation": 3, "output_padding": 1, "stride": 2}),
-    ((2, 3, 3, 4), (3, 1, 3, 3), True, {"stride": 2, "padding": 1}),  # one output channel
-]
-
-
 @pytest.mark.parametrize("x_shape,w_shape,bias,kwargs", CONV_TRANSPOSE2D_CASES)
 def test_conv_transpose2d(layout, x_shape, w_shape, bias, kwargs):
     out_channels = w_shape[1] * kwargs.get("groups", 1)
     check_op(_call("conv_transpose2d", kwargs), _inputs(x_shape, w_shape, out_channels if bias else 0))
 
 
-@pytest.mark.parametrize("x_shape,w_shape,kwargs", [
-    ((2, 2, 4), (2, 3, 3), {}),
-    ((2, 2, 4), (2, 2, 3), {"stride": 2, "padding": 1, "output_padding": 1}),
-    ((1, 4, 3), (4, 1, 2), {"groups": 4, "dilation": 2}),
-])
+@pytest.mark.parametrize("x_shape,w_shape,kwargs", CONV_TRANSPOSE1D_CASES)
 def test_conv_transpose1d(layout, x_shape, w_shape, kwargs):
     out_channels = w_shape[1] * kwargs.get("groups", 1)
     check_op(_call("conv_transpose1d", kwargs), _inputs(x_shape, w_shape, out_channels))

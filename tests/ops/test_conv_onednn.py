@@ -14,7 +14,8 @@ import distnn
 import distnn.nn.functional  # noqa: F401  (makes distnn.nn available as lib.nn)
 from distnn.backends import mkldnn
 from distnn.ops import onednn
-from conv_cases import CONV1D_CASES, CONV2D_CASES, MODERATE_CONV2D_CASES, conv_call, conv_inputs
+from conv_cases import (CONV1D_CASES, CONV2D_CASES, CONV_TRANSPOSE1D_CASES, CONV_TRANSPOSE2D_CASES,
+                        MODERATE_CONV2D_CASES, conv_call, conv_inputs)
 from op_check import compare_with_torch, requires_torch
 
 try:
@@ -105,12 +106,37 @@ def test_the_switch_sends_convolutions_to_distnns_own_paths(calls):
         mkldnn.enabled = 1
 
 
-def test_float64_and_transposed_convolutions_keep_distnns_paths(calls):
+def test_float64_convolutions_keep_distnns_paths(calls):
     x, w, _ = _resnet_layer()
     _run(x.astype(np.float64), w.astype(np.float64), None, {"padding": 1})
-    xt = distnn.tensor(x, requires_grad=True)
-    distnn.nn.functional.conv_transpose2d(xt, distnn.tensor(w), stride=2).sum().backward()
+    xt = distnn.tensor(x.astype(np.float64), requires_grad=True)
+    distnn.nn.functional.conv_transpose2d(xt, distnn.tensor(w.astype(np.float64)), stride=2).sum().backward()
     assert calls == {"forward": 0, "backward": 0}
+
+
+def _transposed_cases():
+    for x_shape, w_shape, bias, kwargs in CONV_TRANSPOSE2D_CASES:
+        yield "conv_transpose2d", x_shape, w_shape, bias, kwargs
+    for x_shape, w_shape, kwargs in CONV_TRANSPOSE1D_CASES:
+        yield "conv_transpose1d", x_shape, w_shape, True, kwargs
+    yield "conv_transpose2d", (4, 16, 7, 7), (16, 8, 3, 3), True, {"stride": 2, "padding": 1, "output_padding": 1}
+    yield "conv_transpose2d", (3, 4, 4, 4), (4, 3, 3, 3), True, {"stride": 2, "padding": 1, "groups": 2}
+    yield "conv_transpose2d", (8, 32, 8, 8), (32, 16, 4, 4), False, {"stride": 2, "padding": 1}  # a DCGAN layer
+    yield "conv_transpose2d", (2, 2, 3, 3), (2, 2, 2, 2), True, {"dilation": 2, "output_padding": 1}  # past stride 1
+
+
+@requires_torch
+@pytest.mark.parametrize("name,x_shape,w_shape,bias,kwargs", list(_transposed_cases()))
+def test_transposed_convolutions_match_torch(calls, name, x_shape, w_shape, bias, kwargs):
+    """The backward-data primitive forward, the forward and backward-weights ones
+    backward; an output padding past the stride (below the dilation) on conv.py's."""
+    out_channels = w_shape[1] * kwargs.get("groups", 1)
+    compare_with_torch(conv_call(name, kwargs), conv_inputs(x_shape, w_shape, out_channels if bias else 0),
+                       rtol=1e-5, atol=1e-5)
+    past_stride = any(op >= s for op, s in zip(np.broadcast_to(kwargs.get("output_padding", 0), 2),
+                                                 np.broadcast_to(kwargs.get("stride", 1), 2)))
+    expected = 0 if past_stride else 2  # contiguous and non-contiguous inputs
+    assert calls == {"forward": expected, "backward": expected}
 
 
 def test_a_resnet_layer_runs_a_jit_kernel():
