@@ -154,6 +154,18 @@ def mobilenet_v2_small(lib, num_classes=10):
                          nn.Flatten(), nn.Linear(256, num_classes))
 
 
+def dcgan_generator(lib, nz=100, ngf=32, nc=3):
+    """pytorch/examples' DCGAN generator (64x64 images; ngf halved): transposed
+    4x4 convolutions from a 1x1 latent, BatchNorm and ReLU between, Tanh out."""
+    nn = lib.nn
+
+    def up(cin, cout, stride=2, padding=1):
+        return [nn.ConvTranspose2d(cin, cout, 4, stride, padding, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
+
+    return nn.Sequential(*up(nz, ngf * 8, 1, 0), *up(ngf * 8, ngf * 4), *up(ngf * 4, ngf * 2), *up(ngf * 2, ngf),
+                         nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh())
+
+
 def rnn_language_model(lib, kind, ntoken=10000, ninp=200, nhid=200, nlayers=2, dropout=0.2):
     """pytorch/examples' word_language_model RNNModel (encoder, LSTM/GRU, decoder)."""
     nn = lib.nn

@@ -66,6 +66,20 @@ def build_cases(lib, args):
             return step
         return make_step
 
+    def generator(batch=32, nz=100):
+        def make_step():
+            model = models.dcgan_generator(lib, nz).to(device)
+            z = lib.randn(batch, nz, 1, 1, device=device)
+            target = lib.rand(batch, 3, 64, 64, device=device) * 2 - 1
+            opt = lib.optim.Adam(model.parameters(), lr=2e-4, betas=(0.5, 0.999))
+
+            def step():
+                opt.zero_grad()
+                F.mse_loss(model(z), target).backward()
+                opt.step()
+            return step
+        return make_step
+
     return [
         ("examples mnist CNN, batch 64", classifier(lambda: models.examples_mnist_cnn(lib), 64, (1, 28, 28),
                                                      loss=F.nll_loss)),
@@ -76,6 +90,7 @@ def build_cases(lib, args):
         ("LSTM LM 2x200, bptt 35, batch 20", rnn_lm("LSTM")),
         ("GRU LM 2x200, bptt 35, batch 20", rnn_lm("GRU")),
         ("Transformer LM 4x256, seq 64, batch 16", transformer_lm()),
+        ("DCGAN generator 64x64, batch 32", generator()),
     ]
 
 
