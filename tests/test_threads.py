@@ -306,12 +306,14 @@ def test_norms_by_row_blocks_are_bit_identical_at_one_and_two_threads(monkeypatc
 @pytest.mark.parametrize("name,kwargs", [
     ("AdamW", {"weight_decay": 0.1}), ("Adam", {"weight_decay": 0.1, "amsgrad": True}),
     ("Adam", {"maximize": True}), ("SGD", {"momentum": 0.9, "weight_decay": 5e-4}),
-    ("SGD", {"momentum": 0.9, "nesterov": True}), ("SGD", {"momentum": 0.5, "dampening": 0.3, "maximize": True})])
+    ("SGD", {"momentum": 0.9, "nesterov": True}), ("SGD", {"momentum": 0.5, "dampening": 0.3, "maximize": True}),
+    ("RMSprop", {"weight_decay": 0.1}), ("RMSprop", {"centered": True, "momentum": 0.9, "maximize": True}),
+    ("RMSprop", {"momentum": 0.5}), ("Adagrad", {"lr_decay": 0.1, "weight_decay": 0.1})])
 def test_optimizers_by_flat_blocks_are_bit_identical_to_the_whole_update(monkeypatch, name, kwargs):
     """Three steps on a parameter big enough to go by blocks (a short last one), at
     one thread and at two, and whole: the same parameters and state, bit for bit."""
     import importlib
-    module = importlib.import_module("distnn.optim." + ("sgd" if name == "SGD" else "adam"))
+    module = importlib.import_module("distnn.optim." + name.lower().removesuffix("w"))
     rng = np.random.default_rng(5)
     p_np = rng.standard_normal((37, 53))
     grads = [rng.standard_normal(p_np.shape) for _ in range(3)]

@@ -3,7 +3,13 @@ gradients, with learning-rate decay; PyTorch's update."""
 
 from .. import backend
 from ..tensor import _wrap
+from ..threads import in_flat_blocks
 from .optimizer import Optimizer, advance_step, effective_grad, new_step_counter, require_nonnegative
+
+# Big parameters go through the update 128K elements at a time over the intra-op
+# threads (threads.in_flat_blocks), as Adam's: its passes then run in cache.
+_BLOCK_ELEMENTS = 1 << 17
+_BLOCKED_MIN_ELEMENTS = 1 << 18
 
 
 class Adagrad(Optimizer):
@@ -31,15 +37,18 @@ class Adagrad(Optimizer):
                                                  group["maximize"])
         for p, param, xp, state in self._params_with_grad(group):
             step = advance_step(state)
-            grad, _ = effective_grad(xp, param, p.grad._data, weight_decay, maximize)
             clr = lr / (1 + (step - 1) * lr_decay)
-            state_sum = state["sum"]._data
 
-            tmp = xp.multiply(grad, grad)               # state_sum.addcmul_(grad, grad, value=1)
-            state_sum += tmp
-            xp.sqrt(state_sum, out=tmp)                 # std = state_sum.sqrt().add_(eps)
-            tmp += eps
-            xp.divide(grad, tmp, out=tmp)               # param.addcdiv_(grad, std, value=-clr)
-            tmp *= -clr
-            param += tmp
+            def update(param, grad, state_sum):
+                grad, _ = effective_grad(xp, param, grad, weight_decay, maximize)
+                tmp = xp.multiply(grad, grad)               # state_sum.addcmul_(grad, grad, value=1)
+                state_sum += tmp
+                xp.sqrt(state_sum, out=tmp)                 # std = state_sum.sqrt().add_(eps)
+                tmp += eps
+                xp.divide(grad, tmp, out=tmp)               # param.addcdiv_(grad, std, value=-clr)
+                tmp *= -clr
+                param += tmp
+
+            in_flat_blocks(xp, update, [param, p.grad._data, state["sum"]._data], _BLOCK_ELEMENTS,
+                           _BLOCKED_MIN_ELEMENTS)
             p._vc[0] += 1

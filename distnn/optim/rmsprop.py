@@ -2,7 +2,13 @@
 gradients, optionally centered and with momentum; PyTorch's update."""
 
 from ..tensor import _wrap
+from ..threads import in_flat_blocks
 from .optimizer import Optimizer, advance_step, effective_grad, new_step_counter, require_nonnegative
+
+# Big parameters go through the update 128K elements at a time over the intra-op
+# threads (threads.in_flat_blocks), as Adam's: its passes then run in cache.
+_BLOCK_ELEMENTS = 1 << 17
+_BLOCKED_MIN_ELEMENTS = 1 << 18
 
 
 class RMSprop(Optimizer):
@@ -30,31 +36,34 @@ class RMSprop(Optimizer):
         momentum, centered, maximize = group["momentum"], group["centered"], group["maximize"]
         for p, param, xp, state in self._params_with_grad(group):
             advance_step(state)
-            grad, _ = effective_grad(xp, param, p.grad._data, weight_decay, maximize)
-            square_avg = state["square_avg"]._data
 
-            tmp = xp.multiply(grad, 1 - alpha)          # square_avg.mul_(a).addcmul_(g, g, 1 - a)
-            tmp *= grad
-            square_avg *= alpha
-            square_avg += tmp
-            if centered:
-                grad_avg = state["grad_avg"]._data
-                xp.subtract(grad, grad_avg, out=tmp)    # grad_avg.lerp_(grad, 1 - alpha)
-                tmp *= 1 - alpha
-                grad_avg += tmp
-                xp.multiply(grad_avg, grad_avg, out=tmp)
-                xp.subtract(square_avg, tmp, out=tmp)
-                xp.sqrt(tmp, out=tmp)
-            else:
-                xp.sqrt(square_avg, out=tmp)
-            tmp += eps                                  # avg
-            xp.divide(grad, tmp, out=tmp)
-            if momentum > 0:
-                buf = state["momentum_buffer"]._data    # buf.mul_(m).addcdiv_(grad, avg)
-                buf *= momentum
-                buf += tmp
-                xp.multiply(buf, -lr, out=tmp)
-            else:
-                tmp *= -lr
-            param += tmp
+            def update(param, grad, square_avg, *rest):
+                grad, _ = effective_grad(xp, param, grad, weight_decay, maximize)
+                tmp = xp.multiply(grad, 1 - alpha)          # square_avg.mul_(a).addcmul_(g, g, 1 - a)
+                tmp *= grad
+                square_avg *= alpha
+                square_avg += tmp
+                if centered:
+                    grad_avg = rest[0]
+                    xp.subtract(grad, grad_avg, out=tmp)    # grad_avg.lerp_(grad, 1 - alpha)
+                    tmp *= 1 - alpha
+                    grad_avg += tmp
+                    xp.multiply(grad_avg, grad_avg, out=tmp)
+                    xp.subtract(square_avg, tmp, out=tmp)
+                    xp.sqrt(tmp, out=tmp)
+                else:
+                    xp.sqrt(square_avg, out=tmp)
+                tmp += eps                                  # avg
+                xp.divide(grad, tmp, out=tmp)
+                if momentum > 0:
+                    buf = rest[-1]                          # buf.mul_(m).addcdiv_(grad, avg)
+                    buf *= momentum
+                    buf += tmp
+                    xp.multiply(buf, -lr, out=tmp)
+                else:
+                    tmp *= -lr
+                param += tmp
+
+            state_arrays = [state[k]._data for k in ("square_avg", "grad_avg", "momentum_buffer") if k in state]
+            in_flat_blocks(xp, update, [param, p.grad._data] + state_arrays, _BLOCK_ELEMENTS, _BLOCKED_MIN_ELEMENTS)
             p._vc[0] += 1
