@@ -346,11 +346,22 @@ class _Convolution:
                        "dnnl_primitive_desc_query")
         return text.value.decode()
 
-    def run(self, kind, arrays):
-        """Execute ``kind`` on ``arrays``, NCHW arrays by argument (outputs written)."""
+    def same_layout(self, kind, other, arg):
+        """Whether ``kind`` and ``other`` read ``arg`` in the same layout (asked once)."""
+        key = (kind, other, arg)
+        known = self.kernels.get(key)
+        if known is None:
+            a, b = self._part(kind)[2][arg], self._part(other)[2][arg]
+            known = self.kernels[key] = bool(self.lib.lib.dnnl_memory_desc_equal(a.used, b.used))
+        return known
+
+    def run(self, kind, arrays, entered=None):
+        """Execute ``kind`` on ``arrays``, NCHW arrays by argument (outputs written);
+        ``entered``: inputs already in the layout it reads, by argument. Returns the
+        inputs as it read them, by argument."""
         lib = self.lib
         _, primitive, ops, bindings, scratch = self._part(kind)
-        ordered, outs = [], []
+        ordered, outs, read = [], [], {}
         for arg, _ in bindings.args:
             op = ops.get(arg)
             if arg == _SCRATCHPAD:
@@ -358,7 +369,8 @@ class _Convolution:
             elif op is None:  # a bias or its gradient, as it is
                 ordered.append(arrays[arg])
             elif op.into:
-                ordered.append(op.enter(lib, arrays[arg], f"dnnl{arg}"))
+                read[arg] = entered[arg] if entered and arg in entered else op.enter(lib, arrays[arg], f"dnnl{arg}")
+                ordered.append(read[arg])
             else:
                 buf = op.output(f"dnnl{arg}", arrays[arg])
                 ordered.append(buf)
@@ -366,6 +378,7 @@ class _Convolution:
         lib.run(primitive, bindings, ordered)
         for op, buf, array in outs:
             op.leave(lib, buf, array)
+        return read
 
     def __del__(self):  # when no cache entry or running call holds it any more
         for bindings in self.bindings:
@@ -475,16 +488,19 @@ def gradients(xp, x, w, g, geo, need_x, need_w, need_b):
     if not conv:
         return None
     g = np.ascontiguousarray(g)
-    gx = gw = gb = None
+    gx = gw = gb = read = None
     if need_x:
         gx = np.empty(x.shape, np.float32)
-        conv.run("data", {_DIFF_DST: g, _WEIGHTS: np.ascontiguousarray(w), _DIFF_SRC: gx})
+        read = conv.run("data", {_DIFF_DST: g, _WEIGHTS: np.ascontiguousarray(w), _DIFF_SRC: gx})
     if need_w:
         gw = np.empty(w.shape, np.float32)
         arrays = {_SRC: np.ascontiguousarray(x), _DIFF_DST: g, _DIFF_WEIGHTS: gw}
         if conv.bias:
             gb = arrays[_DIFF_BIAS] = np.empty(w.shape[0], np.float32)
-        conv.run("weights", arrays)
+        # the output gradient reordered once for both, where both read the same layout
+        # (its blocked buffer is untouched by the data primitive's run)
+        shared = read is not None and conv.same_layout("data", "weights", _DIFF_DST)
+        conv.run("weights", arrays, {_DIFF_DST: read[_DIFF_DST]} if shared else None)
     if need_b and gb is None:
         gb = bias_grad(np, g)
     return gx, gw, gb
