@@ -308,15 +308,19 @@ def test_norms_by_row_blocks_are_bit_identical_at_one_and_two_threads(monkeypatc
     ("Adam", {"maximize": True}), ("SGD", {"momentum": 0.9, "weight_decay": 5e-4}),
     ("SGD", {"momentum": 0.9, "nesterov": True}), ("SGD", {"momentum": 0.5, "dampening": 0.3, "maximize": True}),
     ("RMSprop", {"weight_decay": 0.1}), ("RMSprop", {"centered": True, "momentum": 0.9, "maximize": True}),
-    ("RMSprop", {"momentum": 0.5}), ("Adagrad", {"lr_decay": 0.1, "weight_decay": 0.1})])
+    ("RMSprop", {"momentum": 0.5}), ("Adagrad", {"lr_decay": 0.1, "weight_decay": 0.1}),
+    ("Adamax", {"weight_decay": 0.1, "maximize": True}), ("NAdam", {"weight_decay": 0.1}),
+    ("NAdam", {"weight_decay": 0.1, "decoupled_weight_decay": True}), ("RAdam", {"weight_decay": 0.1}),
+    ("RAdam", {"weight_decay": 0.1, "decoupled_weight_decay": True})])
 def test_optimizers_by_flat_blocks_are_bit_identical_to_the_whole_update(monkeypatch, name, kwargs):
-    """Three steps on a parameter big enough to go by blocks (a short last one), at
-    one thread and at two, and whole: the same parameters and state, bit for bit."""
+    """Three steps (RAdam eight: its rectified step starts at the sixth) on a parameter
+    big enough to go by blocks (a short last one), at one thread and at two, and
+    whole: the same parameters and state, bit for bit."""
     import importlib
     module = importlib.import_module("distnn.optim." + name.lower().removesuffix("w"))
     rng = np.random.default_rng(5)
     p_np = rng.standard_normal((37, 53))
-    grads = [rng.standard_normal(p_np.shape) for _ in range(3)]
+    grads = [rng.standard_normal(p_np.shape) for _ in range(8 if name == "RAdam" else 3)]
     calls = []
     real_map = threads.map_chunks
     monkeypatch.setattr("distnn.threads.map_chunks",
@@ -338,7 +342,7 @@ def test_optimizers_by_flat_blocks_are_bit_identical_to_the_whole_update(monkeyp
             assert len(results[-1]) > 1  # the state is compared too
     finally:
         distnn.set_num_threads(before)
-    steps_by_blocks = 2 if name == "SGD" else 3  # SGD's first step makes its momentum buffer whole
+    steps_by_blocks = len(grads) - (name == "SGD")  # SGD's first step makes its momentum buffer whole
     assert calls == [20] * (2 * steps_by_blocks)  # 1961 elements: 20 blocks, in each of the two runs by blocks
     for whole, *by_blocks in zip(*results):
         for b in by_blocks:

@@ -2,8 +2,14 @@
 norm of the gradients; PyTorch's update."""
 
 from ..tensor import _wrap
+from ..threads import in_flat_blocks
 from .optimizer import Optimizer, advance_step, effective_grad, new_step_counter, require_nonnegative
 from .validation import require_betas
+
+# Big parameters go through the update 128K elements at a time over the intra-op
+# threads (threads.in_flat_blocks), as Adam's: its passes then run in cache.
+_BLOCK_ELEMENTS = 1 << 17
+_BLOCKED_MIN_ELEMENTS = 1 << 18
 
 
 class Adamax(Optimizer):
@@ -30,19 +36,21 @@ class Adamax(Optimizer):
         eps, weight_decay, maximize = group["eps"], group["weight_decay"], group["maximize"]
         for p, param, xp, state in self._params_with_grad(group):
             step = advance_step(state)
-            grad, _ = effective_grad(xp, param, p.grad._data, weight_decay, maximize)
-            exp_avg, exp_inf = state["exp_avg"]._data, state["exp_inf"]._data
-
-            tmp = xp.subtract(grad, exp_avg)            # exp_avg.lerp_(grad, 1 - beta1)
-            tmp *= 1 - beta1
-            exp_avg += tmp
-            xp.abs(grad, out=tmp)                       # exp_inf = max(beta2 * exp_inf, |grad| + eps)
-            tmp += eps
-            exp_inf *= beta2
-            xp.maximum(exp_inf, tmp, out=exp_inf)
-
             clr = lr / (1 - beta1 ** step)
-            xp.divide(exp_avg, exp_inf, out=tmp)        # param.addcdiv_(exp_avg, exp_inf, -clr)
-            tmp *= -clr
-            param += tmp
+
+            def update(param, grad, exp_avg, exp_inf):
+                grad, _ = effective_grad(xp, param, grad, weight_decay, maximize)
+                tmp = xp.subtract(grad, exp_avg)            # exp_avg.lerp_(grad, 1 - beta1)
+                tmp *= 1 - beta1
+                exp_avg += tmp
+                xp.abs(grad, out=tmp)                       # exp_inf = max(beta2 * exp_inf, |grad| + eps)
+                tmp += eps
+                exp_inf *= beta2
+                xp.maximum(exp_inf, tmp, out=exp_inf)
+                xp.divide(exp_avg, exp_inf, out=tmp)        # param.addcdiv_(exp_avg, exp_inf, -clr)
+                tmp *= -clr
+                param += tmp
+
+            in_flat_blocks(xp, update, [param, p.grad._data, state["exp_avg"]._data, state["exp_inf"]._data],
+                           _BLOCK_ELEMENTS, _BLOCKED_MIN_ELEMENTS)
             p._vc[0] += 1

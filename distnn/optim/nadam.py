@@ -4,10 +4,16 @@ by ``momentum_decay``, optionally with decoupled weight decay; PyTorch's update.
 import numpy as np
 
 from ..tensor import _wrap
+from ..threads import in_flat_blocks
 from .optimizer import (Optimizer, adam_grad, advance_step, new_step_counter, require_nonnegative,
                         update_moments)
 from .unshaped_state import UnshapedStateLoading
 from .validation import require_betas
+
+# Big parameters go through the update 128K elements at a time over the intra-op
+# threads (threads.in_flat_blocks), as Adam's: its passes then run in cache.
+_BLOCK_ELEMENTS = 1 << 17
+_BLOCKED_MIN_ELEMENTS = 1 << 18
 
 
 class NAdam(UnshapedStateLoading, Optimizer):
@@ -42,9 +48,6 @@ class NAdam(UnshapedStateLoading, Optimizer):
         decoupled, maximize = group["decoupled_weight_decay"], group["maximize"]
         for p, param, xp, state in self._params_with_grad(group):
             step = advance_step(state)
-            grad = adam_grad(xp, param, p.grad._data, lr, weight_decay, decoupled, maximize)
-            exp_avg, exp_avg_sq = state["exp_avg"]._data, state["exp_avg_sq"]._data
-
             bias_correction2 = 1 - beta2 ** step
             mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
             mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * momentum_decay)))
@@ -53,15 +56,19 @@ class NAdam(UnshapedStateLoading, Optimizer):
             mu_product = float(mu_product)
             mu_product_next = mu_product * mu_next
 
-            tmp = update_moments(xp, grad, exp_avg, exp_avg_sq, beta1, beta2)
-            denom = xp.divide(exp_avg_sq, bias_correction2)
-            xp.sqrt(denom, out=denom)
-            denom += eps
+            def update(param, grad, exp_avg, exp_avg_sq):
+                grad = adam_grad(xp, param, grad, lr, weight_decay, decoupled, maximize)
+                tmp = update_moments(xp, grad, exp_avg, exp_avg_sq, beta1, beta2)
+                denom = xp.divide(exp_avg_sq, bias_correction2)
+                xp.sqrt(denom, out=denom)
+                denom += eps
+                xp.divide(grad, denom, out=tmp)             # the Nesterov step: current gradient ...
+                tmp *= -lr * (1.0 - mu) / (1.0 - mu_product)
+                param += tmp
+                xp.divide(exp_avg, denom, out=tmp)          # ... and the momentum
+                tmp *= (-lr * mu_next) / (1.0 - mu_product_next)
+                param += tmp
 
-            xp.divide(grad, denom, out=tmp)             # the Nesterov step: current gradient ...
-            tmp *= -lr * (1.0 - mu) / (1.0 - mu_product)
-            param += tmp
-            xp.divide(exp_avg, denom, out=tmp)          # ... and the momentum
-            tmp *= (-lr * mu_next) / (1.0 - mu_product_next)
-            param += tmp
+            in_flat_blocks(xp, update, [param, p.grad._data, state["exp_avg"]._data, state["exp_avg_sq"]._data],
+                           _BLOCK_ELEMENTS, _BLOCKED_MIN_ELEMENTS)
             p._vc[0] += 1

@@ -3,9 +3,15 @@ rectification term, only once enough steps make the second moment reliable;
 PyTorch's update, with optional decoupled weight decay."""
 
 from ..tensor import _wrap
+from ..threads import in_flat_blocks
 from .optimizer import (Optimizer, adam_grad, advance_step, new_step_counter, require_nonnegative,
                         update_moments)
 from .validation import require_betas
+
+# Big parameters go through the update 128K elements at a time over the intra-op
+# threads (threads.in_flat_blocks), as Adam's: its passes then run in cache.
+_BLOCK_ELEMENTS = 1 << 17
+_BLOCKED_MIN_ELEMENTS = 1 << 18
 
 
 class RAdam(Optimizer):
@@ -37,23 +43,26 @@ class RAdam(Optimizer):
         rho_inf = 2 / (1 - beta2) - 1
         for p, param, xp, state in self._params_with_grad(group):
             step = advance_step(state)
-            grad = adam_grad(xp, param, p.grad._data, lr, weight_decay, decoupled, maximize)
-            exp_avg, exp_avg_sq = state["exp_avg"]._data, state["exp_avg_sq"]._data
-
-            tmp = update_moments(xp, grad, exp_avg, exp_avg_sq, beta1, beta2)
-
             bias_correction1 = 1 - beta1 ** step
             bias_correction2 = 1 - beta2 ** step
-            update = xp.divide(exp_avg, bias_correction1)
-            update *= lr
             rho_t = rho_inf - 2 * step * (beta2 ** step) / bias_correction2
-            if rho_t > 5.0:
-                # the variance is tractable: the rectified adaptive step
+            rect = None
+            if rho_t > 5.0:  # the variance is tractable: the rectified adaptive step
                 rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
-                xp.sqrt(exp_avg_sq, out=tmp)            # adaptive lr = sqrt(bc2) / (sqrt(v) + eps)
-                tmp += eps
-                xp.divide(bias_correction2 ** 0.5, tmp, out=tmp)
-                update *= tmp
-                update *= rect
-            param -= update                             # else: plain bias-corrected momentum (SGD)
+
+            def update(param, grad, exp_avg, exp_avg_sq):
+                grad = adam_grad(xp, param, grad, lr, weight_decay, decoupled, maximize)
+                tmp = update_moments(xp, grad, exp_avg, exp_avg_sq, beta1, beta2)
+                step_update = xp.divide(exp_avg, bias_correction1)
+                step_update *= lr
+                if rect is not None:
+                    xp.sqrt(exp_avg_sq, out=tmp)            # adaptive lr = sqrt(bc2) / (sqrt(v) + eps)
+                    tmp += eps
+                    xp.divide(bias_correction2 ** 0.5, tmp, out=tmp)
+                    step_update *= tmp
+                    step_update *= rect
+                param -= step_update                        # else: plain bias-corrected momentum (SGD)
+
+            in_flat_blocks(xp, update, [param, p.grad._data, state["exp_avg"]._data, state["exp_avg_sq"]._data],
+                           _BLOCK_ELEMENTS, _BLOCKED_MIN_ELEMENTS)
             p._vc[0] += 1
