@@ -311,7 +311,8 @@ def test_norms_by_row_blocks_are_bit_identical_at_one_and_two_threads(monkeypatc
     ("RMSprop", {"momentum": 0.5}), ("Adagrad", {"lr_decay": 0.1, "weight_decay": 0.1}),
     ("Adamax", {"weight_decay": 0.1, "maximize": True}), ("NAdam", {"weight_decay": 0.1}),
     ("NAdam", {"weight_decay": 0.1, "decoupled_weight_decay": True}), ("RAdam", {"weight_decay": 0.1}),
-    ("RAdam", {"weight_decay": 0.1, "decoupled_weight_decay": True})])
+    ("RAdam", {"weight_decay": 0.1, "decoupled_weight_decay": True}), ("Adadelta", {"weight_decay": 0.1}),
+    ("ASGD", {"t0": 0, "weight_decay": 0.1}), ("Rprop", {"maximize": True})])
 def test_optimizers_by_flat_blocks_are_bit_identical_to_the_whole_update(monkeypatch, name, kwargs):
     """Three steps (RAdam eight: its rectified step starts at the sixth) on a parameter
     big enough to go by blocks (a short last one), at one thread and at two, and

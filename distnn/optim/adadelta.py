@@ -2,7 +2,13 @@
 running RMS of gradients, so no hand-tuned learning rate is needed; PyTorch's update."""
 
 from ..tensor import _wrap
+from ..threads import in_flat_blocks
 from .optimizer import Optimizer, advance_step, effective_grad, new_step_counter, require_nonnegative
+
+# Big parameters go through the update 128K elements at a time over the intra-op
+# threads (threads.in_flat_blocks), as Adam's: its passes then run in cache.
+_BLOCK_ELEMENTS = 1 << 17
+_BLOCKED_MIN_ELEMENTS = 1 << 18
 
 
 class Adadelta(Optimizer):
@@ -28,23 +34,26 @@ class Adadelta(Optimizer):
         rho, eps, weight_decay, maximize = group["rho"], group["eps"], group["weight_decay"], group["maximize"]
         for p, param, xp, state in self._params_with_grad(group):
             advance_step(state)
-            grad, _ = effective_grad(xp, param, p.grad._data, weight_decay, maximize)
-            square_avg, acc_delta = state["square_avg"]._data, state["acc_delta"]._data
 
-            tmp = xp.multiply(grad, 1 - rho)            # square_avg.mul_(rho).addcmul_(g, g, 1 - rho)
-            tmp *= grad
-            square_avg *= rho
-            square_avg += tmp
-            std = xp.add(square_avg, eps)               # std = (square_avg + eps).sqrt()
-            xp.sqrt(std, out=std)
-            xp.add(acc_delta, eps, out=tmp)             # delta = (acc_delta + eps).sqrt() / std * grad
-            xp.sqrt(tmp, out=tmp)
-            tmp /= std
-            tmp *= grad
-            xp.multiply(tmp, 1 - rho, out=std)          # acc_delta.mul_(rho).addcmul_(d, d, 1 - rho)
-            std *= tmp
-            acc_delta *= rho
-            acc_delta += std
-            tmp *= -lr
-            param += tmp
+            def update(param, grad, square_avg, acc_delta):
+                grad, _ = effective_grad(xp, param, grad, weight_decay, maximize)
+                tmp = xp.multiply(grad, 1 - rho)            # square_avg.mul_(rho).addcmul_(g, g, 1 - rho)
+                tmp *= grad
+                square_avg *= rho
+                square_avg += tmp
+                std = xp.add(square_avg, eps)               # std = (square_avg + eps).sqrt()
+                xp.sqrt(std, out=std)
+                xp.add(acc_delta, eps, out=tmp)             # delta = (acc_delta + eps).sqrt() / std * grad
+                xp.sqrt(tmp, out=tmp)
+                tmp /= std
+                tmp *= grad
+                xp.multiply(tmp, 1 - rho, out=std)          # acc_delta.mul_(rho).addcmul_(d, d, 1 - rho)
+                std *= tmp
+                acc_delta *= rho
+                acc_delta += std
+                tmp *= -lr
+                param += tmp
+
+            in_flat_blocks(xp, update, [param, p.grad._data, state["square_avg"]._data, state["acc_delta"]._data],
+                           _BLOCK_ELEMENTS, _BLOCKED_MIN_ELEMENTS)
             p._vc[0] += 1

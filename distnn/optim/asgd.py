@@ -5,8 +5,14 @@ PyTorch's update."""
 import numpy as np
 
 from ..tensor import _wrap
+from ..threads import in_flat_blocks
 from .optimizer import Optimizer, advance_step, effective_grad, new_step_counter, require_nonnegative
 from .unshaped_state import UnshapedStateLoading
+
+# Big parameters go through the update 128K elements at a time over the intra-op
+# threads (threads.in_flat_blocks), as Adam's: its passes then run in cache.
+_BLOCK_ELEMENTS = 1 << 17
+_BLOCKED_MIN_ELEMENTS = 1 << 18
 
 
 class ASGD(UnshapedStateLoading, Optimizer):
@@ -36,18 +42,22 @@ class ASGD(UnshapedStateLoading, Optimizer):
         weight_decay, maximize = group["weight_decay"], group["maximize"]
         for p, param, xp, state in self._params_with_grad(group):
             step = advance_step(state)
-            grad, _ = effective_grad(xp, param, p.grad._data, weight_decay, maximize)
-            eta, mu, ax = state["eta"]._data, state["mu"]._data, state["ax"]._data
+            eta, mu = state["eta"]._data, state["mu"]._data
+            eta_value, mu_value = float(eta), float(mu)
 
-            eta_value = float(eta)
-            param *= 1 - lambd * eta_value              # decay term
-            param += xp.multiply(grad, -eta_value)
-            if float(mu) != 1:                          # average the iterates from t0 on
-                tmp = xp.subtract(param, ax)
-                tmp *= float(mu)
-                ax += tmp
-            else:
-                ax[...] = param
+            def update(param, grad, ax):
+                grad, _ = effective_grad(xp, param, grad, weight_decay, maximize)
+                param *= 1 - lambd * eta_value          # decay term
+                param += xp.multiply(grad, -eta_value)
+                if mu_value != 1:                       # average the iterates from t0 on
+                    tmp = xp.subtract(param, ax)
+                    tmp *= mu_value
+                    ax += tmp
+                else:
+                    ax[...] = param
+
+            in_flat_blocks(xp, update, [param, p.grad._data, state["ax"]._data], _BLOCK_ELEMENTS,
+                           _BLOCKED_MIN_ELEMENTS)
 
             # rounded to float32 even where a loaded state holds them in float64, as PyTorch
             eta[...] = np.float32(lr / ((1 + lambd * lr * step) ** alpha))

@@ -3,7 +3,13 @@ grown while its gradient keeps its sign and shrunk when the sign flips, and move
 by that step against the gradient's sign only; PyTorch's update."""
 
 from ..tensor import _wrap
+from ..threads import in_flat_blocks
 from .optimizer import Optimizer, advance_step, new_step_counter, require_nonnegative
+
+# Big parameters go through the update 128K elements at a time over the intra-op
+# threads (threads.in_flat_blocks), as Adam's: its passes then run in cache.
+_BLOCK_ELEMENTS = 1 << 17
+_BLOCKED_MIN_ELEMENTS = 1 << 18
 
 
 class Rprop(Optimizer):
@@ -30,21 +36,22 @@ class Rprop(Optimizer):
         maximize = group["maximize"]
         for p, param, xp, state in self._params_with_grad(group):
             advance_step(state)
-            grad = p.grad._data
-            grad = -grad if maximize else grad.copy()
-            prev, step_size = state["prev"]._data, state["step_size"]._data
 
-            agreement = xp.multiply(grad, prev)         # > 0: same sign as last step, < 0: flipped
-            flipped = agreement < 0
-            factor = xp.ones_like(agreement)
-            factor[agreement > 0] = etaplus
-            factor[flipped] = etaminus
-            step_size *= factor
-            xp.clip(step_size, step_size_min, step_size_max, out=step_size)
+            def update(param, grad, prev, step_size):
+                grad = -grad if maximize else grad.copy()
+                agreement = xp.multiply(grad, prev)     # > 0: same sign as last step, < 0: flipped
+                flipped = agreement < 0
+                factor = xp.ones_like(agreement)
+                factor[agreement > 0] = etaplus
+                factor[flipped] = etaminus
+                step_size *= factor
+                xp.clip(step_size, step_size_min, step_size_max, out=step_size)
+                grad[flipped] = 0                       # after a flip: no step, and no flip next time
+                xp.sign(grad, out=agreement)
+                agreement *= step_size
+                param -= agreement
+                prev[...] = grad
 
-            grad[flipped] = 0                           # after a flip: no step, and no flip next time
-            xp.sign(grad, out=agreement)
-            agreement *= step_size
-            param -= agreement
-            prev[...] = grad
+            in_flat_blocks(xp, update, [param, p.grad._data, state["prev"]._data, state["step_size"]._data],
+                           _BLOCK_ELEMENTS, _BLOCKED_MIN_ELEMENTS)
             p._vc[0] += 1
