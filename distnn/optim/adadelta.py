@@ -2,13 +2,7 @@
 running RMS of gradients, so no hand-tuned learning rate is needed; PyTorch's update."""
 
 from ..tensor import _wrap
-from ..threads import in_flat_blocks
-from .optimizer import Optimizer, advance_step, effective_grad, new_step_counter, require_nonnegative
-
-# Big parameters go through the update 128K elements at a time over the intra-op
-# threads (threads.in_flat_blocks), as Adam's: its passes then run in cache.
-_BLOCK_ELEMENTS = 1 << 17
-_BLOCKED_MIN_ELEMENTS = 1 << 18
+from .optimizer import Optimizer, advance_step, effective_grad, new_step_counter, require_nonnegative, update_by_blocks
 
 
 class Adadelta(Optimizer):
@@ -54,6 +48,5 @@ class Adadelta(Optimizer):
                 tmp *= -lr
                 param += tmp
 
-            in_flat_blocks(xp, update, [param, p.grad._data, state["square_avg"]._data, state["acc_delta"]._data],
-                           _BLOCK_ELEMENTS, _BLOCKED_MIN_ELEMENTS)
+            update_by_blocks(xp, update, [param, p.grad._data, state["square_avg"]._data, state["acc_delta"]._data])
             p._vc[0] += 1

@@ -3,13 +3,7 @@ gradients, with learning-rate decay; PyTorch's update."""
 
 from .. import backend
 from ..tensor import _wrap
-from ..threads import in_flat_blocks
-from .optimizer import Optimizer, advance_step, effective_grad, new_step_counter, require_nonnegative
-
-# Big parameters go through the update 128K elements at a time over the intra-op
-# threads (threads.in_flat_blocks), as Adam's: its passes then run in cache.
-_BLOCK_ELEMENTS = 1 << 17
-_BLOCKED_MIN_ELEMENTS = 1 << 18
+from .optimizer import Optimizer, advance_step, effective_grad, new_step_counter, require_nonnegative, update_by_blocks
 
 
 class Adagrad(Optimizer):
@@ -49,6 +43,5 @@ class Adagrad(Optimizer):
                 tmp *= -clr
                 param += tmp
 
-            in_flat_blocks(xp, update, [param, p.grad._data, state["sum"]._data], _BLOCK_ELEMENTS,
-                           _BLOCKED_MIN_ELEMENTS)
+            update_by_blocks(xp, update, [param, p.grad._data, state["sum"]._data])
             p._vc[0] += 1

@@ -2,14 +2,8 @@
 norm of the gradients; PyTorch's update."""
 
 from ..tensor import _wrap
-from ..threads import in_flat_blocks
-from .optimizer import Optimizer, advance_step, effective_grad, new_step_counter, require_nonnegative
+from .optimizer import Optimizer, advance_step, effective_grad, new_step_counter, require_nonnegative, update_by_blocks
 from .validation import require_betas
-
-# Big parameters go through the update 128K elements at a time over the intra-op
-# threads (threads.in_flat_blocks), as Adam's: its passes then run in cache.
-_BLOCK_ELEMENTS = 1 << 17
-_BLOCKED_MIN_ELEMENTS = 1 << 18
 
 
 class Adamax(Optimizer):
@@ -51,6 +45,5 @@ class Adamax(Optimizer):
                 tmp *= -clr
                 param += tmp
 
-            in_flat_blocks(xp, update, [param, p.grad._data, state["exp_avg"]._data, state["exp_inf"]._data],
-                           _BLOCK_ELEMENTS, _BLOCKED_MIN_ELEMENTS)
+            update_by_blocks(xp, update, [param, p.grad._data, state["exp_avg"]._data, state["exp_inf"]._data])
             p._vc[0] += 1

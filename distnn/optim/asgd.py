@@ -5,14 +5,8 @@ PyTorch's update."""
 import numpy as np
 
 from ..tensor import _wrap
-from ..threads import in_flat_blocks
-from .optimizer import Optimizer, advance_step, effective_grad, new_step_counter, require_nonnegative
+from .optimizer import Optimizer, advance_step, effective_grad, new_step_counter, require_nonnegative, update_by_blocks
 from .unshaped_state import UnshapedStateLoading
-
-# Big parameters go through the update 128K elements at a time over the intra-op
-# threads (threads.in_flat_blocks), as Adam's: its passes then run in cache.
-_BLOCK_ELEMENTS = 1 << 17
-_BLOCKED_MIN_ELEMENTS = 1 << 18
 
 
 class ASGD(UnshapedStateLoading, Optimizer):
@@ -56,8 +50,7 @@ class ASGD(UnshapedStateLoading, Optimizer):
                 else:
                     ax[...] = param
 
-            in_flat_blocks(xp, update, [param, p.grad._data, state["ax"]._data], _BLOCK_ELEMENTS,
-                           _BLOCKED_MIN_ELEMENTS)
+            update_by_blocks(xp, update, [param, p.grad._data, state["ax"]._data])
 
             # rounded to float32 even where a loaded state holds them in float64, as PyTorch
             eta[...] = np.float32(lr / ((1 + lambd * lr * step) ** alpha))

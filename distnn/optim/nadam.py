@@ -4,16 +4,10 @@ by ``momentum_decay``, optionally with decoupled weight decay; PyTorch's update.
 import numpy as np
 
 from ..tensor import _wrap
-from ..threads import in_flat_blocks
-from .optimizer import (Optimizer, adam_grad, advance_step, new_step_counter, require_nonnegative,
+from .optimizer import (Optimizer, adam_grad, advance_step, new_step_counter, require_nonnegative, update_by_blocks,
                         update_moments)
 from .unshaped_state import UnshapedStateLoading
 from .validation import require_betas
-
-# Big parameters go through the update 128K elements at a time over the intra-op
-# threads (threads.in_flat_blocks), as Adam's: its passes then run in cache.
-_BLOCK_ELEMENTS = 1 << 17
-_BLOCKED_MIN_ELEMENTS = 1 << 18
 
 
 class NAdam(UnshapedStateLoading, Optimizer):
@@ -69,6 +63,5 @@ class NAdam(UnshapedStateLoading, Optimizer):
                 tmp *= (-lr * mu_next) / (1.0 - mu_product_next)
                 param += tmp
 
-            in_flat_blocks(xp, update, [param, p.grad._data, state["exp_avg"]._data, state["exp_avg_sq"]._data],
-                           _BLOCK_ELEMENTS, _BLOCKED_MIN_ELEMENTS)
+            update_by_blocks(xp, update, [param, p.grad._data, state["exp_avg"]._data, state["exp_avg_sq"]._data])
             p._vc[0] += 1

@@ -15,6 +15,7 @@ from .. import backend
 from ..autograd.grad_mode import enable_grad, no_grad
 from ..nn.utils.grads import zero_grads
 from ..tensor import Tensor, _wrap
+from ..threads import in_flat_blocks
 
 
 class _RequiredParameter:
@@ -295,6 +296,18 @@ def update_moments(xp, grad, exp_avg, exp_avg_sq, beta1, beta2):
     exp_avg_sq *= beta2
     exp_avg_sq += tmp
     return tmp
+
+
+# Big parameters go through an update 128K elements at a time over the intra-op
+# threads: its passes then run in cache (numbers in adam.py, whose own sizes these are).
+_BLOCK_ELEMENTS = 1 << 17
+_BLOCKED_MIN_ELEMENTS = 1 << 18
+
+
+def update_by_blocks(xp, update, arrays):
+    """``update(*arrays)``, an elementwise update writing into some of the arrays (the
+    parameter, its gradient, its state), by flat blocks (``threads.in_flat_blocks``)."""
+    in_flat_blocks(xp, update, arrays, _BLOCK_ELEMENTS, _BLOCKED_MIN_ELEMENTS)
 
 
 def advance_step(state):

@@ -3,15 +3,9 @@ rectification term, only once enough steps make the second moment reliable;
 PyTorch's update, with optional decoupled weight decay."""
 
 from ..tensor import _wrap
-from ..threads import in_flat_blocks
-from .optimizer import (Optimizer, adam_grad, advance_step, new_step_counter, require_nonnegative,
+from .optimizer import (Optimizer, adam_grad, advance_step, new_step_counter, require_nonnegative, update_by_blocks,
                         update_moments)
 from .validation import require_betas
-
-# Big parameters go through the update 128K elements at a time over the intra-op
-# threads (threads.in_flat_blocks), as Adam's: its passes then run in cache.
-_BLOCK_ELEMENTS = 1 << 17
-_BLOCKED_MIN_ELEMENTS = 1 << 18
 
 
 class RAdam(Optimizer):
@@ -63,6 +57,5 @@ class RAdam(Optimizer):
                     step_update *= rect
                 param -= step_update                        # else: plain bias-corrected momentum (SGD)
 
-            in_flat_blocks(xp, update, [param, p.grad._data, state["exp_avg"]._data, state["exp_avg_sq"]._data],
-                           _BLOCK_ELEMENTS, _BLOCKED_MIN_ELEMENTS)
+            update_by_blocks(xp, update, [param, p.grad._data, state["exp_avg"]._data, state["exp_avg_sq"]._data])
             p._vc[0] += 1

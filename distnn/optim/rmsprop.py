@@ -2,13 +2,7 @@
 gradients, optionally centered and with momentum; PyTorch's update."""
 
 from ..tensor import _wrap
-from ..threads import in_flat_blocks
-from .optimizer import Optimizer, advance_step, effective_grad, new_step_counter, require_nonnegative
-
-# Big parameters go through the update 128K elements at a time over the intra-op
-# threads (threads.in_flat_blocks), as Adam's: its passes then run in cache.
-_BLOCK_ELEMENTS = 1 << 17
-_BLOCKED_MIN_ELEMENTS = 1 << 18
+from .optimizer import Optimizer, advance_step, effective_grad, new_step_counter, require_nonnegative, update_by_blocks
 
 
 class RMSprop(Optimizer):
@@ -65,5 +59,5 @@ class RMSprop(Optimizer):
                 param += tmp
 
             state_arrays = [state[k]._data for k in ("square_avg", "grad_avg", "momentum_buffer") if k in state]
-            in_flat_blocks(xp, update, [param, p.grad._data] + state_arrays, _BLOCK_ELEMENTS, _BLOCKED_MIN_ELEMENTS)
+            update_by_blocks(xp, update, [param, p.grad._data] + state_arrays)
             p._vc[0] += 1

@@ -3,13 +3,7 @@ grown while its gradient keeps its sign and shrunk when the sign flips, and move
 by that step against the gradient's sign only; PyTorch's update."""
 
 from ..tensor import _wrap
-from ..threads import in_flat_blocks
-from .optimizer import Optimizer, advance_step, new_step_counter, require_nonnegative
-
-# Big parameters go through the update 128K elements at a time over the intra-op
-# threads (threads.in_flat_blocks), as Adam's: its passes then run in cache.
-_BLOCK_ELEMENTS = 1 << 17
-_BLOCKED_MIN_ELEMENTS = 1 << 18
+from .optimizer import Optimizer, advance_step, new_step_counter, require_nonnegative, update_by_blocks
 
 
 class Rprop(Optimizer):
@@ -52,6 +46,5 @@ class Rprop(Optimizer):
                 param -= agreement
                 prev[...] = grad
 
-            in_flat_blocks(xp, update, [param, p.grad._data, state["prev"]._data, state["step_size"]._data],
-                           _BLOCK_ELEMENTS, _BLOCKED_MIN_ELEMENTS)
+            update_by_blocks(xp, update, [param, p.grad._data, state["prev"]._data, state["step_size"]._data])
             p._vc[0] += 1
