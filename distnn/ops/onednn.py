@@ -282,7 +282,7 @@ class _Convolution:
         self.forward_pd = self._pd("dnnl_convolution_forward_primitive_desc_create", ctypes.c_int(_FORWARD_TRAINING),
                                    ctypes.c_int(_DIRECT), self.any[0], self.any[1],
                                    self.plain_bias if bias else None, self.any[2], *self.geometry, lib.attr)
-        self.parts, self.kernels = {}, {}
+        self.parts, self.answers = {}, {}  # answers: oneDNN queried once per question
         if self.implementation().startswith("ref"):  # no JIT kernel for this CPU or shape: conv.py is faster
             raise OneDNNError(f"only oneDNN's reference convolution for {x_shape} by {w_shape}")
 
@@ -332,12 +332,15 @@ class _Convolution:
         part = self.parts[kind] = (pd, primitive, ops, self.bind(args), scratch)
         return part
 
+    def _once(self, question, answer):
+        known = self.answers.get(question)
+        if known is None:
+            known = self.answers[question] = answer()
+        return known
+
     def jit(self, kind):
         """Whether ``kind`` runs a JIT kernel, not oneDNN's reference one (asked once)."""
-        known = self.kernels.get(kind)
-        if known is None:
-            known = self.kernels[kind] = not self.implementation(kind).startswith("ref")
-        return known
+        return self._once(("jit", kind), lambda: not self.implementation(kind).startswith("ref"))
 
     def implementation(self, kind="forward"):
         """oneDNN's name for the kernel ``kind`` ("forward", "data", "weights") runs."""
@@ -348,12 +351,8 @@ class _Convolution:
 
     def same_layout(self, kind, other, arg):
         """Whether ``kind`` and ``other`` read ``arg`` in the same layout (asked once)."""
-        key = (kind, other, arg)
-        known = self.kernels.get(key)
-        if known is None:
-            a, b = self._part(kind)[2][arg], self._part(other)[2][arg]
-            known = self.kernels[key] = bool(self.lib.lib.dnnl_memory_desc_equal(a.used, b.used))
-        return known
+        return self._once(("layout", kind, other, arg), lambda: bool(self.lib.lib.dnnl_memory_desc_equal(
+            self._part(kind)[2][arg].used, self._part(other)[2][arg].used)))
 
     def run(self, kind, arrays, entered=None):
         """Execute ``kind`` on ``arrays``, NCHW arrays by argument (outputs written);
