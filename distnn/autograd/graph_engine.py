@@ -12,6 +12,8 @@ differentiated, naming the op (never a silently wrong second derivative).
 
 import heapq
 
+import numpy as np
+
 from ..backend import array_module, as_array
 from ..tensor import Tensor, _wrap
 from . import grad_mode
@@ -90,7 +92,7 @@ def _function_backward(node, grads):
         grads = [_wrap(array_module(m[2]).zeros(m[0], m[1])) if g is None and m is not None else g
                  for g, m in zip(grads, node._output_meta)]
     result = grad_tuple(node, node._fn.backward(node, *grads))
-    return tuple(_as_tensor(r) for r in result)
+    return tuple(_as_tensor(r, node.xp) for r in result)
 
 
 def _op_backward(node, grads):
@@ -105,16 +107,17 @@ def _op_backward(node, grads):
         xp = node.xp
         result = fn.backward(ctx, *(xp.zeros(m[0], m[1]) if g is None else GraphArray(g)
                                     for g, m in zip(grads, node._output_meta)))
-    return tuple(_as_tensor(r) for r in grad_tuple(node, result))
+    return tuple(_as_tensor(r, node.xp) for r in grad_tuple(node, result))
 
 
-def _as_tensor(r):
-    """A backward result as a Tensor: a formula's constant arrays and scalars wrapped."""
+def _as_tensor(r, xp):
+    """A backward result as a Tensor: a formula's constant arrays wrapped where they are,
+    and its scalars on the node's device (``xp``), beside the gradients they join."""
     if r is None or isinstance(r, Tensor):
         return r
     if type(r) is GraphArray:
         return r.t
-    return _wrap(as_array(r))
+    return _wrap(as_array(r) if xp is np else xp.asarray(r))
 
 
 class _GraphCtx:

@@ -276,10 +276,11 @@ def _unary(opname):
 
 def _where(cond, a, b):
     ops = _ops()
-    cond = ops.common.as_tensor(_value(cond)) if not hasattr(_value(cond), "t") else cond.t
     x, y = _operand(a), _operand(b)
     if not hasattr(x, "_data") and not hasattr(y, "_data"):
         raise RuntimeError("xp.where: at least one branch must be a GraphArray here")
+    # the condition is a constant (a comparison's result): on the branches' device
+    cond = ops.common.as_tensor(_value(cond), x if hasattr(x, "_data") else y)
     return GraphArray(ops.where(cond, x, y))
 
 
@@ -333,7 +334,9 @@ def _join(opname):
 
 def _einsum(equation, *operands):
     from ..ops.common import as_tensor
-    return GraphArray(_ops().einsum(equation, *(as_tensor(_operand(o)) for o in operands)))
+    tensors = [_operand(o) for o in operands]
+    like = next(t for t in tensors if hasattr(t, "_data"))
+    return GraphArray(_ops().einsum(equation, *(as_tensor(t, like) for t in tensors)))
 
 
 def _identity(x, dtype=None, **kwargs):

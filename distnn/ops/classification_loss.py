@@ -6,6 +6,7 @@ import numpy as np
 from .. import dtypes
 from ..autograd.function import Op
 from ..autograd.graph_xp import recording
+from ..debug import checks_values
 from .activation import log_softmax
 from .common import as_array, renamed_op
 from .elementwise import add, mul
@@ -38,9 +39,10 @@ class NllLoss(Op):
         axis = _class_axis(logp)
         n_classes = logp.shape[axis]
         valid = target != ignore_index
-        bad = valid & ((target < 0) | (target >= n_classes))
-        if bool(bad.any()):
-            raise IndexError(f"Target {int(target[bad].reshape(-1)[0])} is out of bounds.")
+        if checks_values(target):  # on a GPU, as PyTorch's device-side assert: only in debug mode
+            bad = valid & ((target < 0) | (target >= n_classes))
+            if bool(bad.any()):
+                raise IndexError(f"Target {int(target[bad].reshape(-1)[0])} is out of bounds.")
         safe = xp.where(valid, target, 0)
         if logp.ndim == 2:  # the common (N, C) case: plain fancy indexing is cheapest
             picked = logp[xp.arange(logp.shape[0]), safe]

@@ -7,7 +7,7 @@ import operator
 import numpy as np
 
 from .. import dtypes
-from ..backend import as_array  # noqa: F401  (every op family imports it from here)
+from ..backend import as_array, device_of  # noqa: F401  (as_array: every op family imports it from here)
 from ..creation import tensor
 from ..tensor import Tensor, _wrap
 from .conversion import to_dtype
@@ -34,11 +34,12 @@ def int_argument(value, fn, name, position):
 
 
 def as_tensor(x, like=None):
-    """``x`` as a Tensor (no copy for tensors; arrays and lists are wrapped)."""
+    """``x`` as a Tensor (no copy for tensors; arrays and lists are copied into one): on
+    ``like``'s device when given, else where ``x`` lives, so a raw CuPy array (a constant
+    in a backward formula) stays on its GPU. Lists and scalars go to the CPU."""
     if isinstance(x, Tensor):
         return x
-    device = like.device if like is not None else None
-    return tensor(x, device=device)
+    return tensor(x, device=like.device if like is not None else device_of(x))
 
 
 def promote_operands(a, b):

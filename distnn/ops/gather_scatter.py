@@ -1,14 +1,15 @@
 """Indexing along one dim by an integer index tensor: gather and take_along_dim, their
 out-of-place writers scatter and scatter_add, and index_select.
 
-Indices are range-checked (numpy would wrap negatives, cupy all); gradients of
-repeated indices accumulate.
+Indices are range-checked (numpy would wrap negatives, cupy all): on the CPU always,
+on a GPU in debug mode only (``debug.py``); gradients of repeated indices accumulate.
 """
 
 import numpy as np
 
 from ..autograd.function import Op
 from ..autograd.graph_xp import recording
+from ..debug import checks_values
 from ..tensor import Tensor
 from .._dims import normalize_dim
 from .index_put import put, put_into_zeros
@@ -21,8 +22,9 @@ TENSOR_METHODS = ("gather", "scatter", "scatter_add", "index_select", "take_alon
 # --- checks -----------------------------------------------------------------------
 
 def _check_range(index, size, dim, error=IndexError, message=None):
-    """Indices must lie in [0, size); numpy would wrap negatives, cupy would wrap all."""
-    if index.size == 0:
+    """Indices must lie in [0, size); numpy would wrap negatives, cupy would wrap all.
+    Not asked of a GPU array outside debug mode: the answer would wait for the GPU."""
+    if index.size == 0 or not checks_values(index):
         return
     lo, hi = int(index.min()), int(index.max())
     if lo < 0 or hi >= size:

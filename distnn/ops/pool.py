@@ -67,9 +67,11 @@ def _running_max(xp, views, count):
     Ties keep the earlier view and NaN wins over numbers (a later NaN over an
     earlier one), matching PyTorch's ``val > max || isnan(val)`` scan. The max
     of a window holding a NaN is NaN, so the NaN rule's extra passes run only
-    when the result shows one.
+    when the result shows one; on a GPU always, since asking would wait for it.
     """
     views = list(views)
+    if xp.__name__ != "numpy" and views[0].dtype.kind == "f":
+        return _scan(xp, views, count, check_nan=True)
     best, where = _scan(xp, views, count, check_nan=False)
     if best.dtype.kind == "f" and xp.isnan(best).any():
         best, where = _scan(xp, views, count, check_nan=True)
@@ -373,7 +375,12 @@ def _to_adaptive_maxima(xp, g, idx, in_shape):
     size = 1
     for n in in_shape:
         size *= n
-    return xp.bincount(_flat_positions(xp, idx, in_shape), weights=g.reshape(-1), minlength=size).reshape(in_shape)
+    positions = _flat_positions(xp, idx, in_shape)
+    if xp.__name__ != "numpy":  # CuPy's bincount reads its largest index back to size its result
+        grad = xp.zeros(size, g.dtype)
+        xp.add.at(grad, positions, g.reshape(-1))
+        return grad.reshape(in_shape)
+    return xp.bincount(positions, weights=g.reshape(-1), minlength=size).reshape(in_shape)
 
 
 def _from_adaptive_maxima(xp, x, idx, in_shape):

@@ -10,6 +10,7 @@ again exact. ``cumprod_array`` is ``xp.cumprod`` for other ops' backward formula
 
 from ..autograd.function import Op
 from ..autograd.graph_xp import GraphArray, recording
+from ..backend import is_gpu_array
 from .._dims import normalize_dim
 from .reduce_dims import _dtype_arg, _integral_to_int64
 
@@ -72,7 +73,8 @@ def _cumprod_grad(xp, a, out, g, axis):
     the second zero; after it, zero (every product holds the first zero)."""
     w = out * g
     zero = a == 0
-    if not zero.any():
+    # the general formula below is also exact without zeros: a GPU takes it rather than wait to ask
+    if not is_gpu_array(zero) and not zero.any():
         return _reversed_cumsum(xp, w, axis) / a
     zeros_so_far = zero.cumsum(axis=axis)
     before = zeros_so_far == 0

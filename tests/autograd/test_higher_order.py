@@ -344,6 +344,22 @@ def test_embedding_double_backward(padding_idx, scale):
     run_both(fn, [weight, idx], [True, False])
 
 
+@pytest.mark.skipif(not distnn.cuda.is_available(), reason="needs CuPy and a CUDA GPU")
+def test_recorded_backward_constants_stay_on_the_gpu():
+    """Formulas with masks (xp.where) and scalars, recorded on a GPU: the second
+    derivatives stay there and equal the CPU's."""
+    def grads(device):
+        x = distnn.tensor(distinct((3, 4)), device=device, requires_grad=True)
+        y = distnn.where(x > 0, x * x, x ** 3).masked_fill(x.abs() < 0.1, 0.0).clamp(-0.5, 0.5)
+        (g,) = distnn.autograd.grad((y * x).sum(), x, create_graph=True)
+        (g * g).sum().backward()
+        return g, x.grad
+
+    for got, want in zip(grads("cuda"), grads("cpu")):
+        assert got.device.type == "cuda"
+        np.testing.assert_allclose(got.detach().cpu().numpy(), want.detach().numpy(), rtol=RTOL, atol=ATOL)
+
+
 def test_refused_double_backward_names_the_op():
     """An op that leaves ``double_backward`` False (no distnn op does) computes first
     derivatives under create_graph=True, and refuses, naming itself, only when

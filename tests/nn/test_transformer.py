@@ -12,7 +12,7 @@ import pytest
 import distnn
 import distnn.nn as nn
 from layer_check import compare_module, requires_torch
-from op_check import const, make_input, torch
+from op_check import DEVICE, const, make_input, torch
 
 pytestmark = [requires_torch,
               # a float causal mask beside a bool padding mask, as programs write them
@@ -68,7 +68,9 @@ def seq(length, seed, batch_first=False):
 
 
 def causal(lib, size, dtype=None):
-    return lib.nn.Transformer.generate_square_subsequent_mask(size, dtype=dtype)
+    """The causal mask, on the test device for distnn (as ``const`` places masks)."""
+    device = {"device": DEVICE} if lib is distnn else {}
+    return lib.nn.Transformer.generate_square_subsequent_mask(size, dtype=dtype, **device)
 
 
 def silu(lib):

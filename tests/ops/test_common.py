@@ -5,7 +5,7 @@ import pytest
 
 import distnn
 from distnn import dtypes
-from distnn.ops.common import _cast_operand, promote_operands
+from distnn.ops.common import _cast_operand, as_tensor, promote_operands
 from op_check import requires_torch, torch
 
 TENSOR_DTYPES = ["float16", "float32", "float64", "int32", "int64", "bool"]
@@ -47,3 +47,17 @@ def test_result_dtype_matches_torch(a, b):
     def result_dtype(lib):
         return (_operand(lib, a) + _operand(lib, b)).dtype
     assert str(result_dtype(distnn)) == str(result_dtype(torch))
+
+
+def test_as_tensor_places_arrays_where_they_are_or_beside_like():
+    assert as_tensor(np.ones(2, np.float32)).device == distnn.device("cpu")
+    assert as_tensor([1.0, 2.0], like=distnn.ones(2)).device == distnn.device("cpu")
+
+
+@pytest.mark.skipif(not distnn.cuda.is_available(), reason="needs CuPy and a CUDA GPU")
+def test_as_tensor_keeps_a_raw_gpu_array_on_its_gpu():
+    """A backward formula's constant (a CuPy mask) must not be copied to the CPU."""
+    on_gpu = distnn.ones(3, device="cuda")
+    t = as_tensor(on_gpu._data > 0)
+    assert t.device == on_gpu.device
+    assert as_tensor([1.0, 2.0], like=on_gpu).device == on_gpu.device

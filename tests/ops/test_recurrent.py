@@ -10,7 +10,7 @@ from distnn.autograd import gradcheck, gradgradcheck
 from distnn.nn.modules import rnn
 from distnn.ops.recurrent import gru_layer, lstm_layer
 from layer_check import load_torch_state, make_pair
-from op_check import requires_torch, torch
+from op_check import DEVICE, host, requires_torch, torch
 
 LAYOUTS = [(time_dim, reverse) for time_dim in (0, 1) for reverse in (False, True)]
 GATES = {"LSTM": 4, "GRU": 3}
@@ -101,9 +101,11 @@ def test_double_backward_through_the_module_matches_torch(mode):
     x = np.random.default_rng(5).standard_normal((5, 2, 3)).astype(np.float32)
     results = []
     for lib, module in ((distnn, ours), (torch, theirs)):
-        xt = lib.tensor(x, requires_grad=True)
+        on_device = {"device": DEVICE} if lib is distnn else {}  # the input beside the module
+        values = host if lib is distnn else (lambda t: t.detach().numpy())
+        xt = lib.tensor(x, requires_grad=True, **on_device)
         (g,) = lib.autograd.grad(module(xt)[0].tanh().sum(), xt, create_graph=True)
         (g * g).sum().backward()
-        results.append([xt.grad.detach().numpy()] + [p.grad.detach().numpy() for p in module.parameters()])
+        results.append([values(xt.grad)] + [values(p.grad) for p in module.parameters()])
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -9,6 +9,7 @@ import warnings
 
 from ... import creation
 from ...autograd import grad_mode
+from ...backend import is_gpu_array
 from ...ops.triangular import triu
 from ...tensor import _wrap
 from .. import functional as F
@@ -284,9 +285,11 @@ def _get_seq_len(src, batch_first):
 
 
 def _detect_is_causal_mask(mask, is_causal=None, size=None):
-    """``is_causal`` if given; else whether ``mask`` is exactly the square subsequent mask."""
+    """``is_causal`` if given; else whether ``mask`` is exactly the square subsequent mask.
+    A GPU mask is not compared (the answer would wait for the GPU): the hint only picks
+    a faster path to the result the mask itself gives."""
     make_causal = is_causal is True
-    if is_causal is None and mask is not None:
+    if is_causal is None and mask is not None and not is_gpu_array(mask._data):
         sz = size if size is not None else mask.size(-2)
         causal = _generate_square_subsequent_mask(sz, device=mask.device, dtype=mask.dtype)
         make_causal = tuple(mask.shape) == tuple(causal.shape) and bool((mask == causal).all())
