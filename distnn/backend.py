@@ -8,10 +8,12 @@ CUDA device, and nowhere else in the package.
 import ctypes
 import os
 import sys
+import threading
 
 import numpy as np
 
 _cupy = None
+_gpu_xp = None  # CuPy as ops see it: _GpuArrayModule
 _current_cuda = 0  # what a bare "cuda" means; set by cuda_set_device
 
 
@@ -132,19 +134,44 @@ def as_device(device):
     return Device(device)
 
 
+class _GpuArrayModule:
+    """CuPy as the ops' ``xp``: every attribute is CuPy's, except the matrix products,
+    which go through distnn's own cuBLAS handle (``cublas.py``): CuPy refuses cuBLAS
+    inside a CUDA-graph capture, and calls it with more Python per product."""
+
+    __name__ = "cupy"
+
+    def __init__(self, cupy):
+        from . import cublas
+        self._cupy = cupy
+        self.matmul, self.dot = cublas.matmul, cublas.dot
+
+    def __getattr__(self, name):
+        value = getattr(self._cupy, name)
+        setattr(self, name, value)  # found once; later lookups skip __getattr__
+        return value
+
+
+def _gpu_array_module():
+    global _gpu_xp
+    if _gpu_xp is None:
+        _gpu_xp = _GpuArrayModule(_import_cupy())
+    return _gpu_xp
+
+
 def xp_for(device):
     """The array module serving ``device``."""
     device = as_device(device)
     if device.type == "cpu":
         return np
-    return _import_cupy()
+    return _gpu_array_module()
 
 
 def array_module(array):
     """The array module an existing array belongs to (numpy fast path)."""
     if type(array) is np.ndarray or _cupy is None:
         return np
-    return _cupy.get_array_module(array)
+    return _gpu_array_module() if isinstance(array, _cupy.ndarray) else np
 
 
 def is_gpu_array(obj):
@@ -171,14 +198,37 @@ def device_of(array):
     return Device("cuda", array.device.id)
 
 
+_capture = threading.local()  # this thread is capturing a CUDA graph (distnn.cuda.graphs)
+
+
+def set_capturing(flag):
+    _capture.active = flag
+
+
+def capturing():
+    return getattr(_capture, "active", False)
+
+
+def _refuse_copy_in_capture(what):
+    raise RuntimeError(f"{what} inside a CUDA graph capture: a graph cannot replay a copy between host "
+                       "and GPU (the host data would be stale or gone); make the tensor before the capture "
+                       "and copy_ into it")
+
+
 def move_to(array, device):
     """Copy ``array`` onto ``device`` (no copy when it is already there)."""
     device = as_device(device)
     if device.type == "cpu":
         if type(array) is np.ndarray:
             return array
-        return array.get() if _cupy is not None and isinstance(array, _cupy.ndarray) else np.asarray(array)
+        if _cupy is not None and isinstance(array, _cupy.ndarray):
+            if capturing():
+                _refuse_copy_in_capture("a GPU-to-host copy")
+            return array.get()
+        return np.asarray(array)
     cupy = _import_cupy()
+    if capturing() and not isinstance(array, cupy.ndarray):
+        _refuse_copy_in_capture("a host-to-GPU copy")
     with cupy.cuda.Device(device.index):
         return cupy.asarray(array)
 

@@ -25,9 +25,10 @@ def _at(a, t, time_dim):
     return a[t] if time_dim == 0 else a[:, t]
 
 
-def _hidden_gates(h, w_hh_t, b_hh):
-    """``F.linear(h, w_hh, b_hh)``, given ``w_hh.T`` contiguous: the GEMM, then the bias."""
-    z = h @ w_hh_t
+def _hidden_gates(xp, h, w_hh_t, b_hh):
+    """``F.linear(h, w_hh, b_hh)``, given ``w_hh.T`` contiguous: the GEMM, then the bias.
+    ``xp.matmul``, not ``@``: on a GPU it is distnn's GEMM, which a CUDA graph can capture."""
+    z = xp.matmul(h, w_hh_t)
     return z if b_hh is None else z + b_hh
 
 
@@ -38,7 +39,7 @@ def _lstm_forward(xp, xw, h, c, w_hh, b_hh, time_dim, reverse):
     outputs = [None] * len(steps)
     w_hh_t = xp.ascontiguousarray(w_hh.T)  # a small GEMM reads a transposed operand at half speed
     for t in _order(len(steps), reverse):
-        gates = _hidden_gates(h, w_hh_t, b_hh) + _at(xw, t, time_dim)
+        gates = _hidden_gates(xp, h, w_hh_t, b_hh) + _at(xw, t, time_dim)
         s = _sigmoid(xp, gates)
         i, f, o = s[:, :n], s[:, n:2 * n], s[:, 3 * n:]
         g = xp.tanh(gates[:, 2 * n:3 * n])
@@ -58,7 +59,7 @@ def _gru_forward(xp, xw, h, w_hh, b_hh, time_dim, reverse):
     w_hh_t = xp.ascontiguousarray(w_hh.T)
     for t in _order(len(steps), reverse):
         x = _at(xw, t, time_dim)
-        hg = _hidden_gates(h, w_hh_t, b_hh)
+        hg = _hidden_gates(xp, h, w_hh_t, b_hh)
         rz = _sigmoid(xp, hg[:, :2 * size] + x[:, :2 * size])
         r, z = rz[:, :size], rz[:, size:]
         h_n = hg[:, 2 * size:]
@@ -76,7 +77,7 @@ def _weight_grads(xp, ctx, d_hidden, h_prevs):
         return None, None
     rows = xp.stack(d_hidden, 0)
     rows = rows.reshape(-1, rows.shape[-1])
-    d_w = rows.T @ xp.stack(h_prevs, 0).reshape(-1, h_prevs[0].shape[-1]) if need_w else None
+    d_w = xp.matmul(rows.T, xp.stack(h_prevs, 0).reshape(-1, h_prevs[0].shape[-1])) if need_w else None
     return d_w, rows.sum(0) if need_b else None
 
 
@@ -108,7 +109,7 @@ class LSTMLayer(Op):
             dc = dc + dh * o * (1 - tc * tc)
             d_gates[t] = xp.concatenate([dc * g * (i * (1 - i)), dc * c_prev * (f * (1 - f)),
                                          dc * i * (1 - g * g), dh * tc * (o * (1 - o))], axis=1)
-            dh = d_gates[t] @ w_hh
+            dh = xp.matmul(d_gates[t], w_hh)
             dc = dc * f
         d_w, d_b = _weight_grads(xp, ctx, d_gates, [s[0] for s in steps])
         return xp.stack(d_gates, time_dim), dh, dc, d_w, d_b
@@ -144,7 +145,7 @@ class GRULayer(Op):
             d_z = dh * (h_prev - n) * (z * (1 - z))
             d_inputs[t] = xp.concatenate([d_r, d_z, d_n], axis=1)
             d_hidden[t] = xp.concatenate([d_r, d_z, d_n * r], axis=1)
-            dh = dh * z + d_hidden[t] @ w_hh
+            dh = dh * z + xp.matmul(d_hidden[t], w_hh)
         d_w, d_b = _weight_grads(xp, ctx, d_hidden, [s[0] for s in steps])
         return xp.stack(d_inputs, time_dim), dh, d_w, d_b
 

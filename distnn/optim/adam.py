@@ -1,8 +1,11 @@
 """``Adam`` and ``AdamW`` (Adam with decoupled weight decay): PyTorch's
 single-tensor update, including amsgrad and maximize."""
 
+import numpy as np
+
 from ..tensor import _wrap
 from ..threads import in_flat_blocks
+from . import fused_cuda
 from .optimizer import (Optimizer, adam_grad, advance_step, new_step_counter, require_nonnegative,
                         update_moments)
 
@@ -50,6 +53,16 @@ class Adam(Optimizer):
             bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
             step_size = lr / (1 - beta1 ** step)
             moments = [state[k]._data for k in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if k in state]
+            # On the GPU one kernel does it all; moments that do not match the amsgrad flag
+            # (a state dict from another run) take the array path, as before.
+            if (xp is not np and len(moments) == 2 + amsgrad
+                    and fused_cuda.can_fuse([param, p.grad._data] + moments)):
+                fused_cuda.adam_step(param, p.grad._data, *moments[:2], moments[2] if amsgrad else None,
+                                     lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+                                     decoupled=decoupled, maximize=maximize,
+                                     bias_correction2_sqrt=bias_correction2_sqrt, step_size=step_size)
+                p._vc[0] += 1
+                continue
 
             def update(param, grad, exp_avg, exp_avg_sq, max_sq=None):
                 grad = adam_grad(xp, param, grad, lr, weight_decay, decoupled, maximize)

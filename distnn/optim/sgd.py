@@ -1,8 +1,11 @@
 """``SGD``: stochastic gradient descent with optional momentum, dampening,
 Nesterov momentum, weight decay and maximize; PyTorch's update, step for step."""
 
+import numpy as np
+
 from ..tensor import _wrap
 from ..threads import in_flat_blocks
+from . import fused_cuda
 from .optimizer import Optimizer, effective_grad, require_nonnegative
 
 # Big parameters go through the momentum update 256K elements at a time, over the
@@ -29,11 +32,18 @@ class SGD(Optimizer):
     def _keeps_state(self, group):
         return group["momentum"] != 0  # the momentum buffer, made from the first gradient
 
+    def _replays_in_a_graph(self, group):
+        return True
+
     def _update_group(self, group):
         lr = float(group["lr"])
         momentum, dampening = group["momentum"], group["dampening"]
         weight_decay, nesterov, maximize = group["weight_decay"], group["nesterov"], group["maximize"]
         for p, param, xp, state in self._params_with_grad(group):
+            if xp is not np and _fused_update(xp, param, p.grad._data, state, lr, momentum, dampening,
+                                              weight_decay, nesterov, maximize):
+                p._vc[0] += 1
+                continue
             first = momentum != 0 and "momentum_buffer" not in state
             if first:  # the buffer starts as the first (effective) gradient itself
                 grad, owned = effective_grad(xp, param, p.grad._data, weight_decay, maximize)
@@ -70,3 +80,18 @@ class SGD(Optimizer):
             else:
                 in_flat_blocks(xp, update, arrays, _BLOCK_ELEMENTS, _BLOCKED_MIN_ELEMENTS)
             p._vc[0] += 1
+
+
+def _fused_update(xp, param, grad, state, lr, momentum, dampening, weight_decay, nesterov, maximize):
+    """The update above as one CUDA kernel (``fused_cuda.sgd_step``) where the arrays
+    allow it; False, having touched nothing, where they do not."""
+    first = momentum != 0 and "momentum_buffer" not in state
+    buf = None if momentum == 0 or first else state["momentum_buffer"]._data
+    if not fused_cuda.can_fuse([param, grad] + ([buf] if buf is not None else [])):
+        return False
+    if first:
+        buf = xp.empty_like(param)  # the kernel fills it with the first effective gradient
+        state["momentum_buffer"] = _wrap(buf)
+    fused_cuda.sgd_step(param, grad, buf, first=first, lr=lr, momentum=momentum, dampening=dampening,
+                        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
+    return True
