@@ -18,6 +18,7 @@ from .ops import *  # noqa: F401,F403
 from . import _tensor_methods  # noqa: F401  (attaches Tensor's methods: before anything makes a tensor)
 from . import autograd, ops
 from . import nn, optim, utils
+from . import cuda  # noqa: F401  (torch.cuda: device queries, streams, CUDA graphs)
 from . import multiprocessing  # noqa: F401  (registers how shared tensors travel between processes)
 from .serialization import load, save
 from .threads import get_num_threads, set_num_threads
@@ -41,18 +42,6 @@ def numel(input):
 
 def get_default_dtype():
     return float32
-
-
-class cuda:
-    """``distnn.cuda``: the device queries and controls PyTorch's ``torch.cuda`` has
-    that a training script uses (GPUs are driven through CuPy, in backend.py)."""
-
-    is_available = staticmethod(_backend.cuda_is_available)
-    device_count = staticmethod(_backend.cuda_device_count)
-    current_device = staticmethod(_backend.cuda_current_device)
-    set_device = staticmethod(_backend.cuda_set_device)
-    synchronize = staticmethod(_backend.cuda_synchronize)
-    get_device_name = staticmethod(_backend.cuda_device_name)
 
 
 def __getattr__(name):

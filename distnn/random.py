@@ -79,6 +79,10 @@ def sample(kind, shape, dtype, device=None, generator=None, low=0.0, high=1.0):
     """Draw ``shape`` samples of ``kind`` ("uniform" in [low, high), "normal" with
     mean ``low`` and std ``high``, "exponential" with rate 1) as an array of ``dtype``
     on ``device``."""
+    if backend.capturing() and backend.as_device(device).type == "cuda":
+        raise RuntimeError("random sampling on the GPU inside a CUDA graph capture: distnn draws random numbers on "
+                           "the host, so a replay would reuse one draw; keep dropout and random init out "
+                           "of captured work (or capture a model in eval mode)")
     r = rng(generator)
     dtype = np.dtype(dtype)
     draw_dtype = dtype if dtype in (np.float32, np.float64) else np.float64

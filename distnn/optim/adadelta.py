@@ -23,6 +23,9 @@ class Adadelta(Optimizer):
         state["square_avg"] = _wrap(xp.zeros_like(param))
         state["acc_delta"] = _wrap(xp.zeros_like(param))
 
+    def _replays_in_a_graph(self, group):
+        return True
+
     def _update_group(self, group):
         lr = float(group["lr"])
         rho, eps, weight_decay, maximize = group["rho"], group["eps"], group["weight_decay"], group["maximize"]

@@ -25,6 +25,9 @@ class Adagrad(Optimizer):
         state["step"] = new_step_counter()
         state["sum"] = _wrap(xp.full_like(param, group["initial_accumulator_value"]))
 
+    def _replays_in_a_graph(self, group):
+        return group["lr_decay"] == 0
+
     def _update_group(self, group):
         lr = float(group["lr"])
         lr_decay, eps, weight_decay, maximize = (group["lr_decay"], group["eps"], group["weight_decay"],

@@ -127,6 +127,8 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
+        if backend.capturing():
+            self._check_capturable()
         with no_grad():
             for group in self.param_groups:
                 self._update_group(group)
@@ -135,6 +137,21 @@ class Optimizer:
 
     def _update_group(self, group):
         raise NotImplementedError(f"{type(self).__name__} must implement step()")
+
+    def _replays_in_a_graph(self, group):
+        """Whether a CUDA graph captured from one step of ``group`` computes every later
+        step: false where the step reads host values that change per step (a bias
+        correction or decay from the step count), which a graph would freeze. (Replays
+        leave the host-side step counter in the state where the capture left it.)"""
+        return False
+
+    def _check_capturable(self):
+        for group in self.param_groups:
+            if not self._replays_in_a_graph(group):
+                raise RuntimeError(
+                    f"{type(self).__name__}.step() cannot be captured in a CUDA graph: its update uses host "
+                    "values that change every step (step count, bias corrections), which a replay would "
+                    "freeze at the captured step; step it outside the graph, or use SGD, RMSprop or Adadelta")
 
     def _params_with_grad(self, group):
         """(parameter, its array, that array's module, its state) for every parameter of

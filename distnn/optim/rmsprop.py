@@ -24,6 +24,9 @@ class RMSprop(Optimizer):
         if group["centered"]:
             state["grad_avg"] = _wrap(xp.zeros_like(param))
 
+    def _replays_in_a_graph(self, group):
+        return True
+
     def _update_group(self, group):
         lr = float(group["lr"])
         alpha, eps, weight_decay = group["alpha"], group["eps"], group["weight_decay"]
