@@ -6,6 +6,8 @@ matrix is folded into one 2-D GEMM rather than a loop over the batch. Shape
 errors name both shapes as PyTorch's do.
 """
 
+import numpy as np
+
 from ..autograd.function import Op
 from .common import as_array, renamed_op
 
@@ -70,6 +72,16 @@ VecMat = renamed_op(Mm, "Squeeze", 4)  # PyTorch computes vector @ matrix as a s
 BatchedMatmul = renamed_op(Mm, "UnsafeView")  # ... and batched matmul as a bmm of folded views
 
 
+def _column_sums(xp, rows):
+    """A bias gradient, ``rows.sum(0)``: on numpy as a GEMV of ones against the rows
+    (BLAS reads them once, in order; ``sum(0)`` took 1.9 ms on a 700x10000 decoder
+    gradient at 2 threads, the GEMV 0.7); elsewhere (CuPy, graph mode, more rows than
+    a float32 running sum keeps accurate) the pairwise sum."""
+    if xp is np and type(rows) is np.ndarray and rows.dtype.kind == "f" and 1 < rows.shape[0] <= 1 << 14:
+        return np.matmul(np.ones(rows.shape[0], rows.dtype), rows)
+    return rows.sum(0)
+
+
 class Addmm(Op):
     """``beta * bias + alpha * (m1 @ m2)`` in one GEMM plus an in-place add.
 
@@ -106,7 +118,7 @@ class Addmm(Op):
             g2 = g2 * ctx.alpha
         gbias = gm1 = gm2 = None
         if need_bias:
-            gbias = g.reshape(-1, g.shape[-1]).sum(0) if len(ctx.bias_shape) <= 1 else g
+            gbias = _column_sums(xp, g.reshape(-1, g.shape[-1])) if len(ctx.bias_shape) <= 1 else g
             if ctx.beta != 1:
                 gbias = gbias * ctx.beta
         if need_m1:
@@ -140,10 +152,10 @@ class LinearGemm(Op):
         need_bias, need_x, need_w = ctx.needs_input_grad
         xp = ctx.xp
         if x.ndim == 2:
-            return (g.sum(0) if need_bias else None, xp.matmul(g, w) if need_x else None,
+            return (_column_sums(xp, g) if need_bias else None, xp.matmul(g, w) if need_x else None,
                     xp.matmul(g.T, x) if need_w else None)
         g2 = g.reshape(-1, g.shape[-1])
-        return (g2.sum(0) if need_bias else None,
+        return (_column_sums(xp, g2) if need_bias else None,
                 xp.matmul(g2, w).reshape(x.shape) if need_x else None,
                 xp.matmul(g2.T, x.reshape(-1, x.shape[-1])) if need_w else None)
 

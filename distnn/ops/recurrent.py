@@ -11,7 +11,7 @@ inputs first.
 
 from ..autograd.function import Op
 from ..autograd.graph_xp import recording
-from .activation import _sigmoid
+from .activation import _sigmoid, sigmoid_into
 
 __all__ = ["lstm_layer", "gru_layer"]
 
@@ -33,7 +33,8 @@ def _hidden_gates(xp, h, w_hh_t, b_hh):
 
 
 def _lstm_forward(xp, xw, h, c, w_hh, b_hh, time_dim, reverse):
-    """(per step: h_prev, c_prev, i, f, g, o, tanh(c)), the outputs, final h and c."""
+    """(per step: h_prev, c_prev, i, f, g, o, tanh(c)), the outputs, final h and c: the
+    loop on GraphArrays, for double backward (``_lstm_sequence`` is the arrays' loop)."""
     n = h.shape[-1]
     steps = [None] * xw.shape[time_dim]
     outputs = [None] * len(steps)
@@ -49,6 +50,69 @@ def _lstm_forward(xp, xw, h, c, w_hh, b_hh, time_dim, reverse):
         h = outputs[t] = o * tc
         c = c_next
     return steps, outputs, h, c
+
+
+def _lstm_sequence(xp, xw, h0, c0, w_hh, b_hh, time_dim, reverse):
+    """The forward loop on arrays, each step's values written into (T, B, ...) stacks
+    that backward then reads whole: the activated gates (i, f, g, o) side by side, the
+    new cell states, their tanh and the outputs. The same values as ``_lstm_forward``."""
+    steps, (batch, n) = xw.shape[time_dim], h0.shape
+    acts = xp.empty((steps, batch, 4 * n), xw.dtype)
+    cells, tanh_cells, outs = (xp.empty((steps, batch, n), xw.dtype) for _ in range(3))
+    w_hh_t = xp.ascontiguousarray(w_hh.T)
+    h, c = h0, c0
+    gates = xp.empty((batch, 4 * n), xw.dtype)
+    for t in _order(steps, reverse):
+        xp.matmul(h, w_hh_t, out=gates)
+        if b_hh is not None:
+            gates += b_hh
+        gates += _at(xw, t, time_dim)
+        a = sigmoid_into(xp, gates, acts[t])
+        xp.tanh(gates[:, 2 * n:3 * n], out=a[:, 2 * n:3 * n])
+        c = xp.multiply(a[:, n:2 * n], c, out=cells[t])
+        c += a[:, :n] * a[:, 2 * n:3 * n]
+        h = xp.multiply(a[:, 3 * n:], xp.tanh(c, out=tanh_cells[t]), out=outs[t])
+    return acts, cells, tanh_cells, outs
+
+
+def _previous(xp, first, stack, reverse):
+    """What each step started from: ``first`` for the first step processed, else the
+    neighbouring step's entry of ``stack`` (a copy, safe from writes to the outputs)."""
+    prev = xp.empty_like(stack)
+    if reverse:
+        prev[-1], prev[:-1] = first, stack[1:]
+    else:
+        prev[0], prev[1:] = first, stack[:-1]
+    return prev
+
+
+def _lstm_gate_grads(xp, ctx, g_out, dh, dc):
+    """Backward of ``_lstm_sequence``: the gates' gradients (T, B, 4H) and the gradients of
+    h0 and c0. Every factor that does not depend on the incoming gradient is formed over
+    all steps at once first, so each step costs five array passes and one small GEMM."""
+    acts, c_prev, tanh_cells, w_hh = ctx.acts, ctx.c_prev, ctx.tanh_cells, ctx.w_hh
+    steps, batch, n4 = acts.shape
+    n = n4 // 4
+    # d(gate pre-activations) per unit of dc (i, f, g) or of dh (o)
+    factors = acts * (1 - acts)  # the sigmoid's derivative, right for i, f and o
+    g = acts[:, :, 2 * n:3 * n]
+    xp.subtract(1, g * g, out=factors[:, :, 2 * n:3 * n])  # tanh's, for g
+    factors[:, :, :n] *= g
+    factors[:, :, n:2 * n] *= c_prev
+    factors[:, :, 2 * n:3 * n] *= acts[:, :, :n]
+    factors[:, :, 3 * n:] *= tanh_cells
+    dc_per_dh = acts[:, :, 3 * n:] * (1 - tanh_cells * tanh_cells)
+    d_gates = xp.empty_like(acts)
+    by_gate, factors = d_gates.reshape(steps, batch, 4, n), factors.reshape(steps, batch, 4, n)
+    dc = dc.copy()
+    for t in _order(steps, not ctx.reverse):
+        dh = dh + _at(g_out, t, ctx.time_dim)
+        dc += dh * dc_per_dh[t]
+        xp.multiply(factors[t, :, :3], dc[:, None, :], out=by_gate[t, :, :3])
+        xp.multiply(factors[t, :, 3], dh, out=by_gate[t, :, 3])
+        dh = xp.matmul(d_gates[t], w_hh)
+        dc *= acts[t, :, n:2 * n]
+    return d_gates, dh, dc
 
 
 def _gru_forward(xp, xw, h, w_hh, b_hh, time_dim, reverse):
@@ -89,18 +153,28 @@ class LSTMLayer(Op):
 
     @staticmethod
     def forward(ctx, xw, h0, c0, w_hh, b_hh, time_dim=0, reverse=False):
-        ctx.steps, outputs, h, c = _lstm_forward(ctx.xp, xw, h0, c0, w_hh, b_hh, time_dim, reverse)
+        xp = ctx.xp
+        acts, cells, ctx.tanh_cells, outs = _lstm_sequence(xp, xw, h0, c0, w_hh, b_hh, time_dim, reverse)
+        last = 0 if reverse else -1
+        ctx.acts, ctx.c_prev, ctx.w_hh = acts, _previous(xp, c0, cells, reverse), w_hh
+        ctx.h_prev = _previous(xp, h0, outs, reverse)
         ctx.time_dim, ctx.reverse = time_dim, reverse
         ctx.save_for_backward(xw, h0, c0, w_hh, b_hh)
-        return ctx.xp.stack(outputs, time_dim), h, c
+        out = outs if time_dim == 0 else xp.ascontiguousarray(outs.swapaxes(0, 1))
+        return out, outs[last].copy(), cells[last].copy()
 
     @staticmethod
     def backward(ctx, g_out, g_h, g_c):
         xp, time_dim = ctx.xp, ctx.time_dim
         xw, h0, c0, w_hh, b_hh = ctx.saved_tensors
-        steps = ctx.steps
-        if recording(xw):
-            steps = _lstm_forward(xp, xw, h0, c0, w_hh, b_hh, time_dim, ctx.reverse)[0]
+        if not recording(xw):
+            d_gates, dh, dc = _lstm_gate_grads(xp, ctx, g_out, g_h, g_c)
+            need_w, need_b = ctx.needs_input_grad[-2:]
+            rows = d_gates.reshape(-1, d_gates.shape[-1])
+            d_w = xp.matmul(rows.T, ctx.h_prev.reshape(-1, h0.shape[-1])) if need_w else None
+            d_xw = d_gates if time_dim == 0 else xp.ascontiguousarray(d_gates.swapaxes(0, 1))
+            return d_xw, dh, dc, d_w, rows.sum(0) if need_b else None
+        steps = _lstm_forward(xp, xw, h0, c0, w_hh, b_hh, time_dim, ctx.reverse)[0]
         dh, dc = g_h, g_c
         d_gates = [None] * len(steps)
         for t in _order(len(steps), not ctx.reverse):
