@@ -1,10 +1,10 @@
 """Convolutions: ``conv1d``, ``conv2d``, ``conv_transpose1d``, ``conv_transpose2d``,
-one ``Convolution`` op (``ConvolutionBackward0``). Float32 convolutions on numpy
-run through oneDNN where it is installed and enabled (``onednn.py``); the rest
-are built from im2col by strided copies, one GEMM per batch chunk, and col2im by
-strided adds (kernel rows, then columns); the working layouts and scratch
-buffers live in ``im2col.py``, the paths that skip im2col in ``conv_direct.py``
-and ``conv_grid.py``.
+one ``Convolution`` op (``ConvolutionBackward0``). CuPy convolutions run in
+``conv_cuda.py``. Float32 convolutions on numpy run through oneDNN where it is
+installed and enabled (``onednn.py``); the rest are built from im2col by strided
+copies, one GEMM per batch chunk, and col2im by strided adds (kernel rows, then
+columns); the working layouts and scratch buffers live in ``im2col.py``, the
+paths that skip im2col in ``conv_direct.py`` and ``conv_grid.py``.
 """
 
 from collections import namedtuple
@@ -13,7 +13,7 @@ from ..autograd.function import Op
 from ..autograd.graph_xp import GraphArray, recording
 from ..threads import map_chunks
 from ..tensor import _wrap
-from . import conv_direct, conv_grid, onednn
+from . import conv_cuda, conv_direct, conv_grid, onednn
 from .im2col import batch_chunks, chunk_sum, layout_for, scratch_array, weight_gemm
 from .shape import squeeze, unsqueeze
 
@@ -120,7 +120,9 @@ def _convolve(xp, x, w, b, geo):
     one_d = x.ndim == 3
     if one_d:  # a 1-D convolution is a 2-D one over a height of 1
         x, w = x[:, :, None, :], w[:, :, None, :]
-    y = onednn.convolve(xp, x, w, b, geo)  # None where oneDNN does not take it (float64, ...)
+    y = conv_cuda.convolve(xp, x, w, b, geo)  # None on the CPU
+    if y is None:
+        y = onednn.convolve(xp, x, w, b, geo)  # None where oneDNN does not take it (float64, ...)
     if y is None and geo.transposed:
         y = _transposed_forward(xp, x, w, b, geo)
     elif y is None:
@@ -137,7 +139,9 @@ def _gradients(xp, x, w, g, geo, need_x, need_w, need_b):
     one_d = x.ndim == 3
     if one_d:
         x, w, g = x[:, :, None, :], w[:, :, None, :], g[:, :, None, :]
-    fast = onednn.gradients(xp, x, w, g, geo, need_x, need_w, need_b)
+    fast = conv_cuda.gradients(xp, x, w, g, geo, need_x, need_w, need_b)
+    if fast is None:
+        fast = onednn.gradients(xp, x, w, g, geo, need_x, need_w, need_b)
     if fast is not None:
         gx, gw, g_bias = fast
     elif geo.transposed:
