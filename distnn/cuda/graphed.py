@@ -72,8 +72,8 @@ def graph_callable(fn, sample_args, num_warmup_iters, allow_unused_input, pool, 
                     static.copy_(g) if g is not None else static.zero_()
             backward_graph.replay()
             result = [None] * (len(sample_args) + len(params))
-            for slot, g in zip(grad_slots, static_grads):
-                result[slot] = None if g is None else g.detach()
+            for slot, g in zip(grad_slots, static_grads):  # copies: .grad may keep what it is given,
+                result[slot] = None if g is None else g.detach().clone()  # and the next replay rewrites these
             return tuple(result)
 
     def graphed(*args):

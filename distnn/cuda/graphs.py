@@ -142,7 +142,7 @@ class graph:
 
 def _is_capture_violation(exc):
     text = str(exc)
-    return "capture" in text.lower() and "CUDAGraph" not in type(exc).__name__
+    return "captur" in text.lower() and "CUDAGraph" not in type(exc).__name__
 
 
 @contextmanager

@@ -6,13 +6,16 @@ between them and (N, C*rest) views run numpy's contiguous loops.
 
 import math
 
+import numpy as np
+
 from ..autograd.graph_xp import recording
 
 
 def _one_pass(a):
-    """Whether ``a`` is a plain float32/float64 array, whose sums einsum may fuse
-    (float16's would then accumulate in float16)."""
-    return not recording(a) and a.dtype.itemsize >= 4
+    """Whether ``a`` is a plain float32/float64 NumPy array, whose sums einsum may fuse
+    (float16's would then accumulate in float16). CuPy's einsum runs through cuBLAS,
+    which CuPy refuses inside a CUDA-graph capture: GPU arrays take the plain sums."""
+    return not recording(a) and a.dtype.itemsize >= 4 and type(a) is np.ndarray
 
 
 def _plain(a):
