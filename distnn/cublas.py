@@ -58,6 +58,10 @@ class _Cublas:
         self.gemm = {"float32": lib.cublasSgemmStridedBatched, "float64": lib.cublasDgemmStridedBatched}
         for fn in self.gemm.values():
             fn.argtypes = gemm_args
+        # one product: the plain GEMM, whose kernel choice cuBLAS keeps, not the batched one's
+        self.gemm_one = {"float32": lib.cublasSgemm_v2, "float64": lib.cublasDgemm_v2}
+        for fn in self.gemm_one.values():
+            fn.argtypes = [p, i, i, i, i, i, p, p, i, p, i, p, p, i]
         lib.cublasSetStream_v2.argtypes = [p, p]
         lib.cublasSetWorkspace_v2.argtypes = [p, p, ctypes.c_size_t]
         lib.cublasSetMathMode.argtypes = [p, i]
@@ -231,6 +235,11 @@ def _gemm(cupy, a, b, out, batch, m, n, k, count, accumulate):
     handle = lib.handle(device, cupy.cuda.get_current_stream().ptr)
     scalar = lib.scalars[out.dtype.name]
     alpha, beta = scalar(1.0), scalar(1.0 if accumulate else 0.0)
+    if count == 1:
+        lib.check(lib.gemm_one[out.dtype.name](
+            handle, op_b, op_a, n, m, k, ctypes.byref(alpha), b.data.ptr, ld_b, a.data.ptr, ld_a,
+            ctypes.byref(beta), out.data.ptr, n), "gemm")
+        return
     lib.check(lib.gemm[out.dtype.name](
         handle, op_b, op_a, n, m, k, ctypes.byref(alpha), b.data.ptr, ld_b, stride_b,
         a.data.ptr, ld_a, stride_a, ctypes.byref(beta), out.data.ptr, n, m * n, count), "gemm")

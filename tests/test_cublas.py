@@ -64,10 +64,20 @@ def _emulated_gemm(ctype):
     return gemm
 
 
+def _emulated_single(ctype):
+    """cublas<t>gemm's contract: the batched one's for one product, without strides."""
+    batched = _emulated_gemm(ctype)
+
+    def gemm(handle, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        return batched(handle, transa, transb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0, 1)
+    return gemm
+
+
 @pytest.fixture
 def emulated(monkeypatch):
     library = types.SimpleNamespace(
         gemm={"float32": _emulated_gemm(ctypes.c_float), "float64": _emulated_gemm(ctypes.c_double)},
+        gemm_one={"float32": _emulated_single(ctypes.c_float), "float64": _emulated_single(ctypes.c_double)},
         scalars={"float32": ctypes.c_float, "float64": ctypes.c_double},
         handle=lambda device, stream: None, check=lambda status, what: None)
     monkeypatch.setattr(cublas, "_library", lambda: library)
