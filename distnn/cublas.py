@@ -117,10 +117,11 @@ def prepare(device_id=None):
     """Load cuBLAS and make this GPU's handle now (a graph capture calls this first)."""
     cupy = backend._import_cupy()
     device_id = cupy.cuda.Device().id if device_id is None else device_id
-    if _library() is None:
+    lib = _library()
+    if lib is None:
         raise CublasError(f"distnn's cuBLAS GEMMs are unavailable ({_load_error}), and CuPy's cannot be "
                           "captured in a CUDA graph")
-    _library().handle(device_id, cupy.cuda.get_current_stream().ptr)
+    lib.handle(device_id, cupy.cuda.get_current_stream().ptr)
 
 
 def _operand(x):
@@ -197,8 +198,8 @@ def matmul(a, b, out=None, accumulate=False):
         if not (accumulate and direct):
             target.fill(0)
     else:
-        a, b = _gemm_ready(cupy, a, batch), _gemm_ready(cupy, b, batch)
-        _gemm(cupy, a, b, target, batch, m, n, k, count, accumulate and direct)
+        _gemm(cupy, _gemm_operand(cupy, a, batch), _gemm_operand(cupy, b, batch), target, m, n, k, count,
+              accumulate and direct)
     if not direct:
         if accumulate:
             out += target
@@ -218,21 +219,26 @@ def _broadcast_batch(sa, sb):
     return tuple(reversed(shape))
 
 
-def _gemm_ready(cupy, x, batch):
-    """``x`` (or a contiguous copy of it) readable by a strided-batched GEMM."""
-    if _batch_stride(x, batch) is None:  # batch dims broadcast in a way no one stride walks
-        return cupy.ascontiguousarray(cupy.broadcast_to(x, batch + x.shape[-2:]))
-    return x if _operand(x) is not None else cupy.ascontiguousarray(x)
+def _gemm_operand(cupy, x, batch):
+    """(``x`` or a contiguous copy of it, its cuBLAS op, leading dimension and batch
+    stride): what a strided-batched GEMM reads, worked out once per operand."""
+    stride = _batch_stride(x, batch)
+    if stride is None:  # batch dims broadcast in a way no one stride walks
+        x = cupy.ascontiguousarray(cupy.broadcast_to(x, batch + x.shape[-2:]))
+        stride = _batch_stride(x, batch)
+    layout = _operand(x)
+    if layout is None:
+        x = cupy.ascontiguousarray(x)
+        layout = _operand(x)
+    return (x,) + layout + (stride,)
 
 
-def _gemm(cupy, a, b, out, batch, m, n, k, count, accumulate):
-    # Row-major C = A @ B is column-major C^T = B^T @ A^T: cuBLAS gets B first.
+def _gemm(cupy, a, b, out, m, n, k, count, accumulate):
+    """``out = a @ b`` (``+=`` with ``accumulate``) for operands from ``_gemm_operand``.
+    Row-major C = A @ B is column-major C^T = B^T @ A^T: cuBLAS gets B first."""
+    (a, op_a, ld_a, stride_a), (b, op_b, ld_b, stride_b) = a, b
     lib = _library()
-    op_a, ld_a = _operand(a)
-    op_b, ld_b = _operand(b)
-    stride_a, stride_b = _batch_stride(a, batch), _batch_stride(b, batch)
-    device = out.device.id
-    handle = lib.handle(device, cupy.cuda.get_current_stream().ptr)
+    handle = lib.handle(out.device.id, cupy.cuda.get_current_stream().ptr)
     scalar = lib.scalars[out.dtype.name]
     alpha, beta = scalar(1.0), scalar(1.0 if accumulate else 0.0)
     if count == 1:

@@ -45,18 +45,6 @@ def _sigmoid(xp, x):
     return xp.exp(_negative_part(xp, x)) / (1 + xp.exp(-xp.abs(x)))
 
 
-def sigmoid_into(xp, x, out):
-    """``_sigmoid`` of an array written into ``out``, its temporaries reused in place
-    (the same bits): for loops over small arrays, where each allocation shows."""
-    num = _negative_part(xp, x)
-    xp.exp(num, out=num)
-    den = xp.abs(x)
-    xp.negative(den, out=den)
-    xp.exp(den, out=den)
-    den += 1
-    return xp.divide(num, den, out=out)
-
-
 def _apply(op, input, inplace, **params):
     """Out of place, or written back into ``input``. An op whose backward needs only its
     output (``writes_in_place``) overwrites the array itself, as PyTorch's ``relu_`` does;

@@ -11,7 +11,7 @@ inputs first.
 
 from ..autograd.function import Op
 from ..autograd.graph_xp import recording
-from .activation import _sigmoid, sigmoid_into
+from .activation import _negative_part, _sigmoid
 
 __all__ = ["lstm_layer", "gru_layer"]
 
@@ -52,6 +52,18 @@ def _lstm_forward(xp, xw, h, c, w_hh, b_hh, time_dim, reverse):
     return steps, outputs, h, c
 
 
+def _sigmoid_into(xp, x, out):
+    """``_sigmoid`` of an array written into ``out``, its temporaries reused in place
+    (the same bits): the loop below runs it on small arrays, where each allocation shows."""
+    num = _negative_part(xp, x)
+    xp.exp(num, out=num)
+    den = xp.abs(x)
+    xp.negative(den, out=den)
+    xp.exp(den, out=den)
+    den += 1
+    return xp.divide(num, den, out=out)
+
+
 def _lstm_sequence(xp, xw, h0, c0, w_hh, b_hh, time_dim, reverse):
     """The forward loop on arrays, each step's values written into (T, B, ...) stacks
     that backward then reads whole: the activated gates (i, f, g, o) side by side, the
@@ -67,7 +79,7 @@ def _lstm_sequence(xp, xw, h0, c0, w_hh, b_hh, time_dim, reverse):
         if b_hh is not None:
             gates += b_hh
         gates += _at(xw, t, time_dim)
-        a = sigmoid_into(xp, gates, acts[t])
+        a = _sigmoid_into(xp, gates, acts[t])
         xp.tanh(gates[:, 2 * n:3 * n], out=a[:, 2 * n:3 * n])
         c = xp.multiply(a[:, n:2 * n], c, out=cells[t])
         c += a[:, :n] * a[:, 2 * n:3 * n]
@@ -86,11 +98,11 @@ def _previous(xp, first, stack, reverse):
     return prev
 
 
-def _lstm_gate_grads(xp, ctx, g_out, dh, dc):
+def _lstm_gate_grads(xp, ctx, w_hh, g_out, dh, dc):
     """Backward of ``_lstm_sequence``: the gates' gradients (T, B, 4H) and the gradients of
     h0 and c0. Every factor that does not depend on the incoming gradient is formed over
     all steps at once first, so each step costs five array passes and one small GEMM."""
-    acts, c_prev, tanh_cells, w_hh = ctx.acts, ctx.c_prev, ctx.tanh_cells, ctx.w_hh
+    acts, c_prev, tanh_cells = ctx.acts, ctx.c_prev, ctx.tanh_cells
     steps, batch, n4 = acts.shape
     n = n4 // 4
     # d(gate pre-activations) per unit of dc (i, f, g) or of dh (o)
@@ -133,15 +145,15 @@ def _gru_forward(xp, xw, h, w_hh, b_hh, time_dim, reverse):
     return steps, outputs, h
 
 
-def _weight_grads(xp, ctx, d_hidden, h_prevs):
+def _weight_grads(xp, ctx, rows, h_prevs):
     """The hidden weights' and bias's gradients: one GEMM and one sum over all steps,
-    from the gradient of each step's ``h_prev @ w_hh.T + b_hh``."""
+    from the gradients of every step's ``h_prev @ w_hh.T + b_hh`` (``rows``, steps
+    stacked) and the ``h_prev`` each step read (stacked the same way)."""
     need_w, need_b = ctx.needs_input_grad[-2:]
     if not (need_w or need_b):
         return None, None
-    rows = xp.stack(d_hidden, 0)
     rows = rows.reshape(-1, rows.shape[-1])
-    d_w = xp.matmul(rows.T, xp.stack(h_prevs, 0).reshape(-1, h_prevs[0].shape[-1])) if need_w else None
+    d_w = xp.matmul(rows.T, h_prevs.reshape(-1, h_prevs.shape[-1])) if need_w else None
     return d_w, rows.sum(0) if need_b else None
 
 
@@ -156,7 +168,7 @@ class LSTMLayer(Op):
         xp = ctx.xp
         acts, cells, ctx.tanh_cells, outs = _lstm_sequence(xp, xw, h0, c0, w_hh, b_hh, time_dim, reverse)
         last = 0 if reverse else -1
-        ctx.acts, ctx.c_prev, ctx.w_hh = acts, _previous(xp, c0, cells, reverse), w_hh
+        ctx.acts, ctx.c_prev = acts, _previous(xp, c0, cells, reverse)
         ctx.h_prev = _previous(xp, h0, outs, reverse)
         ctx.time_dim, ctx.reverse = time_dim, reverse
         ctx.save_for_backward(xw, h0, c0, w_hh, b_hh)
@@ -168,12 +180,9 @@ class LSTMLayer(Op):
         xp, time_dim = ctx.xp, ctx.time_dim
         xw, h0, c0, w_hh, b_hh = ctx.saved_tensors
         if not recording(xw):
-            d_gates, dh, dc = _lstm_gate_grads(xp, ctx, g_out, g_h, g_c)
-            need_w, need_b = ctx.needs_input_grad[-2:]
-            rows = d_gates.reshape(-1, d_gates.shape[-1])
-            d_w = xp.matmul(rows.T, ctx.h_prev.reshape(-1, h0.shape[-1])) if need_w else None
+            d_gates, dh, dc = _lstm_gate_grads(xp, ctx, w_hh, g_out, g_h, g_c)
             d_xw = d_gates if time_dim == 0 else xp.ascontiguousarray(d_gates.swapaxes(0, 1))
-            return d_xw, dh, dc, d_w, rows.sum(0) if need_b else None
+            return (d_xw, dh, dc) + _weight_grads(xp, ctx, d_gates, ctx.h_prev)
         steps = _lstm_forward(xp, xw, h0, c0, w_hh, b_hh, time_dim, ctx.reverse)[0]
         dh, dc = g_h, g_c
         d_gates = [None] * len(steps)
@@ -185,7 +194,7 @@ class LSTMLayer(Op):
                                          dc * i * (1 - g * g), dh * tc * (o * (1 - o))], axis=1)
             dh = xp.matmul(d_gates[t], w_hh)
             dc = dc * f
-        d_w, d_b = _weight_grads(xp, ctx, d_gates, [s[0] for s in steps])
+        d_w, d_b = _weight_grads(xp, ctx, xp.stack(d_gates, 0), xp.stack([s[0] for s in steps], 0))
         return xp.stack(d_gates, time_dim), dh, dc, d_w, d_b
 
 
@@ -220,7 +229,7 @@ class GRULayer(Op):
             d_inputs[t] = xp.concatenate([d_r, d_z, d_n], axis=1)
             d_hidden[t] = xp.concatenate([d_r, d_z, d_n * r], axis=1)
             dh = dh * z + xp.matmul(d_hidden[t], w_hh)
-        d_w, d_b = _weight_grads(xp, ctx, d_hidden, [s[0] for s in steps])
+        d_w, d_b = _weight_grads(xp, ctx, xp.stack(d_hidden, 0), xp.stack([s[0] for s in steps], 0))
         return xp.stack(d_inputs, time_dim), dh, d_w, d_b
 
 
