@@ -1,7 +1,11 @@
-"""The timing harness the train-step benchmarks share: each library runs in a
-fresh process per round, the rounds of distnn and PyTorch interleaved, so a
-slow spell of a shared machine hits both alike; the table shows the median
-over rounds of each round's median step time."""
+"""The timing harness the train-step benchmarks share: each case of each library
+runs in a fresh process per round, distnn's and PyTorch's processes for a case
+back to back (which goes first alternating by round), so a slow spell of a
+shared machine hits both alike; the table shows the median over rounds of each
+round's median step time. (One process per library running every case let the
+two measurements of a case lie a minute apart, and this VM's slow spells, which
+last seconds to minutes and slow a step by up to 30%, moved a row's ratio by
+0.1-0.2 from run to run.)"""
 
 import argparse
 import json
@@ -46,10 +50,15 @@ def run_library(name, build_cases, args):
     sync = lib.cuda.synchronize if args.device == "cuda" else (lambda: None)
     results = {}
     for case, make_step in build_cases(lib, args):
-        if args.case and not any(c in case for c in args.case):
-            continue
-        results[case] = median_ms(make_step(), args.repeat, sync)
+        if _selected(case, args):
+            results[case] = median_ms(make_step(), args.repeat, sync)
     return results
+
+
+def _selected(case, args):
+    if args.exact:
+        return case in args.exact
+    return not args.case or any(c in case for c in args.case)
 
 
 def _measure_in_subprocess(script, name, argv):
@@ -78,22 +87,34 @@ def main(script, doc, build_cases, repeat=30, rounds=3, argv=None):
                         help="cuda: distnn on CuPy beside torch on CUDA, each step synchronized")
     parser.add_argument("--case", action="append", help="run only the cases whose name contains this (repeatable)")
     parser.add_argument("--only", choices=["distnn", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--exact", action="append", help=argparse.SUPPRESS)
+    parser.add_argument("--list", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.list:  # the selected cases' names; no model is built
+        import distnn
+        print(json.dumps([case for case, _ in build_cases(distnn, args) if _selected(case, args)]))
+        return
     if args.only:
         print(json.dumps(run_library(args.only, build_cases, args)))
         return
     forwarded = ["--repeat", str(args.repeat), "--threads", str(args.threads), "--device", args.device]
     for case in args.case or ():
         forwarded += ["--case", case]
+    cases = _measure_in_subprocess(script, "distnn", forwarded + ["--list"])
     ours, theirs, have_torch = [], [], True
-    for _ in range(args.rounds):
-        ours.append(_measure_in_subprocess(script, "distnn", forwarded))
-        if have_torch:
-            got = _measure_in_subprocess(script, "torch", forwarded)
-            have_torch = got is not None
-            theirs += [got] if have_torch else []
+    for r in range(args.rounds):
+        ours.append({})
+        theirs.append({})
+        for case in cases:
+            for name in ("distnn", "torch") if r % 2 == 0 else ("torch", "distnn"):
+                if name == "distnn":
+                    ours[-1].update(_measure_in_subprocess(script, name, forwarded + ["--exact", case]))
+                elif have_torch:
+                    got = _measure_in_subprocess(script, name, forwarded + ["--exact", case])
+                    have_torch = got is not None
+                    theirs[-1].update(got or {})
     ours = _median_over_rounds(ours)
-    theirs = _median_over_rounds(theirs) if theirs else {}
+    theirs = _median_over_rounds(theirs) if have_torch else {}
     width = max([36] + [len(name) for name in ours])
     print(f"{'case':<{width}} {'distnn ms':>10} {'torch ms':>10} {'ratio':>7}")
     for name, ms in ours.items():
@@ -102,4 +123,4 @@ def main(script, doc, build_cases, repeat=30, rounds=3, argv=None):
         print(f"{name:<{width}} {ms:10.2f} {(f'{t:10.2f}' if t else '         -')} {ratio}")
     blas = "OPENBLAS_CORETYPE=" + os.environ.get("OPENBLAS_CORETYPE", "(unset)")
     print(f"({args.device}, {args.threads} BLAS thread(s), {blas}, median of {args.repeat} steps, median of "
-          f"{args.rounds} interleaved rounds, each in a fresh process; ratio = distnn / torch, lower is better)")
+          f"{args.rounds} interleaved rounds, each case in a fresh process; ratio = distnn / torch, lower is better)")

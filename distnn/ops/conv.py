@@ -121,14 +121,15 @@ def _convolve(xp, x, w, b, geo):
     if one_d:  # a 1-D convolution is a 2-D one over a height of 1
         x, w = x[:, :, None, :], w[:, :, None, :]
     y = conv_cuda.convolve(xp, x, w, b, geo)  # None on the CPU
+    if y is None and not geo.transposed:
+        crop = _crop_to_reads(x.shape, w.shape, geo)
+        if crop is not None:
+            x, w, geo = x[crop.x], _cropped_weight(xp, w, crop.w), crop.geometry
     if y is None:
         y = onednn.convolve(xp, x, w, b, geo)  # None where oneDNN does not take it (float64, ...)
     if y is None and geo.transposed:
         y = _transposed_forward(xp, x, w, b, geo)
     elif y is None:
-        crop = _crop_to_reads(x.shape, w.shape, geo)
-        if crop is not None:
-            x, w, geo = x[crop.x], _cropped_weight(xp, w, crop.w), crop.geometry
         y = _conv_forward(xp, x, w, b, geo)
     return y[:, :, 0, :] if one_d else y
 
@@ -140,24 +141,28 @@ def _gradients(xp, x, w, g, geo, need_x, need_w, need_b):
     if one_d:
         x, w, g = x[:, :, None, :], w[:, :, None, :], g[:, :, None, :]
     fast = conv_cuda.gradients(xp, x, w, g, geo, need_x, need_w, need_b)
-    if fast is None:
-        fast = onednn.gradients(xp, x, w, g, geo, need_x, need_w, need_b)
-    if fast is not None:
+    crop = None if fast is not None or geo.transposed else _crop_to_reads(x.shape, w.shape, geo)
+    if crop is not None:
+        gx, gw, g_bias = _plain_gradients(xp, x[crop.x], _cropped_weight(xp, w, crop.w), g, crop.geometry,
+                                          need_x, need_w, need_b)
+        gx, gw = _uncrop(xp, gx, x.shape, crop.x), _uncropped_weight(xp, gw, w.shape, crop.w)
+    elif fast is not None:
         gx, gw, g_bias = fast
     elif geo.transposed:
-        gx, gw, g_bias = _transposed_backward(xp, x, w, g, geo, need_x, need_w, need_b)
+        gx, gw, g_bias = onednn.gradients(xp, x, w, g, geo, need_x, need_w, need_b) or \
+            _transposed_backward(xp, x, w, g, geo, need_x, need_w, need_b)
     else:
-        crop = _crop_to_reads(x.shape, w.shape, geo)
-        if crop is None:
-            gx, gw, g_bias = _conv_backward(xp, x, w, g, geo, need_x, need_w, need_b)
-        else:
-            gx, gw, g_bias = _conv_backward(xp, x[crop.x], _cropped_weight(xp, w, crop.w), g, crop.geometry,
-                                            need_x, need_w, need_b)
-            gx, gw = _uncrop(xp, gx, x.shape, crop.x), _uncropped_weight(xp, gw, w.shape, crop.w)
+        gx, gw, g_bias = _plain_gradients(xp, x, w, g, geo, need_x, need_w, need_b)
     if one_d:
         gx = gx[:, :, 0, :] if gx is not None else None
         gw = gw[:, :, 0, :] if gw is not None else None
     return gx, gw, g_bias
+
+
+def _plain_gradients(xp, x, w, g, geo, need_x, need_w, need_b):
+    """A (not transposed) convolution's gradients on the CPU: oneDNN's, else our own."""
+    return onednn.gradients(xp, x, w, g, geo, need_x, need_w, need_b) or \
+        _conv_backward(xp, x, w, g, geo, need_x, need_w, need_b)
 
 
 def _add_into(xp, total, part):
@@ -293,10 +298,12 @@ def _crop_to_reads(x_shape, w_shape, geo):
     only ever read padding (a 3x3 kernel over a 1x1 map: 8 of its 9 taps) or some
     input rows are never read: index ``x`` and ``w`` by ``Crop.x`` / ``Crop.w``
     and convolve with ``Crop.geometry``. The dropped products are all zero, so the
-    result is the same; their weight and input gradients are zero. None when there
-    is nothing to drop."""
-    x_index, w_index, pads = [slice(None)] * 2, [slice(None)] * 2, []
-    cropped = False
+    result is the same; their weight and input gradients are zero. A dim with one
+    output gets stride 1, and one kernel tap dilation 1 (oneDNN then runs ResNet-18's
+    layers on a 1x1 map as 1x1 convolutions, its JIT kernel for those). None when
+    there is nothing to drop or change."""
+    x_index, w_index, pads, strides, dilations = [slice(None)] * 2, [slice(None)] * 2, [], [], []
+    changed = False
     for size, k, s, d, (before, after) in zip(x_shape[2:], w_shape[2:], geo.stride, geo.dilation, geo.padding):
         out = (before + size + after - d * (k - 1) - 1) // s + 1
         # tap t reads padded positions t*d + s*o, o < out; it is live if one of them is real
@@ -306,13 +313,17 @@ def _crop_to_reads(x_shape, w_shape, geo):
         k0, k1 = live[0], live[-1] + 1
         lo, hi = k0 * d, (k1 - 1) * d + s * (out - 1)  # the padded positions the live taps read
         first, stop = max(lo - before, 0), min(hi - before + 1, size)
-        cropped |= k1 - k0 < k or first > 0 or stop < size
+        stride, dilation = (1 if out == 1 else s), (1 if k1 - k0 == 1 else d)
+        changed |= k1 - k0 < k or first > 0 or stop < size or (stride, dilation) != (s, d)
         x_index.append(slice(first, stop))
         w_index.append(slice(k0, k1))
         pads.append((max(before - lo, 0), max(hi - before + 1 - size, 0)))
-    if not cropped:
+        strides.append(stride)
+        dilations.append(dilation)
+    if not changed:
         return None
-    return Crop(tuple(x_index), tuple(w_index), geo._replace(padding=tuple(pads)))
+    return Crop(tuple(x_index), tuple(w_index),
+                geo._replace(padding=tuple(pads), stride=tuple(strides), dilation=tuple(dilations)))
 
 
 def _kept_taps(w_shape, index):
@@ -333,6 +344,8 @@ def _cropped_weight(xp, w, index):
     taps = _kept_taps(w.shape, index)
     if taps is None:
         return w[index]
+    if len(taps) == 1:  # a plain 2-D strided copy: 0.11 against take's 0.36 ms for (512, 512, 3, 3)
+        return xp.ascontiguousarray(w[index])
     oc, c, kh, kw = w.shape
     kept = xp.take(w.reshape(oc * c, kh * kw), xp.asarray(taps), axis=1)
     return kept.reshape(oc, c, len(range(kh)[index[2]]), -1)
@@ -350,9 +363,10 @@ def _uncropped_weight(xp, part, w_shape, index):
 
 
 def _uncrop(xp, part, shape, index):
-    """``part`` placed at ``index`` in zeros of ``shape``."""
-    if part is None:
-        return None
+    """``part`` placed at ``index`` in zeros of ``shape`` (``part`` itself when it is
+    all of it)."""
+    if part is None or part.shape == tuple(shape):
+        return part
     out = xp.zeros(shape, part.dtype)
     out[index] = part
     return out

@@ -373,6 +373,10 @@ def test_cropped_geometries_match_torch():
     cropped convolution's output and gradients equal PyTorch's full one."""
     assert conv_module._crop_to_reads((2, 3, 1, 1), (4, 3, 3, 3), conv_module.Geometry(
         (1, 1), ((1, 1), (1, 1)), (1, 1), 1, False, (0, 0))).w == (slice(None), slice(None), slice(1, 2), slice(1, 2))
+    # a dim with a single output needs no stride (ResNet's 1x1 stride-2 shortcut on a 2x2 map)
+    shortcut = conv_module._crop_to_reads((2, 3, 2, 2), (4, 3, 1, 1), conv_module.Geometry(
+        (2, 2), ((0, 0), (0, 0)), (1, 1), 1, False, (0, 0)))
+    assert shortcut.geometry.stride == (1, 1) and shortcut.x[2:] == (slice(0, 1), slice(0, 1))
     rng, compared = np.random.default_rng(5), 0
     while compared < 60:
         k, d, s = rng.integers(1, 4, size=(3, 2))
