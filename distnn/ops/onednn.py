@@ -45,8 +45,7 @@ _FORWARD_TRAINING, _DIRECT = 64, 1  # dnnl_forward_training, dnnl_convolution_di
 # execute arguments and primitive-descriptor queries (dnnl_types.h)
 _SRC, _DST, _WEIGHTS, _BIAS, _SCRATCHPAD = 1, 17, 33, 41, 80
 _DIFF_SRC, _DIFF_DST, _DIFF_WEIGHTS, _DIFF_BIAS = 129, 145, 161, 169
-_Q_IMPL, _Q_SCRATCHPAD = 8, 136
-_QUERY = {_SRC: 129, _DIFF_SRC: 130, _WEIGHTS: 131, _DIFF_WEIGHTS: 132, _DST: 133, _DIFF_DST: 134}
+_Q_IMPL, _Q_WORKSPACE, _Q_SCRATCHPAD, _Q_EXEC_ARG = 8, 135, 136, 255
 _CACHE_SIZE = 256  # convolution geometries kept (primitive creation takes about a millisecond)
 
 _Dims = ctypes.c_int64 * 12
@@ -113,6 +112,11 @@ class _Library:
     def memory_desc(self, shape, tag):
         return self.out_handle("dnnl_memory_desc_create_with_tag", ctypes.c_int(len(shape)), _dims(shape),
                                ctypes.c_int(_F32), ctypes.c_int(tag))
+
+    def strided_desc(self, shape, strides):
+        """A float32 descriptor of ``shape`` laid out by ``strides`` (in elements)."""
+        return self.out_handle("dnnl_memory_desc_create_with_strides", ctypes.c_int(len(shape)), _dims(shape),
+                               ctypes.c_int(_F32), _dims(strides))
 
     def primitive(self, pd):
         return self.out_handle("dnnl_primitive_create", pd)
@@ -232,7 +236,7 @@ class _Operand:
 
     def __init__(self, lib, pd, arg, plain, into, owner):
         self.plain, self.into = plain, into
-        self.chosen = ctypes.c_void_p(lib.lib.dnnl_primitive_desc_query_md(pd, _QUERY[arg], 0))
+        self.chosen = ctypes.c_void_p(lib.lib.dnnl_primitive_desc_query_md(pd, _Q_EXEC_ARG, arg))
         self.size = lib.lib.dnnl_memory_desc_get_size(self.chosen) // 4
         self.reorder = None
         self.used = plain  # the descriptor the primitive sees
@@ -263,28 +267,16 @@ class _Operand:
             lib.run(self.reorder, self.bindings, (blocked, array))
 
 
-class _Convolution:
-    """The forward, backward-data and backward-weights primitives of one geometry,
-    each made when first needed."""
+class _Primitives:
+    """Primitives made through one library and the handles they own: each part (a
+    kind of call, "forward", ...) is a primitive with its operands' reorders, memory
+    objects and scratchpad size, made when first run. Subclasses make the parts."""
 
-    def __init__(self, lib, x_shape, w_shape, y_shape, groups, strides, dilates, pad_l, pad_r, bias):
+    def __init__(self, lib):
         self.lib = lib
-        if groups > 1:
-            w_shape = (groups, w_shape[0] // groups) + tuple(w_shape[1:])
-        self.shapes = x_shape, w_shape, y_shape
-        self.geometry = tuple(_dims(v) for v in (strides, dilates, pad_l, pad_r))
         self.handles = []  # (destroy function, handle), freed in __del__
         self.bindings = []  # _Bindings, destroyed first
-        self.plain = [self._md(s, _plain_tag(len(s))) for s in (x_shape, w_shape, y_shape)]
-        self.plain_bias = self._md((y_shape[1],), _plain_tag(1))
-        self.any = [self._md(s, _ANY) for s in (x_shape, w_shape, y_shape)]
-        self.bias = bias
-        self.forward_pd = self._pd("dnnl_convolution_forward_primitive_desc_create", ctypes.c_int(_FORWARD_TRAINING),
-                                   ctypes.c_int(_DIRECT), self.any[0], self.any[1],
-                                   self.plain_bias if bias else None, self.any[2], *self.geometry, lib.attr)
         self.parts, self.answers = {}, {}  # answers: oneDNN queried once per question
-        if self.implementation().startswith("ref"):  # no JIT kernel for this CPU or shape: conv.py is faster
-            raise OneDNNError(f"only oneDNN's reference convolution for {x_shape} by {w_shape}")
 
     def own(self, destroy, handle):
         self.handles.append((destroy, handle))
@@ -298,15 +290,108 @@ class _Convolution:
     def _md(self, shape, tag):
         return self.own("dnnl_memory_desc_destroy", self.lib.memory_desc(shape, tag))
 
+    def _strided_md(self, shape, strides):
+        return self.own("dnnl_memory_desc_destroy", self.lib.strided_desc(shape, strides))
+
     def _pd(self, fn, *args):
         return self.own("dnnl_primitive_desc_destroy", self.lib.out_handle(fn, self.lib.engine, *args))
 
     def _part(self, kind):
         """(primitive descriptor, primitive, {argument: _Operand}, _Bindings, scratchpad
-        bytes) of ``kind``."""
+        bytes) of ``kind``, made by ``_make_part`` on first use."""
         part = self.parts.get(kind)
-        if part is not None:
-            return part
+        return part if part is not None else self._make_part(kind)
+
+    def _made(self, kind, pd, operands, direct=()):
+        """Record ``kind``'s part: its primitive on ``pd``, an _Operand per
+        ``(argument, user descriptor, is input)`` of ``operands`` and the ``direct``
+        ``(argument, descriptor)``s that take the caller's arrays as they are."""
+        lib = self.lib
+        primitive = self.own("dnnl_primitive_destroy", lib.primitive(pd))
+        ops = {arg: _Operand(lib, pd, arg, plain, into, self) for arg, plain, into in operands}
+        scratch_md = lib.lib.dnnl_primitive_desc_query_md(pd, _Q_SCRATCHPAD, 0)
+        scratch = lib.lib.dnnl_memory_desc_get_size(scratch_md)
+        args = [(arg, op.used) for arg, op in ops.items()] + list(direct)
+        if scratch:
+            args.append((_SCRATCHPAD, ctypes.c_void_p(scratch_md)))
+        part = self.parts[kind] = (pd, primitive, ops, self.bind(args), scratch)
+        return part
+
+    def _once(self, question, answer):
+        known = self.answers.get(question)
+        if known is None:
+            known = self.answers[question] = answer()
+        return known
+
+    def implementation(self, kind="forward"):
+        """oneDNN's name for the kernel ``kind`` runs."""
+        text = ctypes.c_char_p()
+        self.lib.check(self.lib.lib.dnnl_primitive_desc_query(self._part(kind)[0], _Q_IMPL, 0, ctypes.byref(text)),
+                       "dnnl_primitive_desc_query")
+        return text.value.decode()
+
+    def same_layout(self, kind, other, arg):
+        """Whether ``kind`` and ``other`` read ``arg`` in the same layout (asked once)."""
+        return self._once(("layout", kind, other, arg), lambda: bool(self.lib.lib.dnnl_memory_desc_equal(
+            self._part(kind)[2][arg].used, self._part(other)[2][arg].used)))
+
+    def run(self, kind, arrays, entered=None, zeroed=()):
+        """Execute ``kind`` on ``arrays``, user-layout arrays by argument (outputs
+        written); ``entered``: inputs already in the layout it reads, by argument;
+        ``zeroed``: outputs it adds into, zeroed first. Returns the inputs as it read
+        them, by argument."""
+        lib = self.lib
+        _, primitive, ops, bindings, scratch = self._part(kind)
+        ordered, outs, read = [], [], {}
+        for arg, _ in bindings.args:
+            op = ops.get(arg)
+            if arg == _SCRATCHPAD:
+                ordered.append(_aligned("dnnl_scratchpad", scratch, np.uint8))
+            elif op is None:  # a bias, its gradient or a workspace, as it is
+                ordered.append(arrays[arg])
+            elif op.into:
+                read[arg] = entered[arg] if entered and arg in entered else op.enter(lib, arrays[arg], f"dnnl{arg}")
+                ordered.append(read[arg])
+            else:
+                buf = op.output(f"dnnl{arg}", arrays[arg])
+                if arg in zeroed:
+                    buf.fill(0)
+                ordered.append(buf)
+                outs.append((op, buf, arrays[arg]))
+        lib.run(primitive, bindings, ordered)
+        for op, buf, array in outs:
+            op.leave(lib, buf, array)
+        return read
+
+    def __del__(self):  # when no cache entry or running call holds it any more
+        for bindings in self.bindings:
+            bindings.destroy()
+        for fn, handle in reversed(self.handles):
+            getattr(self.lib.lib, fn)(handle)
+        self.handles, self.bindings = [], []
+
+
+class _Convolution(_Primitives):
+    """The forward, backward-data and backward-weights primitives of one geometry,
+    each made when first needed."""
+
+    def __init__(self, lib, x_shape, w_shape, y_shape, groups, strides, dilates, pad_l, pad_r, bias):
+        super().__init__(lib)
+        if groups > 1:
+            w_shape = (groups, w_shape[0] // groups) + tuple(w_shape[1:])
+        self.shapes = x_shape, w_shape, y_shape
+        self.geometry = tuple(_dims(v) for v in (strides, dilates, pad_l, pad_r))
+        self.plain = [self._md(s, _plain_tag(len(s))) for s in (x_shape, w_shape, y_shape)]
+        self.plain_bias = self._md((y_shape[1],), _plain_tag(1))
+        self.any = [self._md(s, _ANY) for s in (x_shape, w_shape, y_shape)]
+        self.bias = bias
+        self.forward_pd = self._pd("dnnl_convolution_forward_primitive_desc_create", ctypes.c_int(_FORWARD_TRAINING),
+                                   ctypes.c_int(_DIRECT), self.any[0], self.any[1],
+                                   self.plain_bias if bias else None, self.any[2], *self.geometry, lib.attr)
+        if self.implementation().startswith("ref"):  # no JIT kernel for this CPU or shape: conv.py is faster
+            raise OneDNNError(f"only oneDNN's reference convolution for {x_shape} by {w_shape}")
+
+    def _make_part(self, kind):
         lib, (x, w, y), (ax, aw, ay) = self.lib, self.plain, self.any
         bias = ()
         if kind == "forward":
@@ -322,69 +407,11 @@ class _Convolution:
                           lib.attr)
             operands = ((_SRC, x, True), (_DIFF_DST, y, True), (_DIFF_WEIGHTS, w, False))
             bias = ((_DIFF_BIAS, self.plain_bias),) if self.bias else ()
-        primitive = self.own("dnnl_primitive_destroy", lib.primitive(pd))
-        ops = {arg: _Operand(lib, pd, arg, plain, into, self) for arg, plain, into in operands}
-        scratch_md = lib.lib.dnnl_primitive_desc_query_md(pd, _Q_SCRATCHPAD, 0)
-        scratch = lib.lib.dnnl_memory_desc_get_size(scratch_md)
-        args = [(arg, op.used) for arg, op in ops.items()] + list(bias)
-        if scratch:
-            args.append((_SCRATCHPAD, ctypes.c_void_p(scratch_md)))
-        part = self.parts[kind] = (pd, primitive, ops, self.bind(args), scratch)
-        return part
-
-    def _once(self, question, answer):
-        known = self.answers.get(question)
-        if known is None:
-            known = self.answers[question] = answer()
-        return known
+        return self._made(kind, pd, operands, bias)
 
     def jit(self, kind):
         """Whether ``kind`` runs a JIT kernel, not oneDNN's reference one (asked once)."""
         return self._once(("jit", kind), lambda: not self.implementation(kind).startswith("ref"))
-
-    def implementation(self, kind="forward"):
-        """oneDNN's name for the kernel ``kind`` ("forward", "data", "weights") runs."""
-        text = ctypes.c_char_p()
-        self.lib.check(self.lib.lib.dnnl_primitive_desc_query(self._part(kind)[0], _Q_IMPL, 0, ctypes.byref(text)),
-                       "dnnl_primitive_desc_query")
-        return text.value.decode()
-
-    def same_layout(self, kind, other, arg):
-        """Whether ``kind`` and ``other`` read ``arg`` in the same layout (asked once)."""
-        return self._once(("layout", kind, other, arg), lambda: bool(self.lib.lib.dnnl_memory_desc_equal(
-            self._part(kind)[2][arg].used, self._part(other)[2][arg].used)))
-
-    def run(self, kind, arrays, entered=None):
-        """Execute ``kind`` on ``arrays``, NCHW arrays by argument (outputs written);
-        ``entered``: inputs already in the layout it reads, by argument. Returns the
-        inputs as it read them, by argument."""
-        lib = self.lib
-        _, primitive, ops, bindings, scratch = self._part(kind)
-        ordered, outs, read = [], [], {}
-        for arg, _ in bindings.args:
-            op = ops.get(arg)
-            if arg == _SCRATCHPAD:
-                ordered.append(_aligned("dnnl_scratchpad", scratch, np.uint8))
-            elif op is None:  # a bias or its gradient, as it is
-                ordered.append(arrays[arg])
-            elif op.into:
-                read[arg] = entered[arg] if entered and arg in entered else op.enter(lib, arrays[arg], f"dnnl{arg}")
-                ordered.append(read[arg])
-            else:
-                buf = op.output(f"dnnl{arg}", arrays[arg])
-                ordered.append(buf)
-                outs.append((op, buf, arrays[arg]))
-        lib.run(primitive, bindings, ordered)
-        for op, buf, array in outs:
-            op.leave(lib, buf, array)
-        return read
-
-    def __del__(self):  # when no cache entry or running call holds it any more
-        for bindings in self.bindings:
-            bindings.destroy()
-        for fn, handle in reversed(self.handles):
-            getattr(self.lib.lib, fn)(handle)
-        self.handles, self.bindings = [], []
 
 
 def _plain_tag(ndims):

@@ -9,8 +9,11 @@ forward kept as plain arrays (constants to the graph), are recomputed from the
 inputs first.
 """
 
+from types import SimpleNamespace
+
 from ..autograd.function import Op
 from ..autograd.graph_xp import recording
+from . import onednn_rnn
 from .activation import _negative_part, _sigmoid
 
 __all__ = ["lstm_layer", "gru_layer"]
@@ -198,6 +201,50 @@ class LSTMLayer(Op):
         return xp.stack(d_gates, time_dim), dh, dc, d_w, d_b
 
 
+class MkldnnRnnLayer(Op):
+    """One LSTM layer in one direction through oneDNN's LSTM primitive, input
+    projection included (``onednn_rnn.py``), as PyTorch's CPU LSTM: (outputs, h_n,
+    c_n), PyTorch's values to the bit. Double backward recomputes the layer by
+    ``LSTMLayer``'s formulas on the projection ``x @ w_ih.T + b_ih``."""
+
+    double_backward = True
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, time_dim=0, reverse=False, layer=None):
+        xp = ctx.xp
+        x_steps = xp.ascontiguousarray(x.swapaxes(0, 1) if time_dim == 1 else x)  # time-major, as oneDNN's
+        h0, c0, w_ih, w_hh = (xp.ascontiguousarray(a) for a in (h0, c0, w_ih, w_hh))
+        out, h_n, c_n, ctx.workspace = onednn_rnn.forward(layer, x_steps, h0, c0, w_ih, w_hh, b_ih, b_hh)
+        ctx.layer, ctx.time_dim, ctx.reverse = layer, time_dim, reverse
+        ctx.steps = (x_steps, out)
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, out, h_n, c_n)
+        return (xp.ascontiguousarray(out.swapaxes(0, 1)) if time_dim == 1 else out), h_n, c_n
+
+    @staticmethod
+    def backward(ctx, g_out, g_h, g_c):
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, _, h_n, c_n = ctx.saved_tensors
+        need, time_dim, xp = ctx.needs_input_grad, ctx.time_dim, ctx.xp
+        if not any(recording(a) for a in (g_out, g_h, g_c, x, w_ih)):
+            x_steps, out = ctx.steps
+            if time_dim == 1:
+                g_out = g_out.swapaxes(0, 1)
+            grads = onednn_rnn.backward(ctx.layer, x_steps, h0, c0, w_ih, w_hh, b_ih, b_hh, (out, h_n, c_n),
+                                        ctx.workspace, (g_out, g_h, g_c))
+            d_x = xp.ascontiguousarray(grads[0].swapaxes(0, 1)) if time_dim == 1 else grads[0]
+            d_bias = grads[-1]  # both biases' gradient: each gets its own array
+            return (d_x,) + grads[1:-1] + (d_bias if need[5] else None, d_bias.copy() if need[6] else None)
+        xw = xp.matmul(x, w_ih.T)
+        if b_ih is not None:
+            xw = xw + b_ih
+        inner = SimpleNamespace(xp=xp, saved_tensors=(xw, h0, c0, w_hh, b_hh), time_dim=time_dim,
+                                reverse=ctx.reverse, needs_input_grad=(True,) + tuple(need[1:3]) + tuple(need[4:7:2]))
+        d_xw, d_h0, d_c0, d_w_hh, d_b_hh = LSTMLayer.backward(inner, g_out, g_h, g_c)
+        rows = d_xw.reshape(-1, d_xw.shape[-1])
+        return (xp.matmul(d_xw, w_ih) if need[0] else None, d_h0, d_c0,
+                xp.matmul(rows.T, x.reshape(-1, x.shape[-1])) if need[3] else None, d_w_hh,
+                rows.sum(0) if need[5] else None, d_b_hh)
+
+
 class GRULayer(Op):
     """One GRU layer in one direction over a whole sequence, given ``xw`` as for
     ``LSTMLayer``: (outputs, h_n)."""
@@ -236,6 +283,18 @@ class GRULayer(Op):
 def lstm_layer(xw, h0, c0, w_hh, b_hh, time_dim=0, reverse=False):
     """(outputs stacked along ``time_dim``, h_n, c_n) of one LSTM layer-direction."""
     return LSTMLayer.apply(xw, h0, c0, w_hh, b_hh, time_dim=time_dim, reverse=reverse)
+
+
+def mkldnn_lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, time_dim=0, reverse=False):
+    """``lstm_layer`` of the projection ``x @ w_ih.T + b_ih``, through oneDNN where it
+    takes these tensors (float32 on the CPU, oneDNN present and on); else None."""
+    if not onednn_rnn.applies(*(None if t is None else t._data for t in (x, h0, c0, w_ih, w_hh, b_ih, b_hh))):
+        return None
+    steps, batch = (x.shape[1], x.shape[0]) if time_dim == 1 else x.shape[:2]
+    layer = onednn_rnn.lstm(steps, batch, x.shape[2], h0.shape[-1], reverse)
+    if layer is None:
+        return None
+    return MkldnnRnnLayer.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, time_dim=time_dim, reverse=reverse, layer=layer)
 
 
 def gru_layer(xw, h0, w_hh, b_hh, time_dim=0, reverse=False):

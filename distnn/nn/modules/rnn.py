@@ -14,7 +14,7 @@ import warnings
 
 from ... import creation
 from ...ops.join import cat, stack
-from ...ops.recurrent import gru_layer, lstm_layer
+from ...ops.recurrent import gru_layer, lstm_layer, mkldnn_lstm_layer
 from ...tensor import Tensor
 from .. import functional as F
 from .. import init
@@ -62,6 +62,10 @@ def _run_direction(mode, x, time_dim, h, c, weights, reverse):
     """One layer in one direction over the whole sequence: (outputs stacked along
     ``time_dim``, final h, final c). ``weights`` is (w_ih, w_hh, b_ih, b_hh, w_hr)."""
     w_ih, w_hh, b_ih, b_hh, w_hr = weights
+    if mode == "LSTM" and w_hr is None:
+        fused = mkldnn_lstm_layer(x, h, c, w_ih, w_hh, b_ih, b_hh, time_dim, reverse)
+        if fused is not None:
+            return fused
     xw = F.linear(x, w_ih, b_ih)
     if mode == "LSTM" and w_hr is None:
         return lstm_layer(xw, h, c, w_hh, b_hh, time_dim, reverse)
