@@ -274,4 +274,5 @@ CASES = (ACTIVATION + CLASSIFICATION_LOSS + CONV + CONVERSION + ELEMENTWISE + EM
          + SORTING + VARIANTS + DERIVATIVES + REFUSING)
 
 # float32 round off (~1e-7) over a 1e-6 step would swamp the difference quotient
-TOLERANCES = {"cast_through_float32": dict(eps=1e-2, atol=1e-4)}
+TOLERANCES = {"cast_through_float32": dict(eps=1e-2, atol=1e-4),
+              "mkldnn_lstm_layer_float32_batch_first_reverse": dict(eps=1e-2, atol=1e-3, rtol=1e-2)}

@@ -6,7 +6,7 @@ into ``CASES`` by ``double_backward_cases``, which describes the case format.
 
 import distnn
 import distnn.nn.functional as F
-from distnn.ops.recurrent import gru_layer, lstm_layer
+from distnn.ops.recurrent import gru_layer, lstm_layer, mkldnn_lstm_layer
 from double_backward_inputs import (EMBED_IDX, LABELS, LABELS_4D, MASK, ROWS, apart, case, const, const64, spread,
                                     uniform, with_zeros)
 
@@ -162,6 +162,13 @@ POOL = [
 RECURRENT = [
     case("lstm_layer", lambda xw, h, c, w, b: lstm_layer(xw, h, c, w, b)[0], uniform((2, 1, 8), 480),
          uniform((1, 2), 481), uniform((1, 2), 482), uniform((8, 2), 483), uniform((8,), 484)),
+    # oneDNN's LSTM takes float32 only (None where it is absent: then the plain layer of
+    # the projection); finite differences need TOLERANCES' wider step
+    case("mkldnn_lstm_layer_float32_batch_first_reverse", lambda x, h, c, w_ih, w_hh, b_ih, b_hh: (
+        mkldnn_lstm_layer(*(t.float() for t in (x, h, c, w_ih, w_hh, b_ih, b_hh)), time_dim=1, reverse=True)
+        or lstm_layer(F.linear(x, w_ih, b_ih), h, c, w_hh, b_hh, time_dim=1, reverse=True))[0].double(),
+        uniform((1, 3, 2), 489), uniform((1, 2), 490), uniform((1, 2), 491), uniform((8, 2), 492),
+        uniform((8, 2), 493), uniform((8,), 494), uniform((8,), 495)),
     case("gru_layer_batch_first_reverse", lambda xw, h, w, b: gru_layer(xw, h, w, b, time_dim=1, reverse=True)[0],
          uniform((1, 2, 6), 485), uniform((1, 2), 486), uniform((6, 2), 487), uniform((6,), 488)),
 ]

@@ -26,6 +26,9 @@ sleeping; 10K spins instead of its default 300K made whole steps 5-30% slower at
 2 threads: each parallel region then pays a wake-up. GNU OpenMP's threads do not
 survive a fork, and a forked child that runs a primitive made before the fork
 hangs in it, so a child forked after oneDNN ran uses ``conv.py``'s own paths.
+
+``_Primitives`` (primitives, their operands' reorders, memory objects and
+scratchpads) is shared with the LSTM primitive of ``onednn_rnn.py``.
 """
 
 import ctypes
@@ -208,7 +211,8 @@ def library():
 def _after_fork_in_child():
     global _library, _load_lock
     _load_lock = threading.Lock()  # another thread may have held them at the fork
-    _cache.lock = threading.Lock()
+    for cache in _Cache.made:
+        cache.lock = threading.Lock()
     if _library is not None and _library.ran:
         _library = None  # its primitives would wait forever for the parent's OpenMP threads
 
@@ -419,11 +423,14 @@ def _plain_tag(ndims):
 
 
 class _Cache(OrderedDict):
-    """Convolutions by geometry, least recently used dropped past ``_CACHE_SIZE``."""
+    """Primitives by geometry, least recently used dropped past ``_CACHE_SIZE``."""
+
+    made = []  # every cache, for their locks' renewal in a forked child
 
     def __init__(self):
         super().__init__()
         self.lock = threading.Lock()
+        _Cache.made.append(self)
 
     def get_or_make(self, key, make):
         with self.lock:

@@ -3,6 +3,9 @@ values and gradients to the bit in every layout, the primitive's accumulating we
 gradients zeroed per call, each bias its own gradient array, frozen parameters,
 the switch that turns it off, and double backward by the array formulas."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -124,10 +127,46 @@ def test_double_backward_matches_torch():
     results = []
     for lib, module in ((distnn, ours), (torch, theirs)):
         xt = lib.tensor(x, requires_grad=True)
+        params = list(module.parameters())
         out = module(xt)[0]
-        (g,) = lib.autograd.grad(out.tanh().sum(), xt, create_graph=True)
-        (g * g).sum().backward()
-        results.append([xt.grad.numpy()] + [p.grad.numpy() for p in module.parameters()])
-    assert out.grad_fn is not None
+        if lib is distnn:
+            assert out.grad_fn.name() == "MkldnnRnnLayerBackward0"
+        # first derivatives by the recorded formulas, then the penalty's through them
+        first = lib.autograd.grad(out.tanh().sum(), [xt] + params, create_graph=True)
+        (first[0] * first[0]).sum().backward()
+        results.append([f.detach().numpy() for f in first] + [xt.grad.numpy()] + [p.grad.numpy() for p in params])
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+CHILD = """
+import os, signal, sys, time
+import numpy as np
+import distnn
+distnn.set_num_threads(2)
+lstm = distnn.nn.LSTM(16, 32, 2)
+x = distnn.randn(10, 4, 16)
+y = lstm(x)[0]
+assert y.grad_fn.name() == "MkldnnRnnLayerBackward0"
+pid = os.fork()
+if pid == 0:
+    again = lstm(x)[0]
+    ok = again.grad_fn.name() == "LSTMLayerBackward0" and np.allclose(again.detach().numpy(), y.detach().numpy(),
+                                                                      rtol=1e-5, atol=1e-6)
+    os._exit(0 if ok else 3)
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        sys.exit(os.waitstatus_to_exitcode(status))
+    time.sleep(0.05)
+os.kill(pid, signal.SIGKILL)  # hung
+os.waitpid(pid, 0)
+sys.exit(4)
+"""
+
+
+def test_a_child_forked_after_it_ran_uses_the_array_loop():
+    """oneDNN's OpenMP threads do not survive fork: the child's LSTM runs on arrays."""
+    proc = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
