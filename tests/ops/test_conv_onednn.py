@@ -16,6 +16,7 @@ from distnn.backends import mkldnn
 from distnn.ops import onednn
 from conv_cases import (CONV1D_CASES, CONV2D_CASES, CONV_TRANSPOSE1D_CASES, CONV_TRANSPOSE2D_CASES,
                         MODERATE_CONV2D_CASES, conv_call, conv_inputs)
+from fork_child import fork_child_script
 from op_check import compare_with_torch, requires_torch
 
 try:
@@ -233,29 +234,16 @@ def test_two_threads_and_threads_of_their_own():
             np.testing.assert_allclose(a, b_, rtol=1e-5, atol=1e-5)
 
 
-CHILD = """
-import os, signal, sys, time
-import numpy as np
-import distnn
-import distnn.nn.functional as F
-distnn.set_num_threads(2)
-x = distnn.randn(8, 16, 16, 16)
-w = distnn.randn(16, 16, 3, 3)
-y = F.conv2d(x, w, padding=1).numpy()
-pid = os.fork()
-if pid == 0:
+CHILD = fork_child_script("""
+    import distnn.nn.functional as F
+    distnn.set_num_threads(2)
+    x = distnn.randn(8, 16, 16, 16)
+    w = distnn.randn(16, 16, 3, 3)
+    y = F.conv2d(x, w, padding=1).numpy()
+""", """
     ok = np.allclose(F.conv2d(x, w, padding=1).numpy(), y, rtol=1e-5, atol=1e-4)
     os._exit(0 if ok else 3)
-deadline = time.monotonic() + 60
-while time.monotonic() < deadline:
-    done, status = os.waitpid(pid, os.WNOHANG)
-    if done:
-        sys.exit(os.waitstatus_to_exitcode(status))
-    time.sleep(0.05)
-os.kill(pid, signal.SIGKILL)  # hung
-os.waitpid(pid, 0)
-sys.exit(4)
-"""
+""")
 
 
 def test_a_child_forked_after_parallel_convolutions_does_not_hang():

@@ -12,6 +12,7 @@ import pytest
 import distnn
 from distnn.backends import mkldnn
 from distnn.ops import onednn_rnn
+from fork_child import fork_child_script
 from layer_check import load_torch_state, make_pair, requires_torch
 
 try:
@@ -139,31 +140,18 @@ def test_double_backward_matches_torch():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-CHILD = """
-import os, signal, sys, time
-import numpy as np
-import distnn
-distnn.set_num_threads(2)
-lstm = distnn.nn.LSTM(16, 32, 2)
-x = distnn.randn(10, 4, 16)
-y = lstm(x)[0]
-assert y.grad_fn.name() == "MkldnnRnnLayerBackward0"
-pid = os.fork()
-if pid == 0:
+CHILD = fork_child_script("""
+    distnn.set_num_threads(2)
+    lstm = distnn.nn.LSTM(16, 32, 2)
+    x = distnn.randn(10, 4, 16)
+    y = lstm(x)[0]
+    assert y.grad_fn.name() == "MkldnnRnnLayerBackward0"
+""", """
     again = lstm(x)[0]
     ok = again.grad_fn.name() == "LSTMLayerBackward0" and np.allclose(again.detach().numpy(), y.detach().numpy(),
                                                                       rtol=1e-5, atol=1e-6)
     os._exit(0 if ok else 3)
-deadline = time.monotonic() + 60
-while time.monotonic() < deadline:
-    done, status = os.waitpid(pid, os.WNOHANG)
-    if done:
-        sys.exit(os.waitstatus_to_exitcode(status))
-    time.sleep(0.05)
-os.kill(pid, signal.SIGKILL)  # hung
-os.waitpid(pid, 0)
-sys.exit(4)
-"""
+""")
 
 
 def test_a_child_forked_after_it_ran_uses_the_array_loop():
