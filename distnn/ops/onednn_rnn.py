@@ -22,7 +22,7 @@ import numpy as np
 from . import onednn
 from .onednn import _ANY, _Cache, _Primitives
 
-_BACKWARD = 128  # dnnl_backward
+_FORWARD_INFERENCE, _BACKWARD = 96, 128  # dnnl_prop_kind_t
 _LEFT2RIGHT, _RIGHT2LEFT = 1, 2  # dnnl_rnn_direction_t (0 is undef in oneDNN 3)
 # execute arguments (dnnl_types.h)
 _SRC_LAYER, _SRC_ITER, _SRC_ITER_C = 1, 2, 3
@@ -54,20 +54,24 @@ class _LSTM(_Primitives):
                      _DST_LAYER: sequence(h), _DST_ITER: state, _DST_ITER_C: state}
         self.any_weights = (self._md((1, 1, i, 4, h), _ANY), self._md((1, 1, h, 4, h), _ANY))
         self.direction = ctypes.c_int(_RIGHT2LEFT if reverse else _LEFT2RIGHT)
-        u = self.user
-        self.forward_pd = self._pd(
-            "dnnl_lstm_forward_primitive_desc_create", ctypes.c_int(onednn._FORWARD_TRAINING), self.direction,
-            u[_SRC_LAYER], u[_SRC_ITER], u[_SRC_ITER_C], *self.any_weights, None, None, u[_BIAS],
-            u[_DST_LAYER], u[_DST_ITER], u[_DST_ITER_C], ctypes.c_uint(0), lib.attr)
+        self.forward_pd = self._forward_pd(onednn._FORWARD_TRAINING)
         self.workspace_md = ctypes.c_void_p(lib.lib.dnnl_primitive_desc_query_md(self.forward_pd,
                                                                                  onednn._Q_WORKSPACE, 0))
         self.workspace_bytes = lib.lib.dnnl_memory_desc_get_size(self.workspace_md)
 
+    def _forward_pd(self, prop_kind):
+        u = self.user
+        return self._pd("dnnl_lstm_forward_primitive_desc_create", ctypes.c_int(prop_kind), self.direction,
+                        u[_SRC_LAYER], u[_SRC_ITER], u[_SRC_ITER_C], *self.any_weights, None, None, u[_BIAS],
+                        u[_DST_LAYER], u[_DST_ITER], u[_DST_ITER_C], ctypes.c_uint(0), self.lib.attr)
+
     def _make_part(self, kind):
         u, workspace = self.user, ((_WORKSPACE, self.workspace_md),)
+        operands = [(arg, u[arg], True) for arg in _FORWARD_INPUTS] + [(arg, u[arg], False) for arg in _OUTPUTS]
         if kind == "forward":
-            operands = [(arg, u[arg], True) for arg in _FORWARD_INPUTS] + [(arg, u[arg], False) for arg in _OUTPUTS]
             return self._made(kind, self.forward_pd, operands, ((_BIAS, u[_BIAS]),) + workspace)
+        if kind == "inference":  # no workspace: nothing to differentiate
+            return self._made(kind, self._forward_pd(_FORWARD_INFERENCE), operands, ((_BIAS, u[_BIAS]),))
         diffs = [u[arg] for arg in (_SRC_LAYER, _SRC_ITER, _SRC_ITER_C)] + list(self.any_weights) + [None, None]
         pd = self._pd("dnnl_lstm_backward_primitive_desc_create", ctypes.c_int(_BACKWARD), self.direction,
                       u[_SRC_LAYER], u[_SRC_ITER], u[_SRC_ITER_C], *self.any_weights, None, None, u[_BIAS],
@@ -110,16 +114,18 @@ def _bias(w_ih, b_ih, b_hh):
     return b_ih + b_hh
 
 
-def forward(layer, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+def forward(layer, x, h0, c0, w_ih, w_hh, b_ih, b_hh, training=True):
     """(outputs, h_n, c_n, workspace) of ``layer`` (an _LSTM) on C-contiguous arrays,
-    the sequence time-major."""
+    the sequence time-major; no workspace (None) when not ``training``."""
     n, h = h0.shape
     out = np.empty(x.shape[:2] + (h,), np.float32)
     h_n, c_n = np.empty((n, h), np.float32), np.empty((n, h), np.float32)
-    workspace = np.empty(layer.workspace_bytes, np.uint8)
-    layer.run("forward", {_SRC_LAYER: x, _SRC_ITER: h0, _SRC_ITER_C: c0, _WEIGHTS_LAYER: w_ih,
-                          _WEIGHTS_ITER: w_hh, _BIAS: _bias(w_ih, b_ih, b_hh), _DST_LAYER: out,
-                          _DST_ITER: h_n, _DST_ITER_C: c_n, _WORKSPACE: workspace})
+    arrays = {_SRC_LAYER: x, _SRC_ITER: h0, _SRC_ITER_C: c0, _WEIGHTS_LAYER: w_ih, _WEIGHTS_ITER: w_hh,
+              _BIAS: _bias(w_ih, b_ih, b_hh), _DST_LAYER: out, _DST_ITER: h_n, _DST_ITER_C: c_n}
+    workspace = None
+    if training:
+        workspace = arrays[_WORKSPACE] = np.empty(layer.workspace_bytes, np.uint8)
+    layer.run("forward" if training else "inference", arrays)
     return out, h_n, c_n, workspace
 
 

@@ -12,6 +12,7 @@ inputs first.
 from types import SimpleNamespace
 
 from ..autograd.function import Op
+from ..autograd.grad_mode import is_grad_enabled
 from ..autograd.graph_xp import recording
 from . import onednn_rnn
 from .activation import _negative_part, _sigmoid
@@ -214,7 +215,9 @@ class MkldnnRnnLayer(Op):
         xp = ctx.xp
         x_steps = xp.ascontiguousarray(x.swapaxes(0, 1) if time_dim == 1 else x)  # time-major, as oneDNN's
         h0, c0, w_ih, w_hh = (xp.ascontiguousarray(a) for a in (h0, c0, w_ih, w_hh))
-        out, h_n, c_n, ctx.workspace = onednn_rnn.forward(layer, x_steps, h0, c0, w_ih, w_hh, b_ih, b_hh)
+        # oneDNN's inference form (no workspace) where nothing will be differentiated
+        training = is_grad_enabled() and any(ctx.needs_input_grad)
+        out, h_n, c_n, ctx.workspace = onednn_rnn.forward(layer, x_steps, h0, c0, w_ih, w_hh, b_ih, b_hh, training)
         ctx.layer, ctx.time_dim, ctx.reverse = layer, time_dim, reverse
         ctx.steps = (x_steps, out)
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, out, h_n, c_n)

@@ -70,6 +70,23 @@ def test_pytorchs_bits(monkeypatch, config, with_state):
         np.testing.assert_array_equal(a, b)
 
 
+@requires_torch
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "default")
+def test_under_no_grad_pytorchs_inference_bits(config):
+    """No graph: oneDNN's inference form, as PyTorch's under no_grad (its last bits
+    differ from the training form's, in both libraries)."""
+    ours, theirs = make_pair("LSTM", 6, 5, **config)
+    load_torch_state(ours, theirs)
+    x = np.random.default_rng(4).standard_normal((2, 4, 6) if config.get("batch_first") else (4, 2, 6))
+    x = x.astype(np.float32)
+    with distnn.no_grad():
+        mine = ours(distnn.tensor(x))
+    with torch.no_grad():
+        expected = theirs(torch.tensor(x))
+    for a, b in zip([mine[0], *mine[1]], [expected[0], *expected[1]]):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
 def test_weight_gradients_are_not_carried_between_calls():
     """oneDNN adds weight gradients into its outputs: a second backward through the
     same graph adds the same gradients once more, and a fresh graph starts from zero."""
