@@ -8,6 +8,7 @@ paths that skip im2col in ``conv_direct.py`` and ``conv_grid.py``.
 """
 
 from collections import namedtuple
+from functools import lru_cache
 
 from ..autograd.function import Op
 from ..autograd.graph_xp import GraphArray, recording
@@ -293,6 +294,7 @@ def _transposed_backward(xp, x, w, grad, geo, need_x, need_w, need_b):
 Crop = namedtuple("Crop", "x w geometry")
 
 
+@lru_cache(maxsize=1024)  # asked on every call of a layer, forward and backward, with the same shapes
 def _crop_to_reads(x_shape, w_shape, geo):
     """The smaller convolution that computes the same output when some kernel taps
     only ever read padding (a 3x3 kernel over a 1x1 map: 8 of its 9 taps) or some

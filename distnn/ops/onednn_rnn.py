@@ -19,6 +19,7 @@ import ctypes
 
 import numpy as np
 
+from .. import threads
 from . import onednn
 from .onednn import _ANY, _Cache, _Primitives
 
@@ -96,7 +97,7 @@ def lstm(steps, batch, inputs, hidden, reverse):
     if lib is None or not mkldnn.enabled or 0 in (steps, batch, inputs, hidden):
         return None
     lib.stream()  # this thread's OpenMP thread count set before a primitive is made
-    key = (steps, batch, inputs, hidden, reverse, onednn.threads.get_num_threads())
+    key = (steps, batch, inputs, hidden, reverse, threads.get_num_threads())
     return _cache.get_or_make(key, lambda: _LSTM(lib, steps, batch, inputs, hidden, reverse))
 
 

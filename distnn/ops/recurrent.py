@@ -219,19 +219,18 @@ class MkldnnRnnLayer(Op):
         training = is_grad_enabled() and any(ctx.needs_input_grad)
         out, h_n, c_n, ctx.workspace = onednn_rnn.forward(layer, x_steps, h0, c0, w_ih, w_hh, b_ih, b_hh, training)
         ctx.layer, ctx.time_dim, ctx.reverse = layer, time_dim, reverse
-        ctx.steps = (x_steps, out)
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, out, h_n, c_n)
+        ctx.x_steps = x_steps  # x itself when time-major
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, out, h_n, c_n)  # out: time-major
         return (xp.ascontiguousarray(out.swapaxes(0, 1)) if time_dim == 1 else out), h_n, c_n
 
     @staticmethod
     def backward(ctx, g_out, g_h, g_c):
-        x, h0, c0, w_ih, w_hh, b_ih, b_hh, _, h_n, c_n = ctx.saved_tensors
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, out, h_n, c_n = ctx.saved_tensors
         need, time_dim, xp = ctx.needs_input_grad, ctx.time_dim, ctx.xp
         if not any(recording(a) for a in (g_out, g_h, g_c, x, w_ih)):
-            x_steps, out = ctx.steps
             if time_dim == 1:
                 g_out = g_out.swapaxes(0, 1)
-            grads = onednn_rnn.backward(ctx.layer, x_steps, h0, c0, w_ih, w_hh, b_ih, b_hh, (out, h_n, c_n),
+            grads = onednn_rnn.backward(ctx.layer, ctx.x_steps, h0, c0, w_ih, w_hh, b_ih, b_hh, (out, h_n, c_n),
                                         ctx.workspace, (g_out, g_h, g_c))
             d_x = xp.ascontiguousarray(grads[0].swapaxes(0, 1)) if time_dim == 1 else grads[0]
             d_bias = grads[-1]  # both biases' gradient: each gets its own array

@@ -64,11 +64,9 @@ def _run_direction(mode, x, time_dim, h, c, weights, reverse):
     w_ih, w_hh, b_ih, b_hh, w_hr = weights
     if mode == "LSTM" and w_hr is None:
         fused = mkldnn_lstm_layer(x, h, c, w_ih, w_hh, b_ih, b_hh, time_dim, reverse)
-        if fused is not None:
-            return fused
+        return fused if fused is not None else lstm_layer(F.linear(x, w_ih, b_ih), h, c, w_hh, b_hh, time_dim,
+                                                          reverse)
     xw = F.linear(x, w_ih, b_ih)
-    if mode == "LSTM" and w_hr is None:
-        return lstm_layer(xw, h, c, w_hh, b_hh, time_dim, reverse)
     if mode == "GRU":
         out, h = gru_layer(xw, h, w_hh, b_hh, time_dim, reverse)
         return out, h, c
