@@ -76,9 +76,9 @@ def _emulated_single(ctype):
 @pytest.fixture
 def emulated(monkeypatch):
     library = types.SimpleNamespace(
-        gemm={"float32": _emulated_gemm(ctypes.c_float), "float64": _emulated_gemm(ctypes.c_double)},
-        gemm_one={"float32": _emulated_single(ctypes.c_float), "float64": _emulated_single(ctypes.c_double)},
-        scalars={"float32": ctypes.c_float, "float64": ctypes.c_double},
+        gemm={"f": _emulated_gemm(ctypes.c_float), "d": _emulated_gemm(ctypes.c_double)},
+        gemm_one={"f": _emulated_single(ctypes.c_float), "d": _emulated_single(ctypes.c_double)},
+        scalars={"f": ctypes.c_float, "d": ctypes.c_double},
         handle=lambda device, stream: None, check=lambda status, what: None)
     monkeypatch.setattr(cublas, "_library", lambda: library)
     monkeypatch.setattr(cublas.backend, "_import_cupy", _fake_cupy)
@@ -129,6 +129,18 @@ def test_vectors_strided_views_out_and_accumulate(emulated):
     cublas.matmul(m, columns, out=wide[:, ::2], accumulate=True)  # a non-contiguous out
     np.testing.assert_allclose(np.asarray(wide)[:, ::2], 1 + np.asarray(m) @ np.asarray(columns), rtol=1e-5)
     np.testing.assert_array_equal(np.asarray(wide)[:, 1::2], 1)
+
+
+def test_batched_operand_copied_takes_the_copy_batch_stride(emulated):
+    """Heads split out of (L, N, E) are batched views in neither layout: the GEMM reads a
+    contiguous copy, whose batch stride is not the view's (attention's gradients on the
+    H200 were wrong while the view's was used)."""
+    rng = np.random.default_rng(2)
+    heads = _dev(rng.standard_normal((3, 2, 4)).astype(np.float32)).transpose(1, 0, 2)  # (2, 3, 4)
+    keys = _dev(rng.standard_normal((2, 5, 4)).astype(np.float32)).transpose(0, 2, 1)  # (2, 4, 5), transposed
+    for a, b in [(heads, keys), (keys.transpose(0, 2, 1), heads.transpose(0, 2, 1))]:
+        np.testing.assert_allclose(np.asarray(cublas.matmul(a, b)), np.matmul(np.asarray(a), np.asarray(b)),
+                                   rtol=1e-5, atol=1e-6)
 
 
 def test_mismatched_shapes_name_both(emulated):
