@@ -216,3 +216,28 @@ def test_host_copies_and_gpu_random_numbers_refuse_capture(monkeypatch):
         random.sample("uniform", (2,), np.float32, "cuda")
     assert random.sample("uniform", (2,), np.float32, "cpu").shape == (2,)  # CPU work is not captured
     assert backend.move_to(np.ones(2), "cpu").shape == (2,)
+
+
+@gpu
+def test_event_times_and_orders_gpu_work():
+    cp = _cupy()
+    start, end = distnn.cuda.Event(enable_timing=True), distnn.cuda.Event(enable_timing=True)
+    x = distnn.randn(1024, 1024, device="cuda")
+    start.record()
+    for _ in range(20):
+        x = x @ x / 1024.0
+    end.record()
+    end.synchronize()
+    assert end.query()
+    assert start.elapsed_time(end) > 0.0
+    side = distnn.cuda.Stream()
+    marker = distnn.cuda.current_stream().record_event()
+    side.wait_event(marker)
+    with distnn.cuda.stream(side):
+        y = x * 2
+    side.synchronize()
+    np.testing.assert_allclose(cp.asnumpy(y.data), cp.asnumpy(x.data) * 2)
+    with pytest.raises(RuntimeError, match="enable_timing"):
+        distnn.cuda.Event().elapsed_time(end)
+    with pytest.raises(RuntimeError, match="recorded"):
+        distnn.cuda.Event(enable_timing=True).elapsed_time(end)

@@ -20,6 +20,7 @@ from ..autograd.function import Op
 from ..autograd.graph_xp import GraphArray, recording
 from .._dims import normalize_dim
 from ..threads import by_flat_blocks, map_chunks, row_blocks
+from . import fused_cuda
 from .elementwise import abs as _abs, add, div, mul, neg, sub
 from .index import getitem
 from .normal_cdf import normal_cdf
@@ -207,6 +208,8 @@ class Relu(Op):
     @staticmethod
     def backward(ctx, g):
         (out,) = ctx.saved_tensors
+        if not (recording(g) or recording(out)) and fused_cuda.takes(ctx.xp, g, out):
+            return (fused_cuda.relu_backward(ctx.xp, g, out),)
         return (masked_by(ctx.xp, g, _nonzero, out),)  # out >= 0 or NaN: PyTorch's out > 0 or NaN
 
 
@@ -495,7 +498,11 @@ def _by_rows(xp, fn, out, *arrays):
 
 
 def _along(xp, fn, dim, *arrays):
-    """``fn(xp, out, *arrays, dim)`` into a fresh ``out``: by row blocks when that pays."""
+    """``fn(xp, out, *arrays, dim)`` into a fresh ``out``: by row blocks when that pays;
+    on a GPU along the last dim, one kernel (fused_cuda)."""
+    fused = _FUSED.get(fn)
+    if fused is not None and dim in (-1, arrays[0].ndim - 1) and fused_cuda.takes(xp, *arrays):
+        return fused(xp, *arrays)
     out = xp.empty_like(arrays[0])
     if _rowwise(dim, *arrays):
         return _by_rows(xp, fn, out, *arrays)
@@ -525,6 +532,10 @@ def _log_softmax_grad_into(xp, out, g, y, dim):
     xp.exp(y, out=out)
     out *= g.sum(axis=dim, keepdims=True)
     xp.subtract(g, out, out=out)
+
+
+_FUSED = {_softmax_into: fused_cuda.softmax, _softmax_grad_into: fused_cuda.softmax_backward,
+          _log_softmax_into: fused_cuda.log_softmax, _log_softmax_grad_into: fused_cuda.log_softmax_backward}
 
 
 class Softmax(Op):

@@ -7,6 +7,7 @@ from .. import dtypes
 from ..autograd.function import Op
 from ..autograd.graph_xp import recording
 from ..debug import checks_values
+from . import fused_cuda
 from .activation import log_softmax
 from .common import as_array, renamed_op
 from .elementwise import add, mul
@@ -38,11 +39,17 @@ class NllLoss(Op):
         xp = ctx.xp
         axis = _class_axis(logp)
         n_classes = logp.shape[axis]
-        valid = target != ignore_index
         if checks_values(target):  # on a GPU, as PyTorch's device-side assert: only in debug mode
-            bad = valid & ((target < 0) | (target >= n_classes))
+            bad = (target != ignore_index) & ((target < 0) | (target >= n_classes))
             if bool(bad.any()):
                 raise IndexError(f"Target {int(target[bad].reshape(-1)[0])} is out of bounds.")
+        ctx.axis, ctx.n_classes, ctx.reduction, ctx.ignore_index = axis, n_classes, reduction, ignore_index
+        ctx.fused = fused_cuda.takes_nll(xp, logp, target, weight, reduction)
+        if ctx.fused:  # one kernel on a GPU
+            loss, inv_total = fused_cuda.nll(xp, logp, target, ignore_index, reduction == "mean")
+            ctx.save_for_backward(target, inv_total)
+            return loss
+        valid = target != ignore_index
         safe = xp.where(valid, target, 0)
         if logp.ndim == 2:  # the common (N, C) case: plain fancy indexing is cheapest
             picked = logp[xp.arange(logp.shape[0]), safe]
@@ -53,7 +60,6 @@ class NllLoss(Op):
         else:
             w = weight.astype(logp.dtype, copy=False)[safe] * valid
         loss = xp.where(valid, picked, 0) * -w  # where(): an ignored -inf must not give nan
-        ctx.axis, ctx.n_classes, ctx.reduction = axis, n_classes, reduction
         if reduction != "mean":
             ctx.save_for_backward(safe, w, None)
             return _reduce(loss, reduction)
@@ -65,7 +71,16 @@ class NllLoss(Op):
     @staticmethod
     def backward(ctx, g):
         xp = ctx.xp
-        safe, w, inv_total = ctx.saved_tensors
+        if ctx.fused:
+            target, inv_total = ctx.saved_tensors
+            mean = ctx.reduction == "mean"
+            if not recording(g):
+                return (fused_cuda.nll_backward(xp, g, inv_total, target, ctx.n_classes, ctx.ignore_index, mean),
+                        None, None, None, None)
+            valid = target != ctx.ignore_index
+            safe, w, inv_total = xp.where(valid, target, 0), valid.astype(inv_total.dtype), inv_total if mean else None
+        else:
+            safe, w, inv_total = ctx.saved_tensors
         coeff = w * (-g if inv_total is None else -g * inv_total)
         # scatter into a (samples, classes) buffer, then put the class axis back in place
         flat = put_into_zeros(xp, (safe.size, ctx.n_classes), (xp.arange(safe.size), safe.reshape(-1)),

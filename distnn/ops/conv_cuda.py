@@ -10,21 +10,15 @@ GEMM result (G, OCg, N*OH*OW) is the (OC, N, OH*OW) array that one transposing
 kernel turns into NCHW.
 """
 
-import numpy as np
+import math
 
 from .. import cublas
-from ..backend import _import_cupy
-
-_C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
-_INDEX_C_TYPES = {np.int32: "int", np.int64: "long long"}
+from . import fused_cuda
+from .cuda_source import FLOAT_TYPES, Source, index_type
 
 # Every kernel is a grid-stride loop, one element of its output per step, reading
 # its inputs in a fixed order: no atomics, so the same bits on every run.
-_SOURCE = r"""
-#define GRID_STRIDE_LOOP(i, total) \
-    for (I i = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; i < (total); \
-         i += (I)blockDim.x * (I)gridDim.x)
-
+_SOURCE = Source(r"""
 // col[c, kh, kw, n, oh, ow] = x[n, c, oh*sh - pt + kh*dh, ow*sw - pl + kw*dw], 0 in the padding.
 extern "C" __global__ void distnn_im2col(
         const T* x, T* col, I N, I C, I H, I W, I KH, I KW, I OH, I OW,
@@ -82,40 +76,21 @@ extern "C" __global__ void distnn_swap_leading(
         dst[i] = has_bias ? v + bias[a] : v;
     }
 }
-"""
-
-_THREADS = 256
-_MAX_BLOCKS = 8192  # 2M threads, several waves of a whole GPU; the loops cover the rest
-# 32-bit indices are cheaper (64-bit division is emulated) and safe while every index,
-# and one grid stride past the last, stays below 2**31.
-_INT32_LIMIT = 2 ** 31 - _THREADS * _MAX_BLOCKS
-
-_kernels = {}  # (kernel name, dtype, index type) -> cupy.RawKernel, built on first use
+""")
 
 
-def _kernel(name, dtype, index_type):
-    key = (name, dtype, index_type)
-    kernel = _kernels.get(key)
-    if kernel is None:
-        source = f"typedef {_C_TYPES[dtype]} T;\ntypedef {_INDEX_C_TYPES[index_type]} I;\n{_SOURCE}"
-        kernel = _kernels[key] = _import_cupy().RawKernel(source, name)
-    return kernel
-
-
-def _launch(name, dtype, index_type, total, args):
+def _launch(name, dtype, index, total, args):
     """Run kernel ``name`` over ``total`` elements on the current stream (the one
     place that launches, so a test can run the kernels another way)."""
-    if total:
-        blocks = min(-(-total // _THREADS), _MAX_BLOCKS)
-        _kernel(name, dtype, index_type)((blocks,), (_THREADS,), args)
+    _SOURCE.launch(name, (("T", dtype), ("I", index)), total, args)
 
 
 def _run(name, arrays, sizes, total):
     """Launch ``name`` on C-contiguous ``arrays`` and the integer ``sizes``, with indices
     as wide as the largest array needs."""
-    index_type = np.int32 if max(a.size for a in arrays) < _INT32_LIMIT else np.int64
-    args = tuple(arrays) + tuple(index_type(s) for s in sizes) + (index_type(total),)
-    _launch(name, arrays[0].dtype, index_type, total, args)
+    index = index_type(*arrays)
+    args = tuple(arrays) + tuple(index(s) for s in sizes) + (index(total),)
+    _launch(name, arrays[0].dtype, index, total, args)
 
 
 # --- the three kernels ---------------------------------------------------------------
@@ -157,7 +132,7 @@ def _swap_leading(xp, src, bias=None):
 
 def _takes(xp, *arrays):
     first = arrays[0]
-    return xp.__name__ != "numpy" and first.dtype in _C_TYPES and all(
+    return xp.__name__ != "numpy" and first.dtype in FLOAT_TYPES and all(
         a is None or a.dtype == first.dtype for a in arrays)
 
 
@@ -182,7 +157,8 @@ def gradients(xp, x, w, g, geo, need_x, need_w, need_b):
     g = xp.ascontiguousarray(g)
     backward = _transposed_backward if geo.transposed else _backward
     gx, gw = backward(xp, x, w, g, geo, need_x, need_w) if need_x or need_w else (None, None)
-    return gx, gw, (xp.sum(g, axis=(0, 2, 3)) if need_b else None)
+    bias = fused_cuda.sum_outer_inner(xp, g.reshape(g.shape[:2] + (math.prod(g.shape[2:]),))) if need_b else None
+    return gx, gw, bias
 
 
 def _forward(xp, x, w, b, geo):

@@ -16,6 +16,7 @@ from collections import namedtuple
 from ..autograd.function import Op
 from ..autograd.graph_xp import recording
 from ..threads import map_chunks
+from . import pool_cuda
 from .linear_map import linear_map
 from .common import no_grad_result
 from .shape import squeeze, unsqueeze
@@ -123,7 +124,9 @@ class MaxPool2DWithIndices(Op):
         n, c, h, w = x.shape
         (kh, kw), (oh, ow) = geometry.kernel, geometry.out_hw
         ctx.tiling = _is_tiling(geometry, (h, w))
-        if ctx.tiling:
+        if pool_cuda.takes(xp, x):
+            y, pick = pool_cuda.max_pool(xp, x, geometry, _index_dtype(xp, kh * kw))
+        elif ctx.tiling:
             planes = _tile_planes(xp, x, (kh, kw), ow)
             y, pick = _running_max(xp, (planes[i, j] for i in range(kh) for j in range(kw)), kh * kw)
             y, pick = y.reshape(n, c, oh, ow), pick.reshape(n, c, oh, ow)
@@ -150,6 +153,8 @@ class MaxPool2DWithIndices(Op):
 
 def _to_maxima(xp, g, pick, geo, in_shape, tiling):
     """Max pooling's backward: each output's gradient to the input element it picked."""
+    if pool_cuda.takes(xp, g):
+        return pool_cuda.to_maxima(xp, g, pick, geo, in_shape)
     n, c, h, w = in_shape
     (kh, kw), ow = geo.kernel, geo.out_hw[1]
     if tiling:
@@ -209,6 +214,8 @@ def _by_sample_chunks(xp, fn, x, shapes, dtypes, *per_sample):
 
 def _from_maxima(xp, x, pick, geo, in_shape, tiling):
     """The adjoint of ``_to_maxima``: each output takes the input element its window picked."""
+    if pool_cuda.takes(xp, x):
+        return pool_cuda.from_maxima(xp, x, pick, geo)
     canvas = _canvas(xp, x, geo, 0)
     out = None
     for number, s in _window_slices(geo):

@@ -10,7 +10,7 @@ import pytest
 import distnn
 import distnn.nn.functional  # noqa: F401  (makes distnn.nn available)
 from conv_cases import CONV1D_CASES, CONV2D_CASES, CONV_TRANSPOSE1D_CASES, CONV_TRANSPOSE2D_CASES
-from distnn.ops import conv_cuda
+from distnn.ops import conv_cuda, cuda_source
 
 pytestmark = [pytest.mark.skipif(not distnn.cuda.is_available(), reason="needs CuPy and a CUDA GPU"),
               pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")]
@@ -89,7 +89,7 @@ def test_one_gradient_at_a_time(name, x_shape, w_shape, kwargs, requires_grad):
 ])
 def test_64_bit_indices(monkeypatch, name, x_shape, w_shape, kwargs):
     """The kernels built with 64-bit indices, which sizes past 2**31 elements take."""
-    monkeypatch.setattr(conv_cuda, "_INT32_LIMIT", 0)
+    monkeypatch.setattr(cuda_source, "INT32_LIMIT", 0)
     _compare(_call(name, kwargs), _arrays(name, x_shape, w_shape, True, kwargs), np.float64, (True, True, True))
 
 

@@ -1,0 +1,134 @@
+"""The CUDA kernels of pool_cuda.py and fused_cuda.py run on the CPU (cuda_emulation:
+g++, one thread for the whole grid) against pool.py's and activation.py's numpy
+formulas: max pooling's maxima, picks, backward and its adjoint over strides,
+padding, dilation, ties and NaNs; ReLU's gradient; softmax and log-softmax forward
+and backward; NLL loss with ignored targets; bias sums. On a GPU the same kernels
+are checked against the CPU path by test_fused_cuda.py."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from cuda_emulation import HAVE_COMPILER, emulated
+from distnn.ops import activation, cuda_source, fused_cuda, pool, pool_cuda
+from distnn.ops.pool import PoolGeometry
+from distnn.ops.selection import masked
+
+pytestmark = pytest.mark.skipif(not HAVE_COMPILER, reason="needs g++ to build the kernels for the CPU")
+
+
+def _geometry(in_hw, kernel, stride, padding, dilation):
+    out_hw = tuple((i + 2 * p - d * (k - 1) - 1) // s + 1
+                   for i, k, s, p, d in zip(in_hw, kernel, stride, padding, dilation))
+    reach = tuple((o - 1) * s + d * (k - 1) + 1 for o, k, s, d in zip(out_hw, kernel, stride, dilation))
+    canvas = (None if padding == (0, 0) and all(r <= i for r, i in zip(reach, in_hw))
+              else tuple(max(r, i + p) for r, i, p in zip(reach, in_hw, padding)))
+    return PoolGeometry(kernel, stride, padding, dilation, out_hw, canvas)
+
+
+GEOMETRIES = [g for g in itertools.product([(7, 9), (8, 8)], [(2, 2), (3, 3), (1, 3)], [(1, 1), (2, 2), (2, 1)],
+                                          [(0, 0), (1, 1), (0, 1)], [(1, 1), (2, 1)])
+              if all(p <= k // 2 for p, k in zip(g[3], g[1]))]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+@pytest.mark.parametrize("wide_indices", [False, True])
+def test_max_pool_kernels_match_the_array_path(monkeypatch, dtype, wide_indices):
+    xp = emulated(monkeypatch)
+    if wide_indices:
+        monkeypatch.setattr(cuda_source, "INT32_LIMIT", 0)
+    rng = np.random.default_rng(0)
+    for in_hw, kernel, stride, padding, dilation in GEOMETRIES:
+        geo = _geometry(in_hw, kernel, stride, padding, dilation)
+        x = rng.integers(-3, 4, (2, 3) + in_hw).astype(dtype)  # ties
+        if dtype != np.int32:
+            x[0, 0, 1, 2] = x[1, 2, 0, 0] = x[1, 2, 0, 1] = np.nan
+        tiling = pool._is_tiling(geo, in_hw)
+        if tiling:
+            planes = pool._tile_planes(np, x, kernel, geo.out_hw[1])
+            want_y, want_pick = pool._running_max(
+                np, (planes[i, j] for i in range(kernel[0]) for j in range(kernel[1])), kernel[0] * kernel[1])
+            want_y, want_pick = want_y.reshape((2, 3) + geo.out_hw), want_pick.reshape((2, 3) + geo.out_hw)
+        else:
+            want_y, want_pick = pool._window_max(np, x, geo)
+        y, pick = pool_cuda.max_pool(xp, x, geo, np.dtype(pool._index_dtype(np, kernel[0] * kernel[1])))
+        np.testing.assert_array_equal(y, want_y)
+        np.testing.assert_array_equal(pick, want_pick)
+        if dtype == np.int32:
+            continue
+        g = rng.standard_normal(y.shape).astype(dtype)
+        np.testing.assert_array_equal(pool_cuda.to_maxima(xp, g, pick, geo, x.shape),
+                                      pool._to_maxima(np, g, want_pick, geo, x.shape, tiling))
+        z = rng.standard_normal(x.shape).astype(dtype)
+        np.testing.assert_array_equal(pool_cuda.from_maxima(xp, z, pick, geo),
+                                      pool._from_maxima(np, z, want_pick, geo, x.shape, tiling))
+
+
+TOLERANCES = {np.float32: dict(rtol=2e-6, atol=2e-6), np.float64: dict(rtol=1e-13, atol=1e-13)}
+
+
+def _rows_reference(fn, *arrays):
+    out = np.empty_like(arrays[0])
+    with np.errstate(invalid="ignore"):
+        fn(np, out, *arrays, arrays[0].ndim - 1)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(4, 10), (3, 1), (2, 3, 600)])
+def test_softmax_family_kernels(monkeypatch, dtype, shape):
+    xp = emulated(monkeypatch)
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(shape) * 5).astype(dtype)
+    if shape == (4, 10):
+        x[1, 3], x[2, :] = np.nan, -np.inf
+    g = rng.standard_normal(shape).astype(dtype)
+    for forward, backward, ref_forward, ref_backward in [
+            (fused_cuda.log_softmax, fused_cuda.log_softmax_backward, activation._log_softmax_into,
+             activation._log_softmax_grad_into),
+            (fused_cuda.softmax, fused_cuda.softmax_backward, activation._softmax_into, activation._softmax_grad_into)]:
+        y = _rows_reference(ref_forward, x)
+        np.testing.assert_allclose(forward(xp, x), y, **TOLERANCES[dtype])
+        np.testing.assert_allclose(backward(xp, g, y), _rows_reference(ref_backward, g, y), **TOLERANCES[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_gradient_and_bias_sum_kernels(monkeypatch, dtype):
+    xp = emulated(monkeypatch)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 7)).astype(dtype)
+    x[0, 0], x[1, 1] = -0.0, np.nan
+    out, g = np.clip(x, 0, np.inf), rng.standard_normal(x.shape).astype(dtype)
+    g[2, 2] = np.nan
+    np.testing.assert_array_equal(fused_cuda.relu_backward(xp, g, out), masked(g, out != 0))
+    for shape in [(5, 3, 7), (64, 50, 1), (1, 4, 1), (0, 3, 2)]:
+        a = rng.standard_normal(shape).astype(dtype)
+        np.testing.assert_allclose(fused_cuda.sum_outer_inner(xp, a), a.sum(axis=(0, 2)), **TOLERANCES[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("target,ignore", [([0, 4, 2, 2, 1, 3], -100), ([0, 4, -100, 2, -100, 3], -100),
+                                           ([1, 1, 1, 1, 1, 1], 1)])
+@pytest.mark.parametrize("mean", [True, False])
+def test_nll_kernels(monkeypatch, dtype, target, ignore, mean):
+    """Sums and means over the counted targets; every target ignored is nan, as PyTorch."""
+    xp = emulated(monkeypatch)
+    logp, target = np.random.default_rng(0).standard_normal((6, 5)).astype(dtype), np.array(target)
+    valid = target != ignore
+    safe = np.where(valid, target, 0)
+    picked = np.where(valid, logp[np.arange(6), safe], 0)
+    loss, inv = fused_cuda.nll(xp, logp, target, ignore, mean)
+    g = np.array(0.7, dtype)
+    with np.errstate(all="ignore"):
+        np.testing.assert_allclose(loss, -picked.sum() / valid.sum() if mean else -picked.sum(), **TOLERANCES[dtype])
+        coeff = valid.astype(dtype) * (-g * inv if mean else -g)
+    want = np.zeros((6, 5), dtype)
+    want[np.arange(6), safe] = coeff
+    np.testing.assert_array_equal(fused_cuda.nll_backward(xp, g, inv, target, 5, ignore, mean), want)
+
+
+def test_nll_target_out_of_range_is_nan(monkeypatch):
+    xp = emulated(monkeypatch)
+    loss, _ = fused_cuda.nll(xp, np.zeros((3, 4), np.float32), np.array([0, 7, 1]), -100, True)
+    assert np.isnan(loss)
