@@ -113,6 +113,10 @@ def main(script, doc, build_cases, repeat=30, rounds=3, argv=None):
                     got = _measure_in_subprocess(script, name, forwarded + ["--exact", case])
                     have_torch = got is not None
                     theirs[-1].update(got or {})
+            # progress on stderr, so a run cut short by a time limit still leaves its figures
+            mine, other = ours[-1].get(case), theirs[-1].get(case)
+            print(f"round {r + 1}/{args.rounds} {case}: distnn {mine if mine is None else f'{mine:.2f}'} ms, "
+                  f"torch {other if other is None else f'{other:.2f}'} ms", file=sys.stderr, flush=True)
     ours = _median_over_rounds(ours)
     theirs = _median_over_rounds(theirs) if have_torch else {}
     width = max([36] + [len(name) for name in ours])
