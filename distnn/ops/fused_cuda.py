@@ -1,7 +1,8 @@
 """Single-launch GPU forms of ops whose array formulas take several launches (issue
 #17): a ReLU's gradient, softmax and log-softmax along the last axis (forward and
-backward), NLL loss on (N, C) log-probabilities (forward and backward) and the sums
-behind bias gradients. On a GPU each launch costs more host time than these small
+backward), NLL loss on (N, C) log-probabilities (forward and backward), the sums
+behind bias gradients, and an LSTM step's gate and cell math (forward and backward,
+around its GEMM). On a GPU each launch costs more host time than these small
 kernels take, so an eager training step is bound by how many it makes.
 
 A row reduction is one block per row: each thread sums (or takes the max of) a fixed
@@ -147,6 +148,56 @@ extern "C" __global__ void distnn_nll_backward(const T* g, const T* inv, const l
     }
 }
 
+__device__ __forceinline__ T abs_(T v) { return v < (T)0 ? -v : v; }
+__device__ __forceinline__ float tanh_(float v) { return tanhf(v); }
+__device__ __forceinline__ double tanh_(double v) { return tanh(v); }
+
+// recurrent.py's sigmoid: exp(min(x, 0)) / (exp(-|x|) + 1), without overflow (NaN stays NaN).
+__device__ __forceinline__ T sigmoid_(T x) { return exp_(x > (T)0 ? (T)0 : x) / (exp_(-abs_(x)) + (T)1); }
+
+// One LSTM step for each unit (b, j) of (B, H): the gate pre-activations z + b_hh + the
+// step's input projection (xw's row b at xw_offset + b * xw_row), activated into acts
+// (i, f, o by the sigmoid, g by tanh, side by side as (B, 4H)), then the cell state
+// c = f * c_prev + i * g, its tanh tc and the output h = o * tc. Without has_bias,
+// bias is never read.
+extern "C" __global__ void distnn_lstm_step(
+        const T* z, const T* bias, const T* xw, I xw_offset, I xw_row, T* acts, const T* c_prev,
+        T* c, T* tc, T* h, I H, I has_bias, I total) {
+    GRID_STRIDE_LOOP(i, total) {
+        I b = i / H, j = i % H;
+        T a[4];
+        for (I k = 0; k < 4; ++k) {
+            T pre = z[b * 4 * H + k * H + j];
+            if (has_bias) pre += bias[k * H + j];
+            pre += xw[xw_offset + b * xw_row + k * H + j];
+            a[k] = k == 2 ? tanh_(pre) : sigmoid_(pre);
+            acts[b * 4 * H + k * H + j] = a[k];
+        }
+        T cell = a[1] * c_prev[i];
+        cell += a[0] * a[2];
+        T t = tanh_(cell);
+        c[i] = cell;
+        tc[i] = t;
+        h[i] = a[3] * t;
+    }
+}
+
+// One LSTM step backward for each unit (b, j): dh (from the later step's GEMM) plus the
+// step's output gradient (g_out's row b at g_offset + b * g_row), dc += dh * dc_per_dh,
+// the gates' gradients factors * dc (i, f, g) and factors * dh (o), then dc *= f.
+extern "C" __global__ void distnn_lstm_step_backward(
+        const T* dh, const T* g_out, I g_offset, I g_row, T* dc, const T* dc_per_dh, const T* factors,
+        const T* acts, T* d_gates, I H, I total) {
+    GRID_STRIDE_LOOP(i, total) {
+        I b = i / H, j = i % H;
+        T h_grad = dh[i] + g_out[g_offset + b * g_row + j];
+        T c_grad = dc[i] + h_grad * dc_per_dh[i];
+        for (I k = 0; k < 3; ++k) d_gates[b * 4 * H + k * H + j] = factors[b * 4 * H + k * H + j] * c_grad;
+        d_gates[b * 4 * H + 3 * H + j] = factors[b * 4 * H + 3 * H + j] * h_grad;
+        dc[i] = c_grad * acts[b * 4 * H + H + j];
+    }
+}
+
 // out[b] = the sum over a and l of x[a, b, l]: a (A, B, L) array's sums per b (a bias's
 // gradient: NCHW with L = H*W, or (N, F) with L = 1), a block per b.
 extern "C" __global__ void distnn_sum_outer_inner(const T* x, T* out, I A, I B, I L) {
@@ -233,6 +284,34 @@ def nll_backward(xp, g, inv, target, n_classes, ignore_index, mean):
     _SOURCE.launch("distnn_nll_backward", _types(gx.dtype, index), gx.size,
                    (g, inv, target, gx, index(n_classes), xp.int64(ignore_index), xp.int32(mean), index(gx.size)))
     return gx
+
+
+def _step_rows(sequence, t, time_dim):
+    """(element offset of step ``t``'s first row, elements between its rows) in a
+    C-contiguous (T, B, F) (``time_dim`` 0) or (B, T, F) sequence."""
+    _, second, features = sequence.shape
+    return (t * second * features, features) if time_dim == 0 else (t * features, second * features)
+
+
+def lstm_step(xp, z, bias, xw, t, time_dim, acts, c_prev, c, tc, h):
+    """recurrent.py's LSTM step after its GEMM ``z = h_prev @ w_hh.T``, writing the
+    activated gates ``acts`` (B, 4H), cell state ``c``, its tanh ``tc`` and output ``h``
+    (B, H) of step ``t`` of the C-contiguous input projection ``xw``."""
+    offset, row = _step_rows(xw, t, time_dim)
+    index = index_type(xw, acts)
+    _SOURCE.launch("distnn_lstm_step", _types(z.dtype, index), c.size,
+                   (z, z if bias is None else bias, xw, index(offset), index(row), acts, c_prev, c, tc, h,
+                    index(c.shape[-1]), index(bias is not None), index(c.size)))
+
+
+def lstm_step_backward(xp, dh, g_out, t, time_dim, dc, dc_per_dh, factors, acts, d_gates):
+    """recurrent.py's LSTM backward step before its GEMM ``dh = d_gates @ w_hh``: the
+    gates' gradients of step ``t`` into ``d_gates``, ``dc`` carried to the step before."""
+    offset, row = _step_rows(g_out, t, time_dim)
+    index = index_type(g_out, d_gates)
+    _SOURCE.launch("distnn_lstm_step_backward", _types(dh.dtype, index), dc.size,
+                   (dh, g_out, index(offset), index(row), dc, dc_per_dh, factors, acts, d_gates,
+                    index(dc.shape[-1]), index(dc.size)))
 
 
 def sum_outer_inner(xp, x):

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from ..autograd.function import Op
 from ..autograd.grad_mode import is_grad_enabled
 from ..autograd.graph_xp import recording
-from . import onednn_rnn
+from . import fused_cuda, onednn_rnn
 from .activation import _negative_part, _sigmoid
 
 __all__ = ["lstm_layer", "gru_layer"]
@@ -78,6 +78,13 @@ def _lstm_sequence(xp, xw, h0, c0, w_hh, b_hh, time_dim, reverse):
     w_hh_t = xp.ascontiguousarray(w_hh.T)
     h, c = h0, c0
     gates = xp.empty((batch, 4 * n), xw.dtype)
+    if fused_cuda.takes(xp, xw, h0, c0, w_hh, *(() if b_hh is None else (b_hh,))):  # a kernel a step
+        xw, c = xp.ascontiguousarray(xw), xp.ascontiguousarray(c0)
+        for t in _order(steps, reverse):
+            xp.matmul(h, w_hh_t, out=gates)
+            fused_cuda.lstm_step(xp, gates, b_hh, xw, t, time_dim, acts[t], c, cells[t], tanh_cells[t], outs[t])
+            h, c = outs[t], cells[t]
+        return acts, cells, tanh_cells, outs
     for t in _order(steps, reverse):
         xp.matmul(h, w_hh_t, out=gates)
         if b_hh is not None:
@@ -121,6 +128,13 @@ def _lstm_gate_grads(xp, ctx, w_hh, g_out, dh, dc):
     d_gates = xp.empty_like(acts)
     by_gate, factors = d_gates.reshape(steps, batch, 4, n), factors.reshape(steps, batch, 4, n)
     dc = dc.copy()
+    if fused_cuda.takes(xp, acts, g_out, dh, dc):  # a kernel a step
+        g_out, dh, dc = xp.ascontiguousarray(g_out), xp.ascontiguousarray(dh), xp.ascontiguousarray(dc)
+        for t in _order(steps, not ctx.reverse):
+            fused_cuda.lstm_step_backward(xp, dh, g_out, t, ctx.time_dim, dc, dc_per_dh[t], factors[t], acts[t],
+                                          d_gates[t])
+            dh = xp.matmul(d_gates[t], w_hh)
+        return d_gates, dh, dc
     for t in _order(steps, not ctx.reverse):
         dh = dh + _at(g_out, t, ctx.time_dim)
         dc += dh * dc_per_dh[t]

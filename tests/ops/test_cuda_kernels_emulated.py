@@ -132,3 +132,28 @@ def test_nll_target_out_of_range_is_nan(monkeypatch):
     xp = emulated(monkeypatch)
     loss, _ = fused_cuda.nll(xp, np.zeros((3, 4), np.float32), np.array([0, 7, 1]), -100, True)
     assert np.isnan(loss)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("time_dim,reverse,bias", [(0, False, True), (1, False, True), (0, True, False), (1, True, True)])
+def test_lstm_step_kernels(monkeypatch, dtype, time_dim, reverse, bias):
+    """recurrent.py's LSTM loop forward and backward with the step kernels, against its
+    numpy loop: every stack forward keeps, and the gradients of the gates, h0 and c0."""
+    from types import SimpleNamespace
+    from distnn.ops import recurrent
+    rng = np.random.default_rng(0)
+    steps, batch, n = 5, 3, 4
+    xw = rng.standard_normal((steps, batch, 4 * n) if time_dim == 0 else (batch, steps, 4 * n)).astype(dtype)
+    h0, c0 = (rng.standard_normal((batch, n)).astype(dtype) for _ in range(2))
+    w_hh = rng.standard_normal((4 * n, n)).astype(dtype)
+    b_hh = rng.standard_normal(4 * n).astype(dtype) if bias else None
+    g_out = rng.standard_normal(xw.shape[:2] + (n,)).astype(dtype)
+    g_h, g_c = (rng.standard_normal((batch, n)).astype(dtype) for _ in range(2))
+    results = []
+    for xp in (np, emulated(monkeypatch)):
+        acts, cells, tanh_cells, outs = recurrent._lstm_sequence(xp, xw, h0, c0, w_hh, b_hh, time_dim, reverse)
+        ctx = SimpleNamespace(acts=acts, c_prev=recurrent._previous(np, c0, cells, reverse), tanh_cells=tanh_cells,
+                              reverse=reverse, time_dim=time_dim)
+        results.append((acts, cells, tanh_cells, outs) + recurrent._lstm_gate_grads(xp, ctx, w_hh, g_out, g_h, g_c))
+    for want, got in zip(*results):
+        np.testing.assert_allclose(got, want, **TOLERANCES[dtype])

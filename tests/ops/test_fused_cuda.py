@@ -132,3 +132,23 @@ def test_one_launch_each_and_same_bits(monkeypatch):
                                        "distnn_log_softmax_backward", "distnn_sum_outer_inner",
                                        "distnn_relu_backward", "distnn_max_pool_backward"])
     assert all(np.array_equal(a, c) for a, c in zip(*runs))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kwargs", [{}, {"batch_first": True, "bidirectional": True}, {"bias": False, "num_layers": 2}])
+def test_lstm_step_kernels(monkeypatch, dtype, kwargs):
+    """nn.LSTM's array loop with one kernel per step on the GPU against the CPU (float64)."""
+    launched = _launches(monkeypatch)
+    x_host = np.random.default_rng(0).standard_normal((4, 3, 6))
+    results = []
+    for device, wanted in (("cpu", np.float64), ("cuda", dtype)):
+        distnn.manual_seed(0)
+        lstm = distnn.nn.LSTM(6, 5, **kwargs).to(device=device, dtype=distnn.from_numpy(np.zeros(1, wanted)).dtype)
+        x = distnn.from_numpy(x_host.astype(wanted)).to(device).requires_grad_()
+        out, (h, c) = lstm(x)
+        (out.sum() + (h * h).sum() + (c * 3).sum()).backward()
+        results.append([t.detach().cpu().numpy() for t in (out, h, c, x.grad)]
+                       + [p.grad.cpu().numpy() for p in lstm.parameters()])
+    assert "distnn_lstm_step" in launched and "distnn_lstm_step_backward" in launched
+    for want, got in zip(*results):
+        np.testing.assert_allclose(got, want, **TOLERANCES[dtype])
