@@ -1,8 +1,8 @@
 """Single-launch GPU forms of ops whose array formulas take several launches (issue
 #17): a ReLU's gradient, softmax and log-softmax along the last axis (forward and
 backward), NLL loss on (N, C) log-probabilities (forward and backward), the sums
-behind bias gradients, and an LSTM step's gate and cell math (forward and backward,
-around its GEMM). On a GPU each launch costs more host time than these small
+behind bias gradients, layer norm (forward, input and parameter gradients), and an
+LSTM step's gate and cell math (forward and backward, around its GEMM). On a GPU each launch costs more host time than these small
 kernels take, so an eager training step is bound by how many it makes.
 
 A row reduction is one block per row: each thread sums (or takes the max of) a fixed
@@ -198,6 +198,76 @@ extern "C" __global__ void distnn_lstm_step_backward(
     }
 }
 
+__device__ __forceinline__ float sqrt_(float v) { return sqrtf(v); }
+__device__ __forceinline__ double sqrt_(double v) { return sqrt(v); }
+
+// Layer norm of each row: xhat = (x - mean) * invstd with invstd = 1 / sqrt(var + eps)
+// (biased var), y = xhat * w + b (w, b per column; each optional, else never read);
+// xhat and invstd (per row) are kept for backward.
+extern "C" __global__ void distnn_layer_norm(
+        const T* x, const T* w, const T* b, T* y, T* xhat, T* invstd, I rows, I cols, T eps,
+        I has_w, I has_b) {
+    __shared__ T buf[THREADS];
+    ROWS_LOOP(r, rows) {
+        const T* xr = x + r * cols;
+        T s = (T)0;
+        COLS_LOOP(c, cols) { s += xr[c]; }
+        T mean = block_sum(s, buf) / (T)cols;
+        T v = (T)0;
+        COLS_LOOP(c, cols) {
+            T d = xr[c] - mean;
+            v += d * d;
+        }
+        T inv = (T)1 / sqrt_(block_sum(v, buf) / (T)cols + eps);
+        COLS_LOOP(c, cols) {
+            T xh = (xr[c] - mean) * inv;
+            xhat[r * cols + c] = xh;
+            T out = has_w ? xh * w[c] : xh;
+            y[r * cols + c] = has_b ? out + b[c] : out;
+        }
+        if (threadIdx.x == 0) invstd[r] = inv;
+    }
+}
+
+// Layer norm's input gradient per row: (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat))
+// * invstd, with gxhat = g * w (g without has_w).
+extern "C" __global__ void distnn_layer_norm_backward(
+        const T* g, const T* w, const T* xhat, const T* invstd, T* gi, I rows, I cols, I has_w) {
+    __shared__ T buf[THREADS];
+    ROWS_LOOP(r, rows) {
+        T sg = (T)0, sgx = (T)0;
+        COLS_LOOP(c, cols) {
+            T gx = has_w ? g[r * cols + c] * w[c] : g[r * cols + c];
+            sg += gx;
+            sgx += gx * xhat[r * cols + c];
+        }
+        T mean_g = block_sum(sg, buf) / (T)cols, mean_gx = block_sum(sgx, buf) / (T)cols;
+        COLS_LOOP(c, cols) {
+            T gx = has_w ? g[r * cols + c] * w[c] : g[r * cols + c];
+            gi[r * cols + c] = (gx - mean_g - xhat[r * cols + c] * mean_gx) * invstd[r];
+        }
+    }
+}
+
+// Layer norm's parameter gradients: gw[c] = the sum over rows of g * xhat, gb[c] = that
+// of g, a block per column.
+extern "C" __global__ void distnn_layer_norm_params(const T* g, const T* xhat, T* gw, T* gb, I rows, I cols) {
+    __shared__ T buf[THREADS];
+    ROWS_LOOP(c, cols) {
+        T sw = (T)0, sb = (T)0;
+        COLS_LOOP(r, rows) {
+            sw += g[r * cols + c] * xhat[r * cols + c];
+            sb += g[r * cols + c];
+        }
+        sw = block_sum(sw, buf);
+        sb = block_sum(sb, buf);
+        if (threadIdx.x == 0) {
+            gw[c] = sw;
+            gb[c] = sb;
+        }
+    }
+}
+
 // out[b] = the sum over a and l of x[a, b, l]: a (A, B, L) array's sums per b (a bias's
 // gradient: NCHW with L = H*W, or (N, F) with L = 1), a block per b.
 extern "C" __global__ void distnn_sum_outer_inner(const T* x, T* out, I A, I B, I L) {
@@ -284,6 +354,42 @@ def nll_backward(xp, g, inv, target, n_classes, ignore_index, mean):
     _SOURCE.launch("distnn_nll_backward", _types(gx.dtype, index), gx.size,
                    (g, inv, target, gx, index(n_classes), xp.int64(ignore_index), xp.int32(mean), index(gx.size)))
     return gx
+
+
+def layer_norm(xp, x, weight, bias, eps):
+    """(y, xhat, invstd) of layer norm over the columns of 2-D ``x``; ``weight`` and
+    ``bias`` per column or None; invstd is (rows, 1)."""
+    x = xp.ascontiguousarray(x)
+    rows, cols = x.shape
+    y, xhat, invstd = xp.empty_like(x), xp.empty_like(x), xp.empty((rows, 1), x.dtype)
+    index = index_type(x)
+    _SOURCE.launch_blocks("distnn_layer_norm", _types(x.dtype, index), rows,
+                          (x, x if weight is None else xp.ascontiguousarray(weight),
+                           x if bias is None else xp.ascontiguousarray(bias), y, xhat, invstd, index(rows),
+                           index(cols), x.dtype.type(eps), index(weight is not None), index(bias is not None)))
+    return y, xhat, invstd
+
+
+def layer_norm_backward(xp, g, xhat, invstd, weight, need_input, need_weight, need_bias):
+    """(input, weight, bias) gradients of ``layer_norm`` (None for those not asked for)."""
+    g, xhat, invstd = xp.ascontiguousarray(g), xp.ascontiguousarray(xhat), xp.ascontiguousarray(invstd)
+    rows, cols = g.shape
+    index = index_type(g)
+    gi = gw = gb = None
+    if need_input:
+        gi = xp.empty_like(g)
+        _SOURCE.launch_blocks("distnn_layer_norm_backward", _types(g.dtype, index), rows,
+                              (g, g if weight is None else xp.ascontiguousarray(weight), xhat, invstd, gi,
+                               index(rows), index(cols), index(weight is not None)))
+    if need_weight or need_bias:
+        gw, gb = xp.empty(cols, g.dtype), xp.empty(cols, g.dtype)
+        if rows:
+            _SOURCE.launch_blocks("distnn_layer_norm_params", _types(g.dtype, index), cols,
+                                  (g, xhat, gw, gb, index(rows), index(cols)))
+        else:
+            gw.fill(0)
+            gb.fill(0)
+    return gi, gw if need_weight else None, gb if need_bias else None
 
 
 def _step_rows(sequence, t, time_dim):

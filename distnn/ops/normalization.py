@@ -7,6 +7,7 @@ version counters.
 """
 
 import math
+from functools import partial
 
 import numpy as np  # dtype metadata only (finfo)
 
@@ -15,7 +16,7 @@ from ..autograd.graph_xp import recording
 from .._dims import normalize_dim
 from ..threads import map_chunks
 from .elementwise import div
-from . import layer_norm_rows
+from . import fused_cuda, layer_norm_rows
 from .channel_rows import (_by_sample, _channel_affine, _channel_dot, _channel_form, _channel_row,
                            _channel_shape, _channel_sum, _non_channel_axes, _one_pass, _plain)
 from .im2col import chunk_sum, scratch_array
@@ -268,10 +269,12 @@ class NativeLayerNorm(Op):
     def forward(ctx, input, weight, bias, normalized_ndim, eps):
         axes = tuple(range(input.ndim - normalized_ndim, input.ndim))
         ctx.axes, ctx.eps = axes, eps
-        if layer_norm_rows.applies(ctx.xp, input, weight, bias):  # by blocks of rows
+        gpu = input.size and fused_cuda.takes(ctx.xp, input, *(p for p in (weight, bias) if p is not None))
+        if gpu or layer_norm_rows.applies(ctx.xp, input, weight, bias):  # one kernel; numpy: by blocks of rows
             width = math.prod(input.shape[input.ndim - normalized_ndim:])
-            out, xhat, invstd = layer_norm_rows.forward(
-                input.reshape(-1, width), *(None if p is None else p.reshape(1, -1) for p in (weight, bias)), eps)
+            forward = partial(fused_cuda.layer_norm, ctx.xp) if gpu else layer_norm_rows.forward
+            out, xhat, invstd = forward(input.reshape(-1, width),
+                                        *(None if p is None else p.reshape(1, -1) for p in (weight, bias)), eps)
             stats_shape = input.shape[:input.ndim - normalized_ndim] + (1,) * normalized_ndim
             ctx.save_for_backward(xhat.reshape(input.shape), invstd.reshape(stats_shape), weight, input)
             return out.reshape(input.shape)
@@ -284,13 +287,11 @@ class NativeLayerNorm(Op):
         xhat, invstd, weight, input = ctx.saved_tensors
         if recording(input):  # xhat and invstd, saved from forward, must be differentiated too
             xhat, _, _, invstd = _standardize(ctx.xp, input, ctx.axes, ctx.eps)
-        elif layer_norm_rows.applies(ctx.xp, g, xhat, weight):
-            width = math.prod(g.shape[g.ndim - len(ctx.axes):])
-            gi, gw, gb = layer_norm_rows.backward(
-                g.reshape(-1, width), xhat.reshape(-1, width), invstd.reshape(-1, 1),
-                None if weight is None else weight.reshape(1, -1), *ctx.needs_input_grad[:3])
-            return (None if gi is None else gi.reshape(g.shape), None if gw is None else gw.reshape(weight.shape),
-                    None if gb is None else gb.reshape(g.shape[g.ndim - len(ctx.axes):]), None, None)
+        elif fused_cuda.takes(ctx.xp, g, xhat, *(() if weight is None else (weight,))):  # one kernel
+            return _layer_norm_rows_backward(ctx, partial(fused_cuda.layer_norm_backward, ctx.xp), g, xhat,
+                                             invstd, weight)
+        elif layer_norm_rows.applies(ctx.xp, g, xhat, weight):  # by blocks of rows
+            return _layer_norm_rows_backward(ctx, layer_norm_rows.backward, g, xhat, invstd, weight)
         leading = tuple(range(g.ndim - len(ctx.axes)))
         grad_input = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
@@ -301,6 +302,15 @@ class NativeLayerNorm(Op):
         if ctx.needs_input_grad[2]:
             grad_bias = g.sum(axis=leading)
         return grad_input, grad_weight, grad_bias, None, None
+
+
+def _layer_norm_rows_backward(ctx, backward, g, xhat, invstd, weight):
+    """Layer norm's gradients by ``backward`` on (rows, width) views of its arrays."""
+    width = math.prod(g.shape[g.ndim - len(ctx.axes):])
+    gi, gw, gb = backward(g.reshape(-1, width), xhat.reshape(-1, width), invstd.reshape(-1, 1),
+                          None if weight is None else weight.reshape(1, -1), *ctx.needs_input_grad[:3])
+    return (None if gi is None else gi.reshape(g.shape), None if gw is None else gw.reshape(weight.shape),
+            None if gb is None else gb.reshape(g.shape[g.ndim - len(ctx.axes):]), None, None)
 
 
 def _group_patterns(xp, x, num_groups, *params):

@@ -157,3 +157,28 @@ def test_lstm_step_kernels(monkeypatch, dtype, time_dim, reverse, bias):
         results.append((acts, cells, tanh_cells, outs) + recurrent._lstm_gate_grads(xp, ctx, w_hh, g_out, g_h, g_c))
     for want, got in zip(*results):
         np.testing.assert_allclose(got, want, **TOLERANCES[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("affine", ["both", "weight", "none"])
+@pytest.mark.parametrize("shape", [(6, 10), (1, 300), (0, 4)])
+def test_layer_norm_kernels(monkeypatch, dtype, affine, shape):
+    """Layer norm over each row, forward and all three gradients, against normalization.py's formulas."""
+    from distnn.ops import normalization
+    xp = emulated(monkeypatch)
+    rng = np.random.default_rng(0)
+    x, g = (rng.standard_normal(shape).astype(dtype) * 3 + 1 for _ in range(2))
+    w = rng.standard_normal(shape[1]).astype(dtype) if affine != "none" else None
+    b = rng.standard_normal(shape[1]).astype(dtype) if affine == "both" else None
+    y, xhat, invstd = fused_cuda.layer_norm(xp, x, w, b, 1e-5)
+    want_xhat, _, _, want_invstd = normalization._standardize(np, x, (1,), 1e-5)
+    want_y = want_xhat * (1 if w is None else w) + (0 if b is None else b)
+    for got, want in [(y, want_y), (xhat, want_xhat), (invstd, want_invstd)]:
+        np.testing.assert_allclose(got, want, **TOLERANCES[dtype])
+    gi, gw, gb = fused_cuda.layer_norm_backward(xp, g, xhat, invstd, w, True, w is not None, b is not None)
+    np.testing.assert_allclose(gi, normalization._standardize_backward(g if w is None else g * w, want_xhat,
+                                                                       want_invstd, (1,)), **TOLERANCES[dtype])
+    if w is not None:
+        np.testing.assert_allclose(gw, (g * want_xhat).sum(0), **TOLERANCES[dtype])
+    if b is not None:
+        np.testing.assert_allclose(gb, g.sum(0), **TOLERANCES[dtype])

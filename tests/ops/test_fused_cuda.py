@@ -35,6 +35,10 @@ def _compare(fn, arrays, dtype):
         np.testing.assert_allclose(got, want, **TOLERANCES[dtype])
 
 
+def _dtype(dtype):
+    return distnn.from_numpy(np.zeros(1, dtype)).dtype
+
+
 def _launches(monkeypatch):
     launched = []
     for name in ("launch", "launch_blocks"):
@@ -143,12 +147,35 @@ def test_lstm_step_kernels(monkeypatch, dtype, kwargs):
     results = []
     for device, wanted in (("cpu", np.float64), ("cuda", dtype)):
         distnn.manual_seed(0)
-        lstm = distnn.nn.LSTM(6, 5, **kwargs).to(device=device, dtype=distnn.from_numpy(np.zeros(1, wanted)).dtype)
+        lstm = distnn.nn.LSTM(6, 5, **kwargs).to(device=device, dtype=_dtype(wanted))
         x = distnn.from_numpy(x_host.astype(wanted)).to(device).requires_grad_()
         out, (h, c) = lstm(x)
         (out.sum() + (h * h).sum() + (c * 3).sum()).backward()
         results.append([t.detach().cpu().numpy() for t in (out, h, c, x.grad)]
                        + [p.grad.cpu().numpy() for p in lstm.parameters()])
     assert "distnn_lstm_step" in launched and "distnn_lstm_step_backward" in launched
+    for want, got in zip(*results):
+        np.testing.assert_allclose(got, want, **TOLERANCES[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kwargs", [{}, {"bias": False}, {"elementwise_affine": False}])
+def test_layer_norm_kernels(monkeypatch, dtype, kwargs):
+    launched = _launches(monkeypatch)
+    rng = np.random.default_rng(0)
+    ln = distnn.nn.LayerNorm((3, 40), **kwargs)
+    with distnn.no_grad():
+        for p in ln.parameters():
+            p.copy_(distnn.from_numpy(rng.standard_normal(p.shape)))
+    x = rng.standard_normal((5, 3, 40)) * 3 + 1
+    results = []
+    for device in ("cpu", "cuda"):
+        layer = distnn.nn.LayerNorm((3, 40), **kwargs).to(device=device, dtype=_dtype(dtype))
+        layer.load_state_dict({k: v.to(_dtype(dtype)) for k, v in ln.state_dict().items()})
+        t = distnn.from_numpy(x.astype(dtype)).to(device).requires_grad_()
+        y = layer(t)
+        y.backward(distnn.from_numpy(np.cos(x).astype(dtype)).to(device))
+        results.append([y.detach().cpu().numpy(), t.grad.cpu().numpy()] + [p.grad.cpu().numpy() for p in layer.parameters()])
+    assert launched.count("distnn_layer_norm") == 1 and "distnn_layer_norm_backward" in launched
     for want, got in zip(*results):
         np.testing.assert_allclose(got, want, **TOLERANCES[dtype])
