@@ -30,23 +30,12 @@ def timed(fn, steps, sync):
     return enqueued / steps * 1e3, (time.perf_counter() - start) / steps * 1e3
 
 
-def steps_for(lib, models):
-    nn = lib.nn
-
-    def classifier(model, batch, in_shape):
-        model.to("cuda")
-        x = lib.randn(batch, *in_shape, device="cuda")
-        y = lib.randint(0, 10, (batch,), device="cuda")
-        opt = lib.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        loss_fn = nn.CrossEntropyLoss()
-
-        def step():
-            opt.zero_grad()
-            loss_fn(model(x), y).backward()
-            opt.step()
-        return step
-    return [("ConvNet b64", classifier(models.mnist_convnet(lib), 64, (1, 28, 28))),
-            ("MLP b1024", classifier(models.mlp(lib, [784, 1024, 1024, 10]), 1024, (784,)))]
+def steps_for(lib):
+    """step_time.py's eager ConvNet (batch 64) and MLP (batch 1024) steps."""
+    import step_time
+    wanted = {"ConvNet train step, batch 64": "ConvNet b64", "MLP 784-1024-1024-10, batch 1024": "MLP b1024"}
+    cases = step_time.build_cases(lib, argparse.Namespace(device="cuda"))
+    return [(wanted[name], make()) for name, make in cases if name in wanted]
 
 
 def gpu_ms(step, steps, lib):
@@ -119,7 +108,6 @@ def main():
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import models
     import cupy
     import distnn
     libs = [("distnn", distnn)]
@@ -131,7 +119,7 @@ def main():
     print("ms per step: synchronised wall | enqueue only (host) | GPU time (events)")
     profiles = []
     for name, lib in libs:
-        for case, step in steps_for(lib, models):
+        for case, step in steps_for(lib):
             for _ in range(5):
                 step()
             host, wall = timed(step, args.steps, lib.cuda.synchronize)
