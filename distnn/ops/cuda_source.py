@@ -35,10 +35,11 @@ def index_type(*arrays):
 
 class Source:
     """One CUDA source whose kernels are built per (kernel name, type names) on first use;
-    ``types`` pairs each typedef the source reads (``T``, ``I``...) with a numpy dtype."""
+    ``types`` pairs each typedef the source reads (``T``, ``I``...) with a numpy dtype;
+    ``options`` go to NVRTC."""
 
-    def __init__(self, text):
-        self.text = text
+    def __init__(self, text, options=()):
+        self.text, self.options = text, tuple(options)
         self.kernels = {}
 
     def kernel(self, name, types):
@@ -46,7 +47,8 @@ class Source:
         built = self.kernels.get(key)
         if built is None:
             head = "".join(f"typedef {C_TYPES[np.dtype(dtype)]} {alias};\n" for alias, dtype in types)
-            built = self.kernels[key] = _import_cupy().RawKernel(head + _PREAMBLE + self.text, name)
+            built = self.kernels[key] = _import_cupy().RawKernel(head + _PREAMBLE + self.text, name,
+                                                                 options=self.options)
         return built
 
     def launch(self, name, types, total, args):
