@@ -269,10 +269,18 @@ class GRULayer(Op):
 
     @staticmethod
     def forward(ctx, xw, h0, w_hh, b_hh, time_dim=0, reverse=False):
-        ctx.steps, outputs, h = _gru_forward(ctx.xp, xw, h0, w_hh, b_hh, time_dim, reverse)
+        xp = ctx.xp
         ctx.time_dim, ctx.reverse = time_dim, reverse
         ctx.save_for_backward(xw, h0, w_hh, b_hh)
-        return ctx.xp.stack(outputs, time_dim), h
+        ctx.gates = None
+        if fused_cuda.takes(xp, xw, h0, w_hh, *(() if b_hh is None else (b_hh,))):  # a kernel a step
+            ctx.steps = None
+            ctx.gates, outs = _gru_sequence(xp, xw, h0, w_hh, b_hh, time_dim, reverse)
+            ctx.h_prev = _previous(xp, h0, outs, reverse)
+            out = outs if time_dim == 0 else xp.ascontiguousarray(outs.swapaxes(0, 1))
+            return out, outs[0 if reverse else -1].copy()
+        ctx.steps, outputs, h = _gru_forward(xp, xw, h0, w_hh, b_hh, time_dim, reverse)
+        return xp.stack(outputs, time_dim), h
 
     @staticmethod
     def backward(ctx, g_out, g_h):
@@ -281,6 +289,10 @@ class GRULayer(Op):
         steps = ctx.steps
         if recording(xw):
             steps = _gru_forward(xp, xw, h0, w_hh, b_hh, time_dim, ctx.reverse)[0]
+        elif ctx.gates is not None:  # forward ran _gru_sequence
+            if fused_cuda.takes(xp, g_out, g_h):
+                return _gru_fused_backward(xp, ctx, w_hh, g_out, g_h)
+            steps = [(ctx.h_prev[t],) + tuple(g[t] for g in ctx.gates) for t in range(len(ctx.h_prev))]
         dh = g_h
         d_inputs, d_hidden = [None] * len(steps), [None] * len(steps)
         for t in _order(len(steps), not ctx.reverse):
@@ -294,6 +306,38 @@ class GRULayer(Op):
             dh = dh * z + xp.matmul(d_hidden[t], w_hh)
         d_w, d_b = _weight_grads(xp, ctx, xp.stack(d_hidden, 0), xp.stack([s[0] for s in steps], 0))
         return xp.stack(d_inputs, time_dim), dh, d_w, d_b
+
+
+def _gru_sequence(xp, xw, h0, w_hh, b_hh, time_dim, reverse):
+    """The GRU loop on a GPU, a GEMM and one kernel a step: the gates r, z, n and the
+    hidden part h_n, and the outputs, each stacked (T, B, H)."""
+    steps, (batch, n) = xw.shape[time_dim], h0.shape
+    gates = tuple(xp.empty((steps, batch, n), xw.dtype) for _ in range(4))
+    outs = xp.empty((steps, batch, n), xw.dtype)
+    w_hh_t, xw, h = xp.ascontiguousarray(w_hh.T), xp.ascontiguousarray(xw), xp.ascontiguousarray(h0)
+    hg = xp.empty((batch, 3 * n), xw.dtype)
+    for t in _order(steps, reverse):
+        xp.matmul(h, w_hh_t, out=hg)
+        fused_cuda.gru_step(xp, hg, b_hh, xw, t, time_dim, h, *(g[t] for g in gates), outs[t])
+        h = outs[t]
+    return gates, outs
+
+
+def _gru_fused_backward(xp, ctx, w_hh, g_out, g_h):
+    """GRULayer's backward after ``_gru_sequence``: one kernel and one GEMM a step."""
+    from .. import cublas
+    gates, h_prev = ctx.gates, ctx.h_prev
+    steps, batch, n = h_prev.shape
+    d_input, d_hidden = (xp.empty((steps, batch, 3 * n), h_prev.dtype) for _ in range(2))
+    g_out, dh = xp.ascontiguousarray(g_out), xp.ascontiguousarray(g_h)
+    for t in _order(steps, not ctx.reverse):
+        dh_next = xp.empty_like(dh)
+        fused_cuda.gru_step_backward(xp, dh, g_out, t, ctx.time_dim, h_prev[t], *(g[t] for g in gates),
+                                     d_input[t], d_hidden[t], dh_next)
+        dh = cublas.matmul(d_hidden[t], w_hh, out=dh_next, accumulate=True)
+    d_w, d_b = _weight_grads(xp, ctx, d_hidden, h_prev)
+    d_xw = d_input if ctx.time_dim == 0 else xp.ascontiguousarray(d_input.swapaxes(0, 1))
+    return d_xw, dh, d_w, d_b
 
 
 def lstm_layer(xw, h0, c0, w_hh, b_hh, time_dim=0, reverse=False):

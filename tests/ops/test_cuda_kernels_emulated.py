@@ -182,3 +182,29 @@ def test_layer_norm_kernels(monkeypatch, dtype, affine, shape):
         np.testing.assert_allclose(gw, (g * want_xhat).sum(0), **TOLERANCES[dtype])
     if b is not None:
         np.testing.assert_allclose(gb, g.sum(0), **TOLERANCES[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("time_dim,reverse,bias", [(0, False, True), (1, False, True), (0, True, False), (1, True, True)])
+def test_gru_step_kernels(monkeypatch, dtype, time_dim, reverse, bias):
+    """GRULayer forward and backward with the step kernels (its GEMMs by numpy), against its numpy loop."""
+    from types import SimpleNamespace
+    from distnn import cublas
+    from distnn.ops import recurrent
+    rng = np.random.default_rng(0)
+    steps, batch, n = 5, 3, 4
+    xw = rng.standard_normal((steps, batch, 3 * n) if time_dim == 0 else (batch, steps, 3 * n)).astype(dtype)
+    h0, g_h = (rng.standard_normal((batch, n)).astype(dtype) for _ in range(2))
+    w_hh = rng.standard_normal((3 * n, n)).astype(dtype)
+    b_hh = rng.standard_normal(3 * n).astype(dtype) if bias else None
+    g_out = rng.standard_normal(xw.shape[:2] + (n,)).astype(dtype)
+    monkeypatch.setattr(cublas, "matmul", lambda a, b, out, accumulate: np.add(out, a @ b, out=out))
+    results = []
+    for xp in (np, emulated(monkeypatch)):
+        ctx = SimpleNamespace(xp=xp, needs_input_grad=(True,) * 4, saved_tensors=(xw, h0, w_hh, b_hh),
+                              save_for_backward=lambda *arrays: None)
+        out, h = recurrent.GRULayer.forward(ctx, xw, h0, w_hh, b_hh, time_dim, reverse)
+        assert (ctx.gates is None) == (xp is np)
+        results.append((out, h) + recurrent.GRULayer.backward(ctx, g_out, g_h))
+    for want, got in zip(*results):
+        np.testing.assert_allclose(got, want, **TOLERANCES[dtype])

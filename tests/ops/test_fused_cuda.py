@@ -139,21 +139,24 @@ def test_one_launch_each_and_same_bits(monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 @pytest.mark.parametrize("kwargs", [{}, {"batch_first": True, "bidirectional": True}, {"bias": False, "num_layers": 2}])
-def test_lstm_step_kernels(monkeypatch, dtype, kwargs):
-    """nn.LSTM's array loop with one kernel per step on the GPU against the CPU (float64)."""
+def test_recurrent_step_kernels(monkeypatch, dtype, mode, kwargs):
+    """nn.LSTM's and nn.GRU's array loops with one kernel per step on the GPU against the CPU (float64)."""
     launched = _launches(monkeypatch)
     x_host = np.random.default_rng(0).standard_normal((4, 3, 6))
     results = []
     for device, wanted in (("cpu", np.float64), ("cuda", dtype)):
         distnn.manual_seed(0)
-        lstm = distnn.nn.LSTM(6, 5, **kwargs).to(device=device, dtype=_dtype(wanted))
+        rnn = getattr(distnn.nn, mode)(6, 5, **kwargs).to(device=device, dtype=_dtype(wanted))
         x = distnn.from_numpy(x_host.astype(wanted)).to(device).requires_grad_()
-        out, (h, c) = lstm(x)
+        out, state = rnn(x)
+        h, c = state if mode == "LSTM" else (state, state)
         (out.sum() + (h * h).sum() + (c * 3).sum()).backward()
         results.append([t.detach().cpu().numpy() for t in (out, h, c, x.grad)]
-                       + [p.grad.cpu().numpy() for p in lstm.parameters()])
-    assert "distnn_lstm_step" in launched and "distnn_lstm_step_backward" in launched
+                       + [p.grad.cpu().numpy() for p in rnn.parameters()])
+    name = f"distnn_{mode.lower()}_step"
+    assert name in launched and name + "_backward" in launched
     for want, got in zip(*results):
         np.testing.assert_allclose(got, want, **TOLERANCES[dtype])
 
