@@ -202,6 +202,12 @@ class NativeBatchNorm(Op):
         shape = _channel_shape(input.ndim)
         blocks = _sample_blocks(xp, input) if training else None
         out = None
+        running = [None if r is None else r._data for r in (running_mean, running_var)]
+        if training and fused_cuda.takes_batch_norm(xp, input, weight, bias, *running):  # one kernel on a GPU
+            out, xhat, _, _, invstd = fused_cuda.batch_norm(xp, input, weight, bias, eps, *running, momentum)
+            ctx.save_for_backward(xhat, invstd.reshape(shape), weight, input)
+            ctx.axes, ctx.training, ctx.eps = axes, training, eps
+            return out
         if blocks:  # no xhat kept: backward recomputes x - mean from the input
             out, mean, var, invstd = _blocked_batch_norm(xp, input, weight, bias, eps, blocks)
             xhat, ctx.mean = None, mean
@@ -236,6 +242,9 @@ class NativeBatchNorm(Op):
             return (_channel_affine(xp, g, scale) if need_x else None,
                     _channel_dot(xp, g, (input - ctx.mean) * invstd) if need_w else None,
                     _channel_sum(xp, g) if need_b else None)
+        if xhat is not None and not (recording(g) or recording(xhat)) and fused_cuda.takes(xp, g, xhat, scale):
+            grad_input, sum_gx, sum_g = fused_cuda.batch_norm_backward(xp, g, xhat, scale.reshape(-1), need_x)
+            return grad_input, sum_gx if need_w else None, sum_g if need_b else None
         if xhat is None:  # forward went by blocks
             blocks = _sample_blocks(xp, g, input)
             if blocks:

@@ -208,3 +208,40 @@ def test_gru_step_kernels(monkeypatch, dtype, time_dim, reverse, bias):
         results.append((out, h) + recurrent.GRULayer.backward(ctx, g_out, g_h))
     for want, got in zip(*results):
         np.testing.assert_allclose(got, want, **TOLERANCES[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (7, 5), (2, 4, 9)])
+@pytest.mark.parametrize("affine,running", [(True, True), (False, False), (True, False)])
+def test_batch_norm_kernels(monkeypatch, dtype, shape, affine, running):
+    """Training batch norm over every dim but 1, forward (with the running statistics'
+    update) and gradients, against normalization.py's formulas."""
+    from distnn.ops import normalization
+    xp = emulated(monkeypatch)
+    rng = np.random.default_rng(0)
+    x, g = (rng.standard_normal(shape).astype(dtype) * 2 + 0.5 for _ in range(2))
+    c = shape[1]
+    w, b = (rng.standard_normal(c).astype(dtype) for _ in range(2)) if affine else (None, None)
+    rm, rv = (rng.uniform(0.5, 1.5, c).astype(dtype) for _ in range(2)) if running else (None, None)
+    want_rm, want_rv = (None, None) if rm is None else (rm.copy(), rv.copy())
+    y, xhat, mean, var, invstd = fused_cuda.batch_norm(xp, x, w, b, 1e-5, rm, rv, 0.1)
+    axes = normalization._non_channel_axes(x.ndim)
+    want_xhat, want_mean, want_var, want_invstd = normalization._standardize(np, x, axes, 1e-5, channel_first=True)
+    shape_c = normalization._channel_shape(x.ndim)
+    want_y = want_xhat if w is None else want_xhat * w.reshape(shape_c) + b.reshape(shape_c)
+    for got, want in [(y, want_y), (xhat, want_xhat), (mean, want_mean), (var, want_var), (invstd, want_invstd)]:
+        np.testing.assert_allclose(got, want.reshape(got.shape), **TOLERANCES[dtype])
+    if running:
+        n = x.size // c
+        for stat, value in ((want_rm, want_mean), (want_rv, want_var * (n / (n - 1)))):
+            stat *= 1 - 0.1
+            stat += 0.1 * value.reshape(-1)
+        np.testing.assert_allclose(rm, want_rm, **TOLERANCES[dtype])
+        np.testing.assert_allclose(rv, want_rv, **TOLERANCES[dtype])
+    scale = (want_invstd if w is None else want_invstd * w.reshape(shape_c)).astype(dtype)
+    gi, gw, gb = fused_cuda.batch_norm_backward(xp, g, want_xhat, scale.reshape(-1), True)
+    m = x.size // c
+    sum_g, sum_gx = g.sum(axis=axes, keepdims=True), (g * want_xhat).sum(axis=axes, keepdims=True)
+    np.testing.assert_allclose(gi, (g - sum_g / m - want_xhat * (sum_gx / m)) * scale, **TOLERANCES[dtype])
+    np.testing.assert_allclose(gw, sum_gx.reshape(-1), **TOLERANCES[dtype])
+    np.testing.assert_allclose(gb, sum_g.reshape(-1), **TOLERANCES[dtype])

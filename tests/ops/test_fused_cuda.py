@@ -182,3 +182,27 @@ def test_layer_norm_kernels(monkeypatch, dtype, kwargs):
     assert launched.count("distnn_layer_norm") == 1 and "distnn_layer_norm_backward" in launched
     for want, got in zip(*results):
         np.testing.assert_allclose(got, want, **TOLERANCES[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("module,shape,kwargs", [("BatchNorm2d", (4, 3, 5, 6), {}),
+                                                 ("BatchNorm1d", (7, 5), {"affine": False}),
+                                                 ("BatchNorm1d", (2, 4, 9), {"track_running_stats": False})])
+def test_batch_norm_kernels(monkeypatch, dtype, module, shape, kwargs):
+    """Training batch norm on the GPU in one kernel each way, against the CPU (float64):
+    output, gradients and the running statistics after two steps."""
+    launched = _launches(monkeypatch)
+    x_host = np.random.default_rng(0).standard_normal(shape) * 2 + 0.5
+    results = []
+    for device, wanted in (("cpu", np.float64), ("cuda", dtype)):
+        bn = getattr(distnn.nn, module)(shape[1], **kwargs).to(device=device, dtype=_dtype(wanted))
+        x = distnn.from_numpy(x_host.astype(wanted)).to(device).requires_grad_()
+        for _ in range(2):
+            y = bn(x)
+            y.backward(distnn.from_numpy(np.cos(x_host).astype(wanted)).to(device))
+        results.append([y.detach().cpu().numpy(), x.grad.cpu().numpy()]
+                       + [t.detach().cpu().numpy() for t in list(bn.parameters()) + [p.grad for p in bn.parameters()]]
+                       + [b.cpu().numpy() for name, b in bn.named_buffers() if name != "num_batches_tracked"])
+    assert launched.count("distnn_batch_norm") == 2 and launched.count("distnn_batch_norm_backward") == 2
+    for want, got in zip(*results):
+        np.testing.assert_allclose(got, want, **TOLERANCES[dtype])
