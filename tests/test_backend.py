@@ -126,3 +126,21 @@ def test_gpu_checkpoint_round_trip(tmp_path):
     for k, v in model.state_dict().items():
         assert on_cpu[k].device.type == "cpu"
         np.testing.assert_array_equal(on_cpu[k].numpy(), v.cpu().numpy())
+
+
+def test_same_device_check_without_a_gpu(monkeypatch):
+    """Op.apply's device check, on stand-in GPU arrays: one device passes, a CPU array
+    or another GPU among them is named in the error."""
+    from types import SimpleNamespace
+
+    from distnn.autograd.function import _check_same_device
+
+    class StandIn:
+        def __init__(self, index):
+            self.device = SimpleNamespace(id=index)
+    monkeypatch.setattr(backend, "_cupy", SimpleNamespace(ndarray=StandIn))
+    _check_same_device([StandIn(0), StandIn(0), 3.0, None, np.float32])
+    _check_same_device([np.ones(2), np.ones(3)])
+    for arrays, named in [([StandIn(0), np.ones(2)], "cpu and cuda:0"), ([StandIn(1), StandIn(0)], "cuda:0 and cuda:1")]:
+        with pytest.raises(RuntimeError, match=f"same device, but found at least two devices, {named}"):
+            _check_same_device(arrays)

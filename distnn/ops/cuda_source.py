@@ -1,6 +1,7 @@
 """CUDA kernels compiled from source through CuPy (``RawKernel``), for the GPU op
-modules (conv_cuda, pool_cuda, fused_cuda): each module's source is built once per
-set of type names on first use and launched as a grid-stride loop over its output.
+modules (conv_cuda, pool_cuda, fused_cuda, norm_cuda, rnn_cuda) and the optimizers'
+steps: each module's source is built once per set of type names on first use and
+launched as a grid-stride loop over its output, or as a block per row.
 
 Every kernel reads its inputs in a fixed order (no atomics), so a GPU op gives the
 same bits on every run.
@@ -26,6 +27,67 @@ _PREAMBLE = r"""
     for (I i = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; i < (total); \
          i += (I)blockDim.x * (I)gridDim.x)
 """
+
+# What the float kernels share (fused_cuda, norm_cuda, rnn_cuda, the optimizers): math by
+# T's precision, and a block's reductions in a fixed tree (a block per row).
+FLOAT_PREAMBLE = r"""
+__device__ __forceinline__ float exp_(float v) { return expf(v); }
+__device__ __forceinline__ double exp_(double v) { return exp(v); }
+__device__ __forceinline__ float log_(float v) { return logf(v); }
+__device__ __forceinline__ double log_(double v) { return log(v); }
+
+// NaN wins, as numpy's max: a NaN anywhere in a row makes its max NaN.
+__device__ __forceinline__ T nan_max(T a, T b) { return (b > a || b != b) ? b : a; }
+
+// Reductions of one value per thread of the block, in a fixed tree; every thread gets the result.
+__device__ __forceinline__ T block_sum(T v, T* buf) {
+    buf[threadIdx.x] = v;
+    __syncthreads();
+    for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) buf[threadIdx.x] += buf[threadIdx.x + s];
+        __syncthreads();
+    }
+    T r = buf[0];
+    __syncthreads();
+    return r;
+}
+
+__device__ __forceinline__ T block_max(T v, T* buf) {
+    buf[threadIdx.x] = v;
+    __syncthreads();
+    for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) buf[threadIdx.x] = nan_max(buf[threadIdx.x], buf[threadIdx.x + s]);
+        __syncthreads();
+    }
+    T r = buf[0];
+    __syncthreads();
+    return r;
+}
+
+#define ROWS_LOOP(r, rows) for (I r = blockIdx.x; r < (rows); r += gridDim.x)
+#define COLS_LOOP(c, cols) for (I c = threadIdx.x; c < (cols); c += blockDim.x)
+
+__device__ __forceinline__ T abs_(T v) { return v < (T)0 ? -v : v; }
+__device__ __forceinline__ float tanh_(float v) { return tanhf(v); }
+__device__ __forceinline__ double tanh_(double v) { return tanh(v); }
+
+// recurrent.py's sigmoid: exp(min(x, 0)) / (exp(-|x|) + 1), without overflow (NaN stays NaN).
+__device__ __forceinline__ T sigmoid_(T x) { return exp_(x > (T)0 ? (T)0 : x) / (exp_(-abs_(x)) + (T)1); }
+
+__device__ __forceinline__ float sqrt_(float v) { return sqrtf(v); }
+__device__ __forceinline__ double sqrt_(double v) { return sqrt(v); }
+"""
+
+
+def takes(xp, *arrays):
+    """Whether the float kernels serve these arrays: CuPy, float32 or float64, one dtype."""
+    first = arrays[0]
+    return xp.__name__ != "numpy" and first.dtype in FLOAT_TYPES and all(a.dtype == first.dtype for a in arrays)
+
+
+def types(dtype, index):
+    """The type names of a float kernel: ``T`` the values', ``I`` the indices'."""
+    return ("T", dtype), ("I", index)
 
 
 def index_type(*arrays):

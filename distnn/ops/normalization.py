@@ -16,7 +16,7 @@ from ..autograd.graph_xp import recording
 from .._dims import normalize_dim
 from ..threads import map_chunks
 from .elementwise import div
-from . import fused_cuda, layer_norm_rows
+from . import fused_cuda, layer_norm_rows, norm_cuda
 from .channel_rows import (_by_sample, _channel_affine, _channel_dot, _channel_form, _channel_row,
                            _channel_shape, _channel_sum, _non_channel_axes, _one_pass, _plain)
 from .im2col import chunk_sum, scratch_array
@@ -203,8 +203,8 @@ class NativeBatchNorm(Op):
         blocks = _sample_blocks(xp, input) if training else None
         out = None
         running = [None if r is None else r._data for r in (running_mean, running_var)]
-        if training and fused_cuda.takes_batch_norm(xp, input, weight, bias, *running):  # one kernel on a GPU
-            out, xhat, _, _, invstd = fused_cuda.batch_norm(xp, input, weight, bias, eps, *running, momentum)
+        if training and norm_cuda.takes_batch_norm(xp, input, weight, bias, *running):  # one kernel on a GPU
+            out, xhat, _, _, invstd = norm_cuda.batch_norm(xp, input, weight, bias, eps, *running, momentum)
             ctx.save_for_backward(xhat, invstd.reshape(shape), weight, input)
             ctx.axes, ctx.training, ctx.eps = axes, training, eps
             return out
@@ -243,7 +243,7 @@ class NativeBatchNorm(Op):
                     _channel_dot(xp, g, (input - ctx.mean) * invstd) if need_w else None,
                     _channel_sum(xp, g) if need_b else None)
         if xhat is not None and not (recording(g) or recording(xhat)) and fused_cuda.takes(xp, g, xhat, scale):
-            grad_input, sum_gx, sum_g = fused_cuda.batch_norm_backward(xp, g, xhat, scale.reshape(-1), need_x)
+            grad_input, sum_gx, sum_g = norm_cuda.batch_norm_backward(xp, g, xhat, scale.reshape(-1), need_x)
             return grad_input, sum_gx if need_w else None, sum_g if need_b else None
         if xhat is None:  # forward went by blocks
             blocks = _sample_blocks(xp, g, input)
@@ -281,7 +281,7 @@ class NativeLayerNorm(Op):
         gpu = input.size and fused_cuda.takes(ctx.xp, input, *(p for p in (weight, bias) if p is not None))
         if gpu or layer_norm_rows.applies(ctx.xp, input, weight, bias):  # one kernel; numpy: by blocks of rows
             width = math.prod(input.shape[input.ndim - normalized_ndim:])
-            forward = partial(fused_cuda.layer_norm, ctx.xp) if gpu else layer_norm_rows.forward
+            forward = partial(norm_cuda.layer_norm, ctx.xp) if gpu else layer_norm_rows.forward
             out, xhat, invstd = forward(input.reshape(-1, width),
                                         *(None if p is None else p.reshape(1, -1) for p in (weight, bias)), eps)
             stats_shape = input.shape[:input.ndim - normalized_ndim] + (1,) * normalized_ndim
@@ -297,7 +297,7 @@ class NativeLayerNorm(Op):
         if recording(input):  # xhat and invstd, saved from forward, must be differentiated too
             xhat, _, _, invstd = _standardize(ctx.xp, input, ctx.axes, ctx.eps)
         elif fused_cuda.takes(ctx.xp, g, xhat, *(() if weight is None else (weight,))):  # one kernel
-            return _layer_norm_rows_backward(ctx, partial(fused_cuda.layer_norm_backward, ctx.xp), g, xhat,
+            return _layer_norm_rows_backward(ctx, partial(norm_cuda.layer_norm_backward, ctx.xp), g, xhat,
                                              invstd, weight)
         elif layer_norm_rows.applies(ctx.xp, g, xhat, weight):  # by blocks of rows
             return _layer_norm_rows_backward(ctx, layer_norm_rows.backward, g, xhat, invstd, weight)

@@ -12,16 +12,13 @@ Scalars are kernel arguments, so one compiled kernel serves every lr and beta.
 import numpy as np
 
 from .. import backend
-from ..ops.cuda_source import Source, index_type
+from ..ops.cuda_source import FLOAT_PREAMBLE, Source, index_type
 
 _FUSED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 # NVRTC contracts ``a * b + c`` into one fma by default, which rounds once where
 # the array path rounds twice; without it the GPU computes the CPU path's bits.
-_SOURCE = Source(r"""
-__device__ __forceinline__ float sqrt_(float v) { return sqrtf(v); }
-__device__ __forceinline__ double sqrt_(double v) { return sqrt(v); }
-
+_SOURCE = Source(FLOAT_PREAMBLE + r"""
 // effective_grad (optimizer.py): -grad if maximize, plus weight_decay * param.
 // param * weight_decay + g is the array path's param * wd - grad when maximizing,
 // since a - b is a + (-b) in IEEE arithmetic.

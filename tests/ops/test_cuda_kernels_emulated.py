@@ -1,4 +1,4 @@
-"""The CUDA kernels of pool_cuda.py and fused_cuda.py run on the CPU (cuda_emulation:
+"""The CUDA kernels of pool_cuda, fused_cuda, norm_cuda and rnn_cuda run on the CPU (cuda_emulation:
 g++, one thread for the whole grid) against pool.py's and activation.py's numpy
 formulas: max pooling's maxima, picks, backward and its adjoint over strides,
 padding, dilation, ties and NaNs; ReLU's gradient; softmax and log-softmax forward
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cuda_emulation import HAVE_COMPILER, emulated
-from distnn.ops import activation, cuda_source, fused_cuda, pool, pool_cuda
+from distnn.ops import activation, cuda_source, fused_cuda, norm_cuda, pool, pool_cuda
 from distnn.ops.pool import PoolGeometry
 from distnn.ops.selection import masked
 
@@ -170,12 +170,12 @@ def test_layer_norm_kernels(monkeypatch, dtype, affine, shape):
     x, g = (rng.standard_normal(shape).astype(dtype) * 3 + 1 for _ in range(2))
     w = rng.standard_normal(shape[1]).astype(dtype) if affine != "none" else None
     b = rng.standard_normal(shape[1]).astype(dtype) if affine == "both" else None
-    y, xhat, invstd = fused_cuda.layer_norm(xp, x, w, b, 1e-5)
+    y, xhat, invstd = norm_cuda.layer_norm(xp, x, w, b, 1e-5)
     want_xhat, _, _, want_invstd = normalization._standardize(np, x, (1,), 1e-5)
     want_y = want_xhat * (1 if w is None else w) + (0 if b is None else b)
     for got, want in [(y, want_y), (xhat, want_xhat), (invstd, want_invstd)]:
         np.testing.assert_allclose(got, want, **TOLERANCES[dtype])
-    gi, gw, gb = fused_cuda.layer_norm_backward(xp, g, xhat, invstd, w, True, w is not None, b is not None)
+    gi, gw, gb = norm_cuda.layer_norm_backward(xp, g, xhat, invstd, w, True, w is not None, b is not None)
     np.testing.assert_allclose(gi, normalization._standardize_backward(g if w is None else g * w, want_xhat,
                                                                        want_invstd, (1,)), **TOLERANCES[dtype])
     if w is not None:
@@ -224,7 +224,7 @@ def test_batch_norm_kernels(monkeypatch, dtype, shape, affine, running):
     w, b = (rng.standard_normal(c).astype(dtype) for _ in range(2)) if affine else (None, None)
     rm, rv = (rng.uniform(0.5, 1.5, c).astype(dtype) for _ in range(2)) if running else (None, None)
     want_rm, want_rv = (None, None) if rm is None else (rm.copy(), rv.copy())
-    y, xhat, mean, var, invstd = fused_cuda.batch_norm(xp, x, w, b, 1e-5, rm, rv, 0.1)
+    y, xhat, mean, var, invstd = norm_cuda.batch_norm(xp, x, w, b, 1e-5, rm, rv, 0.1)
     axes = normalization._non_channel_axes(x.ndim)
     want_xhat, want_mean, want_var, want_invstd = normalization._standardize(np, x, axes, 1e-5, channel_first=True)
     shape_c = normalization._channel_shape(x.ndim)
@@ -239,7 +239,7 @@ def test_batch_norm_kernels(monkeypatch, dtype, shape, affine, running):
         np.testing.assert_allclose(rm, want_rm, **TOLERANCES[dtype])
         np.testing.assert_allclose(rv, want_rv, **TOLERANCES[dtype])
     scale = (want_invstd if w is None else want_invstd * w.reshape(shape_c)).astype(dtype)
-    gi, gw, gb = fused_cuda.batch_norm_backward(xp, g, want_xhat, scale.reshape(-1), True)
+    gi, gw, gb = norm_cuda.batch_norm_backward(xp, g, want_xhat, scale.reshape(-1), True)
     m = x.size // c
     sum_g, sum_gx = g.sum(axis=axes, keepdims=True), (g * want_xhat).sum(axis=axes, keepdims=True)
     np.testing.assert_allclose(gi, (g - sum_g / m - want_xhat * (sum_gx / m)) * scale, **TOLERANCES[dtype])
