@@ -1,8 +1,9 @@
-"""distnn/ops/fused_cuda.py and pool_cuda.py on the GPU: ReLU's gradient, softmax and
-log-softmax (forward and backward), NLL / cross-entropy, bias gradients and max
-pooling (forward, backward, double backward) against distnn's CPU path, in float32
-and float64, with the single launch each makes and the same bits on every run.
-Skipped without a GPU (the kernels' logic runs on the CPU in test_cuda_kernels_emulated.py)."""
+"""The GPU kernels of fused_cuda, pool_cuda, norm_cuda and rnn_cuda on the GPU: ReLU's
+gradient, softmax and log-softmax, NLL / cross-entropy, bias gradients, max pooling
+(forward, backward, double backward), batch and layer norm, LSTM and GRU layers,
+against distnn's CPU path, in float32 and float64, with the launches each makes and
+the same bits on every run. Skipped without a GPU (the kernels' logic runs on the CPU
+in test_cuda_kernels_emulated.py, and NVRTC compiles them in test_cuda_kernels_compile.py)."""
 
 import numpy as np
 import pytest
