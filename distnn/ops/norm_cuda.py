@@ -206,8 +206,9 @@ def batch_norm(xp, x, weight, bias, eps, running_mean, running_var, momentum):
 
 
 def takes_batch_norm(xp, x, weight, bias, running_mean, running_var):
-    """The kernel serves contiguous-able float32/float64 arrays of one dtype whose
-    channel statistics are over at least one element each."""
+    """Whether the kernel serves these: CuPy float32/float64 arrays of one dtype, not
+    empty, the parameters and running statistics C-contiguous (written or read in place),
+    both running statistics or neither."""
     params = [a for a in (weight, bias, running_mean, running_var) if a is not None]
     return (takes(xp, x, *params) and x.ndim >= 2 and x.size > 0
             and all(a.flags.c_contiguous for a in params) and (running_mean is None) == (running_var is None))

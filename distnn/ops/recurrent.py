@@ -82,7 +82,7 @@ def _lstm_sequence(xp, xw, h0, c0, w_hh, b_hh, time_dim, reverse):
         xw, c = xp.ascontiguousarray(xw), xp.ascontiguousarray(c0)
         for t in _order(steps, reverse):
             xp.matmul(h, w_hh_t, out=gates)
-            rnn_cuda.lstm_step(xp, gates, b_hh, xw, t, time_dim, acts[t], c, cells[t], tanh_cells[t], outs[t])
+            rnn_cuda.lstm_step(gates, b_hh, xw, t, time_dim, acts[t], c, cells[t], tanh_cells[t], outs[t])
             h, c = outs[t], cells[t]
         return acts, cells, tanh_cells, outs
     for t in _order(steps, reverse):
@@ -131,7 +131,7 @@ def _lstm_gate_grads(xp, ctx, w_hh, g_out, dh, dc):
     if fused_cuda.takes(xp, acts, g_out, dh, dc):  # a kernel a step
         g_out, dh, dc = xp.ascontiguousarray(g_out), xp.ascontiguousarray(dh), xp.ascontiguousarray(dc)
         for t in _order(steps, not ctx.reverse):
-            rnn_cuda.lstm_step_backward(xp, dh, g_out, t, ctx.time_dim, dc, dc_per_dh[t], factors[t], acts[t],
+            rnn_cuda.lstm_step_backward(dh, g_out, t, ctx.time_dim, dc, dc_per_dh[t], factors[t], acts[t],
                                           d_gates[t])
             dh = xp.matmul(d_gates[t], w_hh)
         return d_gates, dh, dc
@@ -318,7 +318,7 @@ def _gru_sequence(xp, xw, h0, w_hh, b_hh, time_dim, reverse):
     hg = xp.empty((batch, 3 * n), xw.dtype)
     for t in _order(steps, reverse):
         xp.matmul(h, w_hh_t, out=hg)
-        rnn_cuda.gru_step(xp, hg, b_hh, xw, t, time_dim, h, *(g[t] for g in gates), outs[t])
+        rnn_cuda.gru_step(hg, b_hh, xw, t, time_dim, h, *(g[t] for g in gates), outs[t])
         h = outs[t]
     return gates, outs
 
@@ -332,7 +332,7 @@ def _gru_fused_backward(xp, ctx, w_hh, g_out, g_h):
     g_out, dh = xp.ascontiguousarray(g_out), xp.ascontiguousarray(g_h)
     for t in _order(steps, not ctx.reverse):
         dh_next = xp.empty_like(dh)
-        rnn_cuda.gru_step_backward(xp, dh, g_out, t, ctx.time_dim, h_prev[t], *(g[t] for g in gates),
+        rnn_cuda.gru_step_backward(dh, g_out, t, ctx.time_dim, h_prev[t], *(g[t] for g in gates),
                                      d_input[t], d_hidden[t], dh_next)
         dh = cublas.matmul(d_hidden[t], w_hh, out=dh_next, accumulate=True)
     d_w, d_b = _weight_grads(xp, ctx, d_hidden, h_prev)

@@ -106,7 +106,7 @@ def _step_rows(sequence, t, time_dim):
     return (t * second * features, features) if time_dim == 0 else (t * features, second * features)
 
 
-def lstm_step(xp, z, bias, xw, t, time_dim, acts, c_prev, c, tc, h):
+def lstm_step(z, bias, xw, t, time_dim, acts, c_prev, c, tc, h):
     """recurrent.py's LSTM step after its GEMM ``z = h_prev @ w_hh.T``, writing the
     activated gates ``acts`` (B, 4H), cell state ``c``, its tanh ``tc`` and output ``h``
     (B, H) of step ``t`` of the C-contiguous input projection ``xw``."""
@@ -117,7 +117,7 @@ def lstm_step(xp, z, bias, xw, t, time_dim, acts, c_prev, c, tc, h):
                     index(c.shape[-1]), index(bias is not None), index(c.size)))
 
 
-def lstm_step_backward(xp, dh, g_out, t, time_dim, dc, dc_per_dh, factors, acts, d_gates):
+def lstm_step_backward(dh, g_out, t, time_dim, dc, dc_per_dh, factors, acts, d_gates):
     """recurrent.py's LSTM backward step before its GEMM ``dh = d_gates @ w_hh``: the
     gates' gradients of step ``t`` into ``d_gates``, ``dc`` carried to the step before."""
     offset, row = _step_rows(g_out, t, time_dim)
@@ -127,7 +127,7 @@ def lstm_step_backward(xp, dh, g_out, t, time_dim, dc, dc_per_dh, factors, acts,
                     index(dc.shape[-1]), index(dc.size)))
 
 
-def gru_step(xp, hg, bias, xw, t, time_dim, h_prev, r, z, n, h_n, h):
+def gru_step(hg, bias, xw, t, time_dim, h_prev, r, z, n, h_n, h):
     """recurrent.py's GRU step after its GEMM ``hg = h_prev @ w_hh.T``, writing the gates
     ``r``, ``z``, ``n``, the hidden part ``h_n`` and the output ``h`` (B, H) of step ``t``
     of the C-contiguous input projection ``xw``."""
@@ -138,7 +138,7 @@ def gru_step(xp, hg, bias, xw, t, time_dim, h_prev, r, z, n, h_n, h):
                     index(h.shape[-1]), index(bias is not None), index(h.size)))
 
 
-def gru_step_backward(xp, dh, g_out, t, time_dim, h_prev, r, z, n, h_n, d_input, d_hidden, dh_next):
+def gru_step_backward(dh, g_out, t, time_dim, h_prev, r, z, n, h_n, d_input, d_hidden, dh_next):
     """recurrent.py's GRU backward step before its GEMM: the gates' gradients of step ``t``
     into ``d_input`` and ``d_hidden`` (B, 3H), ``dh * z`` into ``dh_next``."""
     offset, row = _step_rows(g_out, t, time_dim)

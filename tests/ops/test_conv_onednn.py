@@ -257,3 +257,17 @@ def test_the_environment_can_turn_it_off():
     env = dict(os.environ, DISTNN_ONEDNN="0")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_openmp_spin_count_is_set_only_while_libdnnl_loads(monkeypatch):
+    """GNU OpenMP reads GOMP_SPINCOUNT as it loads: distnn's count then, unless the user
+    set one, and never left in the environment for child processes."""
+    import ctypes
+    seen = []
+    monkeypatch.setattr(ctypes, "CDLL", lambda path: seen.append(os.environ.get("GOMP_SPINCOUNT")) or path)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    assert onednn._load_with_spin_count("libdnnl.so.3") == "libdnnl.so.3"
+    assert seen == [onednn._GOMP_SPINCOUNT] and "GOMP_SPINCOUNT" not in os.environ
+    monkeypatch.setenv("GOMP_SPINCOUNT", "1234")
+    onednn._load_with_spin_count("libdnnl.so.3")
+    assert seen[-1] == "1234" and os.environ["GOMP_SPINCOUNT"] == "1234"
