@@ -134,6 +134,18 @@ def test_nll_target_out_of_range_is_nan(monkeypatch):
     assert np.isnan(loss)
 
 
+def _recurrent_case(dtype, gates, time_dim, bias, steps=5, batch=3, n=4):
+    """(rng, xw, h0, w_hh, b_hh or None, output gradient, h_n's gradient) of a layer
+    with ``gates`` gates of ``n`` units, time along ``time_dim``."""
+    rng = np.random.default_rng(0)
+    shape = (steps, batch, gates * n) if time_dim == 0 else (batch, steps, gates * n)
+    xw = rng.standard_normal(shape).astype(dtype)
+    h0, g_h = (rng.standard_normal((batch, n)).astype(dtype) for _ in range(2))
+    w_hh = rng.standard_normal((gates * n, n)).astype(dtype)
+    b_hh = rng.standard_normal(gates * n).astype(dtype) if bias else None
+    return rng, xw, h0, w_hh, b_hh, rng.standard_normal(shape[:2] + (n,)).astype(dtype), g_h
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("time_dim,reverse,bias", [(0, False, True), (1, False, True), (0, True, False), (1, True, True)])
 def test_lstm_step_kernels(monkeypatch, dtype, time_dim, reverse, bias):
@@ -141,14 +153,8 @@ def test_lstm_step_kernels(monkeypatch, dtype, time_dim, reverse, bias):
     numpy loop: every stack forward keeps, and the gradients of the gates, h0 and c0."""
     from types import SimpleNamespace
     from distnn.ops import recurrent
-    rng = np.random.default_rng(0)
-    steps, batch, n = 5, 3, 4
-    xw = rng.standard_normal((steps, batch, 4 * n) if time_dim == 0 else (batch, steps, 4 * n)).astype(dtype)
-    h0, c0 = (rng.standard_normal((batch, n)).astype(dtype) for _ in range(2))
-    w_hh = rng.standard_normal((4 * n, n)).astype(dtype)
-    b_hh = rng.standard_normal(4 * n).astype(dtype) if bias else None
-    g_out = rng.standard_normal(xw.shape[:2] + (n,)).astype(dtype)
-    g_h, g_c = (rng.standard_normal((batch, n)).astype(dtype) for _ in range(2))
+    rng, xw, h0, w_hh, b_hh, g_out, g_h = _recurrent_case(dtype, 4, time_dim, bias)
+    c0, g_c = (rng.standard_normal(h0.shape).astype(dtype) for _ in range(2))
     results = []
     for xp in (np, emulated(monkeypatch)):
         acts, cells, tanh_cells, outs = recurrent._lstm_sequence(xp, xw, h0, c0, w_hh, b_hh, time_dim, reverse)
@@ -191,13 +197,7 @@ def test_gru_step_kernels(monkeypatch, dtype, time_dim, reverse, bias):
     from types import SimpleNamespace
     from distnn import cublas
     from distnn.ops import recurrent
-    rng = np.random.default_rng(0)
-    steps, batch, n = 5, 3, 4
-    xw = rng.standard_normal((steps, batch, 3 * n) if time_dim == 0 else (batch, steps, 3 * n)).astype(dtype)
-    h0, g_h = (rng.standard_normal((batch, n)).astype(dtype) for _ in range(2))
-    w_hh = rng.standard_normal((3 * n, n)).astype(dtype)
-    b_hh = rng.standard_normal(3 * n).astype(dtype) if bias else None
-    g_out = rng.standard_normal(xw.shape[:2] + (n,)).astype(dtype)
+    _, xw, h0, w_hh, b_hh, g_out, g_h = _recurrent_case(dtype, 3, time_dim, bias)
     monkeypatch.setattr(cublas, "matmul", lambda a, b, out, accumulate: np.add(out, a @ b, out=out))
     results = []
     for xp in (np, emulated(monkeypatch)):
