@@ -15,7 +15,7 @@ import pytest
 import distnn
 import distnn.nn.functional as F
 from distnn import threads
-from distnn.ops import activation, layer_norm_rows
+from distnn.ops import layer_norm_rows, softmaxes
 
 
 @pytest.fixture
@@ -359,10 +359,10 @@ def test_softmax_by_row_blocks_is_bit_identical_to_the_whole_array(monkeypatch, 
     x_np = rng.standard_normal(shape, dtype=np.float32) * 4
     g_np = rng.standard_normal(shape, dtype=np.float32)
     blocks = []
-    monkeypatch.setattr("distnn.ops.activation._by_rows",
-                        lambda *a, fn=activation._by_rows: blocks.append(a[1]) or fn(*a))
+    monkeypatch.setattr("distnn.ops.softmaxes._by_rows",
+                        lambda *a, fn=softmaxes._by_rows: blocks.append(a[1]) or fn(*a))
     monkeypatch.setattr("distnn.threads._ROW_BLOCK_BYTES", 4096)  # several blocks
-    _whole_and_by_blocks(monkeypatch, "distnn.ops.activation._ROWWISE_BYTES",
+    _whole_and_by_blocks(monkeypatch, "distnn.ops.softmaxes._ROWWISE_BYTES",
                          lambda x: getattr(F, name)(x, dim=-1), x_np, g_np)
     assert len(blocks) == 4  # forward and backward, in the two runs by blocks
 

@@ -12,8 +12,8 @@ from ..debug import checks_values
 from ..ops import elementwise as _ew
 from ..ops import reduce as _red
 from ..ops.activation import (celu, elu, gelu, glu, hardshrink, hardsigmoid, hardswish, hardtanh, leaky_relu,
-                              log_softmax, logsigmoid, mish, prelu, relu, relu6, selu, sigmoid, silu, softmax,
-                              softmin, softplus, softshrink, softsign, tanh, tanhshrink, threshold)
+                              logsigmoid, mish, prelu, relu, relu6, selu, sigmoid, silu, softplus, softshrink,
+                              softsign, tanh, tanhshrink, threshold)
 from ..ops.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d
 from ..ops.index import embedding, index_select, one_hot
 from ..ops.linalg import linear, matmul
@@ -24,6 +24,7 @@ from ..ops.normalization import batch_norm, group_norm, instance_norm, layer_nor
 from ..ops.padding import pad
 from ..ops.pool import (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_max_pool1d, adaptive_max_pool2d,
                         avg_pool1d, avg_pool2d, max_pool1d, max_pool2d)
+from ..ops.softmaxes import log_softmax, softmax, softmin
 from .functional_attention import (_canonical_mask, _none_or_dtype,  # noqa: F401  (as torch's F)
                                    multi_head_attention_forward, scaled_dot_product_attention)
 from .functional_pixel_shuffle import pixel_shuffle, pixel_unshuffle

@@ -11,7 +11,7 @@ import warnings
 
 from .. import dtypes
 from ..backend import array_module
-from ..ops.activation import softmax
+from ..ops.softmaxes import softmax
 from ..ops.index import masked_fill
 from ..ops.join import cat
 from ..ops.linalg import linear, matmul

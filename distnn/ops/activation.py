@@ -1,36 +1,34 @@
 """Activation functions with PyTorch's functional signatures (they back
 ``nn.functional``): relu family, elu family, gelu, sigmoid/tanh family,
-softplus, shrinkage, and softmax/log_softmax/softmin along a dim.
+softplus and shrinkage (softmax, log_softmax and softmin: ``softmaxes.py``).
 
 Each is one ``Op`` that saves only what its gradient needs (relu, hardtanh,
-sigmoid, tanh and the softmaxes save their output). ``inplace=True`` makes
+sigmoid and tanh save their output). ``inplace=True`` makes
 relu and hardtanh overwrite the input's own array (their backward reads only
 the output); the others write their result back through ``Tensor.copy_``.
 Either way the version counter and the graph stay right.
 """
 
 import math
-import warnings
 
 import numpy as np
 
-from .. import dtypes
 from ..autograd import grad_mode
 from ..autograd.function import Op
 from ..autograd.graph_xp import GraphArray, recording
 from .._dims import normalize_dim
-from ..threads import by_flat_blocks, map_chunks, row_blocks
+from ..threads import by_flat_blocks
 from . import fused_cuda
-from .elementwise import abs as _abs, add, div, mul, neg, sub
+from .elementwise import abs as _abs, add, div, mul, sub
 from .index import getitem
 from .normal_cdf import normal_cdf
 from .selection import masked, masked_by, select
 
 __all__ = ["relu", "relu6", "hardtanh", "threshold", "leaky_relu", "prelu", "elu", "selu", "celu", "gelu",
            "silu", "mish", "sigmoid", "tanh", "hardsigmoid", "hardswish", "softplus", "logsigmoid",
-           "softsign", "tanhshrink", "hardshrink", "softshrink", "glu", "softmax", "log_softmax", "softmin"]
+           "softsign", "tanhshrink", "hardshrink", "softshrink", "glu"]
 
-TENSOR_METHODS = ("relu", "sigmoid", "tanh", "softmax", "log_softmax")
+TENSOR_METHODS = ("relu", "sigmoid", "tanh")
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
@@ -475,132 +473,3 @@ def glu(input, dim=-1):
         raise RuntimeError(f"Halving dimension must be even, but dimension {d} is size {n}")
     lead = (slice(None),) * d
     return mul(getitem(input, lead + (slice(0, n // 2),)), sigmoid(getitem(input, lead + (slice(n // 2, n),))))
-
-
-# --- softmax family ----------------------------------------------------------------------------
-
-# Past a few MiB, softmax along the last dim goes a block of rows at a time (same values):
-# each block's passes then stay in cache, and the blocks share the threads.
-_ROWWISE_BYTES = 4 << 20
-
-
-def _rowwise(dim, *arrays):
-    first = arrays[0]
-    return (type(first) is np.ndarray and first.nbytes >= _ROWWISE_BYTES and dim == first.ndim - 1
-            and all(type(a) is np.ndarray and a.flags.c_contiguous and a.shape == first.shape for a in arrays))
-
-
-def _by_rows(xp, fn, out, *arrays):
-    """``fn(xp, out rows, *rows, 1)`` block by block over rows of the last dim; returns ``out``."""
-    rows = [a.reshape(-1, a.shape[-1]) for a in (out, *arrays)]
-    map_chunks(xp, lambda s: fn(xp, *(r[s] for r in rows), 1), row_blocks(out))
-    return out
-
-
-def _along(xp, fn, dim, *arrays):
-    """``fn(xp, out, *arrays, dim)`` into a fresh ``out``: by row blocks when that pays;
-    on a GPU along the last dim, one kernel (fused_cuda)."""
-    fused = _FUSED.get(fn)
-    if fused is not None and dim in (-1, arrays[0].ndim - 1) and fused_cuda.takes(xp, *arrays):
-        return fused(xp, *arrays)
-    out = xp.empty_like(arrays[0])
-    if _rowwise(dim, *arrays):
-        return _by_rows(xp, fn, out, *arrays)
-    fn(xp, out, *arrays, dim)
-    return out
-
-
-# The formulas on arrays, written into ``out``; graph mode (double backward) runs the
-# out-of-place forms in the backward methods.
-def _softmax_into(xp, out, x, dim):
-    xp.subtract(x, x.max(axis=dim, keepdims=True), out=out)
-    xp.exp(out, out=out)
-    out /= out.sum(axis=dim, keepdims=True)
-
-
-def _softmax_grad_into(xp, out, g, y, dim):
-    xp.multiply(g, y, out=out)
-    out -= y * out.sum(axis=dim, keepdims=True)
-
-
-def _log_softmax_into(xp, out, x, dim):
-    xp.subtract(x, x.max(axis=dim, keepdims=True), out=out)
-    out -= xp.log(xp.exp(out).sum(axis=dim, keepdims=True))
-
-
-def _log_softmax_grad_into(xp, out, g, y, dim):
-    xp.exp(y, out=out)
-    out *= g.sum(axis=dim, keepdims=True)
-    xp.subtract(g, out, out=out)
-
-
-_FUSED = {_softmax_into: fused_cuda.softmax, _softmax_grad_into: fused_cuda.softmax_backward,
-          _log_softmax_into: fused_cuda.log_softmax, _log_softmax_grad_into: fused_cuda.log_softmax_backward}
-
-
-class Softmax(Op):
-    double_backward = True
-
-    @staticmethod
-    def forward(ctx, x, dim):
-        out = _along(ctx.xp, _softmax_into, dim, x)
-        ctx.dim = dim
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, g):
-        (out,) = ctx.saved_tensors
-        if not (recording(g) or recording(out)):
-            return _along(ctx.xp, _softmax_grad_into, ctx.dim, g, out), None
-        gy = g * out
-        return gy - out * gy.sum(axis=ctx.dim, keepdims=True), None
-
-
-class LogSoftmax(Op):
-    double_backward = True
-
-    @staticmethod
-    def forward(ctx, x, dim):
-        out = _along(ctx.xp, _log_softmax_into, dim, x)
-        ctx.dim = dim
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, g):
-        (out,) = ctx.saved_tensors
-        if not (recording(g) or recording(out)):
-            return _along(ctx.xp, _log_softmax_grad_into, ctx.dim, g, out), None
-        return g - ctx.xp.exp(out) * g.sum(axis=ctx.dim, keepdims=True), None
-
-
-def _softmax_dim(name, ndim, stacklevel):
-    """PyTorch's legacy rule for a missing ``dim``, with its deprecation warning."""
-    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call to include "
-                  "dim=X as an argument.", UserWarning, stacklevel=stacklevel)
-    return 0 if ndim in (0, 1, 3) else 1
-
-
-def _along_dim(op, name, input, dim, stacklevel, dtype):
-    if dim is None:
-        dim = _softmax_dim(name, input.ndim, stacklevel + 1)
-    if dtype is not None:
-        input = input.to(dtypes.to_np(dtype))
-    elif input._data.dtype.kind != "f":
-        raise RuntimeError(f"\"{name}\" not implemented for '{input.dtype}'; Expect: a floating-point input")
-    dim = normalize_dim(dim, input.ndim)
-    return op.apply(input, dim if input.ndim else None)  # numpy reduces a 0-dim array only over None
-
-
-def softmax(input, dim=None, _stacklevel=3, dtype=None):
-    """exp(x) / sum(exp(x)) along ``dim`` (the max is subtracted first, for stability)."""
-    return _along_dim(Softmax, "softmax", input, dim, _stacklevel, dtype)
-
-
-def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
-    return _along_dim(LogSoftmax, "log_softmax", input, dim, _stacklevel, dtype)
-
-
-def softmin(input, dim=None, _stacklevel=3, dtype=None):
-    return _along_dim(Softmax, "softmin", neg(input), dim, _stacklevel, dtype)

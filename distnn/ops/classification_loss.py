@@ -8,7 +8,7 @@ from ..autograd.function import Op
 from ..autograd.graph_xp import recording
 from ..debug import checks_values
 from . import fused_cuda
-from .activation import log_softmax
+from .softmaxes import log_softmax
 from .common import as_array, renamed_op
 from .elementwise import add, mul
 from .index_put import put_into_zeros

@@ -14,7 +14,7 @@ import math
 
 from .. import cublas
 from . import fused_cuda
-from .cuda_source import FLOAT_TYPES, Source, index_type
+from .cuda_source import Source, index_type, takes
 
 # Every kernel is a grid-stride loop, one element of its output per step, reading
 # its inputs in a fixed order: no atomics, so the same bits on every run.
@@ -130,16 +130,10 @@ def _swap_leading(xp, src, bias=None):
 
 # --- convolutions ----------------------------------------------------------------------
 
-def _takes(xp, *arrays):
-    first = arrays[0]
-    return xp.__name__ != "numpy" and first.dtype in FLOAT_TYPES and all(
-        a is None or a.dtype == first.dtype for a in arrays)
-
-
 def convolve(xp, x, w, b, geo):
     """The convolution (transposed where ``geo`` says) of NCHW ``x`` by ``w``, plus ``b``;
     None where this module does not take it."""
-    if not _takes(xp, x, w, b):
+    if not takes(xp, *(a for a in (x, w, b) if a is not None)):
         return None
     x, w = xp.ascontiguousarray(x), xp.ascontiguousarray(w)
     b = None if b is None else xp.ascontiguousarray(b)
@@ -150,7 +144,7 @@ def gradients(xp, x, w, g, geo, need_x, need_w, need_b):
     """(input, weight, bias) gradients, None for those not asked for; ``x`` (``w``) is
     read only for its shape when just the input (weight) gradient is asked for. None
     where this module does not take the call."""
-    if not _takes(xp, x, w, g):
+    if not takes(xp, x, w, g):
         return None
     x = xp.ascontiguousarray(x) if need_w else x
     w = xp.ascontiguousarray(w) if need_x else w

@@ -134,7 +134,7 @@ def relu_backward(xp, g, out):
     return gx
 
 
-def _by_rows(xp, name, *arrays):
+def _row_kernel(xp, name, *arrays):
     """Kernel ``name`` over the rows of the last axis of ``arrays``, into a new array."""
     arrays = tuple(xp.ascontiguousarray(a) for a in arrays)
     first = arrays[0]
@@ -147,19 +147,19 @@ def _by_rows(xp, name, *arrays):
 
 
 def log_softmax(xp, x):
-    return _by_rows(xp, "distnn_log_softmax", x)
+    return _row_kernel(xp, "distnn_log_softmax", x)
 
 
 def log_softmax_backward(xp, g, y):
-    return _by_rows(xp, "distnn_log_softmax_backward", g, y)
+    return _row_kernel(xp, "distnn_log_softmax_backward", g, y)
 
 
 def softmax(xp, x):
-    return _by_rows(xp, "distnn_softmax", x)
+    return _row_kernel(xp, "distnn_softmax", x)
 
 
 def softmax_backward(xp, g, y):
-    return _by_rows(xp, "distnn_softmax_backward", g, y)
+    return _row_kernel(xp, "distnn_softmax_backward", g, y)
 
 
 def takes_nll(xp, logp, target, weight, reduction):

@@ -200,13 +200,13 @@ class NativeBatchNorm(Op):
         xp = ctx.xp
         axes = _non_channel_axes(input.ndim)
         shape = _channel_shape(input.ndim)
+        ctx.axes, ctx.training, ctx.eps = axes, training, eps
         blocks = _sample_blocks(xp, input) if training else None
         out = None
         running = [None if r is None else r._data for r in (running_mean, running_var)]
         if training and norm_cuda.takes_batch_norm(xp, input, weight, bias, *running):  # one kernel on a GPU
             out, xhat, _, _, invstd = norm_cuda.batch_norm(xp, input, weight, bias, eps, *running, momentum)
             ctx.save_for_backward(xhat, invstd.reshape(shape), weight, input)
-            ctx.axes, ctx.training, ctx.eps = axes, training, eps
             return out
         if blocks:  # no xhat kept: backward recomputes x - mean from the input
             out, mean, var, invstd = _blocked_batch_norm(xp, input, weight, bias, eps, blocks)
@@ -225,7 +225,6 @@ class NativeBatchNorm(Op):
             _update_running(running_mean, mean, momentum)
             _update_running(running_var, var * (n / (n - 1)), momentum)
         ctx.save_for_backward(xhat, invstd, weight, input)
-        ctx.axes, ctx.training, ctx.eps = axes, training, eps
         if out is None and weight is not None:
             out = _channel_affine(xp, xhat, weight, bias)
         return _affine(xhat, weight, bias, shape) if out is None else out

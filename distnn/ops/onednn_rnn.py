@@ -107,7 +107,8 @@ def applies(x, h0, c0, w_ih, w_hh, b_ih, b_hh):
         all(b is None or (type(b) is np.ndarray and b.dtype == np.float32) for b in (b_ih, b_hh))
 
 
-def _bias(w_ih, b_ih, b_hh):
+def fused_bias(w_ih, b_ih, b_hh):
+    """oneDNN's one bias: PyTorch's two summed (zeros without either)."""
     if b_ih is None and b_hh is None:
         return np.zeros(w_ih.shape[0], np.float32)
     if b_ih is None or b_hh is None:
@@ -115,14 +116,15 @@ def _bias(w_ih, b_ih, b_hh):
     return b_ih + b_hh
 
 
-def forward(layer, x, h0, c0, w_ih, w_hh, b_ih, b_hh, training=True):
+def forward(layer, x, h0, c0, w_ih, w_hh, bias, training=True):
     """(outputs, h_n, c_n, workspace) of ``layer`` (an _LSTM) on C-contiguous arrays,
-    the sequence time-major; no workspace (None) when not ``training``."""
+    the sequence time-major, ``bias`` from ``fused_bias``; no workspace (None) when
+    not ``training``."""
     n, h = h0.shape
     out = np.empty(x.shape[:2] + (h,), np.float32)
     h_n, c_n = np.empty((n, h), np.float32), np.empty((n, h), np.float32)
     arrays = {_SRC_LAYER: x, _SRC_ITER: h0, _SRC_ITER_C: c0, _WEIGHTS_LAYER: w_ih, _WEIGHTS_ITER: w_hh,
-              _BIAS: _bias(w_ih, b_ih, b_hh), _DST_LAYER: out, _DST_ITER: h_n, _DST_ITER_C: c_n}
+              _BIAS: bias, _DST_LAYER: out, _DST_ITER: h_n, _DST_ITER_C: c_n}
     workspace = None
     if training:
         workspace = arrays[_WORKSPACE] = np.empty(layer.workspace_bytes, np.uint8)
@@ -130,14 +132,15 @@ def forward(layer, x, h0, c0, w_ih, w_hh, b_ih, b_hh, training=True):
     return out, h_n, c_n, workspace
 
 
-def backward(layer, x, h0, c0, w_ih, w_hh, b_ih, b_hh, outputs, workspace, grads):
+def backward(layer, x, h0, c0, w_ih, w_hh, bias, outputs, workspace, grads):
     """(d_x, d_h0, d_c0, d_w_ih, d_w_hh, d_bias) given ``outputs`` (out, h_n, c_n) and
-    their gradients ``grads`` (None for none); the bias gradient is both biases'."""
+    their gradients ``grads`` (the engine gives zeros for an output no gradient
+    reached); the bias gradient is both biases'."""
     arrays = {_SRC_LAYER: x, _SRC_ITER: h0, _SRC_ITER_C: c0, _WEIGHTS_LAYER: w_ih, _WEIGHTS_ITER: w_hh,
-              _BIAS: _bias(w_ih, b_ih, b_hh), _WORKSPACE: workspace}
+              _BIAS: bias, _WORKSPACE: workspace}
     for arg, value, grad in zip(_OUTPUTS, outputs, grads):
         arrays[arg] = value
-        arrays[_DIFF + arg] = np.zeros_like(value) if grad is None else np.ascontiguousarray(grad, np.float32)
+        arrays[_DIFF + arg] = np.ascontiguousarray(grad, np.float32)
     results = [np.empty_like(arrays[arg]) for arg in _FORWARD_INPUTS] + [np.zeros(w_ih.shape[0], np.float32)]
     for arg, result in zip(_FORWARD_INPUTS + (_BIAS,), results):
         arrays[_DIFF + arg] = result

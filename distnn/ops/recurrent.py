@@ -11,6 +11,7 @@ inputs first.
 
 from types import SimpleNamespace
 
+from .. import cublas
 from ..autograd.function import Op
 from ..autograd.grad_mode import is_grad_enabled
 from ..autograd.graph_xp import recording
@@ -231,7 +232,8 @@ class MkldnnRnnLayer(Op):
         h0, c0, w_ih, w_hh = (xp.ascontiguousarray(a) for a in (h0, c0, w_ih, w_hh))
         # oneDNN's inference form (no workspace) where nothing will be differentiated
         training = is_grad_enabled() and any(ctx.needs_input_grad)
-        out, h_n, c_n, ctx.workspace = onednn_rnn.forward(layer, x_steps, h0, c0, w_ih, w_hh, b_ih, b_hh, training)
+        ctx.bias = onednn_rnn.fused_bias(w_ih, b_ih, b_hh)  # summed once, for backward too
+        out, h_n, c_n, ctx.workspace = onednn_rnn.forward(layer, x_steps, h0, c0, w_ih, w_hh, ctx.bias, training)
         ctx.layer, ctx.time_dim, ctx.reverse = layer, time_dim, reverse
         ctx.x_steps = x_steps  # x itself when time-major
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, out, h_n, c_n)  # out: time-major
@@ -244,7 +246,7 @@ class MkldnnRnnLayer(Op):
         if not any(recording(a) for a in (g_out, g_h, g_c, x, w_ih)):
             if time_dim == 1:
                 g_out = g_out.swapaxes(0, 1)
-            grads = onednn_rnn.backward(ctx.layer, ctx.x_steps, h0, c0, w_ih, w_hh, b_ih, b_hh, (out, h_n, c_n),
+            grads = onednn_rnn.backward(ctx.layer, ctx.x_steps, h0, c0, w_ih, w_hh, ctx.bias, (out, h_n, c_n),
                                         ctx.workspace, (g_out, g_h, g_c))
             d_x = xp.ascontiguousarray(grads[0].swapaxes(0, 1)) if time_dim == 1 else grads[0]
             d_bias = grads[-1]  # both biases' gradient: each gets its own array
@@ -325,7 +327,6 @@ def _gru_sequence(xp, xw, h0, w_hh, b_hh, time_dim, reverse):
 
 def _gru_fused_backward(xp, ctx, w_hh, g_out, g_h):
     """GRULayer's backward after ``_gru_sequence``: one kernel and one GEMM a step."""
-    from .. import cublas
     gates, h_prev = ctx.gates, ctx.h_prev
     steps, batch, n = h_prev.shape
     d_input, d_hidden = (xp.empty((steps, batch, 3 * n), h_prev.dtype) for _ in range(2))

@@ -8,15 +8,16 @@ import numpy as np
 import pytest
 
 import distnn
-from distnn.ops import activation
+from distnn.ops import activation, softmaxes
 from op_check import check_op, make_input, requires_torch, torch
 
 SHAPES = [(5,), (3, 4), (2, 3, 4)]
 
 
 def F(lib):
-    """The functional namespace: ``torch.nn.functional`` or our ops module."""
-    return activation if lib is distnn else lib.nn.functional
+    """The functional namespace: ``torch.nn.functional`` or ours (activation.py's and
+    softmaxes.py's functions)."""
+    return lib.nn.functional
 
 
 # (name, kwargs, input range): ranges keep the kinks (0, +-1, +-3, 6) well inside.
@@ -78,7 +79,7 @@ def test_softmax_methods(name):
     ("softmax", {"dim": 1}), ("log_softmax", {"dim": 1}), ("softmin", {"dim": 1}),
 ])
 def test_node_names_match_torch(name, kwargs):
-    ours = getattr(activation, name)(distnn.randn(2, 3, requires_grad=True), **kwargs)
+    ours = getattr(distnn.nn.functional, name)(distnn.randn(2, 3, requires_grad=True), **kwargs)
     theirs = getattr(torch.nn.functional, name)(torch.randn(2, 3, requires_grad=True), **kwargs)
     assert ours.grad_fn.name() == theirs.grad_fn.name()
 
@@ -139,7 +140,7 @@ def test_infinite_inputs_make_no_warning(monkeypatch, name, blocks):
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
 def test_softmax_is_stable_for_large_logits(name):
     x = distnn.tensor([[1000.0, 1001.0, 1002.0], [-1000.0, -1001.0, -1002.0]])
-    out = getattr(activation, name)(x, dim=1).numpy()
+    out = getattr(softmaxes, name)(x, dim=1).numpy()
     assert np.isfinite(out).all()
     probs = np.exp(out) if name == "log_softmax" else out
     np.testing.assert_allclose(probs.sum(1), [1.0, 1.0], rtol=1e-6)
@@ -151,7 +152,7 @@ def test_softmax_is_stable_for_large_logits(name):
 def test_softmax_implicit_dim_follows_torch_and_warns(shape):
     x = make_input(shape).astype(np.float32)
     with pytest.warns(UserWarning, match="Implicit dimension choice for softmax"):
-        ours = activation.softmax(distnn.from_numpy(x))
+        ours = softmaxes.softmax(distnn.from_numpy(x))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs = torch.nn.functional.softmax(torch.from_numpy(x))
@@ -161,7 +162,7 @@ def test_softmax_implicit_dim_follows_torch_and_warns(shape):
 
 def test_softmax_dtype_argument_casts_first():
     x = distnn.tensor([[1, 2, 3]])
-    out = activation.softmax(x, dim=1, dtype=distnn.float64)
+    out = softmaxes.softmax(x, dim=1, dtype=distnn.float64)
     assert out.dtype == distnn.float64
     np.testing.assert_allclose(out.sum().item(), 1.0)
 
@@ -296,8 +297,8 @@ def test_inplace_on_leaf_requiring_grad_raises():
 
 @pytest.mark.parametrize("call,error,match", [
     (lambda x: activation.gelu(x, approximate="erf"), ValueError, "none or tanh"),
-    (lambda x: activation.softmax(distnn.tensor([1, 2]), dim=0), RuntimeError, "floating"),
-    (lambda x: activation.softmax(x, dim=2), IndexError, "Dimension out of range"),
+    (lambda x: softmaxes.softmax(distnn.tensor([1, 2]), dim=0), RuntimeError, "floating"),
+    (lambda x: softmaxes.softmax(x, dim=2), IndexError, "Dimension out of range"),
     (lambda x: activation.glu(x, dim=1), RuntimeError, "dimension 1 is size 3"),
     (lambda x: activation.prelu(x, distnn.ones(2)), RuntimeError, "Expect: 3 or 1"),
     (lambda x: activation.hardtanh(x, 1.0, -1.0), ValueError, "min_val <= max_val"),

@@ -1,5 +1,5 @@
 """The CUDA kernels of pool_cuda, fused_cuda, norm_cuda and rnn_cuda run on the CPU (cuda_emulation:
-g++, one thread for the whole grid) against pool.py's and activation.py's numpy
+g++, one thread for the whole grid) against pool.py's, softmaxes.py's and the norms' numpy
 formulas: max pooling's maxima, picks, backward and its adjoint over strides,
 padding, dilation, ties and NaNs; ReLU's gradient; softmax and log-softmax forward
 and backward; NLL loss with ignored targets; bias sums. On a GPU the same kernels
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cuda_emulation import HAVE_COMPILER, emulated
-from distnn.ops import activation, cuda_source, fused_cuda, norm_cuda, pool, pool_cuda
+from distnn.ops import cuda_source, fused_cuda, norm_cuda, pool, pool_cuda, softmaxes
 from distnn.ops.pool import PoolGeometry
 from distnn.ops.selection import masked
 
@@ -85,9 +85,9 @@ def test_softmax_family_kernels(monkeypatch, dtype, shape):
         x[1, 3], x[2, :] = np.nan, -np.inf
     g = rng.standard_normal(shape).astype(dtype)
     for forward, backward, ref_forward, ref_backward in [
-            (fused_cuda.log_softmax, fused_cuda.log_softmax_backward, activation._log_softmax_into,
-             activation._log_softmax_grad_into),
-            (fused_cuda.softmax, fused_cuda.softmax_backward, activation._softmax_into, activation._softmax_grad_into)]:
+            (fused_cuda.log_softmax, fused_cuda.log_softmax_backward, softmaxes._log_softmax_into,
+             softmaxes._log_softmax_grad_into),
+            (fused_cuda.softmax, fused_cuda.softmax_backward, softmaxes._softmax_into, softmaxes._softmax_grad_into)]:
         y = _rows_reference(ref_forward, x)
         np.testing.assert_allclose(forward(xp, x), y, **TOLERANCES[dtype])
         np.testing.assert_allclose(backward(xp, g, y), _rows_reference(ref_backward, g, y), **TOLERANCES[dtype])
