@@ -65,7 +65,7 @@ def _measure_in_subprocess(script, name, argv):
     """One library's results from a fresh process; None when it is not importable."""
     proc = subprocess.run([sys.executable, script, "--only", name, *argv], capture_output=True, text=True)
     if proc.returncode != 0:
-        if "No module named" in proc.stderr:
+        if name == "torch" and "No module named 'torch'" in proc.stderr:
             return None
         raise RuntimeError(f"{name} benchmark failed:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

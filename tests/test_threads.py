@@ -235,6 +235,8 @@ def test_convolutions_are_bit_identical_at_one_and_two_threads(monkeypatch, shap
 
 
 def test_batch_norm_by_sample_blocks_is_bit_identical_at_one_and_two_threads(monkeypatch):
+    """distnn's own path; oneDNN's (onednn_norm.py) splits its sums by thread count."""
+    monkeypatch.setattr(distnn.backends.mkldnn, "enabled", False)
     monkeypatch.setattr("distnn.ops.normalization._BN_BLOCKED_MIN_BYTES", 0)
     monkeypatch.setattr("distnn.ops.normalization._BN_BLOCK_BYTES", 1)  # a block per sample
     rng = np.random.default_rng(2)

@@ -1,10 +1,11 @@
 """``distnn.backends.mkldnn``: PyTorch's oneDNN (formerly MKL-DNN) switch.
-distnn runs float32 CPU convolutions through oneDNN when its shared library is
-installed (``ops/onednn.py``), as PyTorch does:
+distnn runs float32 CPU convolutions, LSTM layers and training batch norm through
+oneDNN when its shared library is installed (``ops/onednn.py``, ``onednn_rnn.py``,
+``onednn_norm.py``), as PyTorch does its convolutions and LSTMs:
 
 - ``is_available()``: whether the library loaded;
-- ``enabled``: whether convolutions may use it (True by default); False sends
-  them to distnn's own im2col + GEMM paths, as ``torch.backends.mkldnn.enabled
+- ``enabled``: whether those ops may use it (True by default); False sends them
+  to distnn's own numpy paths (im2col + GEMM, ...), as ``torch.backends.mkldnn.enabled
   = False`` sends PyTorch's to its slower native ones.
 """
 

@@ -16,7 +16,7 @@ from ..autograd.graph_xp import recording
 from .._dims import normalize_dim
 from ..threads import map_chunks
 from .elementwise import div
-from . import fused_cuda, layer_norm_rows, norm_cuda
+from . import fused_cuda, layer_norm_rows, norm_cuda, onednn_norm
 from .channel_rows import (_by_sample, _channel_affine, _channel_dot, _channel_form, _channel_row,
                            _channel_shape, _channel_sum, _non_channel_axes, _one_pass, _plain)
 from .im2col import chunk_sum, scratch_array
@@ -208,7 +208,15 @@ class NativeBatchNorm(Op):
             out, xhat, _, _, invstd = norm_cuda.batch_norm(xp, input, weight, bias, eps, *running, momentum)
             ctx.save_for_backward(xhat, invstd.reshape(shape), weight, input)
             return out
-        if blocks:  # no xhat kept: backward recomputes x - mean from the input
+        by_onednn = training and onednn_norm.applies(input, weight, bias) and \
+            onednn_norm.batch_norm(input, weight, bias, eps)
+        ctx.onednn_stats = by_onednn and by_onednn[1:]  # oneDNN's backward reads its forward's (mean, var)
+        if by_onednn:  # no xhat kept, as by blocks
+            out, mean, var = by_onednn
+            mean, var = mean.reshape(shape), var.reshape(shape)
+            invstd = 1 / xp.sqrt(var + eps)
+            xhat, ctx.mean = None, mean
+        elif blocks:  # no xhat kept: backward recomputes x - mean from the input
             out, mean, var, invstd = _blocked_batch_norm(xp, input, weight, bias, eps, blocks)
             xhat, ctx.mean = None, mean
         elif training:
@@ -244,6 +252,11 @@ class NativeBatchNorm(Op):
         if xhat is not None and not (recording(g) or recording(xhat)) and fused_cuda.takes(xp, g, xhat, scale):
             grad_input, sum_gx, sum_g = norm_cuda.batch_norm_backward(xp, g, xhat, scale.reshape(-1), need_x)
             return grad_input, sum_gx if need_w else None, sum_g if need_b else None
+        by_onednn = ctx.onednn_stats and not (recording(g) or recording(input)) and \
+            onednn_norm.batch_norm_backward(input, g, *ctx.onednn_stats, weight, ctx.eps)
+        if by_onednn:
+            grad_input, sum_gx, sum_g = by_onednn
+            return grad_input if need_x else None, sum_gx if need_w else None, sum_g if need_b else None
         if xhat is None:  # forward went by blocks
             blocks = _sample_blocks(xp, g, input)
             if blocks:

@@ -56,7 +56,8 @@ def test_eval_batch_norm_backward_uses_its_forwards_statistics():
 
 @pytest.fixture
 def bn_by_blocks(monkeypatch):
-    """Batch norm by sample blocks (as on big activations), one or two samples a block."""
+    """Batch norm by sample blocks (as on big activations without oneDNN), one or two samples a block."""
+    monkeypatch.setattr("distnn.backends.mkldnn.enabled", False)
     monkeypatch.setattr("distnn.ops.normalization._BN_BLOCKED_MIN_BYTES", 0)
     monkeypatch.setattr("distnn.ops.normalization._BN_BLOCK_BYTES", 1)
     blocked = []
