@@ -1,6 +1,9 @@
 """Random numbers: one seeded default generator (``manual_seed``) and ``Generator``
-objects. Numbers are drawn on the host and moved to the tensor's device, so the
-same seed gives the same values on CPU and GPU."""
+objects. Numbers come from the host generator's stream (numpy's PCG64), so the
+same seed gives the same values on CPU and GPU: uniform float32/float64 numbers
+and dropout's masks for a GPU are computed there from the host generator's state
+(``ops/random_cuda.py``), which then moves on past them; other draws are made on
+the host and copied."""
 
 import numpy as np
 
@@ -79,17 +82,22 @@ def sample(kind, shape, dtype, device=None, generator=None, low=0.0, high=1.0):
     """Draw ``shape`` samples of ``kind`` ("uniform" in [low, high), "normal" with
     mean ``low`` and std ``high``, "exponential" with rate 1) as an array of ``dtype``
     on ``device``."""
-    if backend.capturing() and backend.as_device(device).type == "cuda":
-        raise RuntimeError("random sampling on the GPU inside a CUDA graph capture: distnn draws random numbers on "
-                           "the host, so a replay would reuse one draw; keep dropout and random init out "
-                           "of captured work (or capture a model in eval mode)")
+    device = backend.as_device(device)
+    if backend.capturing() and device.type == "cuda":
+        raise RuntimeError("random sampling on the GPU inside a CUDA graph capture: distnn's draws start from the "
+                           "host generator's state, so a replay would repeat one draw; keep dropout and random "
+                           "init out of captured work (or capture a model in eval mode)")
     r = rng(generator)
     dtype = np.dtype(dtype)
     draw_dtype = dtype if dtype in (np.float32, np.float64) else np.float64
     if kind == "uniform":
-        arr = r.random(shape, dtype=draw_dtype)
-        if (low, high) != (0.0, 1.0):
-            arr = arr * (high - low) + low
+        if device.type == "cuda" and _on_gpu(r, draw_dtype):
+            from .ops import random_cuda
+            arr = random_cuda.uniform(r, shape, draw_dtype, device.index)
+        else:
+            arr = r.random(shape, dtype=draw_dtype)
+        if (low, high) != (0.0, 1.0):  # in the draw's dtype on either device, as numpy with Python floats
+            arr = arr * draw_dtype.type(high - low) + draw_dtype.type(low)
     elif kind == "normal":
         arr = r.standard_normal(shape, dtype=draw_dtype)
         if (low, high) != (0.0, 1.0):
@@ -99,6 +107,24 @@ def sample(kind, shape, dtype, device=None, generator=None, low=0.0, high=1.0):
     else:
         raise ValueError(f"Expect: kind 'uniform', 'normal' or 'exponential', Actual: {kind!r}")
     return backend.move_to(arr.astype(dtype, copy=False), device)
+
+
+def _on_gpu(r, dtype):
+    from .ops import random_cuda
+    return random_cuda.takes(r, dtype)
+
+
+def scaled_keep_mask(shape, dtype, device, keep_below, scale, generator=None):
+    """``scale`` where a uniform draw of ``dtype`` is below ``keep_below``, else 0, as
+    ``dtype`` on ``device``: dropout's noise, in one kernel on a GPU."""
+    device, dtype = backend.as_device(device), np.dtype(dtype)
+    r = rng(generator)
+    if device.type == "cuda" and not backend.capturing() and _on_gpu(r, dtype):
+        from .ops import random_cuda
+        return random_cuda.dropout_noise(r, shape, dtype, device.index, keep_below, scale)
+    noise = (sample("uniform", shape, dtype, device, generator) < keep_below).astype(dtype)
+    noise *= scale
+    return noise
 
 
 def sample_like(t, kind, a, b, generator=None):

@@ -53,6 +53,25 @@ def test_same_seed_same_numbers_on_cpu_and_gpu():
 
 
 @gpu
+def test_gpu_uniform_draws_and_dropout_masks_are_the_cpus_and_leave_the_same_state():
+    """Drawn on the GPU from the host generator's state (ops/random_cuda.py): odd float32
+    lengths leave numpy's buffered half for the next draw on either device."""
+    results = []
+    for device in ("cpu", "cuda"):
+        distnn.manual_seed(5)
+        x = distnn.ones(3001, device=device)
+        draws = [distnn.rand(7, device=device), distnn.rand(4, 5, dtype=distnn.float64, device=device),
+                 distnn.nn.functional.dropout(x, 0.3), distnn.empty(1001, device=device).uniform_(-2, 3),
+                 distnn.nn.functional.dropout(x.double(), 0.5), distnn.rand(1, device=device)]
+        results.append([d.cpu().numpy() for d in draws] + [distnn.get_rng_state()])
+    for ours, theirs in zip(*results):
+        if isinstance(ours, dict):
+            assert ours == theirs
+        else:
+            np.testing.assert_array_equal(ours, theirs)
+
+
+@gpu
 def test_device_mismatch_is_reported():
     with pytest.raises(RuntimeError, match="same device"):
         distnn.ones(2) + distnn.ones(2, device="cuda")

@@ -32,16 +32,14 @@ def _dropout(input, p, training, inplace, mask_shape, alpha=False):
     shift = None
     if p == 1:  # everything dropped, alpha dropout included (as PyTorch)
         noise = backend.array_module(input._data).zeros((), dtype)
+    elif alpha:
+        noise = (random.sample("uniform", mask_shape, dtype, input.device) < 1 - p).astype(dtype)
+        a = 1.0 / ((_SELU_ALPHA * _SELU_ALPHA * p + 1) * (1 - p)) ** 0.5
+        shift = _wrap((noise - 1) * dtype.type(_SELU_ALPHA * a) + dtype.type(_SELU_ALPHA * a * p))
+        noise *= dtype.type(a)
     else:
-        keep = random.sample("uniform", mask_shape, dtype, input.device) < 1 - p
-        noise = keep.astype(dtype)
-        if alpha:
-            a = 1.0 / ((_SELU_ALPHA * _SELU_ALPHA * p + 1) * (1 - p)) ** 0.5
-            shift = _wrap((noise - 1) * dtype.type(_SELU_ALPHA * a) + dtype.type(_SELU_ALPHA * a * p))
-            noise *= dtype.type(a)
-        else:
-            # PyTorch divides in the input's dtype: the kept scale is float32(1) / float32(1 - p)
-            noise *= dtype.type(1) / dtype.type(1 - p)
+        # PyTorch divides in the input's dtype: the kept scale is float32(1) / float32(1 - p)
+        noise = random.scaled_keep_mask(mask_shape, dtype, input.device, 1 - p, dtype.type(1) / dtype.type(1 - p))
     noise = _wrap(noise)
     if inplace:
         input.mul_(noise)

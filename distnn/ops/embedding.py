@@ -7,6 +7,7 @@ import numpy as np
 from ..autograd.function import Op
 from ..backend import array_module
 from ..debug import checks_values
+from . import cuda_source, embedding_cuda
 from .common import no_grad_result
 from .gather_scatter import _check_range
 from .linear_map import linear_map
@@ -50,8 +51,11 @@ def _row_scale(xp, flat, weight_shape, padding_idx, scale, dtype):
 def _rows_to_table(xp, g, indices, weight_shape, padding_idx, scale):
     """Embedding's backward: each looked-up row's gradient summed into its table row."""
     flat = indices.reshape(-1)
-    grad = xp.zeros(weight_shape, g.dtype)
-    xp.add.at(grad, flat, g.reshape(flat.size, -1))
+    if cuda_source.takes(xp, g):  # no atomics: the CPU's bits
+        grad = embedding_cuda.rows_to_table(xp, g, flat, weight_shape)
+    else:
+        grad = xp.zeros(weight_shape, g.dtype)
+        xp.add.at(grad, flat, g.reshape(flat.size, -1))
     factor = _row_scale(xp, flat, weight_shape, padding_idx, scale, g.dtype)
     return grad if factor is None else grad * factor
 

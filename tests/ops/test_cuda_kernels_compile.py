@@ -13,7 +13,8 @@ import os
 import numpy as np
 import pytest
 
-from distnn.ops import conv_cuda, cuda_source, fused_cuda, norm_cuda, pool_cuda, rnn_cuda
+from distnn.ops import (conv_cuda, cuda_source, embedding_cuda, fused_cuda, norm_cuda, pool_cuda, random_cuda,
+                        rnn_cuda)
 from distnn.optim import fused_cuda as optim_cuda
 
 
@@ -33,7 +34,8 @@ pytestmark = pytest.mark.skipif(NVRTC is None, reason="needs NVRTC (pip install 
 
 FLOATS = [np.float32, np.float64]
 INDICES = [np.int32, np.int64]
-SOURCES = ([(module, (("T", t), ("I", i))) for module in (conv_cuda, fused_cuda, norm_cuda, rnn_cuda, optim_cuda)
+FLOAT_MODULES = (conv_cuda, embedding_cuda, fused_cuda, norm_cuda, random_cuda, rnn_cuda, optim_cuda)
+SOURCES = ([(module, (("T", t), ("I", i))) for module in FLOAT_MODULES
             for t, i in itertools.product(FLOATS, INDICES)]
            + [(pool_cuda, (("T", t), ("P", p), ("I", i)))
               for t, p, i in itertools.product(list(cuda_source.C_TYPES), [np.int8, np.int32], INDICES)])

@@ -1,8 +1,9 @@
-"""The CUDA kernels of pool_cuda, fused_cuda, norm_cuda and rnn_cuda run on the CPU (cuda_emulation:
+"""The CUDA kernels of pool_cuda, fused_cuda, norm_cuda, rnn_cuda and embedding_cuda run on the CPU (cuda_emulation:
 g++, one thread for the whole grid) against pool.py's, softmaxes.py's and the norms' numpy
 formulas: max pooling's maxima, picks, backward and its adjoint over strides,
 padding, dilation, ties and NaNs; ReLU's gradient; softmax and log-softmax forward
-and backward; NLL loss with ignored targets; bias sums. On a GPU the same kernels
+and backward; NLL loss with ignored targets; bias sums; embedding's backward in
+numpy's add.at order. On a GPU the same kernels
 are checked against the CPU path by test_fused_cuda.py."""
 
 import itertools
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from cuda_emulation import HAVE_COMPILER, emulated
-from distnn.ops import cuda_source, fused_cuda, norm_cuda, pool, pool_cuda, softmaxes
+from distnn.ops import cuda_source, embedding, fused_cuda, norm_cuda, pool, pool_cuda, softmaxes
 from distnn.ops.pool import PoolGeometry
 from distnn.ops.selection import masked
 
@@ -245,3 +246,20 @@ def test_batch_norm_kernels(monkeypatch, dtype, shape, affine, running):
     np.testing.assert_allclose(gi, (g - sum_g / m - want_xhat * (sum_gx / m)) * scale, **TOLERANCES[dtype])
     np.testing.assert_allclose(gw, sum_gx.reshape(-1), **TOLERANCES[dtype])
     np.testing.assert_allclose(gb, sum_g.reshape(-1), **TOLERANCES[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("index_dtype", [np.int64, np.int32])
+@pytest.mark.parametrize("padding_idx,scale", [(None, False), (2, True)])
+def test_embedding_backward_kernel_sums_in_lookup_order(monkeypatch, dtype, index_dtype, padding_idx, scale):
+    """numpy's add.at order, so the bits of the CPU path: repeated rows (a Zipf-like
+    draw) over magnitudes far apart, where another order rounds differently."""
+    xp = emulated(monkeypatch)
+    rng = np.random.default_rng(3)
+    indices = np.minimum(rng.zipf(1.3, (7, 40)) - 1, 49).astype(index_dtype)
+    g = (rng.standard_normal((7, 40, 6)) * 10.0 ** rng.integers(-4, 5, (7, 40, 1))).astype(dtype)
+    args = (indices, (50, 6), padding_idx, scale)
+    got = embedding._rows_to_table(xp, g, *args)
+    want = embedding._rows_to_table(np, g, *args)
+    assert np.count_nonzero(np.bincount(indices.reshape(-1)) > 5) >= 3  # runs to sum
+    np.testing.assert_array_equal(got, want)

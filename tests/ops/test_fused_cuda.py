@@ -1,6 +1,7 @@
-"""The GPU kernels of fused_cuda, pool_cuda, norm_cuda and rnn_cuda on the GPU: ReLU's
-gradient, softmax and log-softmax, NLL / cross-entropy, bias gradients, max pooling
-(forward, backward, double backward), batch and layer norm, LSTM and GRU layers,
+"""The GPU kernels of fused_cuda, pool_cuda, norm_cuda, rnn_cuda and embedding_cuda on
+the GPU: ReLU's gradient, softmax and log-softmax, NLL / cross-entropy, bias gradients,
+max pooling (forward, backward, double backward), batch and layer norm, LSTM and GRU
+layers, embedding's backward,
 against distnn's CPU path, in float32 and float64, with the launches each makes and
 the same bits on every run. Skipped without a GPU (the kernels' logic runs on the CPU
 in test_cuda_kernels_emulated.py, and NVRTC compiles them in test_cuda_kernels_compile.py)."""
@@ -207,3 +208,20 @@ def test_batch_norm_kernels(monkeypatch, dtype, module, shape, kwargs):
     assert launched.count("distnn_batch_norm") == 2 and launched.count("distnn_batch_norm_backward") == 2
     for want, got in zip(*results):
         np.testing.assert_allclose(got, want, **TOLERANCES[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_embedding_backward_is_the_cpus_bits_every_run(dtype):
+    """embedding_cuda sums each table row's lookups in lookup order, as numpy's add.at:
+    the CPU's bits, where CuPy's add.at (atomics) varied from run to run."""
+    rng = np.random.default_rng(4)
+    idx = np.minimum(rng.zipf(1.2, (35, 20)) - 1, 999)
+    table = rng.standard_normal((1000, 64)).astype(dtype)
+    g = (rng.standard_normal((35, 20, 64)) * 10.0 ** rng.integers(-4, 5, (35, 20, 1))).astype(dtype)
+    grads = []
+    for device in ("cpu", "cuda", "cuda"):
+        w = distnn.from_numpy(table).to(device).requires_grad_()
+        F.embedding(distnn.from_numpy(idx).to(device), w).backward(distnn.from_numpy(g).to(device))
+        grads.append(w.grad.cpu().numpy())
+    np.testing.assert_array_equal(grads[1], grads[0])
+    np.testing.assert_array_equal(grads[2], grads[0])
