@@ -4,7 +4,9 @@ average/max pooling.
 A window position is a strided slice of the (padded) input, so a pass is one
 vectorised array op per kernel offset. Selections are arithmetic on masks, not
 ``where``/masked copies: numpy's masked ops branch per element and ran ~10x
-slower on the random masks max pooling produces. Max pooling routes the
+slower on the random masks max pooling produces. The backward selects each
+offset's gradients by bits (``selection.masked``), so an inf or NaN output
+gradient reaches only the input its window picked, as in PyTorch. Max pooling routes the
 gradient to the first maximum of each window (the last NaN, if any), as
 PyTorch's kernels do. Windows that tile the input (the MNIST ConvNet's 2x2) are
 first copied apart into one contiguous plane per kernel offset: numpy's
@@ -18,6 +20,7 @@ from ..autograd.graph_xp import recording
 from ..threads import map_chunks
 from . import pool_cuda
 from .linear_map import linear_map
+from .selection import masked
 from .common import no_grad_result
 from .shape import squeeze, unsqueeze
 
@@ -158,15 +161,13 @@ def _to_maxima(xp, g, pick, geo, in_shape, tiling):
     n, c, h, w = in_shape
     (kh, kw), ow = geo.kernel, geo.out_hw[1]
     if tiling:
-        # every input element belongs to exactly one window: each offset is written once.
-        # Multiplying by the mask is branch-free (an inf/NaN upstream gradient would
-        # leak NaN into its window's other cells; PyTorch leaves those 0).
+        # every input element belongs to exactly one window: each offset is written once
         gx = xp.empty((n, c, h, w), g.dtype)
         windows = gx.reshape(-1, kh, ow, kw)
         g_rows, pick_rows = g.reshape(-1, ow), pick.reshape(-1, ow)
         for i in range(kh):
             for j in range(kw):
-                xp.multiply(g_rows, pick_rows == i * kw + j, out=windows[:, i, :, j])
+                masked(g_rows, pick_rows == i * kw + j, out=windows[:, i, :, j])
         return gx
     (gx,) = _by_sample_chunks(xp, lambda part, picks: _scatter_to_maxima(xp, part, picks, geo, (h, w)), g,
                               ((c, h, w),), (g.dtype,), pick)
@@ -183,7 +184,7 @@ def _scatter_to_maxima(xp, g, pick, geo, in_hw):
     h, w = in_hw
     canvas = xp.zeros(g.shape[:2] + (geo.canvas_hw or (h, w)), g.dtype)
     for number, s in _window_slices(geo):
-        canvas[s] += g * (pick == number)
+        canvas[s] += masked(g, pick == number)
     pt, pl = geo.padding
     return (canvas[:, :, pt:pt + h, pl:pl + w],)
 
@@ -219,7 +220,7 @@ def _from_maxima(xp, x, pick, geo, in_shape, tiling):
     canvas = _canvas(xp, x, geo, 0)
     out = None
     for number, s in _window_slices(geo):
-        part = canvas[s] * (pick == number)
+        part = masked(canvas[s], pick == number)
         out = part if out is None else out + part
     return out
 

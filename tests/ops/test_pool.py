@@ -82,6 +82,25 @@ def test_max_pool2d_nan_matches_torch(args):
 
 
 @requires_torch
+@pytest.mark.parametrize("shape,args", [((2, 3, 8, 8), (2,)), ((2, 3, 9, 9), (3, 2, 1)),
+                                        ((16, 4, 32, 32), (3, 2, 1))])  # by sample chunks
+def test_max_pool2d_non_finite_gradient_reaches_only_the_picked_input(shape, args):
+    """An inf or NaN output gradient goes to its window's max alone, as in PyTorch: the
+    window's other inputs get 0, not inf * 0."""
+    x = make_input(shape, seed=4).astype(np.float32)
+    results = []
+    for lib in (distnn, torch):
+        xt = lib.tensor(x, requires_grad=True)
+        y = lib.nn.functional.max_pool2d(xt, *args)
+        g = np.ones(tuple(y.shape), np.float32)
+        g[0, 0, 1, 1], g[1, 2, 0, 3], g[-1, -1, -1, -1] = np.inf, np.nan, -np.inf
+        y.backward(lib.tensor(g))
+        results.append(xt.grad.numpy())
+    np.testing.assert_array_equal(*results)
+    assert np.isfinite(results[0]).sum() == x.size - 3
+
+
+@requires_torch
 @pytest.mark.parametrize("shape,args,kwargs", [
     ((8, 10, 24, 24), (2,), {}),  # the MNIST ConvNet's pools
     ((8, 20, 8, 8), (2,), {}),
