@@ -237,6 +237,53 @@ def to_numpy(array):
     return move_to(array, CPU)
 
 
+_copy_streams = {}  # device index -> the side stream GPU arrays are staged through
+
+
+def _copy_stream(cupy, index):
+    stream = _copy_streams.get(index)
+    if stream is None:  # non-blocking: its copies overlap the legacy stream's kernels
+        stream = _copy_streams[index] = cupy.cuda.Stream(non_blocking=True)
+    return stream
+
+
+def stage_to_host(array):
+    """Start copying a GPU ``array`` into pinned host memory on a side stream, after
+    the work queued on the current stream so far, and return at once: (the flat host
+    array, a function that waits for the copy to land). A plain ``to_numpy`` waits for
+    the GPU to finish everything queued before it, so the host could not queue more
+    work meanwhile (DDP's buckets, launched during backward)."""
+    cupy = _import_cupy()
+    import cupyx
+    with cupy.cuda.Device(array.device.id):
+        source = cupy.ascontiguousarray(array).reshape(-1)
+        host = cupyx.empty_pinned(source.shape, source.dtype)
+        side = _copy_stream(cupy, array.device.id)
+        side.wait_event(cupy.cuda.get_current_stream().record())
+        try:
+            source.get(stream=side, out=host, blocking=False)
+        except TypeError:  # CuPy before 13: a copy on a given stream is asynchronous
+            source.get(stream=side, out=host)
+        landed = side.record()
+
+    def wait():
+        landed.synchronize()
+        return source  # kept alive (and its memory out of the pool) until the copy landed
+    return host, wait
+
+
+def unstage_from_host(array, host):
+    """Copy ``host`` (pinned, from ``stage_to_host``) back into the GPU ``array`` on the
+    same side stream (after the copy out, so after the work queued before it) and wait
+    for it, so ``host`` may be freed."""
+    cupy = _import_cupy()
+    with cupy.cuda.Device(array.device.id):
+        side = _copy_stream(cupy, array.device.id)
+        with side:
+            array[...] = cupy.asarray(host.reshape(array.shape))
+        side.synchronize()
+
+
 def tune_host_allocator():
     """Keep freed multi-megabyte buffers in the heap instead of giving them back.
 

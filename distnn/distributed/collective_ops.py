@@ -127,10 +127,13 @@ def _op_name(op, dtype=None):
 # --- collectives --------------------------------------------------------------------------
 
 def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op=False):
-    g, buf = resolve_group(group), HostBuffer(tensor)
+    # a GPU tensor goes out through pinned memory on a side stream, and this thread does
+    # not wait for it: DDP launches its buckets during backward
+    g, buf = resolve_group(group), HostBuffer(tensor, staged=True)
     name = _op_name(op, buf.dtype)
 
     def run(ex):
+        buf.landed()
         hierarchical.all_reduce_any(ex, buf.flat, "sum" if name == "avg" else name)
         if name == "avg":
             buf.flat /= ex.size

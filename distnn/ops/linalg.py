@@ -10,6 +10,7 @@ import numpy as np
 
 from ..autograd.function import Op
 from ..autograd.graph_xp import recording
+from ..threads import map_chunks
 from . import fused_cuda
 from .common import as_array, renamed_op
 
@@ -86,6 +87,21 @@ def _column_sums(xp, rows):
     return rows.sum(0)
 
 
+# bias adds past this many elements go by blocks of rows over the intra-op threads: a
+# language model's decoder output (700 x 10000) 1.45 -> 0.8 ms at 2 threads
+_ROW_BLOCK_ELEMENTS = 1 << 19
+
+
+def _add_rows(xp, out, bias):
+    """``out += bias`` for a fresh (rows, cols) ``out`` and a (cols,) ``bias``."""
+    if xp is not np or type(out) is not np.ndarray or out.size < 2 * _ROW_BLOCK_ELEMENTS or bias.ndim != 1:
+        out += bias
+        return
+    per = max(1, _ROW_BLOCK_ELEMENTS // out.shape[1])
+    map_chunks(xp, lambda rows: np.add(out[rows], bias, out=out[rows]),
+               [slice(i, i + per) for i in range(0, out.shape[0], per)])
+
+
 class Addmm(Op):
     """``beta * bias + alpha * (m1 @ m2)`` in one GEMM plus an in-place add.
 
@@ -107,7 +123,7 @@ class Addmm(Op):
             out *= alpha
         if bias is not None:
             if beta == 1:
-                out += bias
+                _add_rows(xp, out, bias)
             elif beta != 0:
                 out += beta * bias
         return out if m1.ndim == 2 else out.reshape(m1.shape[:-1] + (out.shape[-1],))
@@ -142,13 +158,9 @@ class LinearGemm(Op):
     @staticmethod
     def forward(ctx, bias, x, w):
         ctx.save_for_backward(x, w)
-        if x.ndim == 2:
-            out = ctx.xp.matmul(x, w.T)
-            out += bias
-            return out
-        out = ctx.xp.matmul(x.reshape(-1, x.shape[-1]), w.T)
-        out += bias
-        return out.reshape(x.shape[:-1] + (out.shape[-1],))
+        out = ctx.xp.matmul(x if x.ndim == 2 else x.reshape(-1, x.shape[-1]), w.T)
+        _add_rows(ctx.xp, out, bias)
+        return out if x.ndim == 2 else out.reshape(x.shape[:-1] + (out.shape[-1],))
 
     @staticmethod
     def backward(ctx, g):
