@@ -214,6 +214,21 @@ def compare_derivatives_with_torch(fn, arrays, order=2, rtol=1e-9, atol=1e-12):
             np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=f"{what} differs from torch")
 
 
+def count_served(monkeypatch, module, functions):
+    """{kind: calls of ``module.<function>`` that returned a result (not None)} for the
+    ``(kind, function)`` pairs: which calls a path such as oneDNN took."""
+    counts = {kind: 0 for kind, _ in functions}
+    for kind, name in functions:
+        real = getattr(module, name)
+
+        def counted(*args, _real=real, _kind=kind):
+            out = _real(*args)
+            counts[_kind] += out is not None
+            return out
+        monkeypatch.setattr(module, name, counted)
+    return counts
+
+
 def check_op(fn, arrays, requires_grad=None, gradcheck=True, torch_check=True, **tol):
     """gradcheck (float64) and the torch comparison (float32) for one case."""
     if gradcheck:

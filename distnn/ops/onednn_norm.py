@@ -81,20 +81,26 @@ def applies(*arrays):
                                        for a in arrays)
 
 
-def _scale_shift(channels, weight, bias):
-    scale = np.ones(channels, np.float32) if weight is None else np.ascontiguousarray(weight)
-    return scale, np.zeros(channels, np.float32) if bias is None else np.ascontiguousarray(bias)
+def _prepared(x, weight, bias, eps):
+    """(the cached _BatchNorm, scale, shift, two fresh per-channel arrays), or None where
+    oneDNN does not take ``x``; an absent weight scales by 1, an absent bias shifts by 0."""
+    bn = _primitives(x.shape, eps)
+    if bn is None:
+        return None
+    c = x.shape[1]
+    scale = np.ones(c, np.float32) if weight is None else np.ascontiguousarray(weight)
+    shift = np.zeros(c, np.float32) if bias is None else np.ascontiguousarray(bias)
+    return bn, scale, shift, np.empty(c, np.float32), np.empty(c, np.float32)
 
 
 def batch_norm(x, weight, bias, eps):
     """(output, mean, biased variance) of training batch norm, or None where oneDNN
     does not take it."""
-    bn = _primitives(x.shape, eps)
-    if bn is None:
+    prepared = _prepared(x, weight, bias, eps)
+    if prepared is None:
         return None
-    c = x.shape[1]
-    scale, shift = _scale_shift(c, weight, bias)
-    out, mean, var = np.empty(x.shape, np.float32), np.empty(c, np.float32), np.empty(c, np.float32)
+    bn, scale, shift, mean, var = prepared
+    out = np.empty(x.shape, np.float32)
     bn.run("forward", {_SRC: np.ascontiguousarray(x), _DST: out, _SCALE: scale, _SHIFT: shift,
                        _MEAN: mean, _VARIANCE: var})
     return out, mean, var
@@ -103,12 +109,11 @@ def batch_norm(x, weight, bias, eps):
 def batch_norm_backward(x, g, mean, var, weight, eps):
     """(input gradient, sum of g * xhat, sum of g) per channel, given forward's
     ``mean`` and ``var``; or None where oneDNN does not take it."""
-    bn = _primitives(x.shape, eps)
-    if bn is None:
+    prepared = _prepared(x, weight, None, eps)
+    if prepared is None:
         return None
-    c = x.shape[1]
-    scale, _ = _scale_shift(c, weight, None)
-    grad_input, sum_gx, sum_g = np.empty(x.shape, np.float32), np.empty(c, np.float32), np.empty(c, np.float32)
+    bn, scale, _, sum_gx, sum_g = prepared
+    grad_input = np.empty(x.shape, np.float32)
     bn.run("backward", {_SRC: np.ascontiguousarray(x), _DIFF_DST: np.ascontiguousarray(g), _SCALE: scale,
                         _MEAN: mean, _VARIANCE: var, _DIFF_SRC: grad_input, _DIFF_SCALE: sum_gx,
                         _DIFF_SHIFT: sum_g})

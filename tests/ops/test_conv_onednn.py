@@ -17,7 +17,7 @@ from distnn.ops import onednn
 from conv_cases import (CONV1D_CASES, CONV2D_CASES, CONV_TRANSPOSE1D_CASES, CONV_TRANSPOSE2D_CASES,
                         MODERATE_CONV2D_CASES, conv_call, conv_inputs)
 from fork_child import fork_child_script
-from op_check import compare_with_torch, requires_torch
+from op_check import compare_with_torch, count_served, requires_torch
 
 try:
     import torch
@@ -37,16 +37,7 @@ def enabled(monkeypatch):
 @pytest.fixture
 def calls(monkeypatch):
     """How many forward and backward calls went through oneDNN."""
-    counts = {"forward": 0, "backward": 0}
-    for name, fn in (("forward", "convolve"), ("backward", "gradients")):
-        real = getattr(onednn, fn)
-
-        def counted(*args, _real=real, _name=name):
-            out = _real(*args)
-            counts[_name] += out is not None
-            return out
-        monkeypatch.setattr(onednn, fn, counted)
-    return counts
+    return count_served(monkeypatch, onednn, (("forward", "convolve"), ("backward", "gradients")))
 
 
 @requires_torch

@@ -9,7 +9,7 @@ import pytest
 import distnn
 from distnn.backends import mkldnn
 from distnn.ops import onednn_norm
-from op_check import compare_with_torch, make_input, requires_torch, torch
+from op_check import compare_with_torch, count_served, make_input, requires_torch, torch
 
 pytestmark = pytest.mark.skipif(not mkldnn.is_available(),
                                 reason="oneDNN's library (pip onednn-cpu-gomp) is not installed")
@@ -23,16 +23,7 @@ def enabled(monkeypatch):
 @pytest.fixture
 def calls(monkeypatch):
     """How many forward and backward calls went through oneDNN."""
-    counts = {"forward": 0, "backward": 0}
-    for name, fn in (("forward", "batch_norm"), ("backward", "batch_norm_backward")):
-        real = getattr(onednn_norm, fn)
-
-        def counted(*args, _real=real, _name=name):
-            out = _real(*args)
-            counts[_name] += out is not None
-            return out
-        monkeypatch.setattr(onednn_norm, fn, counted)
-    return counts
+    return count_served(monkeypatch, onednn_norm, (("forward", "batch_norm"), ("backward", "batch_norm_backward")))
 
 
 def _functional(lib):
