@@ -1,6 +1,7 @@
 """ops/random_cuda.py's kernels run on the CPU (tests/cuda_emulation.py): the numbers
 numpy's PCG64 Generator would have drawn, bit for bit, and the generator left in the
-very state its own draw leaves, buffered float32 half included."""
+very state its own draw leaves, buffered float32 half included; and random.py's GPU
+branches reaching them (CuPy stood in for by numpy)."""
 
 import numpy as np
 import pytest
@@ -69,3 +70,43 @@ def test_other_generators_and_dtypes_stay_on_the_host():
     assert random_cuda.takes(np.random.Generator(np.random.PCG64(0)), np.float32)
     assert not random_cuda.takes(np.random.Generator(np.random.Philox(0)), np.float32)
     assert not random_cuda.takes(np.random.Generator(np.random.PCG64(0)), np.float16)
+
+
+class _CupyShim:
+    """What random_cuda asks of CuPy (a device context and ``empty``), over numpy."""
+
+    class cuda:
+        class Device:
+            def __init__(self, index):
+                self.index = index
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+    empty = staticmethod(np.empty)
+
+
+def test_the_gpu_entry_points_draw_the_host_generators_numbers(gpu, monkeypatch):
+    """random.sample's and random.scaled_keep_mask's GPU branches, through
+    random_cuda.uniform and dropout_noise: the numbers and the state the CPU gets."""
+    import distnn
+    from distnn import backend, random
+    monkeypatch.setattr(random_cuda, "_import_cupy", lambda: _CupyShim)
+    monkeypatch.setattr(backend, "move_to", lambda array, device: array)  # the arrays stand for GPU ones
+    results = []
+    for device in ("cpu", "cuda"):
+        distnn.manual_seed(9)
+        draws = [random.sample("uniform", (5, 7), np.float32, device),
+                 random.sample("uniform", (4,), np.float64, device, low=-2.0, high=3.0),
+                 random.scaled_keep_mask((9, 3), np.float32, device, 0.7, np.float32(1) / np.float32(0.7)),
+                 random.sample("uniform", (3,), np.float32, device)]
+        results.append(draws + [distnn.get_rng_state()])
+    for ours, theirs in zip(*results):
+        if isinstance(ours, dict):
+            assert ours == theirs
+        else:
+            assert ours.dtype == theirs.dtype
+            np.testing.assert_array_equal(ours, theirs)
