@@ -154,7 +154,7 @@ def test_without_a_token_a_rank_goes_to_its_first_claimant(tmp_path):
             assert reply["error"] is None and len(reply["secret"]) == 32, reply
             store.close()
         finally:
-            context.term()
+            context.destroy(linger=0)  # closes what an error left open: term() would wait on it forever
         procs.append(start_rank(FAULTS, 1, 2, port, ["join"], token="", env=env))
     except BaseException:
         collect(procs, timeout=1)
@@ -196,7 +196,7 @@ def test_garbage_on_data_and_store_ports_while_the_job_runs(tmp_path):
             store.close()
             raw_tcp(f"tcp://127.0.0.1:{port}", [os.urandom(1000)])
         finally:
-            context.term()
+            context.destroy(linger=0)  # closes what an error left open: term() would wait on it forever
     finally:
         (tmp_path / "go").touch()
     results = collect(procs, timeout=60)
@@ -235,7 +235,7 @@ def test_wrong_token_cannot_claim_a_rank_before_it_joins(tmp_path):
             store.send(os.urandom(300))
             store.close()
         finally:
-            context.term()
+            context.destroy(linger=0)  # closes what an error left open: term() would wait on it forever
         procs += [start_rank(INTRUDED, r, world_size, port, [tmp_path]) for r in range(1, world_size)]
     except BaseException:
         collect(procs, timeout=1)
