@@ -91,9 +91,9 @@ def sample(kind, shape, dtype, device=None, generator=None, low=0.0, high=1.0):
     dtype = np.dtype(dtype)
     draw_dtype = dtype if dtype in (np.float32, np.float64) else np.float64
     if kind == "uniform":
-        if device.type == "cuda" and _on_gpu(r, draw_dtype):
-            from .ops import random_cuda
-            arr = random_cuda.uniform(r, shape, draw_dtype, device.index)
+        gpu = _gpu_draws(device, r, draw_dtype)
+        if gpu:
+            arr = gpu.uniform(r, shape, draw_dtype, device.index)
         else:
             arr = r.random(shape, dtype=draw_dtype)
         if (low, high) != (0.0, 1.0):  # in the draw's dtype on either device, as numpy with Python floats
@@ -109,9 +109,12 @@ def sample(kind, shape, dtype, device=None, generator=None, low=0.0, high=1.0):
     return backend.move_to(arr.astype(dtype, copy=False), device)
 
 
-def _on_gpu(r, dtype):
-    from .ops import random_cuda
-    return random_cuda.takes(r, dtype)
+def _gpu_draws(device, r, dtype):
+    """ops.random_cuda where it draws ``r``'s numbers of ``dtype`` for ``device``, else None."""
+    if device.type != "cuda":
+        return None
+    from .ops import random_cuda  # ops import this module
+    return random_cuda if random_cuda.takes(r, dtype) else None
 
 
 def scaled_keep_mask(shape, dtype, device, keep_below, scale, generator=None):
@@ -119,9 +122,9 @@ def scaled_keep_mask(shape, dtype, device, keep_below, scale, generator=None):
     ``dtype`` on ``device``: dropout's noise, in one kernel on a GPU."""
     device, dtype = backend.as_device(device), np.dtype(dtype)
     r = rng(generator)
-    if device.type == "cuda" and not backend.capturing() and _on_gpu(r, dtype):
-        from .ops import random_cuda
-        return random_cuda.dropout_noise(r, shape, dtype, device.index, keep_below, scale)
+    gpu = None if backend.capturing() else _gpu_draws(device, r, dtype)  # capturing: sample() says why not
+    if gpu:
+        return gpu.dropout_noise(r, shape, dtype, device.index, keep_below, scale)
     noise = (sample("uniform", shape, dtype, device, generator) < keep_below).astype(dtype)
     noise *= scale
     return noise

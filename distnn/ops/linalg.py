@@ -98,7 +98,7 @@ def _add_rows(xp, out, bias):
         out += bias
         return
     per = max(1, _ROW_BLOCK_ELEMENTS // out.shape[1])
-    map_chunks(xp, lambda rows: np.add(out[rows], bias, out=out[rows]),
+    map_chunks(xp, lambda rows: xp.add(out[rows], bias, out=out[rows]),
                [slice(i, i + per) for i in range(0, out.shape[0], per)])
 
 

@@ -201,7 +201,6 @@ class NativeBatchNorm(Op):
         axes = _non_channel_axes(input.ndim)
         shape = _channel_shape(input.ndim)
         ctx.axes, ctx.training, ctx.eps = axes, training, eps
-        blocks = _sample_blocks(xp, input) if training else None
         out = None
         running = [None if r is None else r._data for r in (running_mean, running_var)]
         if training and norm_cuda.takes_batch_norm(xp, input, weight, bias, *running):  # one kernel on a GPU
@@ -216,7 +215,7 @@ class NativeBatchNorm(Op):
             mean, var = mean.reshape(shape), var.reshape(shape)
             invstd = 1 / xp.sqrt(var + eps)
             xhat, ctx.mean = None, mean
-        elif blocks:  # no xhat kept: backward recomputes x - mean from the input
+        elif training and (blocks := _sample_blocks(xp, input)):  # no xhat kept: backward recomputes x - mean
             out, mean, var, invstd = _blocked_batch_norm(xp, input, weight, bias, eps, blocks)
             xhat, ctx.mean = None, mean
         elif training:
